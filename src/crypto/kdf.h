@@ -1,0 +1,21 @@
+// PIN to TPM auth values. The TPM counts and limits guesses, so the KDF is not
+// the barrier; it keeps the raw PIN off the TPM and salts it per token and role.
+#pragma once
+#include <cstdint>
+
+#include "util/bytes.h"
+
+namespace tpmtoken::crypto {
+
+Secret Pbkdf2Sha256(ByteView password, ByteView salt, uint32_t iterations, size_t length);
+
+// The two auth values one PIN opens: the PIN counter NV index's and the seal's.
+struct PinAuth {
+  Secret nv;
+  Secret seal;
+};
+// Each value is 32 bytes with a non-zero last byte: the TPM drops trailing
+// zero octets of an authValue, so a value ending in zero would not round-trip.
+PinAuth DerivePinAuth(ByteView pin, ByteView salt, uint32_t iterations);
+
+}  // namespace tpmtoken::crypto

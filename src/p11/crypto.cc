@@ -1,0 +1,185 @@
+// The PKCS#11 C ABI for cryptographic operations. Digests and random numbers
+// run now; key operations answer from the mechanism table, which holds no key
+// mechanism yet, so their Init calls return CKR_MECHANISM_INVALID and their
+// later steps CKR_OPERATION_NOT_INITIALIZED, as the spec orders.
+#include "mech/table.h"
+#include "p11/guard.h"
+#include "p11/interface.h"
+
+using tpmtoken::Module;
+using tpmtoken::p11::Bytes;
+using tpmtoken::p11::Guarded;
+
+namespace {
+
+CK_RV NoKeyMechanism(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!mech) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) {
+    return m.HasSession(h) ? CKR_MECHANISM_INVALID : CKR_SESSION_HANDLE_INVALID;
+  });
+}
+
+CK_RV NoActiveOperation(CK_SESSION_HANDLE h) {
+  return Guarded([&](Module& m) {
+    return m.HasSession(h) ? CKR_OPERATION_NOT_INITIALIZED : CKR_SESSION_HANDLE_INVALID;
+  });
+}
+
+}  // namespace
+
+TPMTOKEN_EXPORT CK_RV C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE) {
+  return NoKeyMechanism(h, mech);
+}
+TPMTOKEN_EXPORT CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
+                                CK_ULONG_PTR) {
+  return NoActiveOperation(h);
+}
+TPMTOKEN_EXPORT CK_RV C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
+                                      CK_ULONG_PTR) {
+  return NoActiveOperation(h);
+}
+TPMTOKEN_EXPORT CK_RV C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG_PTR) {
+  return NoActiveOperation(h);
+}
+TPMTOKEN_EXPORT CK_RV C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE) {
+  return NoKeyMechanism(h, mech);
+}
+TPMTOKEN_EXPORT CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
+                                CK_ULONG_PTR) {
+  return NoActiveOperation(h);
+}
+TPMTOKEN_EXPORT CK_RV C_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
+                                      CK_ULONG_PTR) {
+  return NoActiveOperation(h);
+}
+TPMTOKEN_EXPORT CK_RV C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG_PTR) {
+  return NoActiveOperation(h);
+}
+
+TPMTOKEN_EXPORT CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!mech) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.DigestInit(h, mech); });
+}
+TPMTOKEN_EXPORT CK_RV C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len,
+                               CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if ((!data && len) || !out_len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.Digest(h, Bytes(data, len), out, out_len); });
+}
+TPMTOKEN_EXPORT CK_RV C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!data && len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.DigestUpdate(h, Bytes(data, len)); });
+}
+TPMTOKEN_EXPORT CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE) {
+  // Secret keys live in the TPM and never reach a software digest.
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  (void)h;
+  return CKR_FUNCTION_NOT_SUPPORTED;
+}
+TPMTOKEN_EXPORT CK_RV C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!out_len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.DigestFinal(h, out, out_len); });
+}
+
+TPMTOKEN_EXPORT CK_RV C_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE) {
+  return NoKeyMechanism(h, mech);
+}
+TPMTOKEN_EXPORT CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
+                             CK_ULONG_PTR) {
+  return NoActiveOperation(h);
+}
+TPMTOKEN_EXPORT CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG) {
+  return NoActiveOperation(h);
+}
+TPMTOKEN_EXPORT CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG_PTR) {
+  return NoActiveOperation(h);
+}
+TPMTOKEN_EXPORT CK_RV C_SignRecoverInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  return CKR_FUNCTION_NOT_SUPPORTED;
+}
+TPMTOKEN_EXPORT CK_RV C_SignRecover(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
+                                    CK_ULONG_PTR) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  return CKR_FUNCTION_NOT_SUPPORTED;
+}
+TPMTOKEN_EXPORT CK_RV C_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE) {
+  return NoKeyMechanism(h, mech);
+}
+TPMTOKEN_EXPORT CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG) {
+  return NoActiveOperation(h);
+}
+TPMTOKEN_EXPORT CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG) {
+  return NoActiveOperation(h);
+}
+TPMTOKEN_EXPORT CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG) {
+  return NoActiveOperation(h);
+}
+TPMTOKEN_EXPORT CK_RV C_VerifyRecoverInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  return CKR_FUNCTION_NOT_SUPPORTED;
+}
+TPMTOKEN_EXPORT CK_RV C_VerifyRecover(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
+                                      CK_ULONG_PTR) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  return CKR_FUNCTION_NOT_SUPPORTED;
+}
+
+// Dual-function operations are optional (2.40, 5.13) and not offered.
+#define TPMTOKEN_DUAL(name)                                                               \
+  TPMTOKEN_EXPORT CK_RV name(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,        \
+                             CK_ULONG_PTR) {                                               \
+    return tpmtoken::p11::Current() ? CKR_FUNCTION_NOT_SUPPORTED                           \
+                                    : CKR_CRYPTOKI_NOT_INITIALIZED;                        \
+  }
+TPMTOKEN_DUAL(C_DigestEncryptUpdate)
+TPMTOKEN_DUAL(C_DecryptDigestUpdate)
+TPMTOKEN_DUAL(C_SignEncryptUpdate)
+TPMTOKEN_DUAL(C_DecryptVerifyUpdate)
+#undef TPMTOKEN_DUAL
+
+TPMTOKEN_EXPORT CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR,
+                                    CK_ULONG, CK_OBJECT_HANDLE_PTR) {
+  return NoKeyMechanism(h, mech);
+}
+TPMTOKEN_EXPORT CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
+                                        CK_ATTRIBUTE_PTR, CK_ULONG, CK_ATTRIBUTE_PTR, CK_ULONG,
+                                        CK_OBJECT_HANDLE_PTR, CK_OBJECT_HANDLE_PTR) {
+  return NoKeyMechanism(h, mech);
+}
+TPMTOKEN_EXPORT CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE,
+                                CK_OBJECT_HANDLE, CK_BYTE_PTR, CK_ULONG_PTR) {
+  return NoKeyMechanism(h, mech);
+}
+TPMTOKEN_EXPORT CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE,
+                                  CK_BYTE_PTR, CK_ULONG, CK_ATTRIBUTE_PTR, CK_ULONG,
+                                  CK_OBJECT_HANDLE_PTR) {
+  return NoKeyMechanism(h, mech);
+}
+TPMTOKEN_EXPORT CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE,
+                                  CK_ATTRIBUTE_PTR, CK_ULONG, CK_OBJECT_HANDLE_PTR) {
+  return NoKeyMechanism(h, mech);
+}
+
+TPMTOKEN_EXPORT CK_RV C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!seed && len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.SeedRandom(h); });
+}
+TPMTOKEN_EXPORT CK_RV C_GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!out && len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.GenerateRandom(h, out, len); });
+}
+
+// Functions run to completion; there is nothing in parallel to ask after.
+TPMTOKEN_EXPORT CK_RV C_GetFunctionStatus(CK_SESSION_HANDLE) {
+  return tpmtoken::p11::Current() ? CKR_FUNCTION_NOT_PARALLEL : CKR_CRYPTOKI_NOT_INITIALIZED;
+}
+TPMTOKEN_EXPORT CK_RV C_CancelFunction(CK_SESSION_HANDLE) {
+  return tpmtoken::p11::Current() ? CKR_FUNCTION_NOT_PARALLEL : CKR_CRYPTOKI_NOT_INITIALIZED;
+}

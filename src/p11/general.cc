@@ -1,0 +1,127 @@
+// C_Initialize, C_Finalize, C_GetInfo and the process-wide state.
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "p11/guard.h"
+#include "p11/interface.h"
+
+namespace tpmtoken::p11 {
+namespace {
+
+std::mutex g_init_mu;
+Module* g_module = nullptr;  // owned; deliberately leaked in a forked child
+pid_t g_pid = 0;
+
+std::mutex g_os_lock;
+CK_C_INITIALIZE_ARGS g_app_lock{};
+void* g_app_mutex = nullptr;
+
+}  // namespace
+
+Module* Current() { return (g_module && g_pid == getpid()) ? g_module : nullptr; }
+
+void Lock() {
+  if (g_app_mutex)
+    g_app_lock.LockMutex(g_app_mutex);
+  else
+    g_os_lock.lock();
+}
+
+void Unlock() {
+  if (g_app_mutex)
+    g_app_lock.UnlockMutex(g_app_mutex);
+  else
+    g_os_lock.unlock();
+}
+
+CK_RV MapTpmError(const tpm::TpmError& e) {
+  switch (e.base()) {
+    case TPM2_RC_LOCKOUT:
+      log::Error(e.what(),
+                 ": the TPM is in dictionary-attack lockout; wait for it to recover or clear it "
+                 "with the lockout authorization (tpm2_dictionarylockout --clear-lockout)");
+      return CKR_PIN_LOCKED;
+    case TPM2_RC_NV_SPACE:
+      log::Error(e.what(), ": the TPM has no NV space left for PIN counters");
+      return CKR_DEVICE_MEMORY;
+    case TPM2_RC_BAD_AUTH:
+    case TPM2_RC_AUTH_FAIL:
+      log::Error(e.what(),
+                 ": the TPM refused the owner authorization; set owner_auth in tpmtoken.conf");
+      return CKR_DEVICE_ERROR;
+    default:
+      log::Error(e.what());
+      return CKR_DEVICE_ERROR;
+  }
+}
+
+CK_RV Initialize(CK_VOID_PTR init_args) {
+  std::lock_guard init(g_init_mu);
+  if (Current()) return CKR_CRYPTOKI_ALREADY_INITIALIZED;
+  // A module inherited across fork() belongs to the parent: leave its TPM
+  // connection, store handle and memory alone.
+  g_module = nullptr;
+  CK_C_INITIALIZE_ARGS args{};
+  if (init_args) {
+    std::memcpy(&args, init_args, sizeof args);
+    if (args.pReserved) return CKR_ARGUMENTS_BAD;
+    const int given = !!args.CreateMutex + !!args.DestroyMutex + !!args.LockMutex +
+                      !!args.UnlockMutex;
+    if (given != 0 && given != 4) return CKR_ARGUMENTS_BAD;
+    if (given == 4 && !(args.flags & CKF_OS_LOCKING_OK)) {
+      void* mutex = nullptr;
+      if (args.CreateMutex(&mutex) != CKR_OK) return CKR_CANT_LOCK;
+      g_app_lock = args;
+      g_app_mutex = mutex;
+    }
+  }
+  // ESAPI logs every TPM error to stderr; the module reports what matters in
+  // its own words. TSS2_LOG set by the user still wins.
+  setenv("TSS2_LOG", "all+NONE", 0);
+  try {
+    g_module = Module::Create().release();
+  } catch (const std::exception& e) {
+    log::Error("C_Initialize: ", e.what());
+    return CKR_FUNCTION_FAILED;
+  }
+  g_pid = getpid();
+  return CKR_OK;
+}
+
+CK_RV Finalize(CK_VOID_PTR reserved) {
+  if (reserved) return CKR_ARGUMENTS_BAD;
+  std::lock_guard init(g_init_mu);
+  Module* m = Current();
+  if (!m) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  Lock();  // wait for calls in flight
+  g_module = nullptr;
+  Unlock();
+  delete m;
+  if (g_app_mutex) {
+    g_app_lock.DestroyMutex(g_app_mutex);
+    g_app_mutex = nullptr;
+  }
+  return CKR_OK;
+}
+
+namespace {
+CK_RV FillInfo(CK_INFO_PTR info, CK_VERSION version) {
+  if (!Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!info) return CKR_ARGUMENTS_BAD;
+  std::memset(info, 0, sizeof *info);
+  info->cryptokiVersion = version;
+  PadField(info->manufacturerID, sizeof info->manufacturerID, "tpmtoken project");
+  PadField(info->libraryDescription, sizeof info->libraryDescription,
+           "tpmtoken: TPM 2.0 PKCS#11 module");
+  info->libraryVersion = {kLibraryVersionMajor, kLibraryVersionMinor};
+  return CKR_OK;
+}
+}  // namespace
+
+CK_RV GetInfo240(CK_INFO_PTR info) { return FillInfo(info, {2, 40}); }
+CK_RV GetInfo30(CK_INFO_PTR info) { return FillInfo(info, {3, 0}); }
+
+}  // namespace tpmtoken::p11

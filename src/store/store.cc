@@ -1,0 +1,178 @@
+#include "store/store.h"
+
+#include <functional>
+
+#include "crypto/aead.h"
+#include "util/log.h"
+
+namespace tpmtoken::store {
+namespace {
+
+// Forward migrations: entry i brings user_version i to i + 1. Never edit a
+// shipped entry; append a new one.
+const std::vector<std::function<void(Db&)>>& Migrations() {
+  static const std::vector<std::function<void(Db&)>> kSteps = {
+      [](Db& db) {
+        db.Exec(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
+            "CREATE TABLE tokens (id INTEGER PRIMARY KEY, slot_id INTEGER NOT NULL UNIQUE,"
+            "  record BLOB NOT NULL);"
+            "CREATE TABLE objects (id INTEGER PRIMARY KEY,"
+            "  token_id INTEGER NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,"
+            "  private INTEGER NOT NULL, gen INTEGER NOT NULL, record BLOB NOT NULL);"
+            "CREATE INDEX objects_by_token ON objects(token_id);"
+            "INSERT INTO meta VALUES ('gen', 0);");
+      },
+  };
+  return kSteps;
+}
+
+}  // namespace
+
+std::unique_ptr<Store> Store::Open(const std::string& path) {
+  std::unique_ptr<Store> s(new Store(Db::Open(path)));
+  s->Migrate();
+  return s;
+}
+
+void Store::Migrate() {
+  auto version = [&] {
+    Stmt q = db_->Prepare("PRAGMA user_version");
+    int64_t v = q.Step() ? q.Int(0) : 0;
+    q.Run();
+    return v;
+  };
+  if (version() == kSchemaVersion) return;
+  Db::Txn txn(*db_);  // IMMEDIATE: one process migrates, the others wait
+  const int64_t from = version();
+  if (from > kSchemaVersion)
+    throw StoreError(db_->path() + " has schema " + std::to_string(from) +
+                     ", newer than this tpmtoken (" + std::to_string(kSchemaVersion) +
+                     "): upgrade tpmtoken");
+  for (int64_t v = from; v < kSchemaVersion; ++v) {
+    log::Info("store ", db_->path(), ": migrating schema ", v, " -> ", v + 1);
+    Migrations()[v](*db_);
+  }
+  db_->Exec(("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
+  txn.Commit();
+}
+
+std::optional<Bytes> Store::Meta(const std::string& key) {
+  Stmt q = db_->Prepare("SELECT value FROM meta WHERE key = ?");
+  q.Bind(1, key);
+  if (!q.Step()) return std::nullopt;
+  ByteView v = q.Blob(0);
+  Bytes out(v.begin(), v.end());
+  q.Run();
+  return out;
+}
+
+void Store::SetMeta(const std::string& key, ByteView value) {
+  db_->Prepare("INSERT OR REPLACE INTO meta VALUES (?, ?)").Bind(1, key).Bind(2, value).Run();
+}
+
+Bytes Store::RecordAad(const char* table, int64_t token_id, int64_t row_id, bool is_private) {
+  Writer w;
+  w.Str("tpmtoken record v1");
+  w.Str(table);
+  w.U64(static_cast<uint64_t>(token_id));
+  w.U64(static_cast<uint64_t>(row_id));
+  w.U8(is_private ? 1 : 0);
+  return w.Take();
+}
+
+std::vector<TokenRow> Store::Tokens() {
+  std::vector<TokenRow> out;
+  Stmt q = db_->Prepare("SELECT id, slot_id, record FROM tokens ORDER BY id");
+  while (q.Step()) {
+    ByteView r = q.Blob(2);
+    out.push_back({q.Int(0), static_cast<uint32_t>(q.Int(1)), Bytes(r.begin(), r.end())});
+  }
+  return out;
+}
+
+std::optional<Secret> Store::OpenToken(const TokenRow& row, ByteView sk) {
+  return crypto::AeadOpen(sk, RecordAad("tokens", row.id, row.id, false), row.sealed);
+}
+
+int64_t Store::AddToken(uint32_t slot_id, ByteView plain, ByteView sk) {
+  // Reserve the row id first: the record's AAD names it.
+  db_->Prepare("INSERT INTO tokens (slot_id, record) VALUES (?, x'')").Bind(1, slot_id).Run();
+  const int64_t id = db_->LastInsertId();
+  UpdateToken(id, slot_id, plain, sk);
+  return id;
+}
+
+void Store::UpdateToken(int64_t id, uint32_t slot_id, ByteView plain, ByteView sk) {
+  const Bytes sealed = crypto::AeadSeal(sk, RecordAad("tokens", id, id, false), plain);
+  db_->Prepare("UPDATE tokens SET slot_id = ?, record = ? WHERE id = ?")
+      .Bind(1, slot_id)
+      .Bind(2, sealed)
+      .Bind(3, id)
+      .Run();
+}
+
+void Store::DeleteToken(int64_t id) {
+  db_->Prepare("DELETE FROM objects WHERE token_id = ?").Bind(1, id).Run();
+  db_->Prepare("DELETE FROM tokens WHERE id = ?").Bind(1, id).Run();
+}
+
+int64_t Store::NextGen() {
+  db_->Exec("UPDATE meta SET value = value + 1 WHERE key = 'gen'");
+  Stmt q = db_->Prepare("SELECT value FROM meta WHERE key = 'gen'");
+  const int64_t g = q.Step() ? q.Int(0) : 0;
+  q.Run();
+  return g;
+}
+
+std::vector<ObjectStamp> Store::ObjectStamps(int64_t token_id) {
+  std::vector<ObjectStamp> out;
+  Stmt q = db_->Prepare("SELECT id, gen, private FROM objects WHERE token_id = ? ORDER BY id");
+  q.Bind(1, token_id);
+  while (q.Step()) out.push_back({q.Int(0), q.Int(1), q.Int(2) != 0});
+  return out;
+}
+
+std::optional<Secret> Store::LoadObject(int64_t token_id, int64_t id, bool is_private,
+                                        ByteView key) {
+  Stmt q = db_->Prepare("SELECT record FROM objects WHERE id = ? AND token_id = ?");
+  q.Bind(1, id).Bind(2, token_id);
+  if (!q.Step()) return std::nullopt;
+  auto plain = crypto::AeadOpen(key, RecordAad("objects", token_id, id, is_private), q.Blob(0));
+  q.Run();
+  return plain;
+}
+
+ObjectStamp Store::AddObject(int64_t token_id, bool is_private, ByteView plain, ByteView key) {
+  db_->Prepare("INSERT INTO objects (token_id, private, gen, record) VALUES (?, ?, 0, x'')")
+      .Bind(1, token_id)
+      .Bind(2, is_private ? 1 : 0)
+      .Run();
+  return UpdateObject(token_id, db_->LastInsertId(), is_private, plain, key);
+}
+
+ObjectStamp Store::UpdateObject(int64_t token_id, int64_t id, bool is_private, ByteView plain,
+                                ByteView key) {
+  const Bytes sealed =
+      crypto::AeadSeal(key, RecordAad("objects", token_id, id, is_private), plain);
+  const int64_t gen = NextGen();
+  db_->Prepare("UPDATE objects SET private = ?, gen = ?, record = ? WHERE id = ? AND token_id = ?")
+      .Bind(1, is_private ? 1 : 0)
+      .Bind(2, gen)
+      .Bind(3, sealed)
+      .Bind(4, id)
+      .Bind(5, token_id)
+      .Run();
+  return {id, gen, is_private};
+}
+
+bool Store::DeleteObject(int64_t token_id, int64_t id) {
+  db_->Prepare("DELETE FROM objects WHERE id = ? AND token_id = ?").Bind(1, id).Bind(2, token_id).Run();
+  return db_->Changes() > 0;
+}
+
+void Store::DeleteObjects(int64_t token_id) {
+  db_->Prepare("DELETE FROM objects WHERE token_id = ?").Bind(1, token_id).Run();
+}
+
+}  // namespace tpmtoken::store

@@ -1,0 +1,75 @@
+#include "token/attributes.h"
+
+#include <cstring>
+
+namespace tpmtoken {
+
+Bytes UlongBytes(CK_ULONG v) {
+  Bytes b(sizeof v);
+  std::memcpy(b.data(), &v, sizeof v);
+  return b;
+}
+Bytes BoolBytes(bool v) { return Bytes{static_cast<uint8_t>(v ? CK_TRUE : CK_FALSE)}; }
+
+const Bytes* AttrSet::Find(CK_ATTRIBUTE_TYPE type) const {
+  auto it = attrs_.find(type);
+  return it == attrs_.end() ? nullptr : &it->second;
+}
+
+void AttrSet::SetBool(CK_ATTRIBUTE_TYPE type, bool v) { attrs_[type] = BoolBytes(v); }
+void AttrSet::SetUlong(CK_ATTRIBUTE_TYPE type, CK_ULONG v) { attrs_[type] = UlongBytes(v); }
+
+bool AttrSet::Bool(CK_ATTRIBUTE_TYPE type, bool fallback) const {
+  const Bytes* v = Find(type);
+  return (v && v->size() == 1) ? (*v)[0] != CK_FALSE : fallback;
+}
+
+std::optional<CK_ULONG> AttrSet::Ulong(CK_ATTRIBUTE_TYPE type) const {
+  const Bytes* v = Find(type);
+  if (!v || v->size() != sizeof(CK_ULONG)) return std::nullopt;
+  CK_ULONG out = 0;
+  std::memcpy(&out, v->data(), sizeof out);
+  return out;
+}
+
+bool AttrSet::Matches(const CK_ATTRIBUTE* tmpl, CK_ULONG count) const {
+  for (CK_ULONG i = 0; i < count; ++i) {
+    const Bytes* v = Find(tmpl[i].type);
+    if (!v || v->size() != tmpl[i].ulValueLen) return false;
+    if (!v->empty() && std::memcmp(v->data(), tmpl[i].pValue, v->size()) != 0) return false;
+  }
+  return true;
+}
+
+// Stored as CK_ULONG-independent big-endian types and lengths; CK_ULONG and
+// CK_BBOOL values keep the host's layout, which the store never leaves.
+Bytes AttrSet::Encode() const {
+  Writer w;
+  w.U32(static_cast<uint32_t>(attrs_.size()));
+  for (const auto& [type, value] : attrs_) {
+    w.U64(type);
+    w.Blob(value);
+  }
+  return w.Take();
+}
+
+AttrSet AttrSet::Decode(ByteView in) {
+  Reader r(in);
+  AttrSet out;
+  const uint32_t n = r.U32();
+  for (uint32_t i = 0; i < n; ++i) {
+    const CK_ATTRIBUTE_TYPE type = r.U64();
+    ByteView v = r.Blob();
+    out.attrs_[type] = Bytes(v.begin(), v.end());
+  }
+  if (!r.done()) throw DecodeError("trailing bytes after attributes");
+  return out;
+}
+
+size_t AttrSet::EncodedSize() const {
+  size_t n = 4;
+  for (const auto& [type, value] : attrs_) n += 12 + value.size();
+  return n;
+}
+
+}  // namespace tpmtoken

@@ -1,0 +1,42 @@
+// An object's attributes: a small map from attribute type to value bytes,
+// with the encoding used in store records.
+#pragma once
+#include <tpmtoken/pkcs11.h>
+
+#include <map>
+#include <optional>
+
+#include "util/bytes.h"
+
+namespace tpmtoken {
+
+class AttrSet {
+ public:
+  const Bytes* Find(CK_ATTRIBUTE_TYPE type) const;
+  bool Has(CK_ATTRIBUTE_TYPE type) const { return attrs_.count(type) != 0; }
+  void Set(CK_ATTRIBUTE_TYPE type, ByteView value) { attrs_[type] = Bytes(value.begin(), value.end()); }
+  void SetBool(CK_ATTRIBUTE_TYPE type, bool v);
+  void SetUlong(CK_ATTRIBUTE_TYPE type, CK_ULONG v);
+  // Absent or malformed values read as the fallback.
+  bool Bool(CK_ATTRIBUTE_TYPE type, bool fallback = false) const;
+  std::optional<CK_ULONG> Ulong(CK_ATTRIBUTE_TYPE type) const;
+  void Erase(CK_ATTRIBUTE_TYPE type) { attrs_.erase(type); }
+
+  // True if every attribute of the template is present with the same bytes.
+  bool Matches(const CK_ATTRIBUTE* tmpl, CK_ULONG count) const;
+
+  Bytes Encode() const;
+  static AttrSet Decode(ByteView in);  // throws DecodeError
+  size_t EncodedSize() const;
+
+  auto begin() const { return attrs_.begin(); }
+  auto end() const { return attrs_.end(); }
+
+ private:
+  std::map<CK_ATTRIBUTE_TYPE, Bytes> attrs_;
+};
+
+Bytes UlongBytes(CK_ULONG v);
+Bytes BoolBytes(bool v);
+
+}  // namespace tpmtoken

@@ -1,0 +1,275 @@
+// Token initialization, PINs and login state (PKCS#11 2.40 sections 5.5-5.6)
+// over the TPM-enforced PIN roles of DESIGN.md.
+#include <algorithm>
+
+#include "crypto/aead.h"
+#include "crypto/kdf.h"
+#include "crypto/ossl.h"
+#include "token/module.h"
+#include "util/log.h"
+
+namespace tpmtoken {
+namespace {
+
+bool PinLengthOk(ByteView pin) { return pin.size() >= kMinPin && pin.size() <= kMaxPin; }
+
+std::string TrimLabel(ByteView label) {
+  std::string s(AsText(label));
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\0')) s.pop_back();
+  return s;
+}
+
+}  // namespace
+
+void Module::FillPinFlags(const RoleSeal& role, bool so, CK_FLAGS* flags) {
+  if (!role.present) return;
+  tpm::PinCounter c;
+  try {
+    c = tpm_->ReadPinCounter(role.nv_index);
+  } catch (const tpm::TpmError& e) {
+    log::Error("cannot read the ", so ? "SO" : "user", " PIN counter (NV index 0x", std::hex,
+               role.nv_index, std::dec, "): ", e.what(),
+               "; re-run C_InitPIN (user) or C_InitToken (SO) to recreate it");
+    *flags |= so ? CKF_SO_PIN_LOCKED : CKF_USER_PIN_LOCKED;
+    return;
+  }
+  if (c.count > 0) *flags |= so ? CKF_SO_PIN_COUNT_LOW : CKF_USER_PIN_COUNT_LOW;
+  if (c.limit > 0 && c.count + 1 == c.limit) *flags |= so ? CKF_SO_PIN_FINAL_TRY : CKF_USER_PIN_FINAL_TRY;
+  if (c.locked()) *flags |= so ? CKF_SO_PIN_LOCKED : CKF_USER_PIN_LOCKED;
+}
+
+// Opens a role's seal with a PIN. The TPM counts a wrong PIN on the role's
+// PIN_FAIL index and refuses every try once the limit is reached.
+CK_RV Module::OpenRole(const Token& t, const RoleSeal& role, ByteView pin, Secret* tk) {
+  if (tpm_->ReadPinCounter(role.nv_index).locked()) return CKR_PIN_LOCKED;
+  const crypto::PinAuth auth = crypto::DerivePinAuth(pin, role.salt, t.rec.kdf_iterations);
+  auto opened = tpm_->UnsealWithPin(role.seal, role.nv_index, auth);
+  if (!opened) return CKR_PIN_INCORRECT;
+  if (opened->size() != crypto::kAeadKeySize) {
+    log::Error("token ", t.rec.serial, ": the sealed token key has the wrong size");
+    return CKR_DEVICE_ERROR;
+  }
+  *tk = std::move(*opened);
+  return CKR_OK;
+}
+
+// A fresh PIN role for tk: a new PIN_FAIL index (not old_index, so the old
+// credential stays valid until the caller commits), a new salt, a new seal.
+RoleSeal Module::MakeRole(bool so, ByteView pin, ByteView tk, uint32_t old_index) {
+  RoleSeal r;
+  r.present = true;
+  r.retry_limit = so ? cfg_.so_pin_retries : cfg_.user_pin_retries;
+  r.salt = crypto::Random(16);
+  const crypto::PinAuth auth = crypto::DerivePinAuth(pin, r.salt, cfg_.pbkdf2_iterations);
+  for (int attempt = 0;; ++attempt) {
+    r.nv_index = tpm_->FreeNvIndex(cfg_.nv_base, old_index);
+    try {
+      tpm_->DefinePinCounter(r.nv_index, auth, r.retry_limit);
+      break;
+    } catch (const tpm::TpmError& e) {
+      // Another process took the same index between the query and the define.
+      if (e.base() != TPM2_RC_NV_DEFINED || attempt >= 8) throw;
+    }
+  }
+  try {
+    r.seal = tpm_->SealForPin(tk, r.nv_index, auth);
+  } catch (...) {
+    tpm_->UndefinePinCounter(r.nv_index);
+    throw;
+  }
+  return r;
+}
+
+CK_RV Module::InitToken(CK_SLOT_ID slot, ByteView so_pin, ByteView label_field) {
+  if (!PinLengthOk(so_pin)) return CKR_PIN_LEN_RANGE;
+  const std::string label = TrimLabel(label_field);
+  Token* t = FindToken(slot);
+  if (!t && slot != free_slot_) {
+    RefreshTokens();
+    t = FindToken(slot);
+    if (!t && slot != free_slot_) return CKR_SLOT_ID_INVALID;
+  }
+  if (t) {
+    // Re-initialization: the SO PIN must open the current token first.
+    if (std::any_of(sessions_.begin(), sessions_.end(),
+                    [&](const auto& s) { return s.second->token == t; }))
+      return CKR_SESSION_EXISTS;
+    if (!ReloadRecord(*t)) return CKR_DEVICE_ERROR;
+    Secret old_tk;
+    if (CK_RV rv = OpenRole(*t, t->rec.so, so_pin, &old_tk); rv != CKR_OK) return rv;
+    Secret tk = crypto::RandomSecret(crypto::kAeadKeySize);
+    const RoleSeal so = MakeRole(true, so_pin, tk.view(), t->rec.so.nv_index);
+    const RoleSeal old_so = t->rec.so;
+    const RoleSeal old_user = t->rec.user;
+    TokenRecord rec = t->rec;
+    rec.label = label;
+    rec.kdf_iterations = cfg_.pbkdf2_iterations;
+    rec.so = so;
+    rec.user = RoleSeal{};
+    try {
+      store::Db::Txn txn(store_->db());
+      store_->DeleteObjects(t->db_id);
+      store_->UpdateToken(t->db_id, static_cast<uint32_t>(t->slot_id), rec.Encode(), sk_.view());
+      txn.Commit();
+    } catch (...) {
+      tpm_->UndefinePinCounter(so.nv_index);
+      throw;
+    }
+    t->rec = rec;
+    ForgetObjects(*t);
+    tpm_->UndefinePinCounter(old_so.nv_index);
+    if (old_user.present) tpm_->UndefinePinCounter(old_user.nv_index);
+    log::Info("token ", rec.serial, " re-initialized");
+    return CKR_OK;
+  }
+
+  // A new token on the free slot.
+  Secret tk = crypto::RandomSecret(crypto::kAeadKeySize);
+  TokenRecord rec;
+  std::set<std::string> serials;
+  for (const auto& other : tokens_) serials.insert(other->rec.serial);
+  do {
+    rec.serial = Hex(crypto::Random(8));
+  } while (serials.count(rec.serial));
+  rec.label = label;
+  rec.kdf_iterations = cfg_.pbkdf2_iterations;
+  rec.so = MakeRole(true, so_pin, tk.view(), 0);
+  int64_t id = 0;
+  try {
+    store::Db::Txn txn(store_->db());
+    const auto free = store_->Meta("free_slot");
+    if (!free || free->size() != 4 ||
+        ((uint32_t{(*free)[0]} << 24) | (uint32_t{(*free)[1]} << 16) |
+         (uint32_t{(*free)[2]} << 8) | (*free)[3]) != slot) {
+      // Another process initialized this slot a moment ago.
+      tpm_->UndefinePinCounter(rec.so.nv_index);
+      RefreshTokens();
+      return CKR_SLOT_ID_INVALID;
+    }
+    id = store_->AddToken(static_cast<uint32_t>(slot), rec.Encode(), sk_.view());
+    uint32_t next = 0;
+    do {
+      const Bytes r = crypto::Random(4);
+      next = ((uint32_t{r[0]} << 24) | (uint32_t{r[1]} << 16) | (uint32_t{r[2]} << 8) | r[3]) &
+             0x7FFFFFFF;
+    } while (next == 0 || next == slot ||
+             std::any_of(tokens_.begin(), tokens_.end(),
+                         [&](const auto& o) { return o->slot_id == next; }));
+    const Bytes enc = {static_cast<uint8_t>(next >> 24), static_cast<uint8_t>(next >> 16),
+                       static_cast<uint8_t>(next >> 8), static_cast<uint8_t>(next)};
+    store_->SetMeta("free_slot", enc);
+    txn.Commit();
+  } catch (...) {
+    tpm_->UndefinePinCounter(rec.so.nv_index);
+    throw;
+  }
+  RefreshTokens();
+  log::Info("token ", rec.serial, " initialized in slot ", slot, " (store row ", id, ")");
+  return CKR_OK;
+}
+
+CK_RV Module::Login(CK_SESSION_HANDLE h, CK_USER_TYPE who, ByteView pin) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  Token& t = *s->token;
+  if (who == CKU_CONTEXT_SPECIFIC) {
+    // No key of this token asks for CKA_ALWAYS_AUTHENTICATE yet, so no
+    // operation can be waiting for a context-specific login.
+    return t.login == kNobody ? CKR_USER_NOT_LOGGED_IN : CKR_OPERATION_NOT_INITIALIZED;
+  }
+  if (who != CKU_SO && who != CKU_USER) return CKR_USER_TYPE_INVALID;
+  if (t.login == who) return CKR_USER_ALREADY_LOGGED_IN;
+  if (t.login != kNobody) return CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+  if (who == CKU_SO && std::any_of(sessions_.begin(), sessions_.end(), [&](const auto& e) {
+        return e.second->token == &t && !e.second->rw;
+      }))
+    return CKR_SESSION_READ_ONLY_EXISTS;
+  if (!ReloadRecord(t)) return CKR_DEVICE_ERROR;
+  const RoleSeal& role = who == CKU_SO ? t.rec.so : t.rec.user;
+  if (!role.present) return CKR_USER_PIN_NOT_INITIALIZED;
+  Secret tk;
+  if (CK_RV rv = OpenRole(t, role, pin, &tk); rv != CKR_OK) return rv;
+  t.tk = std::move(tk);
+  t.login = who;
+  return CKR_OK;
+}
+
+void Module::LogoutToken(Token& t) {
+  t.login = kNobody;
+  t.tk.Clear();
+  // Private token objects leave the cache; their handles come back on the
+  // next login because Token::handles keeps the row-to-handle map.
+  for (auto it = t.objects.begin(); it != t.objects.end();) {
+    if (it->second->is_private()) {
+      objects_.erase(it->second->handle);
+      it = t.objects.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  t.private_loaded = false;
+  for (auto& [h, s] : sessions_) {
+    if (s->token == &t) s->find = FindState{};
+  }
+}
+
+CK_RV Module::Logout(CK_SESSION_HANDLE h) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  if (s->token->login == kNobody) return CKR_USER_NOT_LOGGED_IN;
+  LogoutToken(*s->token);
+  return CKR_OK;
+}
+
+CK_RV Module::InitPIN(CK_SESSION_HANDLE h, ByteView pin) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  Token& t = *s->token;
+  if (t.login != CKU_SO) return CKR_USER_NOT_LOGGED_IN;
+  if (!PinLengthOk(pin)) return CKR_PIN_LEN_RANGE;
+  if (!ReloadRecord(t)) return CKR_DEVICE_ERROR;
+  const RoleSeal old = t.rec.user;
+  const RoleSeal fresh = MakeRole(false, pin, t.tk.view(), old.present ? old.nv_index : 0);
+  t.rec.user = fresh;
+  try {
+    store::Db::Txn txn(store_->db());
+    SaveRecord(t);
+    txn.Commit();
+  } catch (...) {
+    t.rec.user = old;
+    tpm_->UndefinePinCounter(fresh.nv_index);
+    throw;
+  }
+  if (old.present) tpm_->UndefinePinCounter(old.nv_index);
+  return CKR_OK;
+}
+
+CK_RV Module::SetPIN(CK_SESSION_HANDLE h, ByteView old_pin, ByteView new_pin) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  if (!s->rw) return CKR_SESSION_READ_ONLY;
+  Token& t = *s->token;
+  const bool so = t.login == CKU_SO;
+  if (!ReloadRecord(t)) return CKR_DEVICE_ERROR;
+  RoleSeal& role = so ? t.rec.so : t.rec.user;
+  if (!role.present) return CKR_USER_PIN_NOT_INITIALIZED;
+  if (!PinLengthOk(new_pin)) return CKR_PIN_LEN_RANGE;
+  Secret tk;
+  if (CK_RV rv = OpenRole(t, role, old_pin, &tk); rv != CKR_OK) return rv;
+  const RoleSeal old = role;
+  const RoleSeal fresh = MakeRole(so, new_pin, tk.view(), old.nv_index);
+  role = fresh;
+  try {
+    store::Db::Txn txn(store_->db());
+    SaveRecord(t);
+    txn.Commit();
+  } catch (...) {
+    role = old;
+    tpm_->UndefinePinCounter(fresh.nv_index);
+    throw;
+  }
+  tpm_->UndefinePinCounter(old.nv_index);
+  return CKR_OK;
+}
+
+}  // namespace tpmtoken

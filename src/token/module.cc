@@ -1,0 +1,423 @@
+#include "token/module.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+
+#include "crypto/aead.h"
+#include "crypto/ossl.h"
+#include "mech/table.h"
+#include "util/log.h"
+
+namespace tpmtoken {
+namespace {
+
+std::atomic<CK_ULONG> g_next_object{1};
+std::atomic<CK_ULONG> g_next_session{1};
+
+constexpr const char* kSkPub = "sk_seal_pub";
+constexpr const char* kSkPriv = "sk_seal_priv";
+constexpr const char* kSkCheck = "sk_check";
+constexpr const char* kFreeSlot = "free_slot";
+
+uint32_t RandomSlotId() {
+  for (;;) {
+    const Bytes r = crypto::Random(4);
+    const uint32_t v = ((uint32_t{r[0]} << 24) | (uint32_t{r[1]} << 16) | (uint32_t{r[2]} << 8) |
+                        r[3]) & 0x7FFFFFFF;
+    if (v != 0) return v;
+  }
+}
+
+uint32_t DecodeU32(ByteView b) {
+  return b.size() == 4 ? (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3]
+                       : 0;
+}
+Bytes EncodeU32(uint32_t v) {
+  return {static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16),
+          static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)};
+}
+
+}  // namespace
+
+CK_OBJECT_HANDLE NextObjectHandle() { return g_next_object++; }
+CK_SESSION_HANDLE NextSessionHandle() { return g_next_session++; }
+
+void PadField(CK_UTF8CHAR* field, size_t size, std::string_view text) {
+  std::memset(field, ' ', size);
+  std::memcpy(field, text.data(), std::min(size, text.size()));
+}
+
+std::unique_ptr<Module> Module::Create() {
+  std::unique_ptr<Module> m(new Module());
+  m->cfg_ = Config::Load();
+  try {
+    m->store_ = store::Store::Open(m->cfg_.store_path);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string(e.what()) +
+                             " (set TPMTOKEN_STORE to a writable path, or fix the permissions)");
+  }
+  try {
+    m->tpm_ = tpm::Tpm::Open(m->cfg_.tcti, m->cfg_.owner_auth);
+  } catch (const tpm::TpmError& e) {
+    throw std::runtime_error("cannot reach the TPM through '" + m->cfg_.tcti + "': " + e.what() +
+                             " (set TPMTOKEN_TCTI, or check that the TPM device or resource "
+                             "manager exists and is readable by this user)");
+  }
+  m->UnsealStoreKey();
+  m->RefreshTokens();
+  return m;
+}
+
+void Module::UnsealStoreKey() {
+  auto pub = store_->Meta(kSkPub);
+  auto priv = store_->Meta(kSkPriv);
+  if (!pub || !priv) {
+    store::Db::Txn txn(store_->db());
+    pub = store_->Meta(kSkPub);  // another process may have won the race
+    priv = store_->Meta(kSkPriv);
+    if (!pub || !priv) {
+      Secret sk = crypto::RandomSecret(crypto::kAeadKeySize);
+      const tpm::SealedBlob blob = tpm_->SealOpen(sk.view());
+      store_->SetMeta(kSkPub, blob.pub);
+      store_->SetMeta(kSkPriv, blob.priv);
+      store_->SetMeta(kSkCheck, crypto::AeadSeal(sk.view(), View(kSkCheck), {}));
+      store_->SetMeta(kFreeSlot, EncodeU32(RandomSlotId()));
+      txn.Commit();
+      log::Info("created store ", store_->path());
+      sk_ = std::move(sk);
+      return;
+    }
+    txn.Commit();
+  }
+  try {
+    sk_ = tpm_->UnsealOpen({*pub, *priv});
+  } catch (const tpm::TpmError& e) {
+    throw std::runtime_error("the store key of " + store_->path() +
+                             " cannot be unsealed by this TPM (" + e.what() +
+                             "): the store was made on another TPM, or the TPM was cleared");
+  }
+  const auto check = store_->Meta(kSkCheck);
+  if (!check || !crypto::AeadOpen(sk_.view(), View(kSkCheck), *check))
+    throw std::runtime_error("the store key of " + store_->path() + " does not match the store");
+}
+
+void Module::RefreshTokens() {
+  if (auto free = store_->Meta(kFreeSlot)) free_slot_ = DecodeU32(*free);
+  const std::vector<store::TokenRow> rows = store_->Tokens();
+  for (const store::TokenRow& row : rows) {
+    auto it = std::find_if(tokens_.begin(), tokens_.end(),
+                           [&](const auto& t) { return t->db_id == row.id; });
+    if (it != tokens_.end()) continue;
+    auto plain = store::Store::OpenToken(row, sk_.view());
+    if (!plain) {
+      log::Error("token record ", row.id, " in ", store_->path(),
+                 " fails authentication (tampered or corrupted); that token is unavailable");
+      continue;
+    }
+    auto t = std::make_unique<Token>();
+    t->db_id = row.id;
+    t->slot_id = row.slot_id;
+    try {
+      t->rec = TokenRecord::Decode(plain->view());
+    } catch (const DecodeError& e) {
+      log::Error("token record ", row.id, " is malformed: ", e.what());
+      continue;
+    }
+    tokens_.push_back(std::move(t));
+  }
+  // Tokens another process deleted disappear once this process has no
+  // sessions on them.
+  std::erase_if(tokens_, [&](const std::unique_ptr<Token>& t) {
+    const bool gone = std::none_of(rows.begin(), rows.end(),
+                                   [&](const auto& r) { return r.id == t->db_id; });
+    const bool busy = std::any_of(sessions_.begin(), sessions_.end(),
+                                  [&](const auto& s) { return s.second->token == t.get(); });
+    if (gone && !busy) ForgetObjects(*t);
+    return gone && !busy;
+  });
+}
+
+Token* Module::FindToken(CK_SLOT_ID slot) {
+  for (auto& t : tokens_)
+    if (t->slot_id == slot) return t.get();
+  return nullptr;
+}
+
+Session* Module::FindSession(CK_SESSION_HANDLE h) {
+  auto it = sessions_.find(h);
+  return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+bool Module::ReloadRecord(Token& t) {
+  for (const store::TokenRow& row : store_->Tokens()) {
+    if (row.id != t.db_id) continue;
+    auto plain = store::Store::OpenToken(row, sk_.view());
+    if (!plain) return false;
+    t.rec = TokenRecord::Decode(plain->view());
+    return true;
+  }
+  return false;
+}
+
+void Module::SaveRecord(Token& t) {
+  store_->UpdateToken(t.db_id, static_cast<uint32_t>(t.slot_id), t.rec.Encode(), sk_.view());
+}
+
+CK_RV Module::GetSlotList(bool /*token_present*/, CK_SLOT_ID* list, CK_ULONG* count) {
+  // Every slot holds a token (initialized or the free one), so the
+  // token-present filter changes nothing.
+  if (!list) RefreshTokens();  // the size query sees other processes' tokens
+  const CK_ULONG n = tokens_.size() + 1;
+  if (!list) {
+    *count = n;
+    return CKR_OK;
+  }
+  if (*count < n) {
+    *count = n;
+    return CKR_BUFFER_TOO_SMALL;
+  }
+  for (size_t i = 0; i < tokens_.size(); ++i) list[i] = tokens_[i]->slot_id;
+  list[tokens_.size()] = free_slot_;
+  *count = n;
+  return CKR_OK;
+}
+
+CK_RV Module::GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO* info) {
+  if (slot != free_slot_ && !FindToken(slot)) {
+    RefreshTokens();
+    if (slot != free_slot_ && !FindToken(slot)) return CKR_SLOT_ID_INVALID;
+  }
+  const tpm::TpmInfo& ti = tpm_->info();
+  PadField(info->slotDescription, sizeof info->slotDescription,
+           "tpmtoken slot on TPM " + ti.manufacturer + " " + ti.vendor);
+  PadField(info->manufacturerID, sizeof info->manufacturerID, "tpmtoken");
+  info->flags = CKF_TOKEN_PRESENT | CKF_HW_SLOT;
+  info->hardwareVersion = {ti.spec_major, ti.spec_minor};
+  info->firmwareVersion = {ti.fw_major, ti.fw_minor};
+  return CKR_OK;
+}
+
+CK_RV Module::GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO* info) {
+  Token* t = FindToken(slot);
+  if (!t && slot != free_slot_) {
+    RefreshTokens();
+    t = FindToken(slot);
+    if (!t && slot != free_slot_) return CKR_SLOT_ID_INVALID;
+  }
+  const tpm::TpmInfo& ti = tpm_->info();
+  std::memset(info, 0, sizeof *info);
+  PadField(info->manufacturerID, sizeof info->manufacturerID,
+           ti.manufacturer.empty() ? "TPM" : ti.manufacturer);
+  PadField(info->model, sizeof info->model, ti.vendor.empty() ? "TPM 2.0" : ti.vendor);
+  PadField(info->utcTime, sizeof info->utcTime, "");
+  info->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
+  info->ulMaxRwSessionCount = CK_EFFECTIVELY_INFINITE;
+  info->ulMaxPinLen = kMaxPin;
+  info->ulMinPinLen = kMinPin;
+  info->ulTotalPublicMemory = CK_UNAVAILABLE_INFORMATION;
+  info->ulFreePublicMemory = CK_UNAVAILABLE_INFORMATION;
+  info->ulTotalPrivateMemory = CK_UNAVAILABLE_INFORMATION;
+  info->ulFreePrivateMemory = CK_UNAVAILABLE_INFORMATION;
+  info->hardwareVersion = {ti.spec_major, ti.spec_minor};
+  info->firmwareVersion = {ti.fw_major, ti.fw_minor};
+  info->flags = CKF_RNG | CKF_LOGIN_REQUIRED;
+  if (!t) {
+    PadField(info->label, sizeof info->label, "");
+    PadField(info->serialNumber, sizeof info->serialNumber, "");
+    return CKR_OK;
+  }
+  ReloadRecord(*t);
+  PadField(info->label, sizeof info->label, t->rec.label);
+  PadField(info->serialNumber, sizeof info->serialNumber, t->rec.serial);
+  info->flags |= CKF_TOKEN_INITIALIZED;
+  for (const auto& [h, s] : sessions_) {
+    if (s->token != t) continue;
+    ++info->ulSessionCount;
+    if (s->rw) ++info->ulRwSessionCount;
+  }
+  if (t->rec.user.present) info->flags |= CKF_USER_PIN_INITIALIZED;
+  FillPinFlags(t->rec.user, false, &info->flags);
+  FillPinFlags(t->rec.so, true, &info->flags);
+  return CKR_OK;
+}
+
+CK_RV Module::OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE* out) {
+  if (!(flags & CKF_SERIAL_SESSION)) return CKR_SESSION_PARALLEL_NOT_SUPPORTED;
+  Token* t = FindToken(slot);
+  if (!t) {
+    RefreshTokens();
+    t = FindToken(slot);
+  }
+  if (!t) return slot == free_slot_ ? CKR_TOKEN_NOT_RECOGNIZED : CKR_SLOT_ID_INVALID;
+  const bool rw = (flags & CKF_RW_SESSION) != 0;
+  if (!rw && t->login == CKU_SO) return CKR_SESSION_READ_WRITE_SO_EXISTS;
+  auto s = std::make_unique<Session>();
+  s->handle = NextSessionHandle();
+  s->token = t;
+  s->rw = rw;
+  *out = s->handle;
+  sessions_.emplace(s->handle, std::move(s));
+  return CKR_OK;
+}
+
+CK_RV Module::CloseSession(CK_SESSION_HANDLE h) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  Token* t = s->token;
+  DropSessionObjects(h);
+  sessions_.erase(h);
+  // Closing the token's last session logs the application out (2.40, 5.6).
+  const bool last = std::none_of(sessions_.begin(), sessions_.end(),
+                                 [&](const auto& e) { return e.second->token == t; });
+  if (last) LogoutToken(*t);
+  return CKR_OK;
+}
+
+CK_RV Module::CloseAllSessions(CK_SLOT_ID slot) {
+  Token* t = FindToken(slot);
+  if (!t) return slot == free_slot_ ? CKR_OK : CKR_SLOT_ID_INVALID;
+  std::vector<CK_SESSION_HANDLE> mine;
+  for (const auto& [h, s] : sessions_)
+    if (s->token == t) mine.push_back(h);
+  for (CK_SESSION_HANDLE h : mine) {
+    DropSessionObjects(h);
+    sessions_.erase(h);
+  }
+  LogoutToken(*t);
+  return CKR_OK;
+}
+
+CK_RV Module::GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO* info) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  info->slotID = s->token->slot_id;
+  info->flags = CKF_SERIAL_SESSION | (s->rw ? CKF_RW_SESSION : 0);
+  info->ulDeviceError = 0;
+  switch (s->token->login) {
+    case CKU_SO: info->state = CKS_RW_SO_FUNCTIONS; break;
+    case CKU_USER: info->state = s->rw ? CKS_RW_USER_FUNCTIONS : CKS_RO_USER_FUNCTIONS; break;
+    default: info->state = s->rw ? CKS_RW_PUBLIC_SESSION : CKS_RO_PUBLIC_SESSION; break;
+  }
+  return CKR_OK;
+}
+
+CK_RV Module::GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE* list, CK_ULONG* count) {
+  if (slot != free_slot_ && !FindToken(slot)) return CKR_SLOT_ID_INVALID;
+  const auto& table = mech::Table();
+  if (!list) {
+    *count = table.size();
+    return CKR_OK;
+  }
+  if (*count < table.size()) {
+    *count = table.size();
+    return CKR_BUFFER_TOO_SMALL;
+  }
+  for (size_t i = 0; i < table.size(); ++i) list[i] = table[i].type;
+  *count = table.size();
+  return CKR_OK;
+}
+
+CK_RV Module::GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO* info) {
+  if (slot != free_slot_ && !FindToken(slot)) return CKR_SLOT_ID_INVALID;
+  const mech::MechEntry* e = mech::Lookup(type);
+  if (!e) return CKR_MECHANISM_INVALID;
+  *info = e->info;
+  return CKR_OK;
+}
+
+CK_RV Module::DigestInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  if (s->digest) return CKR_OPERATION_ACTIVE;
+  if (!mech::Lookup(mech->mechanism) || !mech::DigestOp::Supports(mech->mechanism))
+    return CKR_MECHANISM_INVALID;
+  if (mech->ulParameterLen != 0) return CKR_MECHANISM_PARAM_INVALID;
+  s->digest = mech::DigestOp::Create(mech->mechanism);
+  return CKR_OK;
+}
+
+namespace {
+// The length-query convention of 2.40 section 5.2 for output buffers.
+CK_RV PutOutput(ByteView value, CK_BYTE* out, CK_ULONG* out_len) {
+  if (!out) {
+    *out_len = value.size();
+    return CKR_OK;
+  }
+  if (*out_len < value.size()) {
+    *out_len = value.size();
+    return CKR_BUFFER_TOO_SMALL;
+  }
+  std::memcpy(out, value.data(), value.size());
+  *out_len = value.size();
+  return CKR_OK;
+}
+}  // namespace
+
+CK_RV Module::Digest(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  if (!s->digest) return CKR_OPERATION_NOT_INITIALIZED;
+  const size_t size = s->digest->size();
+  if (!out || *out_len < size) {
+    // A length query or a short buffer leaves the operation active.
+    const CK_RV rv = out ? CKR_BUFFER_TOO_SMALL : CKR_OK;
+    *out_len = size;
+    return rv;
+  }
+  s->digest->Update(data);
+  const Bytes d = s->digest->Final();
+  s->digest.reset();
+  return PutOutput(d, out, out_len);
+}
+
+CK_RV Module::DigestUpdate(CK_SESSION_HANDLE h, ByteView data) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  if (!s->digest) return CKR_OPERATION_NOT_INITIALIZED;
+  s->digest->Update(data);
+  return CKR_OK;
+}
+
+CK_RV Module::DigestFinal(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len) {
+  return Digest(h, {}, out, out_len);
+}
+
+CK_RV Module::GetOperationState(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  if (!s->digest) return CKR_OPERATION_NOT_INITIALIZED;
+  return PutOutput(s->digest->SaveState(), out, out_len);
+}
+
+CK_RV Module::SetOperationState(CK_SESSION_HANDLE h, ByteView state) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  auto op = mech::DigestOp::RestoreState(state);
+  if (!op) return CKR_SAVED_STATE_INVALID;
+  s->digest = std::move(op);
+  return CKR_OK;
+}
+
+CK_RV Module::CancelOperations(CK_SESSION_HANDLE h, CK_FLAGS flags) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  if (flags & CKF_DIGEST) s->digest.reset();
+  if (flags & CKF_FIND_OBJECTS) s->find = FindState{};
+  return CKR_OK;
+}
+
+CK_RV Module::GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG n) {
+  if (!FindSession(h)) return CKR_SESSION_HANDLE_INVALID;
+  const Bytes r = tpm_->GetRandom(n);
+  std::memcpy(out, r.data(), n);
+  return CKR_OK;
+}
+
+CK_RV Module::SeedRandom(CK_SESSION_HANDLE h) {
+  if (!FindSession(h)) return CKR_SESSION_HANDLE_INVALID;
+  // The TPM's generator cannot be seeded from outside (2.40, 5.15).
+  return CKR_RANDOM_SEED_NOT_SUPPORTED;
+}
+
+}  // namespace tpmtoken

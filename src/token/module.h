@@ -1,0 +1,153 @@
+// The PKCS#11 core: slots, tokens, sessions, login state and objects of one
+// process. Every method is a C_* function minus the C ABI: the caller has
+// checked pointers and holds the module lock; methods return the spec's CKR
+// and throw only for TPM, store or memory failures, which the ABI maps.
+#pragma once
+#include <tpmtoken/pkcs11.h>
+
+#include <map>
+#include <memory>
+#include <set>
+#include <unordered_map>
+#include <vector>
+
+#include "mech/digest.h"
+#include "store/store.h"
+#include "token/object.h"
+#include "token/record.h"
+#include "tpm/tpm.h"
+#include "util/config.h"
+
+namespace tpmtoken {
+
+inline constexpr CK_USER_TYPE kNobody = ~CK_USER_TYPE{0};
+inline constexpr CK_ULONG kMinPin = 4;
+inline constexpr CK_ULONG kMaxPin = 128;
+
+struct Token {
+  int64_t db_id = 0;
+  CK_SLOT_ID slot_id = 0;
+  TokenRecord rec;
+  CK_USER_TYPE login = kNobody;
+  Secret tk;  // the token key while someone is logged in
+
+  std::map<int64_t, std::shared_ptr<Object>> objects;  // loaded token objects by row
+  std::map<int64_t, CK_OBJECT_HANDLE> handles;         // row -> handle, stable in the process
+  std::set<int64_t> unreadable;                        // rows that failed authentication
+  int64_t seen_version = -1;
+  bool private_loaded = false;
+};
+
+struct FindState {
+  bool active = false;
+  std::vector<CK_OBJECT_HANDLE> results;
+  size_t next = 0;
+};
+
+struct Session {
+  CK_SESSION_HANDLE handle = 0;
+  Token* token = nullptr;
+  bool rw = false;
+  FindState find;
+  std::unique_ptr<mech::DigestOp> digest;
+};
+
+class Module {
+ public:
+  // Loads the configuration, opens the store and the TPM, unseals the store
+  // key. Throws with a message that names the cause and the fix.
+  static std::unique_ptr<Module> Create();
+
+  CK_RV GetSlotList(bool token_present, CK_SLOT_ID* list, CK_ULONG* count);
+  CK_RV GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO* info);
+  CK_RV GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO* info);
+  CK_RV InitToken(CK_SLOT_ID slot, ByteView so_pin, ByteView label);
+
+  CK_RV OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_SESSION_HANDLE* out);
+  CK_RV CloseSession(CK_SESSION_HANDLE h);
+  CK_RV CloseAllSessions(CK_SLOT_ID slot);
+  CK_RV GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO* info);
+
+  CK_RV Login(CK_SESSION_HANDLE h, CK_USER_TYPE who, ByteView pin);
+  CK_RV Logout(CK_SESSION_HANDLE h);
+  CK_RV InitPIN(CK_SESSION_HANDLE h, ByteView pin);
+  CK_RV SetPIN(CK_SESSION_HANDLE h, ByteView old_pin, ByteView new_pin);
+
+  CK_RV CreateObject(CK_SESSION_HANDLE h, const CK_ATTRIBUTE* tmpl, CK_ULONG n,
+                     CK_OBJECT_HANDLE* out);
+  CK_RV CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, const CK_ATTRIBUTE* tmpl,
+                   CK_ULONG n, CK_OBJECT_HANDLE* out);
+  CK_RV DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj);
+  CK_RV GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ULONG* size);
+  CK_RV GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE* tmpl,
+                          CK_ULONG n);
+  CK_RV SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, const CK_ATTRIBUTE* tmpl,
+                          CK_ULONG n);
+  CK_RV FindObjectsInit(CK_SESSION_HANDLE h, const CK_ATTRIBUTE* tmpl, CK_ULONG n);
+  CK_RV FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE* out, CK_ULONG max, CK_ULONG* count);
+  CK_RV FindObjectsFinal(CK_SESSION_HANDLE h);
+
+  CK_RV GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE* list, CK_ULONG* count);
+  CK_RV GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO* info);
+  CK_RV DigestInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech);
+  CK_RV Digest(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
+  CK_RV DigestUpdate(CK_SESSION_HANDLE h, ByteView data);
+  CK_RV DigestFinal(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len);
+  CK_RV GetOperationState(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len);
+  CK_RV SetOperationState(CK_SESSION_HANDLE h, ByteView state);
+  CK_RV GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG n);
+  CK_RV SeedRandom(CK_SESSION_HANDLE h);
+
+  // Whether h names an open session of this process.
+  bool HasSession(CK_SESSION_HANDLE h) { return FindSession(h) != nullptr; }
+  // 3.0 C_SessionCancel for the operations this module runs.
+  CK_RV CancelOperations(CK_SESSION_HANDLE h, CK_FLAGS flags);
+
+  // For tests and the admin tool.
+  store::Store& store() { return *store_; }
+  tpm::Tpm& tpm() { return *tpm_; }
+  const Config& config() const { return cfg_; }
+
+ private:
+  Module() = default;
+  void UnsealStoreKey();
+  void RefreshTokens();
+  Token* FindToken(CK_SLOT_ID slot);
+  Session* FindSession(CK_SESSION_HANDLE h);
+  bool ReloadRecord(Token& t);
+  void SaveRecord(Token& t);
+  void ForgetObjects(Token& t);
+  void DropSessionObjects(CK_SESSION_HANDLE h);
+  void LogoutToken(Token& t);
+
+  // PIN roles (login.cc).
+  CK_RV OpenRole(const Token& t, const RoleSeal& role, ByteView pin, Secret* tk);
+  RoleSeal MakeRole(bool so, ByteView pin, ByteView tk, uint32_t old_index);
+  void FillPinFlags(const RoleSeal& role, bool so, CK_FLAGS* flags);
+
+  // Objects (objects.cc).
+  void Sync(Token& t);
+  std::shared_ptr<Object> Resolve(Session& s, CK_OBJECT_HANDLE h);
+  bool Visible(const Token& t, const Object& o) const;
+  CK_RV CheckWriteAccess(const Session& s, bool token_object, bool private_object) const;
+  CK_RV StoreNewObject(Session& s, AttrSet attrs, CK_OBJECT_HANDLE* out);
+  void Persist(Token& t, Object& o);
+
+  Config cfg_;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<tpm::Tpm> tpm_;
+  Secret sk_;
+  std::vector<std::unique_ptr<Token>> tokens_;
+  CK_SLOT_ID free_slot_ = 0;
+  std::map<CK_SESSION_HANDLE, std::unique_ptr<Session>> sessions_;
+  std::unordered_map<CK_OBJECT_HANDLE, std::shared_ptr<Object>> objects_;
+};
+
+// Handles are never reused in a process, across C_Finalize too.
+CK_OBJECT_HANDLE NextObjectHandle();
+CK_SESSION_HANDLE NextSessionHandle();
+
+// Copies text into a fixed PKCS#11 field, blank-padded, never NUL-terminated.
+void PadField(CK_UTF8CHAR* field, size_t size, std::string_view text);
+
+}  // namespace tpmtoken

@@ -1,0 +1,300 @@
+// Objects: creation, copies, attributes and search (PKCS#11 2.40 section
+// 5.7), with token objects cached per process and kept coherent with other
+// processes through the store's change stamps.
+#include <algorithm>
+#include <cstring>
+
+#include "crypto/ossl.h"
+#include "token/module.h"
+#include "token/schema.h"
+#include "util/log.h"
+
+namespace tpmtoken {
+
+bool Module::Visible(const Token& t, const Object& o) const {
+  return !o.is_private() || t.login == CKU_USER;
+}
+
+void Module::ForgetObjects(Token& t) {
+  for (auto& [row, o] : t.objects) objects_.erase(o->handle);
+  t.objects.clear();
+  t.seen_version = -1;
+  t.private_loaded = false;
+}
+
+void Module::DropSessionObjects(CK_SESSION_HANDLE h) {
+  std::erase_if(objects_, [&](const auto& e) { return e.second->session == h; });
+}
+
+// Brings the token's cached objects in line with the store. Cheap when nothing
+// changed: PRAGMA data_version moves only when another connection commits.
+// Records are decrypted on first need, not at login (lazy loading).
+void Module::Sync(Token& t) {
+  const bool want_private = t.login == CKU_USER;
+  const int64_t version = store_->db().DataVersion();
+  if (version == t.seen_version && want_private == t.private_loaded) return;
+  const std::vector<store::ObjectStamp> stamps = store_->ObjectStamps(t.db_id);
+  std::set<int64_t> present;
+  for (const store::ObjectStamp& st : stamps) {
+    if (st.is_private && !want_private) continue;
+    present.insert(st.id);
+    auto it = t.objects.find(st.id);
+    if (it != t.objects.end() && it->second->gen == st.gen) continue;
+    if (t.unreadable.count(st.id) && it == t.objects.end()) continue;
+    const ByteView key = st.is_private ? t.tk.view() : sk_.view();
+    auto plain = store_->LoadObject(t.db_id, st.id, st.is_private, key);
+    std::optional<AttrSet> attrs;
+    if (plain) {
+      try {
+        attrs = AttrSet::Decode(plain->view());
+      } catch (const DecodeError&) {
+      }
+    }
+    if (!attrs) {
+      if (t.unreadable.insert(st.id).second)
+        log::Error("token ", t.rec.serial, ": object ", st.id, " in ", store_->path(),
+                   " fails authentication (tampered or corrupted); it is skipped, the rest "
+                   "of the token stays usable");
+      if (it != t.objects.end()) {
+        objects_.erase(it->second->handle);
+        t.objects.erase(it);
+      }
+      continue;
+    }
+    t.unreadable.erase(st.id);
+    auto o = std::make_shared<Object>();
+    o->db_id = st.id;
+    o->gen = st.gen;
+    o->attrs = std::move(*attrs);
+    auto [h, fresh] = t.handles.try_emplace(st.id, 0);
+    if (fresh) h->second = NextObjectHandle();
+    o->handle = h->second;
+    objects_[o->handle] = o;
+    t.objects[st.id] = o;
+  }
+  for (auto it = t.objects.begin(); it != t.objects.end();) {
+    if (present.count(it->first)) {
+      ++it;
+      continue;
+    }
+    objects_.erase(it->second->handle);
+    it = t.objects.erase(it);
+  }
+  t.seen_version = version;
+  t.private_loaded = want_private;
+}
+
+std::shared_ptr<Object> Module::Resolve(Session& s, CK_OBJECT_HANDLE h) {
+  Sync(*s.token);
+  auto it = objects_.find(h);
+  if (it == objects_.end()) return nullptr;
+  const std::shared_ptr<Object>& o = it->second;
+  if (o->session) {
+    auto owner = sessions_.find(o->session);
+    if (owner == sessions_.end() || owner->second->token != s.token) return nullptr;
+  } else if (!s.token->objects.count(o->db_id) || s.token->objects.at(o->db_id) != o) {
+    return nullptr;
+  }
+  return Visible(*s.token, *o) ? o : nullptr;
+}
+
+// 2.40 section 5.7 / table 6: token objects need a R/W session, private
+// objects need the user logged in.
+CK_RV Module::CheckWriteAccess(const Session& s, bool token_object, bool private_object) const {
+  if (token_object && !s.rw) return CKR_SESSION_READ_ONLY;
+  if (private_object && s.token->login != CKU_USER) return CKR_USER_NOT_LOGGED_IN;
+  return CKR_OK;
+}
+
+void Module::Persist(Token& t, Object& o) {
+  const bool priv = o.is_private();
+  const ByteView key = priv ? t.tk.view() : sk_.view();
+  store::Db::Txn txn(store_->db());
+  const store::ObjectStamp st =
+      o.db_id ? store_->UpdateObject(t.db_id, o.db_id, priv, o.attrs.Encode(), key)
+              : store_->AddObject(t.db_id, priv, o.attrs.Encode(), key);
+  txn.Commit();
+  o.db_id = st.id;
+  o.gen = st.gen;
+}
+
+CK_RV Module::StoreNewObject(Session& s, AttrSet attrs, CK_OBJECT_HANDLE* out) {
+  auto o = std::make_shared<Object>();
+  o->attrs = std::move(attrs);
+  if (CK_RV rv = CheckWriteAccess(s, o->is_token(), o->is_private()); rv != CKR_OK) return rv;
+  Token& t = *s.token;
+  if (o->is_token()) {
+    Sync(t);
+    Persist(t, *o);
+    auto [h, fresh] = t.handles.try_emplace(o->db_id, 0);
+    if (fresh) h->second = NextObjectHandle();
+    o->handle = h->second;
+    t.objects[o->db_id] = o;
+  } else {
+    o->handle = NextObjectHandle();
+    o->session = s.handle;
+  }
+  objects_[o->handle] = o;
+  *out = o->handle;
+  return CKR_OK;
+}
+
+CK_RV Module::CreateObject(CK_SESSION_HANDLE h, const CK_ATTRIBUTE* tmpl, CK_ULONG n,
+                           CK_OBJECT_HANDLE* out) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  CK_RV rv = CKR_OK;
+  const schema::ClassSpec* cls = schema::ForTemplate(tmpl, n, &rv);
+  if (!cls) return rv;
+  AttrSet attrs;
+  if ((rv = schema::BuildForCreate(*cls, tmpl, n, s->token->login == CKU_SO, &attrs)) != CKR_OK)
+    return rv;
+  return StoreNewObject(*s, std::move(attrs), out);
+}
+
+CK_RV Module::CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, const CK_ATTRIBUTE* tmpl,
+                         CK_ULONG n, CK_OBJECT_HANDLE* out) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  auto src = Resolve(*s, obj);
+  if (!src) return CKR_OBJECT_HANDLE_INVALID;
+  if (!src->attrs.Bool(CKA_COPYABLE, true)) return CKR_ACTION_PROHIBITED;
+  const schema::ClassSpec* cls = schema::ForObject(src->attrs);
+  if (!cls) return CKR_GENERAL_ERROR;
+  AttrSet attrs = src->attrs;
+  if (CK_RV rv = schema::ApplyChanges(*cls, tmpl, n, s->token->login == CKU_SO, true, &attrs);
+      rv != CKR_OK)
+    return rv;
+  attrs.Set(CKA_UNIQUE_ID, View(Hex(crypto::Random(16))));
+  return StoreNewObject(*s, std::move(attrs), out);
+}
+
+CK_RV Module::DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  auto o = Resolve(*s, obj);
+  if (!o) return CKR_OBJECT_HANDLE_INVALID;
+  if (CK_RV rv = CheckWriteAccess(*s, o->is_token(), o->is_private()); rv != CKR_OK) return rv;
+  if (!o->attrs.Bool(CKA_DESTROYABLE, true)) return CKR_ACTION_PROHIBITED;
+  if (o->is_token()) {
+    store::Db::Txn txn(store_->db());
+    store_->DeleteObject(s->token->db_id, o->db_id);
+    txn.Commit();
+    s->token->objects.erase(o->db_id);
+  }
+  objects_.erase(o->handle);
+  return CKR_OK;
+}
+
+CK_RV Module::GetObjectSize(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ULONG* size) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  auto o = Resolve(*s, obj);
+  if (!o) return CKR_OBJECT_HANDLE_INVALID;
+  *size = o->attrs.EncodedSize();
+  return CKR_OK;
+}
+
+// 2.40 section 5.7, C_GetAttributeValue: every attribute is processed; each
+// failure sets that length to CK_UNAVAILABLE_INFORMATION and is reported.
+CK_RV Module::GetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, CK_ATTRIBUTE* tmpl,
+                                CK_ULONG n) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  auto o = Resolve(*s, obj);
+  if (!o) return CKR_OBJECT_HANDLE_INVALID;
+  const schema::ClassSpec* cls = schema::ForObject(o->attrs);
+  const bool hidden = o->attrs.Bool(CKA_SENSITIVE) || !o->attrs.Bool(CKA_EXTRACTABLE, true);
+  CK_RV result = CKR_OK;
+  for (CK_ULONG i = 0; i < n; ++i) {
+    CK_ATTRIBUTE& a = tmpl[i];
+    const schema::AttrSpec* spec = cls ? schema::Find(*cls, a.type) : nullptr;
+    const Bytes* value = o->attrs.Find(a.type);
+    if (spec && (spec->flags & schema::kSensitive) && hidden) {
+      a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+      result = CKR_ATTRIBUTE_SENSITIVE;
+    } else if (!value) {
+      a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+      result = CKR_ATTRIBUTE_TYPE_INVALID;
+    } else if (!a.pValue) {
+      a.ulValueLen = value->size();
+    } else if (a.ulValueLen < value->size()) {
+      a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
+      result = CKR_BUFFER_TOO_SMALL;
+    } else {
+      if (!value->empty()) std::memcpy(a.pValue, value->data(), value->size());
+      a.ulValueLen = value->size();
+    }
+  }
+  return result;
+}
+
+CK_RV Module::SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
+                                const CK_ATTRIBUTE* tmpl, CK_ULONG n) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  auto o = Resolve(*s, obj);
+  if (!o) return CKR_OBJECT_HANDLE_INVALID;
+  if (CK_RV rv = CheckWriteAccess(*s, o->is_token(), o->is_private()); rv != CKR_OK) return rv;
+  if (!o->attrs.Bool(CKA_MODIFIABLE, true)) return CKR_ACTION_PROHIBITED;
+  const schema::ClassSpec* cls = schema::ForObject(o->attrs);
+  if (!cls) return CKR_GENERAL_ERROR;
+  AttrSet updated = o->attrs;
+  if (CK_RV rv = schema::ApplyChanges(*cls, tmpl, n, s->token->login == CKU_SO, false, &updated);
+      rv != CKR_OK)
+    return rv;
+  if (o->is_token()) {
+    Object next = *o;
+    next.attrs = std::move(updated);
+    Persist(*s->token, next);
+    *o = std::move(next);
+  } else {
+    o->attrs = std::move(updated);
+  }
+  return CKR_OK;
+}
+
+CK_RV Module::FindObjectsInit(CK_SESSION_HANDLE h, const CK_ATTRIBUTE* tmpl, CK_ULONG n) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  if (s->find.active) return CKR_OPERATION_ACTIVE;
+  for (CK_ULONG i = 0; i < n; ++i)
+    if (tmpl[i].ulValueLen && !tmpl[i].pValue) return CKR_ARGUMENTS_BAD;
+  Token& t = *s->token;
+  Sync(t);
+  FindState f;
+  f.active = true;
+  for (const auto& [row, o] : t.objects)
+    if (Visible(t, *o) && o->attrs.Matches(tmpl, n)) f.results.push_back(o->handle);
+  for (const auto& [handle, o] : objects_) {
+    if (!o->session) continue;
+    auto owner = sessions_.find(o->session);
+    if (owner == sessions_.end() || owner->second->token != &t) continue;
+    if (Visible(t, *o) && o->attrs.Matches(tmpl, n)) f.results.push_back(handle);
+  }
+  s->find = std::move(f);
+  return CKR_OK;
+}
+
+CK_RV Module::FindObjects(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE* out, CK_ULONG max,
+                          CK_ULONG* count) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  if (!s->find.active) return CKR_OPERATION_NOT_INITIALIZED;
+  FindState& f = s->find;
+  const size_t n = std::min<size_t>(max, f.results.size() - f.next);
+  std::copy_n(f.results.begin() + static_cast<ptrdiff_t>(f.next), n, out);
+  f.next += n;
+  *count = n;
+  return CKR_OK;
+}
+
+CK_RV Module::FindObjectsFinal(CK_SESSION_HANDLE h) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  if (!s->find.active) return CKR_OPERATION_NOT_INITIALIZED;
+  s->find = FindState{};
+  return CKR_OK;
+}
+
+}  // namespace tpmtoken

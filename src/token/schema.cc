@@ -1,0 +1,242 @@
+#include "token/schema.h"
+
+#include <cstring>
+
+#include "crypto/ossl.h"
+#include "crypto/x509.h"
+
+namespace tpmtoken::schema {
+namespace {
+
+// PKCS#11 2.40 section 4.4 (storage objects) and 3.0's CKA_UNIQUE_ID.
+std::vector<AttrSpec> Storage(bool private_default) {
+  return {
+      {CKA_CLASS, Kind::kUlong, kRequired, Default::kNone},
+      {CKA_TOKEN, Kind::kBool, kCopyChange, Default::kFalse},
+      {CKA_PRIVATE, Kind::kBool, kCopyChange, private_default ? Default::kTrue : Default::kFalse},
+      {CKA_MODIFIABLE, Kind::kBool, kCopyChange, Default::kTrue},
+      {CKA_LABEL, Kind::kBytes, kModifiable, Default::kEmpty},
+      {CKA_COPYABLE, Kind::kBool, kCopyChange | kStaysFalse, Default::kTrue},
+      {CKA_DESTROYABLE, Kind::kBool, kModifiable, Default::kTrue},
+      {CKA_UNIQUE_ID, Kind::kBytes, kNotOnCreate, Default::kNone},
+  };
+}
+
+std::vector<AttrSpec> Join(std::vector<AttrSpec> a, std::initializer_list<AttrSpec> b) {
+  a.insert(a.end(), b);
+  return a;
+}
+
+// 2.40 section 4.6.3: the certificate fields CKA_SUBJECT, CKA_ISSUER and
+// CKA_SERIAL_NUMBER mirror the DER value; fill what the template left out.
+CK_RV CompleteX509(AttrSet& a) {
+  const Bytes* value = a.Find(CKA_VALUE);
+  if (!value || value->empty()) return CKR_TEMPLATE_INCOMPLETE;
+  const auto fields = crypto::ParseCertificate(*value);
+  if (!fields) {
+    // A value we cannot parse is acceptable only if the caller named the
+    // subject itself (the spec requires CKA_SUBJECT, not a parsable value).
+    return a.Has(CKA_SUBJECT) ? CKR_OK : CKR_ATTRIBUTE_VALUE_INVALID;
+  }
+  if (!a.Has(CKA_SUBJECT)) a.Set(CKA_SUBJECT, fields->subject);
+  if (a.Find(CKA_ISSUER)->empty()) a.Set(CKA_ISSUER, fields->issuer);
+  if (a.Find(CKA_SERIAL_NUMBER)->empty()) a.Set(CKA_SERIAL_NUMBER, fields->serial);
+  if (a.Find(CKA_PUBLIC_KEY_INFO)->empty()) a.Set(CKA_PUBLIC_KEY_INFO, fields->public_key_info);
+  // CKA_CHECK_VALUE: the first three bytes of the value's SHA-1 (4.6.2).
+  const Bytes sha1 = crypto::Digest("SHA1", *value);
+  const Bytes check(sha1.begin(), sha1.begin() + 3);
+  if (const Bytes* given = a.Find(CKA_CHECK_VALUE); given && *given != check)
+    return CKR_ATTRIBUTE_VALUE_INVALID;
+  a.Set(CKA_CHECK_VALUE, check);
+  return CKR_OK;
+}
+
+const std::vector<ClassSpec>& Classes() {
+  static const std::vector<ClassSpec> kClasses = {
+      // 2.40 section 4.5: data objects.
+      {CKO_DATA, 0, 0, false,
+       Join(Storage(false),
+            {
+                {CKA_APPLICATION, Kind::kBytes, kModifiable, Default::kEmpty},
+                {CKA_OBJECT_ID, Kind::kBytes, kModifiable, Default::kEmpty},
+                {CKA_VALUE, Kind::kBytes, kModifiable, Default::kEmpty},
+            }),
+       nullptr},
+      // 2.40 sections 4.6.2-4.6.3: X.509 public key certificates.
+      {CKO_CERTIFICATE, CKA_CERTIFICATE_TYPE, CKC_X_509, false,
+       Join(Storage(false),
+            {
+                {CKA_CERTIFICATE_TYPE, Kind::kUlong, kRequired, Default::kNone},
+                {CKA_TRUSTED, Kind::kBool, kSoToTrue | kModifiable, Default::kFalse},
+                {CKA_CERTIFICATE_CATEGORY, Kind::kUlong, 0, Default::kZero},
+                {CKA_CHECK_VALUE, Kind::kBytes, 0, Default::kNone},
+                {CKA_START_DATE, Kind::kDate, kModifiable, Default::kEmpty},
+                {CKA_END_DATE, Kind::kDate, kModifiable, Default::kEmpty},
+                {CKA_PUBLIC_KEY_INFO, Kind::kBytes, 0, Default::kEmpty},
+                {CKA_SUBJECT, Kind::kBytes, 0, Default::kNone},
+                {CKA_ID, Kind::kBytes, kModifiable, Default::kEmpty},
+                {CKA_ISSUER, Kind::kBytes, kModifiable, Default::kEmpty},
+                {CKA_SERIAL_NUMBER, Kind::kBytes, kModifiable, Default::kEmpty},
+                {CKA_VALUE, Kind::kBytes, kRequired, Default::kNone},
+                {CKA_URL, Kind::kBytes, 0, Default::kEmpty},
+                {CKA_HASH_OF_SUBJECT_PUBLIC_KEY, Kind::kBytes, 0, Default::kEmpty},
+                {CKA_HASH_OF_ISSUER_PUBLIC_KEY, Kind::kBytes, 0, Default::kEmpty},
+                {CKA_JAVA_MIDP_SECURITY_DOMAIN, Kind::kUlong, 0, Default::kZero},
+                {CKA_NAME_HASH_ALGORITHM, Kind::kUlong, 0, Default::kNone},
+            }),
+       CompleteX509},
+  };
+  return kClasses;
+}
+
+Bytes DefaultBytes(const AttrSpec& s) {
+  switch (s.fallback) {
+    case Default::kFalse: return BoolBytes(false);
+    case Default::kTrue: return BoolBytes(true);
+    case Default::kZero: return UlongBytes(0);
+    case Default::kEmpty:
+    case Default::kNone: break;
+  }
+  return {};
+}
+
+// Rejects the same attribute given twice with different values.
+CK_RV CheckDuplicates(const CK_ATTRIBUTE* tmpl, CK_ULONG count) {
+  for (CK_ULONG i = 0; i < count; ++i)
+    for (CK_ULONG j = i + 1; j < count; ++j)
+      if (tmpl[i].type == tmpl[j].type &&
+          (tmpl[i].ulValueLen != tmpl[j].ulValueLen ||
+           (tmpl[i].ulValueLen &&
+            std::memcmp(tmpl[i].pValue, tmpl[j].pValue, tmpl[i].ulValueLen) != 0)))
+        return CKR_TEMPLATE_INCONSISTENT;
+  return CKR_OK;
+}
+
+bool IsTrue(const CK_ATTRIBUTE& a) {
+  return a.ulValueLen == 1 && *static_cast<const CK_BBOOL*>(a.pValue) != CK_FALSE;
+}
+
+}  // namespace
+
+bool ValidValue(const AttrSpec& spec, const CK_ATTRIBUTE& a) {
+  if (a.ulValueLen && !a.pValue) return false;
+  switch (spec.kind) {
+    case Kind::kBool:
+      return a.ulValueLen == 1 && (*static_cast<const CK_BBOOL*>(a.pValue) <= 1);
+    case Kind::kUlong: return a.ulValueLen == sizeof(CK_ULONG);
+    case Kind::kDate: {
+      if (a.ulValueLen == 0) return true;
+      if (a.ulValueLen != sizeof(CK_DATE)) return false;
+      const auto* p = static_cast<const uint8_t*>(a.pValue);
+      for (size_t i = 0; i < sizeof(CK_DATE); ++i)
+        if (p[i] < '0' || p[i] > '9') return false;
+      return true;
+    }
+    case Kind::kBytes: return true;
+  }
+  return false;
+}
+
+const AttrSpec* Find(const ClassSpec& cls, CK_ATTRIBUTE_TYPE type) {
+  for (const AttrSpec& s : cls.attrs)
+    if (s.type == type) return &s;
+  return nullptr;
+}
+
+const ClassSpec* ForTemplate(const CK_ATTRIBUTE* tmpl, CK_ULONG count, CK_RV* rv) {
+  const CK_ATTRIBUTE* cls = nullptr;
+  for (CK_ULONG i = 0; i < count; ++i)
+    if (tmpl[i].type == CKA_CLASS) cls = &tmpl[i];
+  if (!cls) {
+    *rv = CKR_TEMPLATE_INCOMPLETE;
+    return nullptr;
+  }
+  if (cls->ulValueLen != sizeof(CK_OBJECT_CLASS) || !cls->pValue) {
+    *rv = CKR_ATTRIBUTE_VALUE_INVALID;
+    return nullptr;
+  }
+  const CK_OBJECT_CLASS want = *static_cast<const CK_OBJECT_CLASS*>(cls->pValue);
+  bool class_known = false;
+  for (const ClassSpec& c : Classes()) {
+    if (c.cls != want) continue;
+    class_known = true;
+    if (!c.subtype_attr) return &c;
+    for (CK_ULONG i = 0; i < count; ++i) {
+      if (tmpl[i].type != c.subtype_attr) continue;
+      if (tmpl[i].ulValueLen == sizeof(CK_ULONG) && tmpl[i].pValue &&
+          *static_cast<const CK_ULONG*>(tmpl[i].pValue) == c.subtype)
+        return &c;
+    }
+  }
+  // A known class whose subtype attribute is missing is incomplete; a class
+  // or subtype this token does not hold is an invalid value.
+  bool has_subtype = false;
+  for (const ClassSpec& c : Classes())
+    for (CK_ULONG i = 0; c.cls == want && c.subtype_attr && i < count; ++i)
+      has_subtype |= tmpl[i].type == c.subtype_attr;
+  *rv = (class_known && !has_subtype) ? CKR_TEMPLATE_INCOMPLETE : CKR_ATTRIBUTE_VALUE_INVALID;
+  return nullptr;
+}
+
+const ClassSpec* ForObject(const AttrSet& attrs) {
+  const auto cls = attrs.Ulong(CKA_CLASS);
+  if (!cls) return nullptr;
+  for (const ClassSpec& c : Classes()) {
+    if (c.cls != *cls) continue;
+    if (!c.subtype_attr || attrs.Ulong(c.subtype_attr) == c.subtype) return &c;
+  }
+  return nullptr;
+}
+
+CK_RV BuildForCreate(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool is_so,
+                     AttrSet* out) {
+  if (CK_RV rv = CheckDuplicates(tmpl, count); rv != CKR_OK) return rv;
+  AttrSet a;
+  for (CK_ULONG i = 0; i < count; ++i) {
+    const AttrSpec* spec = Find(cls, tmpl[i].type);
+    if (!spec) return CKR_ATTRIBUTE_TYPE_INVALID;
+    if (spec->flags & kNotOnCreate) return CKR_ATTRIBUTE_READ_ONLY;
+    if (!ValidValue(*spec, tmpl[i])) return CKR_ATTRIBUTE_VALUE_INVALID;
+    if ((spec->flags & kSoToTrue) && IsTrue(tmpl[i]) && !is_so) return CKR_ATTRIBUTE_READ_ONLY;
+    a.Set(tmpl[i].type, ByteView(static_cast<const uint8_t*>(tmpl[i].pValue), tmpl[i].ulValueLen));
+  }
+  for (const AttrSpec& s : cls.attrs) {
+    if (a.Has(s.type) || s.fallback == Default::kNone) continue;
+    a.Set(s.type, DefaultBytes(s));
+  }
+  if (cls.complete)
+    if (CK_RV rv = cls.complete(a); rv != CKR_OK) return rv;
+  for (const AttrSpec& s : cls.attrs)
+    if ((s.flags & kRequired) && !a.Has(s.type)) return CKR_TEMPLATE_INCOMPLETE;
+  if (cls.cls == CKO_CERTIFICATE && !a.Has(CKA_SUBJECT)) return CKR_TEMPLATE_INCOMPLETE;
+  a.Set(CKA_UNIQUE_ID, View(Hex(crypto::Random(16))));
+  *out = std::move(a);
+  return CKR_OK;
+}
+
+CK_RV ApplyChanges(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool is_so,
+                   bool copy, AttrSet* attrs) {
+  if (CK_RV rv = CheckDuplicates(tmpl, count); rv != CKR_OK) return rv;
+  for (CK_ULONG i = 0; i < count; ++i) {
+    const AttrSpec* spec = Find(cls, tmpl[i].type);
+    if (!spec) return CKR_ATTRIBUTE_TYPE_INVALID;
+    if (!ValidValue(*spec, tmpl[i])) return CKR_ATTRIBUTE_VALUE_INVALID;
+    const Bytes* current = attrs->Find(tmpl[i].type);
+    const bool same = current && current->size() == tmpl[i].ulValueLen &&
+                      (current->empty() ||
+                       std::memcmp(current->data(), tmpl[i].pValue, current->size()) == 0);
+    if (same) continue;  // restating a value is always allowed
+    const bool changeable = (spec->flags & kModifiable) || (copy && (spec->flags & kCopyChange));
+    if (!changeable) return CKR_ATTRIBUTE_READ_ONLY;
+    const bool now_true = attrs->Bool(tmpl[i].type);
+    if ((spec->flags & kStaysFalse) && !now_true) return CKR_ATTRIBUTE_READ_ONLY;
+    if ((spec->flags & kStaysTrue) && now_true) return CKR_ATTRIBUTE_READ_ONLY;
+    if ((spec->flags & kSoToTrue) && IsTrue(tmpl[i]) && !is_so) return CKR_ATTRIBUTE_READ_ONLY;
+  }
+  for (CK_ULONG i = 0; i < count; ++i)
+    attrs->Set(tmpl[i].type,
+               ByteView(static_cast<const uint8_t*>(tmpl[i].pValue), tmpl[i].ulValueLen));
+  return CKR_OK;
+}
+
+}  // namespace tpmtoken::schema

@@ -1,0 +1,129 @@
+// The TPM as tpmtoken uses it: one ESAPI context over the TCTI loader, RAII for
+// every ESYS_TR, salted sessions with AES-CFB parameter encryption for every
+// command that carries a secret, and the seal/unseal and PIN-counter
+// operations of DESIGN.md. Every public method is one self-contained step that
+// leaves nothing loaded in the TPM, so a bare simulator with three object
+// slots works. Methods are serialized by an internal mutex.
+#pragma once
+#include <tss2/tss2_esys.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+
+#include "crypto/kdf.h"
+#include "util/bytes.h"
+
+namespace tpmtoken::tpm {
+
+struct TpmError : std::runtime_error {
+  TpmError(const std::string& call, TSS2_RC rc);
+  TSS2_RC rc;
+  // The response code without the handle/session/parameter number bits.
+  TSS2_RC base() const;
+};
+
+// A sealed data object: marshalled TPM2B_PUBLIC and TPM2B_PRIVATE. Only the
+// TPM that made it can load it, under the same storage primary.
+struct SealedBlob {
+  Bytes pub;
+  Bytes priv;
+};
+
+struct PinCounter {
+  uint32_t count = 0;
+  uint32_t limit = 0;
+  bool locked() const { return count >= limit; }
+};
+
+struct TpmInfo {
+  std::string manufacturer;  // TPM2_PT_MANUFACTURER, e.g. "IBM"
+  std::string vendor;        // TPM2_PT_VENDOR_STRING_1..4
+  uint8_t spec_major = 2, spec_minor = 0;  // from TPM2_PT_REVISION
+  uint8_t fw_major = 0, fw_minor = 0;      // from TPM2_PT_FIRMWARE_VERSION_1
+};
+
+class Handle;
+
+class Tpm {
+ public:
+  // Connects through the TCTI loader ("device:/dev/tpmrm0", "swtpm:port=…",
+  // "tabrmd:…"). Throws TpmError naming the TCTI on failure.
+  static std::unique_ptr<Tpm> Open(const std::string& tcti, const std::string& owner_auth);
+  ~Tpm();
+  Tpm(const Tpm&) = delete;
+  Tpm& operator=(const Tpm&) = delete;
+
+  const TpmInfo& info() const { return info_; }
+  bool has_resource_manager() const { return has_rm_; }
+
+  Bytes GetRandom(size_t n);
+
+  // Seals data that opens with no authorization (the store key).
+  SealedBlob SealOpen(ByteView data);
+  Secret UnsealOpen(const SealedBlob& blob);
+
+  // PIN-protected seals (DESIGN.md, token key). The seal's policy requires
+  // PolicySecret on a PIN_FAIL NV index (whose auth is the PIN's nv value; the
+  // TPM counts failures there, outside the dictionary-attack counter) and
+  // PolicyAuthValue with the PIN's seal value.
+  void DefinePinCounter(uint32_t index, const crypto::PinAuth& pin, uint32_t limit);
+  void UndefinePinCounter(uint32_t index);  // missing index is not an error
+  PinCounter ReadPinCounter(uint32_t index);
+  SealedBlob SealForPin(ByteView data, uint32_t index, const crypto::PinAuth& pin);
+  // nullopt when the PIN is wrong (the TPM has counted the failure).
+  std::optional<Secret> UnsealWithPin(const SealedBlob& blob, uint32_t index,
+                                      const crypto::PinAuth& pin);
+  // A free NV handle at or above base (owner range), or throws.
+  uint32_t FreeNvIndex(uint32_t base, uint32_t avoid = 0);
+
+  ESYS_CONTEXT* ctx() { return ctx_; }
+
+ private:
+  Tpm() = default;
+  void SetOwnerAuth();
+  Handle CreatePrimary();
+  Handle StartSession(const Handle& salt_key, TPM2_SE type, TPMA_SESSION attrs);
+  Handle Load(const Handle& parent, const Handle& session, const SealedBlob& blob);
+  Handle OpenNv(uint32_t index);
+  Bytes PinPolicy(const Handle& nv);
+  void ReadFixedProperties();
+  void RecoverTransientMemory();
+  template <typename Fn>
+  auto Retry(Fn&& fn);
+
+  std::mutex mu_;
+  TSS2_TCTI_CONTEXT* tcti_ = nullptr;
+  ESYS_CONTEXT* ctx_ = nullptr;
+  Secret owner_auth_;
+  TpmInfo info_;
+  bool has_rm_ = false;
+};
+
+// Owns one ESYS_TR: transient objects and sessions are flushed, other
+// handles (NV, hierarchies) are closed in ESAPI only.
+class Handle {
+ public:
+  enum class Kind { kFlush, kClose };
+  Handle() = default;
+  Handle(ESYS_CONTEXT* ctx, ESYS_TR tr, Kind kind) : ctx_(ctx), tr_(tr), kind_(kind) {}
+  Handle(Handle&& o) noexcept : ctx_(o.ctx_), tr_(o.tr_), kind_(o.kind_) { o.tr_ = ESYS_TR_NONE; }
+  Handle& operator=(Handle&& o) noexcept;
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  ~Handle() { Reset(); }
+  void Reset();
+  // Forget the handle without releasing it (the TPM command consumed it).
+  void Release() { tr_ = ESYS_TR_NONE; }
+  ESYS_TR get() const { return tr_; }
+
+ private:
+  ESYS_CONTEXT* ctx_ = nullptr;
+  ESYS_TR tr_ = ESYS_TR_NONE;
+  Kind kind_ = Kind::kFlush;
+};
+
+}  // namespace tpmtoken::tpm

@@ -1,0 +1,101 @@
+#include "util/config.h"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <stdexcept>
+#include <string_view>
+
+#include "util/log.h"
+
+namespace tpmtoken {
+namespace {
+
+std::string Trim(std::string_view s) {
+  const auto first = s.find_first_not_of(" \t\r");
+  if (first == std::string_view::npos) return {};
+  const auto last = s.find_last_not_of(" \t\r");
+  return std::string(s.substr(first, last - first + 1));
+}
+
+uint32_t ParseNumber(const std::string& value, const std::string& where) {
+  try {
+    size_t used = 0;
+    const unsigned long v = std::stoul(value, &used, 0);
+    if (used != value.size() || v > 0xffffffffUL) throw std::invalid_argument(value);
+    return static_cast<uint32_t>(v);
+  } catch (const std::exception&) {
+    throw std::runtime_error(where + ": '" + value + "' is not a number");
+  }
+}
+
+void Apply(Config& c, const std::string& key, const std::string& value, const std::string& where) {
+  if (key == "tcti") {
+    c.tcti = value;
+  } else if (key == "store") {
+    c.store_path = value;
+  } else if (key == "log_level") {
+    c.log_level = value;
+  } else if (key == "owner_auth") {
+    c.owner_auth = value;
+  } else if (key == "user_pin_retries") {
+    c.user_pin_retries = ParseNumber(value, where);
+  } else if (key == "so_pin_retries") {
+    c.so_pin_retries = ParseNumber(value, where);
+  } else if (key == "nv_base") {
+    c.nv_base = ParseNumber(value, where);
+  } else if (key == "pbkdf2_iterations") {
+    c.pbkdf2_iterations = ParseNumber(value, where);
+  } else {
+    throw std::runtime_error(where + ": unknown key '" + key + "'");
+  }
+}
+
+void ReadFile(Config& c, const std::string& path, bool must_exist) {
+  std::ifstream in(path);
+  if (!in) {
+    if (must_exist) throw std::runtime_error(path + ": cannot be read (check TPMTOKEN_CONF)");
+    return;
+  }
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const std::string where = path + ":" + std::to_string(n);
+    const std::string text = Trim(line.substr(0, line.find('#')));
+    if (text.empty()) continue;
+    const auto eq = text.find('=');
+    if (eq == std::string::npos) throw std::runtime_error(where + ": expected 'key = value'");
+    Apply(c, Trim(std::string_view(text).substr(0, eq)), Trim(std::string_view(text).substr(eq + 1)),
+          where);
+  }
+}
+
+}  // namespace
+
+std::string Config::DefaultStorePath() {
+  if (geteuid() == 0) return "/var/lib/tpmtoken/tpmtoken.sqlite3";
+  if (const char* xdg = std::getenv("XDG_DATA_HOME"); xdg && *xdg)
+    return std::string(xdg) + "/tpmtoken/tpmtoken.sqlite3";
+  if (const char* home = std::getenv("HOME"); home && *home)
+    return std::string(home) + "/.local/share/tpmtoken/tpmtoken.sqlite3";
+  return "tpmtoken.sqlite3";
+}
+
+Config Config::Load() {
+  Config c;
+  if (const char* conf = std::getenv("TPMTOKEN_CONF"); conf && *conf) {
+    ReadFile(c, conf, true);
+  } else {
+    ReadFile(c, "/etc/tpmtoken/tpmtoken.conf", false);
+  }
+  if (const char* tcti = std::getenv("TPMTOKEN_TCTI"); tcti && *tcti) c.tcti = tcti;
+  if (const char* store = std::getenv("TPMTOKEN_STORE"); store && *store) c.store_path = store;
+  if (c.store_path.empty()) c.store_path = DefaultStorePath();
+  if (!std::getenv("TPMTOKEN_LOG")) log::SetLevel(log::ParseLevel(c.log_level, log::Level::kError));
+  if (c.user_pin_retries == 0 || c.so_pin_retries == 0 || c.user_pin_retries > 1000 ||
+      c.so_pin_retries > 1000)
+    throw std::runtime_error("PIN retry limits must be between 1 and 1000");
+  return c;
+}
+
+}  // namespace tpmtoken
