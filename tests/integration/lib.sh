@@ -26,54 +26,14 @@ trap fixture_cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }
 
-# A free pair of loopback ports (server, server+1 for control).
-free_port_pair() {
-  python3 - <<'PY'
-import random, socket
-for _ in range(200):
-    p = random.randrange(20000, 60000, 2)
-    ok = True
-    for q in (p, p + 1):
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", q))
-        except OSError:
-            ok = False
-        finally:
-            s.close()
-    if ok:
-        print(p)
-        break
-PY
-}
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/swtpm.sh"
 
-# Starts swtpm and exports TPMTOKEN_TCTI and TPMTOKEN_STORE for this test.
-# Set TPMTOKEN_TCTI beforehand to run against a real TPM instead.
+# Starts this test's swtpm and exports TPMTOKEN_TCTI and TPMTOKEN_STORE. With
+# TPMTOKEN_TCTI already set (a real TPM), that TPM is used instead.
 fixture_start() {
   export TPMTOKEN_STORE="$WORK/store/tpmtoken.sqlite3"
-  if [ -n "${TPMTOKEN_TCTI:-}" ] && [ -z "${FORCE_SWTPM:-}" ]; then return; fi
-  mkdir -p "$WORK/tpm"
-  local port
-  for _ in 1 2 3 4 5; do
-    port=$(free_port_pair)
-    swtpm socket --tpm2 --tpmstate dir="$WORK/tpm" \
-      --server type=tcp,port="$port",bindaddr=127.0.0.1 \
-      --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
-      --flags not-need-init,startup-clear >"$WORK/swtpm.log" 2>&1 &
-    SWTPM_PID=$!
-    for _ in $(seq 50); do
-      if (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; then
-        export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$port"
-        return
-      fi
-      kill -0 "$SWTPM_PID" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill "$SWTPM_PID" 2>/dev/null || true
-    wait "$SWTPM_PID" 2>/dev/null || true
-    SWTPM_PID=""
-  done
-  fail "swtpm did not start (see $WORK/swtpm.log)"
+  if [ -n "${TPMTOKEN_TCTI:-}" ]; then return; fi
+  swtpm_start "$WORK/tpm" || fail "swtpm did not start (see $WORK/tpm/swtpm.log)"
 }
 
 p11() { pkcs11-tool --module "$MODULE" "$@"; }
