@@ -36,4 +36,51 @@ fixture_start() {
   swtpm_start "$WORK/tpm" || fail "swtpm did not start (see $WORK/tpm/swtpm.log)"
 }
 
+# Like fixture_start, but puts tpm2-abrmd (on a private D-Bus session bus) in
+# front of swtpm, for tests where several processes use the TPM at once: a
+# bare swtpm serves one connection at a time.
+fixture_start_shared() {
+  fixture_start
+  local tcti=$TPMTOKEN_TCTI
+  dbus-daemon --session --fork --nopidfile --print-address=3 --print-pid=4 \
+    3>"$WORK/dbus.addr" 4>"$WORK/dbus.pid" || fail "dbus-daemon did not start"
+  CLEANUP_PIDS+=("$(cat "$WORK/dbus.pid")")
+  export DBUS_SESSION_BUS_ADDRESS=$(cat "$WORK/dbus.addr")
+  local name="com.intel.tss2.Tabrmd.t$$"
+  tpm2-abrmd --session --allow-root --dbus-name="$name" --tcti="$tcti" \
+    >"$WORK/abrmd.log" 2>&1 &
+  CLEANUP_PIDS+=($!)
+  export TPMTOKEN_TCTI="tabrmd:bus_type=session,bus_name=$name"
+  for _ in $(seq 50); do
+    if tpm2_getcap -T "$TPMTOKEN_TCTI" properties-fixed >/dev/null 2>&1; then return; fi
+    sleep 0.1
+  done
+  fail "tpm2-abrmd did not come up (see $WORK/abrmd.log)"
+}
+
 p11() { pkcs11-tool --module "$MODULE" "$@"; }
+
+# expect_fail PATTERN CMD...: CMD must fail and print PATTERN (e.g. a CKR name).
+expect_fail() {
+  local pattern=$1 out
+  shift
+  if out=$("$@" 2>&1); then fail "expected failure ($pattern) from: $*"; fi
+  grep -q -- "$pattern" <<<"$out" || fail "expected '$pattern' from: $*; got: $out"
+}
+
+# token_flags LABEL: the token flags line pkcs11-tool -L prints for LABEL.
+token_flags() {
+  p11 -L 2>/dev/null | awk -v l="$1" '
+    /token label/ { found = ($4 == l) }
+    found && /token flags/ { sub(/.*: /, ""); print; exit }'
+}
+
+# init_token LABEL SO_PIN USER_PIN: a token on the free slot with a user PIN.
+init_token() {
+  local free
+  free=$(p11 -L 2>/dev/null | awk '/^Slot/ { slot = $3 } /uninitialized/ { print slot; exit }' | tr -d '()')
+  [ -n "$free" ] || fail "no free slot"
+  p11 --slot "$free" --init-token --label "$1" --so-pin "$2" >/dev/null 2>&1 || fail "init-token $1"
+  p11 --token-label "$1" --login --login-type so --so-pin "$2" --init-pin --pin "$3" >/dev/null 2>&1 \
+    || fail "init-pin $1"
+}
