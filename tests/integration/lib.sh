@@ -46,6 +46,7 @@ fixture_start_shared() {
     3>"$WORK/dbus.addr" 4>"$WORK/dbus.pid" || fail "dbus-daemon did not start"
   CLEANUP_PIDS+=("$(cat "$WORK/dbus.pid")")
   export DBUS_SESSION_BUS_ADDRESS=$(cat "$WORK/dbus.addr")
+  export DBUS_SYSTEM_BUS_ADDRESS=$DBUS_SESSION_BUS_ADDRESS
   local name="com.intel.tss2.Tabrmd.t$$"
   tpm2-abrmd --session --allow-root --dbus-name="$name" --tcti="$tcti" \
     >"$WORK/abrmd.log" 2>&1 &
