@@ -137,27 +137,15 @@ CK_RV Module::InitToken(CK_SLOT_ID slot, ByteView so_pin, ByteView label_field) 
   int64_t id = 0;
   try {
     store::Db::Txn txn(store_->db());
-    const auto free = store_->Meta("free_slot");
-    if (!free || free->size() != 4 ||
-        ((uint32_t{(*free)[0]} << 24) | (uint32_t{(*free)[1]} << 16) |
-         (uint32_t{(*free)[2]} << 8) | (*free)[3]) != slot) {
+    const auto free = store_->Meta(kFreeSlotKey);
+    if (!free || DecodeBe32(*free) != slot) {
       // Another process initialized this slot a moment ago.
       tpm_->UndefinePinCounter(rec.so.nv_index);
       RefreshTokens();
       return CKR_SLOT_ID_INVALID;
     }
     id = store_->AddToken(static_cast<uint32_t>(slot), rec.Encode(), sk_.view());
-    uint32_t next = 0;
-    do {
-      const Bytes r = crypto::Random(4);
-      next = ((uint32_t{r[0]} << 24) | (uint32_t{r[1]} << 16) | (uint32_t{r[2]} << 8) | r[3]) &
-             0x7FFFFFFF;
-    } while (next == 0 || next == slot ||
-             std::any_of(tokens_.begin(), tokens_.end(),
-                         [&](const auto& o) { return o->slot_id == next; }));
-    const Bytes enc = {static_cast<uint8_t>(next >> 24), static_cast<uint8_t>(next >> 16),
-                       static_cast<uint8_t>(next >> 8), static_cast<uint8_t>(next)};
-    store_->SetMeta("free_slot", enc);
+    store_->SetMeta(kFreeSlotKey, EncodeBe32(static_cast<uint32_t>(NewSlotId())));
     txn.Commit();
   } catch (...) {
     tpm_->UndefinePinCounter(rec.so.nv_index);

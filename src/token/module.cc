@@ -18,27 +18,19 @@ std::atomic<CK_ULONG> g_next_session{1};
 constexpr const char* kSkPub = "sk_seal_pub";
 constexpr const char* kSkPriv = "sk_seal_priv";
 constexpr const char* kSkCheck = "sk_check";
-constexpr const char* kFreeSlot = "free_slot";
-
-uint32_t RandomSlotId() {
-  for (;;) {
-    const Bytes r = crypto::Random(4);
-    const uint32_t v = ((uint32_t{r[0]} << 24) | (uint32_t{r[1]} << 16) | (uint32_t{r[2]} << 8) |
-                        r[3]) & 0x7FFFFFFF;
-    if (v != 0) return v;
-  }
-}
-
-uint32_t DecodeU32(ByteView b) {
-  return b.size() == 4 ? (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3]
-                       : 0;
-}
-Bytes EncodeU32(uint32_t v) {
-  return {static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16),
-          static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)};
-}
 
 }  // namespace
+
+// Slot IDs fit in 31 bits (some applications keep them in a signed int).
+CK_SLOT_ID Module::NewSlotId() const {
+  for (;;) {
+    const uint32_t v = DecodeBe32(crypto::Random(4)) & 0x7FFFFFFF;
+    const bool taken = v == 0 || v == free_slot_ ||
+                       std::any_of(tokens_.begin(), tokens_.end(),
+                                   [&](const auto& t) { return t->slot_id == v; });
+    if (!taken) return v;
+  }
+}
 
 CK_OBJECT_HANDLE NextObjectHandle() { return g_next_object++; }
 CK_SESSION_HANDLE NextSessionHandle() { return g_next_session++; }
@@ -82,7 +74,7 @@ void Module::UnsealStoreKey() {
       store_->SetMeta(kSkPub, blob.pub);
       store_->SetMeta(kSkPriv, blob.priv);
       store_->SetMeta(kSkCheck, crypto::AeadSeal(sk.view(), View(kSkCheck), {}));
-      store_->SetMeta(kFreeSlot, EncodeU32(RandomSlotId()));
+      store_->SetMeta(kFreeSlotKey, EncodeBe32(static_cast<uint32_t>(NewSlotId())));
       txn.Commit();
       log::Info("created store ", store_->path());
       sk_ = std::move(sk);
@@ -103,7 +95,7 @@ void Module::UnsealStoreKey() {
 }
 
 void Module::RefreshTokens() {
-  if (auto free = store_->Meta(kFreeSlot)) free_slot_ = DecodeU32(*free);
+  if (auto free = store_->Meta(kFreeSlotKey)) free_slot_ = DecodeBe32(*free);
   const std::vector<store::TokenRow> rows = store_->Tokens();
   for (const store::TokenRow& row : rows) {
     auto it = std::find_if(tokens_.begin(), tokens_.end(),

@@ -23,6 +23,8 @@ namespace tpmtoken {
 inline constexpr CK_USER_TYPE kNobody = ~CK_USER_TYPE{0};
 inline constexpr CK_ULONG kMinPin = 4;
 inline constexpr CK_ULONG kMaxPin = 128;
+// The store's meta key that holds the free slot's ID.
+inline constexpr const char* kFreeSlotKey = "free_slot";
 
 struct Token {
   int64_t db_id = 0;
@@ -112,6 +114,7 @@ class Module {
   Module() = default;
   void UnsealStoreKey();
   void RefreshTokens();
+  CK_SLOT_ID NewSlotId() const;
   Token* FindToken(CK_SLOT_ID slot);
   Session* FindSession(CK_SESSION_HANDLE h);
   bool ReloadRecord(Token& t);

@@ -15,6 +15,16 @@ std::string Hex(ByteView b) {
   return s;
 }
 
+Bytes EncodeBe32(uint32_t v) {
+  return {static_cast<uint8_t>(v >> 24), static_cast<uint8_t>(v >> 16),
+          static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)};
+}
+
+uint32_t DecodeBe32(ByteView b) {
+  if (b.size() != 4) return 0;
+  return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | b[3];
+}
+
 void Wipe(void* p, size_t n) {
   if (p && n) OPENSSL_cleanse(p, n);
 }

@@ -21,6 +21,10 @@ inline std::string_view AsText(ByteView b) {
 }
 std::string Hex(ByteView b);
 
+// Four bytes, big-endian; DecodeBe32 of anything but four bytes is 0.
+Bytes EncodeBe32(uint32_t v);
+uint32_t DecodeBe32(ByteView b);
+
 // Overwrites memory in a way the optimizer keeps.
 void Wipe(void* p, size_t n);
 

@@ -80,3 +80,8 @@ pass "re-initialization"
 # The SO may not log in while a read-only session exists (2.40, 5.6).
 expect_fail CKR_SESSION_READ_ONLY_EXISTS p11 --token-label dev2 --login --login-type so --so-pin 87654321 -O
 pass "SO login refused in a read-only session"
+
+# A bare TPM (no resource manager) keeps whatever a process leaves loaded.
+left=$(tpm2_getcap -T "$TPMTOKEN_TCTI" handles-transient; tpm2_getcap -T "$TPMTOKEN_TCTI" handles-loaded-session)
+[ -z "$left" ] || fail "objects or sessions left loaded in the TPM: $left"
+pass "nothing left loaded in the TPM"
