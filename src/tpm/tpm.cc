@@ -9,32 +9,15 @@
 #include <vector>
 
 #include "crypto/ossl.h"
+#include "tpm/tpm_util.h"
 #include "util/log.h"
 
 namespace tpmtoken::tpm {
 namespace {
 
-void Check(TSS2_RC rc, const char* call) {
-  if (rc != TSS2_RC_SUCCESS) throw TpmError(call, rc);
-}
-
-template <typename T>
-struct EsysDeleter {
-  void operator()(T* p) const { Esys_Free(p); }
-};
-template <typename T>
-using EsysPtr = std::unique_ptr<T, EsysDeleter<T>>;
-
-constexpr TPMA_SESSION kContinue = TPMA_SESSION_CONTINUESESSION;
 constexpr TPMT_SYM_DEF kSessionSymmetric = {
     .algorithm = TPM2_ALG_AES, .keyBits = {.aes = 128}, .mode = {.aes = TPM2_ALG_CFB}};
 
-template <typename T>
-void SetBuffer(T& tpm2b, ByteView data) {
-  if (data.size() > sizeof(tpm2b.buffer)) throw std::length_error("value too large for the TPM");
-  tpm2b.size = static_cast<UINT16>(data.size());
-  std::memcpy(tpm2b.buffer, data.data(), data.size());
-}
 
 // The storage primary (DESIGN.md, P): an ECC P-256 restricted decryption key
 // whose unique field is fixed, so the owner seed makes the same key each time.
@@ -67,6 +50,8 @@ TPM2B_PUBLIC SealTemplate(ByteView policy) {
   return t;
 }
 
+}  // namespace
+
 Bytes MarshalPublic(const TPM2B_PUBLIC& p) {
   Bytes out(sizeof(TPM2B_PUBLIC));
   size_t off = 0;
@@ -81,6 +66,8 @@ Bytes MarshalPrivate(const TPM2B_PRIVATE& p) {
   out.resize(off);
   return out;
 }
+
+namespace {
 
 void AppendU32(Bytes& b, uint32_t v) {
   for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
@@ -139,6 +126,7 @@ std::unique_ptr<Tpm> Tpm::Open(const std::string& tcti, const std::string& owner
 }
 
 Tpm::~Tpm() {
+  FlushCached();
   if (ctx_) Esys_Finalize(&ctx_);
   if (tcti_) Tss2_TctiLdr_Finalize(&tcti_);
 }
@@ -203,17 +191,6 @@ void Tpm::RecoverTransientMemory() {
   log::Warn("the TPM was full of objects left by another process; flushed them");
 }
 
-template <typename Fn>
-auto Tpm::Retry(Fn&& fn) {
-  try {
-    return fn();
-  } catch (const TpmError& e) {
-    if (has_rm_ || (e.base() != TPM2_RC_OBJECT_MEMORY && e.base() != TPM2_RC_SESSION_MEMORY))
-      throw;
-  }
-  RecoverTransientMemory();
-  return fn();
-}
 
 void Tpm::SetOwnerAuth() {
   TPM2B_AUTH owner{};
@@ -244,6 +221,16 @@ Handle Tpm::CreatePrimary() {
   return Handle(ctx_, tr, Handle::Kind::kFlush);
 }
 
+const Handle& Tpm::Primary() {
+  if (!primary_) primary_ = std::make_unique<Handle>(CreatePrimary());
+  return *primary_;
+}
+
+const Handle& Tpm::Session() {
+  if (!session_) session_ = std::make_unique<Handle>(StartSession(Primary(), TPM2_SE_HMAC, 0));
+  return *session_;
+}
+
 Handle Tpm::StartSession(const Handle& salt_key, TPM2_SE type, TPMA_SESSION attrs) {
   ESYS_TR tr = ESYS_TR_NONE;
   Check(Esys_StartAuthSession(ctx_, salt_key.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
@@ -269,6 +256,7 @@ Handle Tpm::Load(const Handle& parent, const Handle& session, const SealedBlob& 
       off != blob.priv.size())
     throw TpmError("sealed blob private part is malformed", TSS2_MU_RC_BAD_SIZE);
   ESYS_TR tr = ESYS_TR_NONE;
+  Check(Esys_TRSess_SetAttributes(ctx_, session.get(), kContinue, 0xFF), "session attributes");
   Check(Esys_Load(ctx_, parent.get(), session.get(), ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &tr),
         "TPM2_Load");
   return Handle(ctx_, tr, Handle::Kind::kFlush);
@@ -342,20 +330,15 @@ Secret Unseal(ESYS_CONTEXT* ctx, ESYS_TR object, ESYS_TR session) {
 
 SealedBlob Tpm::SealOpen(ByteView data) {
   std::lock_guard lock(mu_);
-  return Retry([&] {
-    Handle primary = CreatePrimary();
-    Handle session = StartSession(primary, TPM2_SE_HMAC, 0);
-    return CreateSeal(ctx_, primary.get(), session.get(), data, {}, {});
-  });
+  return Retry([&] { return CreateSeal(ctx_, Primary().get(), Session().get(), data, {}, {}); });
 }
 
 Secret Tpm::UnsealOpen(const SealedBlob& blob) {
   std::lock_guard lock(mu_);
   return Retry([&] {
-    Handle primary = CreatePrimary();
-    Handle session = StartSession(primary, TPM2_SE_HMAC, 0);
-    Handle object = Load(primary, session, blob);
-    return Unseal(ctx_, object.get(), session.get());
+    MakeRoomForObject(false);
+    Handle object = Load(Primary(), Session(), blob);
+    return Unseal(ctx_, object.get(), Session().get());
   });
 }
 
@@ -379,8 +362,8 @@ Bytes Tpm::PinPolicy(const Handle& nv) {
 void Tpm::DefinePinCounter(uint32_t index, const crypto::PinAuth& pin, uint32_t limit) {
   std::lock_guard lock(mu_);
   Retry([&] {
-    Handle primary = CreatePrimary();
-    Handle session = StartSession(primary, TPM2_SE_HMAC, TPMA_SESSION_DECRYPT);
+    const Handle& session = Session();
+    WithAttributes(ctx_, session, TPMA_SESSION_DECRYPT);
     TPM2B_AUTH auth{};
     SetBuffer(auth, pin.nv.view());
     TPM2B_NV_PUBLIC info{};
@@ -418,10 +401,9 @@ void Tpm::UndefinePinCounter(uint32_t index) {
     log::Debug("PIN counter ", index, " already gone: ", e.what());
     return;
   }
-  Handle primary = CreatePrimary();
-  Handle session = StartSession(primary, TPM2_SE_HMAC, 0);
-  Check(Esys_NV_UndefineSpace(ctx_, ESYS_TR_RH_OWNER, nv.get(), session.get(), ESYS_TR_NONE,
-                              ESYS_TR_NONE),
+  SetOwnerAuth();
+  Check(Esys_NV_UndefineSpace(ctx_, ESYS_TR_RH_OWNER, nv.get(),
+                              WithAttributes(ctx_, Session(), 0), ESYS_TR_NONE, ESYS_TR_NONE),
         "TPM2_NV_UndefineSpace (PIN counter)");
   nv.Release();  // UndefineSpace already dropped the ESAPI handle
 }
@@ -432,17 +414,11 @@ PinCounter Tpm::ReadPinCounter(uint32_t index) {
   TPM2B_MAX_NV_BUFFER* raw = nullptr;
   // With the usual empty owner auth a password session carries no secret and
   // saves two commands; a set owner auth goes through a salted HMAC session.
-  Handle primary;
-  Handle session;
-  if (!owner_auth_.empty()) {
-    primary = CreatePrimary();
-    session = StartSession(primary, TPM2_SE_HMAC, 0);
-  } else {
-    SetOwnerAuth();
-  }
-  Check(Esys_NV_Read(ctx_, ESYS_TR_RH_OWNER, nv.get(),
-                     owner_auth_.empty() ? ESYS_TR_PASSWORD : session.get(), ESYS_TR_NONE,
-                     ESYS_TR_NONE, 8, 0, &raw),
+  SetOwnerAuth();
+  const ESYS_TR session =
+      owner_auth_.empty() ? ESYS_TR_PASSWORD : WithAttributes(ctx_, Session(), 0);
+  Check(Esys_NV_Read(ctx_, ESYS_TR_RH_OWNER, nv.get(), session, ESYS_TR_NONE, ESYS_TR_NONE, 8, 0,
+                     &raw),
         "TPM2_NV_Read (PIN counter)");
   EsysPtr<TPM2B_MAX_NV_BUFFER> data(raw);
   if (data->size != 8) throw TpmError("PIN counter has the wrong size", TSS2_MU_RC_BAD_SIZE);
@@ -458,9 +434,7 @@ SealedBlob Tpm::SealForPin(ByteView data, uint32_t index, const crypto::PinAuth&
   return Retry([&] {
     Handle nv = OpenNv(index);
     const Bytes policy = PinPolicy(nv);
-    Handle primary = CreatePrimary();
-    Handle session = StartSession(primary, TPM2_SE_HMAC, 0);
-    return CreateSeal(ctx_, primary.get(), session.get(), data, pin.seal.view(), policy);
+    return CreateSeal(ctx_, Primary().get(), Session().get(), data, pin.seal.view(), policy);
   });
 }
 
@@ -472,10 +446,11 @@ std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
     TPM2B_AUTH auth{};
     SetBuffer(auth, pin.nv.view());
     Check(Esys_TR_SetAuth(ctx_, nv.get(), &auth), "Esys_TR_SetAuth");
-    Handle primary = CreatePrimary();
-    Handle hmac = StartSession(primary, TPM2_SE_HMAC, 0);
-    Handle policy = StartSession(primary, TPM2_SE_POLICY, 0);
-    Handle object = Load(primary, hmac, blob);
+    const Handle& hmac = Session();
+    WithAttributes(ctx_, hmac, 0);
+    Handle policy = StartSession(Primary(), TPM2_SE_POLICY, 0);
+    MakeRoomForObject(false);
+    Handle object = Load(Primary(), hmac, blob);
     SetBuffer(auth, pin.seal.view());
     Check(Esys_TR_SetAuth(ctx_, object.get(), &auth), "Esys_TR_SetAuth");
     Wipe(&auth, sizeof auth);

@@ -1,9 +1,11 @@
 // The TPM as tpmtoken uses it: one ESAPI context over the TCTI loader, RAII for
 // every ESYS_TR, salted sessions with AES-CFB parameter encryption for every
-// command that carries a secret, and the seal/unseal and PIN-counter
-// operations of DESIGN.md. Every public method is one self-contained step that
-// leaves nothing loaded in the TPM, so a bare simulator with three object
-// slots works. Methods are serialized by an internal mutex.
+// command that carries a secret, and the seal/unseal, PIN-counter and key
+// operations of DESIGN.md. The storage primary, one salted HMAC session and
+// recently used keys stay loaded between calls (a warm sign is one TPM
+// command); on a TPM without a resource manager at most one key stays, so the
+// three object slots of a bare simulator suffice. Everything is flushed when
+// the Tpm is destroyed. Methods are serialized by an internal mutex.
 #pragma once
 #include <tss2/tss2_esys.h>
 
@@ -13,6 +15,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "crypto/kdf.h"
 #include "util/bytes.h"
@@ -48,6 +51,25 @@ struct TpmInfo {
 
 class Handle;
 
+// A key the TPM holds for a token object.
+enum class KeyKind { kRsa, kEcc };
+struct KeySpec {
+  KeyKind kind = KeyKind::kEcc;
+  uint32_t rsa_bits = 2048;
+  TPM2_ECC_CURVE curve = TPM2_ECC_NIST_P256;
+};
+struct KeyPublic {
+  KeyKind kind = KeyKind::kEcc;
+  Bytes modulus;                 // RSA, big-endian
+  uint32_t exponent = 65537;     // RSA
+  TPM2_ECC_CURVE curve = 0;      // ECC
+  Bytes x, y;                    // ECC point, each padded to the field size
+};
+struct CreatedKey {
+  SealedBlob blob;
+  KeyPublic pub;
+};
+
 class Tpm {
  public:
   // Connects through the TCTI loader ("device:/dev/tpmrm0", "swtpm:port=…",
@@ -80,14 +102,31 @@ class Tpm {
   // A free NV handle at or above base (owner range), or throws.
   uint32_t FreeNvIndex(uint32_t base, uint32_t avoid = 0);
 
+  // Keys (keys.cc). auth is the key's random authorization value.
+  CreatedKey CreateKey(const KeySpec& spec, ByteView auth);
+  bool SupportsKey(const KeySpec& spec);  // TPM2_TestParms
+  // ECDSA over digest (already truncated or padded to a hash length);
+  // returns r || s, each padded to the curve's size.
+  Bytes SignEcdsa(const SealedBlob& key, ByteView auth, ByteView digest, TPM2_ALG_ID hash);
+  // The raw RSA private operation m^d mod n; the response is encrypted.
+  Secret RsaPrivate(const SealedBlob& key, ByteView auth, ByteView input);
+  // Flushes every cached key, the session and the primary.
+  void FlushCached();
+
   ESYS_CONTEXT* ctx() { return ctx_; }
 
  private:
   Tpm() = default;
   void SetOwnerAuth();
   Handle CreatePrimary();
+  const Handle& Primary();  // cached
+  const Handle& Session();  // cached salted HMAC session, attributes reset per use
   Handle StartSession(const Handle& salt_key, TPM2_SE type, TPMA_SESSION attrs);
   Handle Load(const Handle& parent, const Handle& session, const SealedBlob& blob);
+  ESYS_TR LoadKey(const SealedBlob& key, ByteView auth);  // through the key cache
+  // Evicts cached keys so one more object fits: a key (for_key) or a
+  // temporary object such as a seal.
+  void MakeRoomForObject(bool for_key);
   Handle OpenNv(uint32_t index);
   Bytes PinPolicy(const Handle& nv);
   void ReadFixedProperties();
@@ -101,6 +140,10 @@ class Tpm {
   Secret owner_auth_;
   TpmInfo info_;
   bool has_rm_ = false;
+  std::unique_ptr<Handle> primary_;
+  std::unique_ptr<Handle> session_;
+  struct CachedKey;
+  std::vector<std::unique_ptr<CachedKey>> keys_;  // most recently used last
 };
 
 // Owns one ESYS_TR: transient objects and sessions are flushed, other
@@ -124,6 +167,11 @@ class Handle {
   ESYS_CONTEXT* ctx_ = nullptr;
   ESYS_TR tr_ = ESYS_TR_NONE;
   Kind kind_ = Kind::kFlush;
+};
+
+struct Tpm::CachedKey {
+  std::string id;  // the key's public blob
+  Handle handle;
 };
 
 }  // namespace tpmtoken::tpm

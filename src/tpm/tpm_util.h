@@ -1,0 +1,57 @@
+// Small helpers shared by the TPM layer's files.
+#pragma once
+#include <tss2/tss2_esys.h>
+
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+
+#include "tpm/tpm.h"
+
+namespace tpmtoken::tpm {
+
+inline void Check(TSS2_RC rc, const char* call) {
+  if (rc != TSS2_RC_SUCCESS) throw TpmError(call, rc);
+}
+
+template <typename T>
+struct EsysDeleter {
+  void operator()(T* p) const { Esys_Free(p); }
+};
+template <typename T>
+using EsysPtr = std::unique_ptr<T, EsysDeleter<T>>;
+
+inline constexpr TPMA_SESSION kContinue = TPMA_SESSION_CONTINUESESSION;
+
+template <typename T>
+void SetBuffer(T& tpm2b, ByteView data) {
+  if (data.size() > sizeof(tpm2b.buffer)) throw std::length_error("value too large for the TPM");
+  tpm2b.size = static_cast<UINT16>(data.size());
+  std::memcpy(tpm2b.buffer, data.data(), data.size());
+}
+
+inline ESYS_TR WithAttributes(ESYS_CONTEXT* ctx, const Handle& session, TPMA_SESSION attrs) {
+  Check(Esys_TRSess_SetAttributes(ctx, session.get(), attrs | kContinue, 0xFF),
+        "Esys_TRSess_SetAttributes");
+  return session.get();
+}
+
+// Runs fn; when the TPM is out of object or session memory, flushes what this
+// process cached (and, without a resource manager, whatever a crashed process
+// left) and runs it once more, so callers never see TPM_RC_OBJECT_MEMORY.
+template <typename Fn>
+auto Tpm::Retry(Fn&& fn) {
+  try {
+    return fn();
+  } catch (const TpmError& e) {
+    if (e.base() != TPM2_RC_OBJECT_MEMORY && e.base() != TPM2_RC_SESSION_MEMORY) throw;
+  }
+  FlushCached();
+  if (!has_rm_) RecoverTransientMemory();
+  return fn();
+}
+
+Bytes MarshalPublic(const TPM2B_PUBLIC& p);
+Bytes MarshalPrivate(const TPM2B_PRIVATE& p);
+
+}  // namespace tpmtoken::tpm
