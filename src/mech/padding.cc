@@ -1,0 +1,132 @@
+#include "mech/padding.h"
+
+#include <openssl/crypto.h>
+
+#include <cstring>
+
+#include "crypto/ossl.h"
+
+namespace tpmtoken::mech {
+namespace {
+
+Bytes Hash(const EVP_MD* md, std::initializer_list<ByteView> parts) {
+  crypto::MdCtx ctx(EVP_MD_CTX_new());
+  Bytes out(EVP_MAX_MD_SIZE);
+  unsigned int len = 0;
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), md, nullptr) != 1) crypto::Fail("digest init");
+  for (ByteView p : parts)
+    if (EVP_DigestUpdate(ctx.get(), p.data(), p.size()) != 1) crypto::Fail("digest update");
+  if (EVP_DigestFinal_ex(ctx.get(), out.data(), &len) != 1) crypto::Fail("digest final");
+  out.resize(len);
+  return out;
+}
+
+}  // namespace
+
+Bytes Mgf1(ByteView seed, size_t len, const EVP_MD* hash) {
+  Bytes out;
+  out.reserve(len + EVP_MAX_MD_SIZE);
+  for (uint32_t counter = 0; out.size() < len; ++counter) {
+    const Bytes c = EncodeBe32(counter);
+    const Bytes block = Hash(hash, {seed, c});
+    out.insert(out.end(), block.begin(), block.end());
+  }
+  out.resize(len);
+  return out;
+}
+
+std::optional<Bytes> Pkcs1SignPad(ByteView t, size_t k) {
+  if (t.size() + 11 > k) return std::nullopt;
+  Bytes em(k, 0xFF);
+  em[0] = 0x00;
+  em[1] = 0x01;
+  em[k - t.size() - 1] = 0x00;
+  std::memcpy(em.data() + k - t.size(), t.data(), t.size());
+  return em;
+}
+
+ByteView DigestInfoPrefix(const EVP_MD* md) {
+  static const uint8_t kSha1[] = {0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e,
+                                  0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14};
+  static const uint8_t kSha224[] = {0x30, 0x2d, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                    0x65, 0x03, 0x04, 0x02, 0x04, 0x05, 0x00, 0x04, 0x1c};
+  static const uint8_t kSha256[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                    0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20};
+  static const uint8_t kSha384[] = {0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                    0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30};
+  static const uint8_t kSha512[] = {0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                    0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40};
+  switch (EVP_MD_get_size(md)) {
+    case 20: return kSha1;
+    case 28: return kSha224;
+    case 32: return kSha256;
+    case 48: return kSha384;
+    case 64: return kSha512;
+    default: return {};
+  }
+}
+
+std::optional<Bytes> PssEncode(ByteView m_hash, size_t mod_bits, const EVP_MD* hash,
+                               const EVP_MD* mgf_hash, size_t salt_len) {
+  const size_t h_len = EVP_MD_get_size(hash);
+  const size_t em_bits = mod_bits - 1;
+  const size_t em_len = (em_bits + 7) / 8;
+  if (m_hash.size() != h_len || em_len < h_len + salt_len + 2) return std::nullopt;
+  const Bytes salt = crypto::Random(salt_len);
+  const Bytes zeros(8, 0);
+  const Bytes h = Hash(hash, {zeros, m_hash, salt});
+  // DB = PS || 0x01 || salt, masked with MGF1(H).
+  Bytes em(em_len, 0);
+  const size_t db_len = em_len - h_len - 1;
+  em[db_len - salt_len - 1] = 0x01;
+  std::memcpy(em.data() + db_len - salt_len, salt.data(), salt_len);
+  const Bytes mask = Mgf1(h, db_len, mgf_hash);
+  for (size_t i = 0; i < db_len; ++i) em[i] ^= mask[i];
+  em[0] &= static_cast<uint8_t>(0xFF >> (8 * em_len - em_bits));
+  std::memcpy(em.data() + db_len, h.data(), h_len);
+  em[em_len - 1] = 0xBC;
+  // The raw RSA operation takes a modulus-sized block.
+  if (em_len < (mod_bits + 7) / 8) em.insert(em.begin(), 0);
+  return em;
+}
+
+std::optional<Secret> OaepDecode(ByteView em, const EVP_MD* hash, const EVP_MD* mgf_hash,
+                                 ByteView label) {
+  const size_t h_len = EVP_MD_get_size(hash);
+  const size_t k = em.size();
+  if (k < 2 * h_len + 2) return std::nullopt;
+  const Bytes l_hash = Hash(hash, {label});
+  ByteView masked_seed = em.subspan(1, h_len);
+  ByteView masked_db = em.subspan(1 + h_len);
+  const Bytes seed_mask = Mgf1(masked_db, h_len, mgf_hash);
+  Secret seed(h_len);
+  for (size_t i = 0; i < h_len; ++i) seed.data()[i] = masked_seed[i] ^ seed_mask[i];
+  const Bytes db_mask = Mgf1(seed.view(), masked_db.size(), mgf_hash);
+  Secret db(masked_db.size());
+  for (size_t i = 0; i < db.size(); ++i) db.data()[i] = masked_db[i] ^ db_mask[i];
+  // Check Y, lHash' and the 0x01 separator without branching on secret data.
+  unsigned bad = em[0];
+  bad |= static_cast<unsigned>(CRYPTO_memcmp(db.data(), l_hash.data(), h_len));
+  size_t sep = 0;
+  unsigned found = 0;
+  for (size_t i = h_len; i < db.size(); ++i) {
+    const unsigned is_one = db.data()[i] == 0x01;
+    const unsigned is_zero = db.data()[i] == 0x00;
+    const unsigned take = is_one & !found;
+    sep = take ? i : sep;
+    found |= is_one;
+    bad |= !found & !is_zero & !is_one;
+  }
+  if (bad || !found) return std::nullopt;
+  return Secret(db.view().subspan(sep + 1));
+}
+
+std::optional<Secret> Pkcs1DecryptUnpad(ByteView em) {
+  if (em.size() < 11 || em[0] != 0x00 || em[1] != 0x02) return std::nullopt;
+  size_t i = 2;
+  while (i < em.size() && em[i] != 0x00) ++i;
+  if (i == em.size() || i < 10) return std::nullopt;  // at least 8 bytes of padding
+  return Secret(em.subspan(i + 1));
+}
+
+}  // namespace tpmtoken::mech

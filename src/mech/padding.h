@@ -1,0 +1,35 @@
+// RSA paddings done in software around the TPM's raw RSA private operation
+// (DESIGN.md: the TPM cannot make PSS with salt = hash length, nor OAEP with
+// an arbitrary label). PKCS #1 v2.2 (RFC 8017) sections 8-9 and 7.1.
+#pragma once
+#include <openssl/evp.h>
+
+#include <optional>
+
+#include "util/bytes.h"
+
+namespace tpmtoken::mech {
+
+// EMSA-PKCS1-v1_5 type 1 block for k-byte modulus around t (a DigestInfo or
+// raw data); nullopt when t is longer than k - 11.
+std::optional<Bytes> Pkcs1SignPad(ByteView t, size_t k);
+
+// The DER DigestInfo prefix for a hash (RFC 8017 section 9.2 note 1).
+ByteView DigestInfoPrefix(const EVP_MD* md);
+
+// EMSA-PSS-ENCODE (9.1.1) for a modulus of mod_bits; nullopt when the hash
+// and salt do not fit. The salt is random.
+std::optional<Bytes> PssEncode(ByteView m_hash, size_t mod_bits, const EVP_MD* hash,
+                               const EVP_MD* mgf_hash, size_t salt_len);
+
+// RSAES-OAEP decoding (7.1.2 step 3) of a k-byte block; nullopt when it does
+// not decode (one answer for every failure).
+std::optional<Secret> OaepDecode(ByteView em, const EVP_MD* hash, const EVP_MD* mgf_hash,
+                                 ByteView label);
+// RSAES-PKCS1-v1_5 decoding (7.2.2 step 3); nullopt when it does not decode.
+std::optional<Secret> Pkcs1DecryptUnpad(ByteView em);
+
+// MGF1 (B.2.1).
+Bytes Mgf1(ByteView seed, size_t len, const EVP_MD* hash);
+
+}  // namespace tpmtoken::mech
