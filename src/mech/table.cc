@@ -1,21 +1,56 @@
 #include "mech/table.h"
 
+#include <algorithm>
+
+#include "crypto/pubkey.h"
 #include "mech/digest.h"
+#include "mech/sign.h"
 
 namespace tpmtoken::mech {
 
-const std::vector<MechEntry>& Table() {
-  static const std::vector<MechEntry> kTable = [] {
-    std::vector<MechEntry> t;
-    for (CK_MECHANISM_TYPE d : {CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384, CKM_SHA512})
-      if (DigestOp::Supports(d)) t.push_back({d, {0, 0, CKF_DIGEST}});
-    return t;
-  }();
-  return kTable;
+Bytes Caps::Encode() const {
+  Writer w;
+  w.U32(static_cast<uint32_t>(rsa_bits.size()));
+  for (uint32_t b : rsa_bits) w.U32(b);
+  w.U32(static_cast<uint32_t>(curves.size()));
+  for (uint16_t c : curves) w.U32(c);
+  return w.Take();
 }
 
-const MechEntry* Lookup(CK_MECHANISM_TYPE type) {
-  for (const MechEntry& e : Table())
+Caps Caps::Decode(ByteView in) {
+  Reader r(in);
+  Caps c;
+  for (uint32_t n = r.U32(); n > 0; --n) c.rsa_bits.push_back(r.U32());
+  for (uint32_t n = r.U32(); n > 0; --n) c.curves.push_back(static_cast<uint16_t>(r.U32()));
+  if (!r.done()) throw DecodeError("trailing bytes in capabilities");
+  return c;
+}
+
+std::vector<MechEntry> BuildTable(const Caps& caps) {
+  std::vector<MechEntry> t;
+  for (CK_MECHANISM_TYPE d : {CKM_SHA_1, CKM_SHA224, CKM_SHA256, CKM_SHA384, CKM_SHA512})
+    if (DigestOp::Supports(d)) t.push_back({d, {0, 0, CKF_DIGEST}});
+  if (!caps.rsa_bits.empty()) {
+    const auto [lo, hi] = std::minmax_element(caps.rsa_bits.begin(), caps.rsa_bits.end());
+    t.push_back({CKM_RSA_PKCS_KEY_PAIR_GEN, {*lo, *hi, CKF_GENERATE_KEY_PAIR | CKF_HW}});
+    for (const SignMech& m : SignMechs())
+      if (m.family == KeyFamily::kRsa) t.push_back({m.type, {*lo, *hi, CKF_SIGN | CKF_VERIFY | CKF_HW}});
+  }
+  std::vector<unsigned long> bits;
+  for (uint16_t c : caps.curves)
+    if (const crypto::Curve* curve = crypto::CurveFromTpm(c)) bits.push_back(curve->bits);
+  if (!bits.empty()) {
+    const auto [lo, hi] = std::minmax_element(bits.begin(), bits.end());
+    const CK_FLAGS ec = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS | CKF_HW;
+    t.push_back({CKM_EC_KEY_PAIR_GEN, {*lo, *hi, CKF_GENERATE_KEY_PAIR | ec}});
+    for (const SignMech& m : SignMechs())
+      if (m.family == KeyFamily::kEc) t.push_back({m.type, {*lo, *hi, CKF_SIGN | CKF_VERIFY | ec}});
+  }
+  return t;
+}
+
+const MechEntry* Lookup(const std::vector<MechEntry>& table, CK_MECHANISM_TYPE type) {
+  for (const MechEntry& e : table)
     if (e.type == type) return &e;
   return nullptr;
 }

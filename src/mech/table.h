@@ -6,6 +6,8 @@
 
 #include <vector>
 
+#include "util/bytes.h"
+
 namespace tpmtoken::mech {
 
 struct MechEntry {
@@ -13,7 +15,16 @@ struct MechEntry {
   CK_MECHANISM_INFO info;
 };
 
-const std::vector<MechEntry>& Table();
-const MechEntry* Lookup(CK_MECHANISM_TYPE type);
+// What the TPM in front of the module can do, probed once (TPM2_TestParms)
+// and cached in the store per TPM model and firmware.
+struct Caps {
+  std::vector<uint32_t> rsa_bits;   // e.g. 2048, 3072
+  std::vector<uint16_t> curves;     // TPM2_ECC_CURVE values
+  Bytes Encode() const;
+  static Caps Decode(ByteView in);  // throws DecodeError
+};
+
+std::vector<MechEntry> BuildTable(const Caps& caps);
+const MechEntry* Lookup(const std::vector<MechEntry>& table, CK_MECHANISM_TYPE type);
 
 }  // namespace tpmtoken::mech

@@ -1,6 +1,7 @@
-// The PKCS#11 C ABI for cryptographic operations. Digests and random numbers
-// run now; key operations answer from the mechanism table, which holds no key
-// mechanism yet, so their Init calls return CKR_MECHANISM_INVALID and their
+// The PKCS#11 C ABI for cryptographic operations: digests, random numbers,
+// key-pair generation, signatures and verification. Encryption, decryption,
+// wrapping, derivation and secret keys are not offered yet: their Init calls
+// answer CKR_MECHANISM_INVALID (no such mechanism in the table) and their
 // later steps CKR_OPERATION_NOT_INITIALIZED, as the spec orders.
 #include "mech/table.h"
 #include "p11/guard.h"
@@ -85,18 +86,27 @@ TPMTOKEN_EXPORT CK_RV C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULO
   return Guarded([&](Module& m) { return m.DigestFinal(h, out, out_len); });
 }
 
-TPMTOKEN_EXPORT CK_RV C_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE) {
-  return NoKeyMechanism(h, mech);
+TPMTOKEN_EXPORT CK_RV C_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
+                                 CK_OBJECT_HANDLE key) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!mech || (!mech->pParameter && mech->ulParameterLen)) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.SignInit(h, mech, key); });
 }
-TPMTOKEN_EXPORT CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
-                             CK_ULONG_PTR) {
-  return NoActiveOperation(h);
+TPMTOKEN_EXPORT CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
+                             CK_ULONG_PTR sig_len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if ((!data && len) || !sig_len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.Sign(h, Bytes(data, len), sig, sig_len); });
 }
-TPMTOKEN_EXPORT CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG) {
-  return NoActiveOperation(h);
+TPMTOKEN_EXPORT CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!data && len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.SignUpdate(h, Bytes(data, len)); });
 }
-TPMTOKEN_EXPORT CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG_PTR) {
-  return NoActiveOperation(h);
+TPMTOKEN_EXPORT CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!sig_len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.SignFinal(h, sig, sig_len); });
 }
 TPMTOKEN_EXPORT CK_RV C_SignRecoverInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
@@ -107,17 +117,27 @@ TPMTOKEN_EXPORT CK_RV C_SignRecover(CK_SESSION_HANDLE, CK_BYTE_PTR, CK_ULONG, CK
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
   return CKR_FUNCTION_NOT_SUPPORTED;
 }
-TPMTOKEN_EXPORT CK_RV C_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE) {
-  return NoKeyMechanism(h, mech);
+TPMTOKEN_EXPORT CK_RV C_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
+                                   CK_OBJECT_HANDLE key) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!mech || (!mech->pParameter && mech->ulParameterLen)) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.VerifyInit(h, mech, key); });
 }
-TPMTOKEN_EXPORT CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR, CK_ULONG) {
-  return NoActiveOperation(h);
+TPMTOKEN_EXPORT CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len,
+                               CK_BYTE_PTR sig, CK_ULONG sig_len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if ((!data && len) || (!sig && sig_len)) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.Verify(h, Bytes(data, len), Bytes(sig, sig_len)); });
 }
-TPMTOKEN_EXPORT CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG) {
-  return NoActiveOperation(h);
+TPMTOKEN_EXPORT CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!data && len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.VerifyUpdate(h, Bytes(data, len)); });
 }
-TPMTOKEN_EXPORT CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG) {
-  return NoActiveOperation(h);
+TPMTOKEN_EXPORT CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!sig && sig_len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.VerifyFinal(h, Bytes(sig, sig_len)); });
 }
 TPMTOKEN_EXPORT CK_RV C_VerifyRecoverInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
@@ -147,9 +167,15 @@ TPMTOKEN_EXPORT CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, 
   return NoKeyMechanism(h, mech);
 }
 TPMTOKEN_EXPORT CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
-                                        CK_ATTRIBUTE_PTR, CK_ULONG, CK_ATTRIBUTE_PTR, CK_ULONG,
-                                        CK_OBJECT_HANDLE_PTR, CK_OBJECT_HANDLE_PTR) {
-  return NoKeyMechanism(h, mech);
+                                        CK_ATTRIBUTE_PTR pub_tmpl, CK_ULONG pub_n,
+                                        CK_ATTRIBUTE_PTR priv_tmpl, CK_ULONG priv_n,
+                                        CK_OBJECT_HANDLE_PTR pub, CK_OBJECT_HANDLE_PTR priv) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!mech || (!pub_tmpl && pub_n) || (!priv_tmpl && priv_n) || !pub || !priv)
+    return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) {
+    return m.GenerateKeyPair(h, mech, pub_tmpl, pub_n, priv_tmpl, priv_n, pub, priv);
+  });
 }
 TPMTOKEN_EXPORT CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE,
                                 CK_OBJECT_HANDLE, CK_BYTE_PTR, CK_ULONG_PTR) {

@@ -57,6 +57,7 @@ std::unique_ptr<Module> Module::Create() {
                              "manager exists and is readable by this user)");
   }
   m->UnsealStoreKey();
+  m->LoadCaps();
   m->RefreshTokens();
   return m;
 }
@@ -92,6 +93,30 @@ void Module::UnsealStoreKey() {
   const auto check = store_->Meta(kSkCheck);
   if (!check || !crypto::AeadOpen(sk_.view(), View(kSkCheck), *check))
     throw std::runtime_error("the store key of " + store_->path() + " does not match the store");
+}
+
+// What the TPM supports is probed once per TPM model and firmware and kept in
+// the store, so a start costs no probing.
+void Module::LoadCaps() {
+  const tpm::TpmInfo& ti = tpm_->info();
+  const std::string key = "caps/" + ti.manufacturer + "/" + ti.vendor + "/" +
+                          std::to_string(ti.fw_major) + "." + std::to_string(ti.fw_minor);
+  if (auto cached = store_->Meta(key)) {
+    try {
+      caps_ = mech::Caps::Decode(*cached);
+      table_ = mech::BuildTable(caps_);
+      return;
+    } catch (const DecodeError&) {
+      log::Warn("cached TPM capabilities are malformed; probing again");
+    }
+  }
+  caps_ = {};
+  for (uint32_t bits : {2048u, 3072u, 4096u})
+    if (tpm_->SupportsKey({tpm::KeyKind::kRsa, bits, 0})) caps_.rsa_bits.push_back(bits);
+  for (const crypto::Curve& c : crypto::Curves())
+    if (tpm_->SupportsKey({tpm::KeyKind::kEcc, 0, c.tpm})) caps_.curves.push_back(c.tpm);
+  store_->SetMeta(key, caps_.Encode());
+  table_ = mech::BuildTable(caps_);
 }
 
 void Module::RefreshTokens() {
@@ -296,7 +321,7 @@ CK_RV Module::GetSessionInfo(CK_SESSION_HANDLE h, CK_SESSION_INFO* info) {
 
 CK_RV Module::GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE* list, CK_ULONG* count) {
   if (slot != free_slot_ && !FindToken(slot)) return CKR_SLOT_ID_INVALID;
-  const auto& table = mech::Table();
+  const auto& table = table_;
   if (!list) {
     *count = table.size();
     return CKR_OK;
@@ -312,7 +337,7 @@ CK_RV Module::GetMechanismList(CK_SLOT_ID slot, CK_MECHANISM_TYPE* list, CK_ULON
 
 CK_RV Module::GetMechanismInfo(CK_SLOT_ID slot, CK_MECHANISM_TYPE type, CK_MECHANISM_INFO* info) {
   if (slot != free_slot_ && !FindToken(slot)) return CKR_SLOT_ID_INVALID;
-  const mech::MechEntry* e = mech::Lookup(type);
+  const mech::MechEntry* e = mech::Lookup(table_, type);
   if (!e) return CKR_MECHANISM_INVALID;
   *info = e->info;
   return CKR_OK;
@@ -322,7 +347,7 @@ CK_RV Module::DigestInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
   if (s->digest) return CKR_OPERATION_ACTIVE;
-  if (!mech::Lookup(mech->mechanism) || !mech::DigestOp::Supports(mech->mechanism))
+  if (!mech::Lookup(table_, mech->mechanism) || !mech::DigestOp::Supports(mech->mechanism))
     return CKR_MECHANISM_INVALID;
   if (mech->ulParameterLen != 0) return CKR_MECHANISM_PARAM_INVALID;
   s->digest = mech::DigestOp::Create(mech->mechanism);
@@ -395,6 +420,8 @@ CK_RV Module::CancelOperations(CK_SESSION_HANDLE h, CK_FLAGS flags) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
   if (flags & CKF_DIGEST) s->digest.reset();
+  if (flags & CKF_SIGN) s->sign.reset();
+  if (flags & CKF_VERIFY) s->verify.reset();
   if (flags & CKF_FIND_OBJECTS) s->find = FindState{};
   return CKR_OK;
 }

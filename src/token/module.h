@@ -11,7 +11,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "crypto/pubkey.h"
 #include "mech/digest.h"
+#include "mech/sign.h"
+#include "mech/table.h"
 #include "store/store.h"
 #include "token/object.h"
 #include "token/record.h"
@@ -46,12 +49,21 @@ struct FindState {
   size_t next = 0;
 };
 
+// A signature or verification in progress and the key it uses.
+struct SignState {
+  std::unique_ptr<mech::SignatureOp> op;
+  std::shared_ptr<Object> key;
+  crypto::Pkey public_key;  // verification only
+};
+
 struct Session {
   CK_SESSION_HANDLE handle = 0;
   Token* token = nullptr;
   bool rw = false;
   FindState find;
   std::unique_ptr<mech::DigestOp> digest;
+  std::unique_ptr<SignState> sign;
+  std::unique_ptr<SignState> verify;
 };
 
 class Module {
@@ -98,6 +110,20 @@ class Module {
   CK_RV GetOperationState(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len);
   CK_RV SetOperationState(CK_SESSION_HANDLE h, ByteView state);
   CK_RV GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG n);
+
+  // Keys (keys.cc).
+  CK_RV GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
+                        const CK_ATTRIBUTE* pub_tmpl, CK_ULONG pub_n,
+                        const CK_ATTRIBUTE* priv_tmpl, CK_ULONG priv_n, CK_OBJECT_HANDLE* pub,
+                        CK_OBJECT_HANDLE* priv);
+  CK_RV SignInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE key);
+  CK_RV Sign(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
+  CK_RV SignUpdate(CK_SESSION_HANDLE h, ByteView data);
+  CK_RV SignFinal(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len);
+  CK_RV VerifyInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE key);
+  CK_RV Verify(CK_SESSION_HANDLE h, ByteView data, ByteView signature);
+  CK_RV VerifyUpdate(CK_SESSION_HANDLE h, ByteView data);
+  CK_RV VerifyFinal(CK_SESSION_HANDLE h, ByteView signature);
   CK_RV SeedRandom(CK_SESSION_HANDLE h);
 
   // Whether h names an open session of this process.
@@ -133,13 +159,18 @@ class Module {
   std::shared_ptr<Object> Resolve(Session& s, CK_OBJECT_HANDLE h);
   bool Visible(const Token& t, const Object& o) const;
   CK_RV CheckWriteAccess(const Session& s, bool token_object, bool private_object) const;
-  CK_RV StoreNewObject(Session& s, AttrSet attrs, CK_OBJECT_HANDLE* out);
+  CK_RV StoreNewObject(Session& s, AttrSet attrs, CK_OBJECT_HANDLE* out,
+                       std::shared_ptr<const KeyMaterial> key = nullptr);
+  void LoadCaps();
+  CK_RV FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
   void Persist(Token& t, Object& o);
 
   Config cfg_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<tpm::Tpm> tpm_;
   Secret sk_;
+  mech::Caps caps_;
+  std::vector<mech::MechEntry> table_;
   std::vector<std::unique_ptr<Token>> tokens_;
   CK_SLOT_ID free_slot_ = 0;
   std::map<CK_SESSION_HANDLE, std::unique_ptr<Session>> sessions_;

@@ -1,12 +1,22 @@
-// A PKCS#11 object as one process sees it.
+// A PKCS#11 object as one process sees it, and its store record.
 #pragma once
 #include <tpmtoken/pkcs11.h>
 
 #include <cstdint>
+#include <memory>
 
 #include "token/attributes.h"
+#include "tpm/tpm.h"
 
 namespace tpmtoken {
+
+// A TPM-held key: blobs only this TPM can load under its storage primary,
+// and the key's random authorization value (kept in a private record, so
+// using the key needs a login).
+struct KeyMaterial {
+  tpm::SealedBlob blob;
+  Secret auth;
+};
 
 struct Object {
   CK_OBJECT_HANDLE handle = 0;
@@ -14,9 +24,15 @@ struct Object {
   int64_t gen = 0;                // token objects: the row's change stamp
   CK_SESSION_HANDLE session = 0;  // session objects: the session that owns it
   AttrSet attrs;
+  std::shared_ptr<const KeyMaterial> key;  // private and secret keys
 
   bool is_token() const { return attrs.Bool(CKA_TOKEN); }
   bool is_private() const { return attrs.Bool(CKA_PRIVATE, true); }
 };
+
+// The plaintext of an object's store record: attributes and key material.
+Bytes EncodeObjectRecord(const Object& o);
+// Throws DecodeError.
+void DecodeObjectRecord(ByteView in, Object* o);
 
 }  // namespace tpmtoken

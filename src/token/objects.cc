@@ -45,14 +45,16 @@ void Module::Sync(Token& t) {
     if (t.unreadable.count(st.id) && it == t.objects.end()) continue;
     const ByteView key = st.is_private ? t.tk.view() : sk_.view();
     auto plain = store_->LoadObject(t.db_id, st.id, st.is_private, key);
-    std::optional<AttrSet> attrs;
+    auto o = std::make_shared<Object>();
+    bool readable = false;
     if (plain) {
       try {
-        attrs = AttrSet::Decode(plain->view());
+        DecodeObjectRecord(plain->view(), o.get());
+        readable = true;
       } catch (const DecodeError&) {
       }
     }
-    if (!attrs) {
+    if (!readable) {
       if (t.unreadable.insert(st.id).second)
         log::Error("token ", t.rec.serial, ": object ", st.id, " in ", store_->path(),
                    " fails authentication (tampered or corrupted); it is skipped, the rest "
@@ -64,10 +66,8 @@ void Module::Sync(Token& t) {
       continue;
     }
     t.unreadable.erase(st.id);
-    auto o = std::make_shared<Object>();
     o->db_id = st.id;
     o->gen = st.gen;
-    o->attrs = std::move(*attrs);
     auto [h, fresh] = t.handles.try_emplace(st.id, 0);
     if (fresh) h->second = NextObjectHandle();
     o->handle = h->second;
@@ -114,16 +114,20 @@ void Module::Persist(Token& t, Object& o) {
   const ByteView key = priv ? t.tk.view() : sk_.view();
   store::Db::Txn txn(store_->db());
   const store::ObjectStamp st =
-      o.db_id ? store_->UpdateObject(t.db_id, o.db_id, priv, o.attrs.Encode(), key)
-              : store_->AddObject(t.db_id, priv, o.attrs.Encode(), key);
+      o.db_id ? store_->UpdateObject(t.db_id, o.db_id, priv, EncodeObjectRecord(o), key)
+              : store_->AddObject(t.db_id, priv, EncodeObjectRecord(o), key);
   txn.Commit();
   o.db_id = st.id;
   o.gen = st.gen;
 }
 
-CK_RV Module::StoreNewObject(Session& s, AttrSet attrs, CK_OBJECT_HANDLE* out) {
+CK_RV Module::StoreNewObject(Session& s, AttrSet attrs, CK_OBJECT_HANDLE* out,
+                             std::shared_ptr<const KeyMaterial> key) {
   auto o = std::make_shared<Object>();
   o->attrs = std::move(attrs);
+  o->key = std::move(key);
+  // A key's auth value lives only in private records (DESIGN.md, Keys).
+  if (o->key && !o->is_private()) return CKR_TEMPLATE_INCONSISTENT;
   if (CK_RV rv = CheckWriteAccess(s, o->is_token(), o->is_private()); rv != CKR_OK) return rv;
   Token& t = *s.token;
   if (o->is_token()) {
@@ -149,6 +153,10 @@ CK_RV Module::CreateObject(CK_SESSION_HANDLE h, const CK_ATTRIBUTE* tmpl, CK_ULO
   CK_RV rv = CKR_OK;
   const schema::ClassSpec* cls = schema::ForTemplate(tmpl, n, &rv);
   if (!cls) return rv;
+  if (!cls->creatable) {
+    log::Warn("C_CreateObject: importing private keys into the TPM is not offered yet");
+    return CKR_ATTRIBUTE_VALUE_INVALID;
+  }
   AttrSet attrs;
   if ((rv = schema::BuildForCreate(*cls, tmpl, n, s->token->login == CKU_SO, &attrs)) != CKR_OK)
     return rv;
@@ -169,7 +177,7 @@ CK_RV Module::CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, const CK_ATT
       rv != CKR_OK)
     return rv;
   attrs.Set(CKA_UNIQUE_ID, View(Hex(crypto::Random(16))));
-  return StoreNewObject(*s, std::move(attrs), out);
+  return StoreNewObject(*s, std::move(attrs), out, src->key);
 }
 
 CK_RV Module::DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {

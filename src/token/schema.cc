@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "crypto/ossl.h"
+#include "crypto/pubkey.h"
 #include "crypto/x509.h"
 
 namespace tpmtoken::schema {
@@ -51,6 +52,56 @@ CK_RV CompleteX509(AttrSet& a) {
   return CKR_OK;
 }
 
+// 2.40 section 4.7: every key.
+std::vector<AttrSpec> Key(bool private_default) {
+  return Join(Storage(private_default),
+              {
+                  {CKA_KEY_TYPE, Kind::kUlong, kRequired, Default::kNone},
+                  {CKA_ID, Kind::kBytes, kModifiable, Default::kEmpty},
+                  {CKA_START_DATE, Kind::kDate, kModifiable, Default::kEmpty},
+                  {CKA_END_DATE, Kind::kDate, kModifiable, Default::kEmpty},
+                  {CKA_DERIVE, Kind::kBool, kModifiable, Default::kFalse},
+                  {CKA_LOCAL, Kind::kBool, kNotOnCreate | kNotOnGen, Default::kFalse},
+                  {CKA_KEY_GEN_MECHANISM, Kind::kUlong, kNotOnCreate | kNotOnGen, Default::kNone},
+                  {CKA_ALLOWED_MECHANISMS, Kind::kMechanisms, 0, Default::kEmpty},
+              });
+}
+
+// 2.40 section 4.8 and 2.3 (RSA), 2.3.3 (EC): public keys.
+std::vector<AttrSpec> PublicKey() {
+  return Join(Key(false), {
+                              {CKA_SUBJECT, Kind::kBytes, kModifiable, Default::kEmpty},
+                              {CKA_ENCRYPT, Kind::kBool, kModifiable, Default::kTrue},
+                              {CKA_VERIFY, Kind::kBool, kModifiable, Default::kTrue},
+                              {CKA_VERIFY_RECOVER, Kind::kBool, kModifiable, Default::kFalse},
+                              {CKA_WRAP, Kind::kBool, kModifiable, Default::kFalse},
+                              {CKA_TRUSTED, Kind::kBool, kSoToTrue, Default::kFalse},
+                              {CKA_PUBLIC_KEY_INFO, Kind::kBytes, kNotOnGen, Default::kNone},
+                          });
+}
+
+// 2.40 section 4.9: private keys. Key material never leaves the TPM, so the
+// sensitive parts exist only as names that answer CKR_ATTRIBUTE_SENSITIVE.
+std::vector<AttrSpec> PrivateKey() {
+  return Join(Key(true),
+              {
+                  {CKA_SUBJECT, Kind::kBytes, kModifiable, Default::kEmpty},
+                  {CKA_SENSITIVE, Kind::kBool, kModifiable | kStaysTrue, Default::kTrue},
+                  {CKA_DECRYPT, Kind::kBool, kModifiable, Default::kTrue},
+                  {CKA_SIGN, Kind::kBool, kModifiable, Default::kTrue},
+                  {CKA_SIGN_RECOVER, Kind::kBool, kModifiable, Default::kFalse},
+                  {CKA_UNWRAP, Kind::kBool, kModifiable, Default::kFalse},
+                  {CKA_EXTRACTABLE, Kind::kBool, kModifiable | kStaysFalse, Default::kFalse},
+                  {CKA_ALWAYS_SENSITIVE, Kind::kBool, kNotOnCreate | kNotOnGen, Default::kNone},
+                  {CKA_NEVER_EXTRACTABLE, Kind::kBool, kNotOnCreate | kNotOnGen, Default::kNone},
+                  {CKA_WRAP_WITH_TRUSTED, Kind::kBool, kModifiable | kStaysTrue, Default::kFalse},
+                  {CKA_ALWAYS_AUTHENTICATE, Kind::kBool, 0, Default::kFalse},
+                  {CKA_PUBLIC_KEY_INFO, Kind::kBytes, kNotOnGen, Default::kNone},
+              });
+}
+
+CK_RV CompletePublicKey(AttrSet& a);
+
 const std::vector<ClassSpec>& Classes() {
   static const std::vector<ClassSpec> kClasses = {
       // 2.40 section 4.5: data objects.
@@ -85,8 +136,64 @@ const std::vector<ClassSpec>& Classes() {
                 {CKA_NAME_HASH_ALGORITHM, Kind::kUlong, 0, Default::kNone},
             }),
        CompleteX509},
+      {CKO_PUBLIC_KEY, CKA_KEY_TYPE, CKK_RSA, false,
+       Join(PublicKey(),
+            {
+                {CKA_MODULUS, Kind::kBytes, kRequired | kNotOnGen, Default::kNone},
+                {CKA_MODULUS_BITS, Kind::kUlong, kNotOnCreate | kGenRequired, Default::kNone},
+                {CKA_PUBLIC_EXPONENT, Kind::kBytes, kRequired, Default::kNone},
+            }),
+       CompletePublicKey},
+      {CKO_PUBLIC_KEY, CKA_KEY_TYPE, CKK_EC, false,
+       Join(PublicKey(),
+            {
+                {CKA_EC_PARAMS, Kind::kBytes, kRequired | kGenRequired, Default::kNone},
+                {CKA_EC_POINT, Kind::kBytes, kRequired | kNotOnGen, Default::kNone},
+            }),
+       CompletePublicKey},
+      {CKO_PRIVATE_KEY, CKA_KEY_TYPE, CKK_RSA, true,
+       Join(PrivateKey(),
+            {
+                {CKA_MODULUS, Kind::kBytes, kRequired | kNotOnGen, Default::kNone},
+                {CKA_PUBLIC_EXPONENT, Kind::kBytes, kNotOnGen, Default::kNone},
+                {CKA_PRIVATE_EXPONENT, Kind::kBytes, kRequired | kNotOnGen | kSensitive,
+                 Default::kNone},
+                {CKA_PRIME_1, Kind::kBytes, kNotOnGen | kSensitive, Default::kNone},
+                {CKA_PRIME_2, Kind::kBytes, kNotOnGen | kSensitive, Default::kNone},
+                {CKA_EXPONENT_1, Kind::kBytes, kNotOnGen | kSensitive, Default::kNone},
+                {CKA_EXPONENT_2, Kind::kBytes, kNotOnGen | kSensitive, Default::kNone},
+                {CKA_COEFFICIENT, Kind::kBytes, kNotOnGen | kSensitive, Default::kNone},
+            }),
+       nullptr, false},
+      {CKO_PRIVATE_KEY, CKA_KEY_TYPE, CKK_EC, true,
+       Join(PrivateKey(),
+            {
+                {CKA_EC_PARAMS, Kind::kBytes, kRequired | kNotOnGen, Default::kNone},
+                {CKA_VALUE, Kind::kBytes, kRequired | kNotOnGen | kSensitive, Default::kNone},
+                // Not in the 2.40 table, but OpenSSL providers read it.
+                {CKA_EC_POINT, Kind::kBytes, kNotOnCreate | kNotOnGen, Default::kNone},
+            }),
+       nullptr, false},
   };
   return kClasses;
+}
+
+// A public key object must be a usable key: build it, and record its
+// SubjectPublicKeyInfo (and CKA_MODULUS_BITS for RSA).
+CK_RV CompletePublicKey(AttrSet& a) {
+  crypto::Pkey key;
+  if (a.Ulong(CKA_KEY_TYPE) == CKK_RSA) {
+    key = crypto::RsaPublicKey(*a.Find(CKA_MODULUS), *a.Find(CKA_PUBLIC_EXPONENT));
+    if (!key) return CKR_ATTRIBUTE_VALUE_INVALID;
+    a.SetUlong(CKA_MODULUS_BITS, static_cast<CK_ULONG>(EVP_PKEY_get_bits(key.get())));
+  } else {
+    const crypto::Curve* curve = crypto::CurveFromParams(*a.Find(CKA_EC_PARAMS));
+    if (!curve) return CKR_CURVE_NOT_SUPPORTED;
+    const auto point = crypto::EcPointRaw(*a.Find(CKA_EC_POINT), *curve);
+    if (!point || !(key = crypto::EcPublicKey(*curve, *point))) return CKR_ATTRIBUTE_VALUE_INVALID;
+  }
+  a.Set(CKA_PUBLIC_KEY_INFO, crypto::SubjectPublicKeyInfo(key.get()));
+  return CKR_OK;
 }
 
 Bytes DefaultBytes(const AttrSpec& s) {
@@ -133,6 +240,7 @@ bool ValidValue(const AttrSpec& spec, const CK_ATTRIBUTE& a) {
       return true;
     }
     case Kind::kBytes: return true;
+    case Kind::kMechanisms: return a.ulValueLen % sizeof(CK_MECHANISM_TYPE) == 0;
   }
   return false;
 }
@@ -188,14 +296,25 @@ const ClassSpec* ForObject(const AttrSet& attrs) {
   return nullptr;
 }
 
-CK_RV BuildForCreate(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool is_so,
-                     AttrSet* out) {
+namespace {
+CK_RV Build(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool is_so,
+            Origin origin, AttrSet* out) {
   if (CK_RV rv = CheckDuplicates(tmpl, count); rv != CKR_OK) return rv;
   AttrSet a;
+  const bool gen = origin == Origin::kGenerate;
   for (CK_ULONG i = 0; i < count; ++i) {
     const AttrSpec* spec = Find(cls, tmpl[i].type);
     if (!spec) return CKR_ATTRIBUTE_TYPE_INVALID;
-    if (spec->flags & kNotOnCreate) return CKR_ATTRIBUTE_READ_ONLY;
+    if (!gen && (spec->flags & kNotOnCreate)) return CKR_ATTRIBUTE_READ_ONLY;
+    if (gen && (spec->flags & kNotOnGen)) return CKR_TEMPLATE_INCONSISTENT;
+    if (gen && cls.subtype_attr == tmpl[i].type &&
+        (tmpl[i].ulValueLen != sizeof(CK_ULONG) || !tmpl[i].pValue ||
+         *static_cast<const CK_ULONG*>(tmpl[i].pValue) != cls.subtype))
+      return CKR_TEMPLATE_INCONSISTENT;
+    if (gen && tmpl[i].type == CKA_CLASS &&
+        (tmpl[i].ulValueLen != sizeof(CK_ULONG) || !tmpl[i].pValue ||
+         *static_cast<const CK_ULONG*>(tmpl[i].pValue) != cls.cls))
+      return CKR_TEMPLATE_INCONSISTENT;
     if (!ValidValue(*spec, tmpl[i])) return CKR_ATTRIBUTE_VALUE_INVALID;
     if ((spec->flags & kSoToTrue) && IsTrue(tmpl[i]) && !is_so) return CKR_ATTRIBUTE_READ_ONLY;
     a.Set(tmpl[i].type, ByteView(static_cast<const uint8_t*>(tmpl[i].pValue), tmpl[i].ulValueLen));
@@ -204,14 +323,39 @@ CK_RV BuildForCreate(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG co
     if (a.Has(s.type) || s.fallback == Default::kNone) continue;
     a.Set(s.type, DefaultBytes(s));
   }
-  if (cls.complete)
-    if (CK_RV rv = cls.complete(a); rv != CKR_OK) return rv;
-  for (const AttrSpec& s : cls.attrs)
-    if ((s.flags & kRequired) && !a.Has(s.type)) return CKR_TEMPLATE_INCOMPLETE;
-  if (cls.cls == CKO_CERTIFICATE && !a.Has(CKA_SUBJECT)) return CKR_TEMPLATE_INCOMPLETE;
+  if (gen) {
+    a.SetUlong(CKA_CLASS, cls.cls);
+    if (cls.subtype_attr) a.SetUlong(cls.subtype_attr, cls.subtype);
+    for (const AttrSpec& s : cls.attrs)
+      if ((s.flags & kGenRequired) && !a.Has(s.type)) return CKR_TEMPLATE_INCOMPLETE;
+  } else {
+    for (const AttrSpec& s : cls.attrs)
+      if ((s.flags & kRequired) && !a.Has(s.type) && !(s.flags & kSensitive))
+        return CKR_TEMPLATE_INCOMPLETE;
+    if (cls.complete)
+      if (CK_RV rv = cls.complete(a); rv != CKR_OK) return rv;
+    if (cls.cls == CKO_CERTIFICATE && !a.Has(CKA_SUBJECT)) return CKR_TEMPLATE_INCOMPLETE;
+  }
   a.Set(CKA_UNIQUE_ID, View(Hex(crypto::Random(16))));
   *out = std::move(a);
   return CKR_OK;
+}
+}  // namespace
+
+CK_RV BuildForCreate(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool is_so,
+                     AttrSet* out) {
+  return Build(cls, tmpl, count, is_so, Origin::kCreate, out);
+}
+
+CK_RV BuildForGenerate(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count,
+                       bool is_so, AttrSet* out) {
+  return Build(cls, tmpl, count, is_so, Origin::kGenerate, out);
+}
+
+const ClassSpec* Find(CK_OBJECT_CLASS cls, CK_ULONG subtype) {
+  for (const ClassSpec& c : Classes())
+    if (c.cls == cls && (!c.subtype_attr || c.subtype == subtype)) return &c;
+  return nullptr;
 }
 
 CK_RV ApplyChanges(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool is_so,

@@ -20,9 +20,14 @@ enum Flag : uint32_t {
   kStaysTrue = 1u << 5,    // footnote 11: cannot change once true
   kStaysFalse = 1u << 6,   // footnote 12: cannot change once false
   kCopyChange = 1u << 7,   // may change in C_CopyObject only (CKA_TOKEN, CKA_PRIVATE, ...)
+  kGenRequired = 1u << 8,  // footnote 3: must be given to C_GenerateKey(Pair)
+  kNotOnGen = 1u << 9,     // footnote 4: set by the token when it generates the key
 };
 
-enum class Kind { kBool, kUlong, kBytes, kDate };
+// How an object comes to be: the footnotes differ for each.
+enum class Origin { kCreate, kGenerate };
+
+enum class Kind { kBool, kUlong, kBytes, kDate, kMechanisms };
 enum class Default { kNone, kFalse, kTrue, kEmpty, kZero };
 
 struct AttrSpec {
@@ -41,6 +46,9 @@ struct ClassSpec {
   // Fills attributes derived from others (a certificate's subject from its
   // value); returns the CKR for a value it cannot use.
   CK_RV (*complete)(AttrSet&);
+  // C_CreateObject may make objects of this class (private keys need a TPM
+  // import, which is not offered yet).
+  bool creatable = true;
 };
 
 // The class a template or an object belongs to, or nullptr.
@@ -51,6 +59,11 @@ const AttrSpec* Find(const ClassSpec& cls, CK_ATTRIBUTE_TYPE type);
 // C_CreateObject: validates the template, fills defaults and derived values.
 CK_RV BuildForCreate(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool is_so,
                      AttrSet* out);
+// C_GenerateKeyPair: one half's template for a known class. CKA_CLASS and
+// CKA_KEY_TYPE may be absent; derived values are the caller's to add.
+CK_RV BuildForGenerate(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count,
+                       bool is_so, AttrSet* out);
+const ClassSpec* Find(CK_OBJECT_CLASS cls, CK_ULONG subtype);
 // C_SetAttributeValue (copy == false) and C_CopyObject (copy == true):
 // checks every attribute first, then applies all of them or none.
 CK_RV ApplyChanges(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool is_so,
