@@ -19,6 +19,22 @@ std::mutex g_os_lock;
 CK_C_INITIALIZE_ARGS g_app_lock{};
 void* g_app_mutex = nullptr;
 
+// Programs such as curl with libp11 exit without C_Finalize. On a TPM
+// without a resource manager whatever stays loaded would stay there, so at
+// process exit flush what this process cached (never a parent's: Current()
+// is null in a child that has not initialized).
+void FlushAtExit() {
+  Module* m = Current();
+  if (!m) return;
+  Lock();
+  try {
+    m->tpm().FlushCached();
+  } catch (const std::exception& e) {
+    log::Debug("flushing at exit: ", e.what());
+  }
+  Unlock();
+}
+
 }  // namespace
 
 Module* Current() { return (g_module && g_pid == getpid()) ? g_module : nullptr; }
@@ -88,6 +104,8 @@ CK_RV Initialize(CK_VOID_PTR init_args) {
     return CKR_FUNCTION_FAILED;
   }
   g_pid = getpid();
+  static std::once_flag at_exit;
+  std::call_once(at_exit, [] { std::atexit(FlushAtExit); });
   return CKR_OK;
 }
 

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Runs one suite of the C-ABI tests on its own swtpm behind tpm2-abrmd (the
 # fork and multi-process tests need more than one connection to the TPM).
-# Usage: run.sh BINARY SUITE
+# Usage: run.sh BINARY SUITE   (BARE_TPM=1: swtpm alone, no tpm2-abrmd)
 source "$(dirname "$0")/../integration/lib.sh"
+if [ -n "${BARE_TPM:-}" ]; then
+  fixture_start
+  exec "$1" --gtest_filter="$2.*" --gtest_brief=1
+fi
 fixture_start_shared
 # A second, plain swtpm for a forked child to initialize against: GLib's D-Bus
 # (inside the tabrmd TCTI) does not survive fork(), a socket TCTI does.

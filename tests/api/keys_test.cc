@@ -1,0 +1,221 @@
+// Keys through the C ABI on a bare simulated TPM (three object slots, no
+// resource manager): many keys in turn, and each class of bad input to
+// signing and verification.
+#include "module_fixture.h"
+
+namespace tpmtoken::test {
+namespace {
+
+class Keys : public ModuleTest {
+ protected:
+  void SetUp() override {
+    ModuleTest::SetUp();
+    Init();
+    slot_ = MakeToken();
+    s_ = Open(slot_, true);
+    ASSERT_EQ(LoginUser(s_), CKR_OK);
+  }
+
+  void GenerateEc(CK_OBJECT_HANDLE* pub, CK_OBJECT_HANDLE* priv, bool token = false) {
+    CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+    CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+    CK_BBOOL tok = token ? CK_TRUE : CK_FALSE;
+    CK_BBOOL no = CK_FALSE;
+    CK_ATTRIBUTE pub_t[] = {{CKA_EC_PARAMS, p256, sizeof p256}, {CKA_TOKEN, &tok, 1}};
+    // Benign attributes real clients send must not fail.
+    CK_ATTRIBUTE priv_t[] = {{CKA_TOKEN, &tok, 1}, {CKA_DERIVE, &no, 1}};
+    ASSERT_EQ(f_->C_GenerateKeyPair(s_, &mech, pub_t, 2, priv_t, 2, pub, priv), CKR_OK);
+  }
+
+  void GenerateRsa(CK_OBJECT_HANDLE* pub, CK_OBJECT_HANDLE* priv) {
+    CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
+    CK_ULONG bits = 2048;
+    CK_BYTE e[] = {1, 0, 1};
+    CK_ATTRIBUTE pub_t[] = {{CKA_MODULUS_BITS, &bits, sizeof bits},
+                            {CKA_PUBLIC_EXPONENT, e, 3}};
+    ASSERT_EQ(f_->C_GenerateKeyPair(s_, &mech, pub_t, 2, nullptr, 0, pub, priv), CKR_OK);
+  }
+
+  CK_RV SignOnce(CK_MECHANISM_TYPE m, CK_OBJECT_HANDLE key, std::vector<CK_BYTE> data,
+                 std::vector<CK_BYTE>* sig) {
+    CK_MECHANISM mech = {m, nullptr, 0};
+    if (CK_RV rv = f_->C_SignInit(s_, &mech, key); rv != CKR_OK) return rv;
+    CK_ULONG len = 0;
+    if (CK_RV rv = f_->C_Sign(s_, data.data(), data.size(), nullptr, &len); rv != CKR_OK)
+      return rv;
+    sig->resize(len);
+    const CK_RV rv = f_->C_Sign(s_, data.data(), data.size(), sig->data(), &len);
+    sig->resize(len);
+    return rv;
+  }
+
+  CK_RV VerifyOnce(CK_MECHANISM_TYPE m, CK_OBJECT_HANDLE key, std::vector<CK_BYTE> data,
+                   std::vector<CK_BYTE> sig) {
+    CK_MECHANISM mech = {m, nullptr, 0};
+    if (CK_RV rv = f_->C_VerifyInit(s_, &mech, key); rv != CKR_OK) return rv;
+    return f_->C_Verify(s_, data.data(), data.size(), sig.data(), sig.size());
+  }
+
+  CK_SLOT_ID slot_ = 0;
+  CK_SESSION_HANDLE s_ = 0;
+};
+
+TEST_F(Keys, TwentyKeysInTurnOnABareTpm) {
+  std::vector<std::pair<CK_OBJECT_HANDLE, CK_OBJECT_HANDLE>> keys(20);
+  for (auto& [pub, priv] : keys) GenerateEc(&pub, &priv, true);
+  const std::vector<CK_BYTE> msg = {'t', 'u', 'r', 'n'};
+  for (int round = 0; round < 2; ++round) {
+    for (auto& [pub, priv] : keys) {
+      std::vector<CK_BYTE> sig;
+      ASSERT_EQ(SignOnce(CKM_ECDSA_SHA256, priv, msg, &sig), CKR_OK);
+      EXPECT_EQ(sig.size(), 64u);
+      EXPECT_EQ(VerifyOnce(CKM_ECDSA_SHA256, pub, msg, sig), CKR_OK);
+    }
+  }
+}
+
+TEST_F(Keys, GeneratedKeyAttributes) {
+  CK_OBJECT_HANDLE pub, priv;
+  GenerateRsa(&pub, &priv);
+  CK_BBOOL local = 0, never = 0, always = 0, extractable = 1;
+  CK_ULONG gen = 0;
+  CK_BYTE modulus[512];
+  CK_BYTE spki[600];
+  CK_ATTRIBUTE q[] = {{CKA_LOCAL, &local, 1},
+                      {CKA_NEVER_EXTRACTABLE, &never, 1},
+                      {CKA_ALWAYS_SENSITIVE, &always, 1},
+                      {CKA_EXTRACTABLE, &extractable, 1},
+                      {CKA_KEY_GEN_MECHANISM, &gen, sizeof gen},
+                      {CKA_MODULUS, modulus, sizeof modulus},
+                      {CKA_PUBLIC_KEY_INFO, spki, sizeof spki}};
+  ASSERT_EQ(f_->C_GetAttributeValue(s_, priv, q, 7), CKR_OK);
+  EXPECT_TRUE(local && never && always);
+  EXPECT_FALSE(extractable);
+  EXPECT_EQ(gen, CKM_RSA_PKCS_KEY_PAIR_GEN);
+  EXPECT_EQ(q[5].ulValueLen, 256u);
+  EXPECT_GT(q[6].ulValueLen, 256u);
+  CK_BYTE d[512];
+  CK_ATTRIBUTE secret = {CKA_PRIVATE_EXPONENT, d, sizeof d};
+  EXPECT_EQ(f_->C_GetAttributeValue(s_, priv, &secret, 1), CKR_ATTRIBUTE_SENSITIVE);
+  EXPECT_EQ(secret.ulValueLen, CK_UNAVAILABLE_INFORMATION);
+  CK_BBOOL yes = CK_TRUE;
+  CK_ATTRIBUTE make_extractable = {CKA_EXTRACTABLE, &yes, 1};
+  EXPECT_EQ(f_->C_SetAttributeValue(s_, priv, &make_extractable, 1), CKR_ATTRIBUTE_READ_ONLY);
+  // The two halves share CKA_ID.
+  CK_BYTE id1[64], id2[64];
+  CK_ATTRIBUTE a1 = {CKA_ID, id1, sizeof id1}, a2 = {CKA_ID, id2, sizeof id2};
+  ASSERT_EQ(f_->C_GetAttributeValue(s_, pub, &a1, 1), CKR_OK);
+  ASSERT_EQ(f_->C_GetAttributeValue(s_, priv, &a2, 1), CKR_OK);
+  ASSERT_EQ(a1.ulValueLen, a2.ulValueLen);
+  EXPECT_GT(a1.ulValueLen, 0u);
+  EXPECT_EQ(std::memcmp(id1, id2, a1.ulValueLen), 0);
+}
+
+TEST_F(Keys, GenerationRefusals) {
+  CK_OBJECT_HANDLE pub, priv;
+  CK_MECHANISM rsa = {CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
+  CK_ULONG odd = 1000;
+  CK_ATTRIBUTE bits[] = {{CKA_MODULUS_BITS, &odd, sizeof odd}};
+  EXPECT_EQ(f_->C_GenerateKeyPair(s_, &rsa, bits, 1, nullptr, 0, &pub, &priv), CKR_KEY_SIZE_RANGE);
+  EXPECT_EQ(f_->C_GenerateKeyPair(s_, &rsa, nullptr, 0, nullptr, 0, &pub, &priv),
+            CKR_TEMPLATE_INCOMPLETE);
+  CK_ULONG ok_bits = 2048;
+  CK_BBOOL yes = CK_TRUE;
+  CK_ATTRIBUTE good[] = {{CKA_MODULUS_BITS, &ok_bits, sizeof ok_bits}};
+  CK_ATTRIBUTE extractable[] = {{CKA_EXTRACTABLE, &yes, 1}};
+  EXPECT_EQ(f_->C_GenerateKeyPair(s_, &rsa, good, 1, extractable, 1, &pub, &priv),
+            CKR_ATTRIBUTE_VALUE_INVALID);
+  CK_MECHANISM ec = {CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+  CK_BYTE brainpool[] = {0x06, 0x09, 0x2b, 0x24, 0x03, 0x03, 0x02, 0x08, 0x01, 0x01, 0x07};
+  CK_ATTRIBUTE curve[] = {{CKA_EC_PARAMS, brainpool, sizeof brainpool}};
+  EXPECT_EQ(f_->C_GenerateKeyPair(s_, &ec, curve, 1, nullptr, 0, &pub, &priv),
+            CKR_CURVE_NOT_SUPPORTED);
+  CK_MECHANISM dsa = {CKM_DSA_KEY_PAIR_GEN, nullptr, 0};
+  EXPECT_EQ(f_->C_GenerateKeyPair(s_, &dsa, good, 1, nullptr, 0, &pub, &priv),
+            CKR_MECHANISM_INVALID);
+  ASSERT_EQ(f_->C_Logout(s_), CKR_OK);
+  EXPECT_EQ(f_->C_GenerateKeyPair(s_, &rsa, good, 1, nullptr, 0, &pub, &priv),
+            CKR_USER_NOT_LOGGED_IN);
+}
+
+TEST_F(Keys, SignBadInputLeavesTheSessionUsable) {
+  CK_OBJECT_HANDLE ec_pub, ec_priv, rsa_pub, rsa_priv;
+  GenerateEc(&ec_pub, &ec_priv);
+  GenerateRsa(&rsa_pub, &rsa_priv);
+  CK_MECHANISM pkcs = {CKM_SHA256_RSA_PKCS, nullptr, 0};
+  EXPECT_EQ(f_->C_SignInit(s_, &pkcs, ec_priv), CKR_KEY_TYPE_INCONSISTENT);
+  EXPECT_EQ(f_->C_SignInit(s_, &pkcs, rsa_pub), CKR_KEY_TYPE_INCONSISTENT);
+  EXPECT_EQ(f_->C_SignInit(s_, &pkcs, 0xdead), CKR_KEY_HANDLE_INVALID);
+  CK_MECHANISM pss_no_params = {CKM_RSA_PKCS_PSS, nullptr, 0};
+  EXPECT_EQ(f_->C_SignInit(s_, &pss_no_params, rsa_priv), CKR_MECHANISM_PARAM_INVALID);
+  CK_RSA_PKCS_PSS_PARAMS mismatched = {CKM_SHA384, CKG_MGF1_SHA384, 48};
+  CK_MECHANISM pss256 = {CKM_SHA256_RSA_PKCS_PSS, &mismatched, sizeof mismatched};
+  EXPECT_EQ(f_->C_SignInit(s_, &pss256, rsa_priv), CKR_MECHANISM_PARAM_INVALID);
+  CK_RSA_PKCS_PSS_PARAMS huge_salt = {CKM_SHA256, CKG_MGF1_SHA256, 300};
+  CK_MECHANISM pss_huge = {CKM_RSA_PKCS_PSS, &huge_salt, sizeof huge_salt};
+  EXPECT_EQ(f_->C_SignInit(s_, &pss_huge, rsa_priv), CKR_MECHANISM_PARAM_INVALID);
+
+  // Active operation, short buffer, then the retry succeeds.
+  ASSERT_EQ(f_->C_SignInit(s_, &pkcs, rsa_priv), CKR_OK);
+  EXPECT_EQ(f_->C_SignInit(s_, &pkcs, rsa_priv), CKR_OPERATION_ACTIVE);
+  CK_BYTE data[] = {1, 2, 3};
+  CK_BYTE sig[256];
+  CK_ULONG len = 10;
+  EXPECT_EQ(f_->C_Sign(s_, data, 3, sig, &len), CKR_BUFFER_TOO_SMALL);
+  EXPECT_EQ(len, 256u);
+  ASSERT_EQ(f_->C_Sign(s_, data, 3, sig, &len), CKR_OK);
+  EXPECT_EQ(f_->C_Sign(s_, data, 3, sig, &len), CKR_OPERATION_NOT_INITIALIZED);
+  EXPECT_EQ(VerifyOnce(CKM_SHA256_RSA_PKCS, rsa_pub, {1, 2, 3}, {sig, sig + 256}), CKR_OK);
+  EXPECT_EQ(VerifyOnce(CKM_SHA256_RSA_PKCS, rsa_pub, {1, 2, 4}, {sig, sig + 256}),
+            CKR_SIGNATURE_INVALID);
+  EXPECT_EQ(VerifyOnce(CKM_SHA256_RSA_PKCS, rsa_pub, {1, 2, 3}, {sig, sig + 255}),
+            CKR_SIGNATURE_LEN_RANGE);
+
+  // Raw PKCS#1 v1.5: data longer than k - 11 is refused.
+  std::vector<CK_BYTE> out;
+  EXPECT_EQ(SignOnce(CKM_RSA_PKCS, rsa_priv, std::vector<CK_BYTE>(246, 7), &out),
+            CKR_DATA_LEN_RANGE);
+  EXPECT_EQ(SignOnce(CKM_RSA_PKCS, rsa_priv, std::vector<CK_BYTE>(245, 7), &out), CKR_OK);
+
+  // Multi-part equals single-part for verification.
+  CK_MECHANISM ecdsa = {CKM_ECDSA_SHA384, nullptr, 0};
+  ASSERT_EQ(f_->C_SignInit(s_, &ecdsa, ec_priv), CKR_OK);
+  ASSERT_EQ(f_->C_SignUpdate(s_, data, 1), CKR_OK);
+  ASSERT_EQ(f_->C_SignUpdate(s_, data + 1, 2), CKR_OK);
+  len = sizeof sig;
+  ASSERT_EQ(f_->C_SignFinal(s_, sig, &len), CKR_OK);
+  EXPECT_EQ(len, 64u);
+  EXPECT_EQ(VerifyOnce(CKM_ECDSA_SHA384, ec_pub, {1, 2, 3}, {sig, sig + 64}), CKR_OK);
+
+  // Raw ECDSA takes a hash of any length.
+  for (size_t n : {20u, 32u, 48u, 64u}) {
+    std::vector<CK_BYTE> hash(n, 0x42);
+    ASSERT_EQ(SignOnce(CKM_ECDSA, ec_priv, hash, &out), CKR_OK) << n;
+    EXPECT_EQ(VerifyOnce(CKM_ECDSA, ec_pub, hash, out), CKR_OK) << n;
+  }
+
+  // CKA_SIGN false and CKA_ALLOWED_MECHANISMS are enforced.
+  CK_BBOOL no = CK_FALSE;
+  CK_ATTRIBUTE nosign = {CKA_SIGN, &no, 1};
+  ASSERT_EQ(f_->C_SetAttributeValue(s_, ec_priv, &nosign, 1), CKR_OK);
+  EXPECT_EQ(f_->C_SignInit(s_, &ecdsa, ec_priv), CKR_KEY_FUNCTION_NOT_PERMITTED);
+  CK_MECHANISM_TYPE only[] = {CKM_SHA256_RSA_PKCS_PSS};
+  CK_OBJECT_HANDLE restricted_pub, restricted;
+  {
+    CK_MECHANISM mech = {CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
+    CK_ULONG bits = 2048;
+    CK_ATTRIBUTE pub_t[] = {{CKA_MODULUS_BITS, &bits, sizeof bits}};
+    CK_ATTRIBUTE priv_t[] = {{CKA_ALLOWED_MECHANISMS, only, sizeof only}};
+    ASSERT_EQ(f_->C_GenerateKeyPair(s_, &mech, pub_t, 1, priv_t, 1, &restricted_pub, &restricted),
+              CKR_OK);
+  }
+  EXPECT_EQ(f_->C_SignInit(s_, &pkcs, restricted), CKR_MECHANISM_INVALID);
+  CK_RSA_PKCS_PSS_PARAMS tls13 = {CKM_SHA256, CKG_MGF1_SHA256, 32};
+  CK_MECHANISM pss = {CKM_SHA256_RSA_PKCS_PSS, &tls13, sizeof tls13};
+  EXPECT_EQ(f_->C_SignInit(s_, &pss, restricted), CKR_OK);
+  CK_SESSION_INFO info;
+  EXPECT_EQ(f_->C_GetSessionInfo(s_, &info), CKR_OK);
+}
+
+}  // namespace
+}  // namespace tpmtoken::test
