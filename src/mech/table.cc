@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "crypto/pubkey.h"
+#include "mech/cipher.h"
 #include "mech/digest.h"
 #include "mech/sign.h"
 
@@ -33,8 +34,12 @@ std::vector<MechEntry> BuildTable(const Caps& caps) {
   if (!caps.rsa_bits.empty()) {
     const auto [lo, hi] = std::minmax_element(caps.rsa_bits.begin(), caps.rsa_bits.end());
     t.push_back({CKM_RSA_PKCS_KEY_PAIR_GEN, {*lo, *hi, CKF_GENERATE_KEY_PAIR | CKF_HW}});
-    for (const SignMech& m : SignMechs())
-      if (m.family == KeyFamily::kRsa) t.push_back({m.type, {*lo, *hi, CKF_SIGN | CKF_VERIFY | CKF_HW}});
+    for (const SignMech& m : SignMechs()) {
+      if (m.family != KeyFamily::kRsa) continue;
+      const CK_FLAGS crypt = IsRsaCipher(m.type) ? CKF_ENCRYPT | CKF_DECRYPT : 0;
+      t.push_back({m.type, {*lo, *hi, CKF_SIGN | CKF_VERIFY | CKF_HW | crypt}});
+    }
+    t.push_back({CKM_RSA_PKCS_OAEP, {*lo, *hi, CKF_ENCRYPT | CKF_DECRYPT | CKF_HW}});
   }
   std::vector<unsigned long> bits;
   for (uint16_t c : caps.curves)

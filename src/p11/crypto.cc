@@ -1,8 +1,7 @@
 // The PKCS#11 C ABI for cryptographic operations: digests, random numbers,
-// key-pair generation, signatures and verification. Encryption, decryption,
-// wrapping, derivation and secret keys are not offered yet: their Init calls
-// answer CKR_MECHANISM_INVALID (no such mechanism in the table) and their
-// later steps CKR_OPERATION_NOT_INITIALIZED, as the spec orders.
+// key-pair generation, signatures, verification, RSA encryption and
+// decryption. Wrapping, derivation and secret keys are not offered yet: their
+// Init calls answer CKR_MECHANISM_INVALID (no such mechanism in the table).
 #include "mech/table.h"
 #include "p11/guard.h"
 #include "p11/interface.h"
@@ -21,41 +20,53 @@ CK_RV NoKeyMechanism(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech) {
   });
 }
 
-CK_RV NoActiveOperation(CK_SESSION_HANDLE h) {
-  return Guarded([&](Module& m) {
-    return m.HasSession(h) ? CKR_OPERATION_NOT_INITIALIZED : CKR_SESSION_HANDLE_INVALID;
-  });
-}
-
 }  // namespace
 
-TPMTOKEN_EXPORT CK_RV C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE) {
-  return NoKeyMechanism(h, mech);
+TPMTOKEN_EXPORT CK_RV C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
+                                    CK_OBJECT_HANDLE key) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!mech || (!mech->pParameter && mech->ulParameterLen)) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.EncryptInit(h, mech, key); });
 }
-TPMTOKEN_EXPORT CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
-                                CK_ULONG_PTR) {
-  return NoActiveOperation(h);
+TPMTOKEN_EXPORT CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len,
+                                CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if ((!data && len) || !out_len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.Encrypt(h, Bytes(data, len), out, out_len); });
 }
-TPMTOKEN_EXPORT CK_RV C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
-                                      CK_ULONG_PTR) {
-  return NoActiveOperation(h);
+TPMTOKEN_EXPORT CK_RV C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len,
+                                      CK_BYTE_PTR, CK_ULONG_PTR out_len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if ((!data && len) || !out_len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.EncryptUpdate(h, Bytes(data, len), out_len); });
 }
-TPMTOKEN_EXPORT CK_RV C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG_PTR) {
-  return NoActiveOperation(h);
+TPMTOKEN_EXPORT CK_RV C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!out_len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.EncryptFinal(h, out, out_len); });
 }
-TPMTOKEN_EXPORT CK_RV C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE) {
-  return NoKeyMechanism(h, mech);
+TPMTOKEN_EXPORT CK_RV C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
+                                    CK_OBJECT_HANDLE key) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!mech || (!mech->pParameter && mech->ulParameterLen)) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.DecryptInit(h, mech, key); });
 }
-TPMTOKEN_EXPORT CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
-                                CK_ULONG_PTR) {
-  return NoActiveOperation(h);
+TPMTOKEN_EXPORT CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len,
+                                CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if ((!data && len) || !out_len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.Decrypt(h, Bytes(data, len), out, out_len); });
 }
-TPMTOKEN_EXPORT CK_RV C_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG, CK_BYTE_PTR,
-                                      CK_ULONG_PTR) {
-  return NoActiveOperation(h);
+TPMTOKEN_EXPORT CK_RV C_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len,
+                                      CK_BYTE_PTR, CK_ULONG_PTR out_len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if ((!data && len) || !out_len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.DecryptUpdate(h, Bytes(data, len), out_len); });
 }
-TPMTOKEN_EXPORT CK_RV C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR, CK_ULONG_PTR) {
-  return NoActiveOperation(h);
+TPMTOKEN_EXPORT CK_RV C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!out_len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.DecryptFinal(h, out, out_len); });
 }
 
 TPMTOKEN_EXPORT CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech) {

@@ -5,12 +5,12 @@
 #include <cstring>
 
 #include "crypto/ossl.h"
+#include "token/key_util.h"
 #include "token/module.h"
 #include "token/schema.h"
 #include "util/log.h"
 
 namespace tpmtoken {
-namespace {
 
 size_t BitLength(ByteView be) {
   size_t i = 0;
@@ -64,7 +64,6 @@ bool Allowed(const AttrSet& a, CK_MECHANISM_TYPE type) {
   return false;
 }
 
-// The length-query convention of 2.40 section 5.2 for one-shot outputs.
 CK_RV QueryOrFits(size_t need, const CK_BYTE* out, CK_ULONG* out_len, bool* proceed) {
   *proceed = false;
   if (!out) {
@@ -78,8 +77,6 @@ CK_RV QueryOrFits(size_t need, const CK_BYTE* out, CK_ULONG* out_len, bool* proc
   *proceed = true;
   return CKR_OK;
 }
-
-}  // namespace
 
 CK_RV Module::GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
                               const CK_ATTRIBUTE* pub_tmpl, CK_ULONG pub_n,

@@ -422,6 +422,8 @@ CK_RV Module::CancelOperations(CK_SESSION_HANDLE h, CK_FLAGS flags) {
   if (flags & CKF_DIGEST) s->digest.reset();
   if (flags & CKF_SIGN) s->sign.reset();
   if (flags & CKF_VERIFY) s->verify.reset();
+  if (flags & CKF_ENCRYPT) s->encrypt.reset();
+  if (flags & CKF_DECRYPT) s->decrypt.reset();
   if (flags & CKF_FIND_OBJECTS) s->find = FindState{};
   return CKR_OK;
 }

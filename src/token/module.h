@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "crypto/pubkey.h"
+#include "mech/cipher.h"
 #include "mech/digest.h"
 #include "mech/sign.h"
 #include "mech/table.h"
@@ -56,6 +57,15 @@ struct SignState {
   crypto::Pkey public_key;  // verification only
 };
 
+// An encryption or decryption in progress; a decryption keeps its result
+// after a length query or a short buffer, so the retry costs no TPM command.
+struct CipherState {
+  std::unique_ptr<mech::RsaCipherOp> op;
+  std::shared_ptr<Object> key;
+  crypto::Pkey public_key;  // encryption only
+  std::optional<Secret> plain;
+};
+
 struct Session {
   CK_SESSION_HANDLE handle = 0;
   Token* token = nullptr;
@@ -64,6 +74,8 @@ struct Session {
   std::unique_ptr<mech::DigestOp> digest;
   std::unique_ptr<SignState> sign;
   std::unique_ptr<SignState> verify;
+  std::unique_ptr<CipherState> encrypt;
+  std::unique_ptr<CipherState> decrypt;
 };
 
 class Module {
@@ -124,6 +136,16 @@ class Module {
   CK_RV Verify(CK_SESSION_HANDLE h, ByteView data, ByteView signature);
   CK_RV VerifyUpdate(CK_SESSION_HANDLE h, ByteView data);
   CK_RV VerifyFinal(CK_SESSION_HANDLE h, ByteView signature);
+
+  // RSA encryption in software and decryption in the TPM (cipher.cc).
+  CK_RV EncryptInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE key);
+  CK_RV Encrypt(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
+  CK_RV EncryptUpdate(CK_SESSION_HANDLE h, ByteView data, CK_ULONG* out_len);
+  CK_RV EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len);
+  CK_RV DecryptInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE key);
+  CK_RV Decrypt(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
+  CK_RV DecryptUpdate(CK_SESSION_HANDLE h, ByteView data, CK_ULONG* out_len);
+  CK_RV DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len);
   CK_RV SeedRandom(CK_SESSION_HANDLE h);
 
   // Whether h names an open session of this process.

@@ -219,3 +219,56 @@ TEST_F(Keys, SignBadInputLeavesTheSessionUsable) {
 
 }  // namespace
 }  // namespace tpmtoken::test
+
+namespace tpmtoken::test {
+namespace {
+
+TEST_F(Keys, EncryptInSoftwareDecryptInTheTpm) {
+  CK_OBJECT_HANDLE pub, priv;
+  GenerateRsa(&pub, &priv);
+  CK_BYTE label[] = {'l', 'a', 'b', 'e', 'l'};  // no trailing NUL: the TPM's own OAEP would add one
+  CK_RSA_PKCS_OAEP_PARAMS oaep = {CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, label,
+                                  sizeof label};
+  CK_MECHANISM mechs[] = {{CKM_RSA_PKCS, nullptr, 0}, {CKM_RSA_PKCS_OAEP, &oaep, sizeof oaep}};
+  for (CK_MECHANISM& m : mechs) {
+    CK_BYTE msg[] = {'k', 'e', 'y'};
+    ASSERT_EQ(f_->C_EncryptInit(s_, &m, pub), CKR_OK);
+    CK_ULONG len = 0;
+    ASSERT_EQ(f_->C_Encrypt(s_, msg, 3, nullptr, &len), CKR_OK);
+    EXPECT_EQ(len, 256u);
+    std::vector<CK_BYTE> cipher(len);
+    ASSERT_EQ(f_->C_Encrypt(s_, msg, 3, cipher.data(), &len), CKR_OK);
+    ASSERT_EQ(f_->C_DecryptInit(s_, &m, priv), CKR_OK);
+    CK_BYTE out[256];
+    CK_ULONG out_len = 1;
+    // A short buffer reports the exact length and keeps the result for the retry.
+    ASSERT_EQ(f_->C_Decrypt(s_, cipher.data(), cipher.size(), out, &out_len), CKR_BUFFER_TOO_SMALL);
+    EXPECT_EQ(out_len, 3u);
+    ASSERT_EQ(f_->C_Decrypt(s_, cipher.data(), cipher.size(), out, &out_len), CKR_OK);
+    EXPECT_EQ(std::memcmp(out, msg, 3), 0);
+    // A corrupted ciphertext fails cleanly and ends the operation.
+    cipher[100] ^= 1;
+    ASSERT_EQ(f_->C_DecryptInit(s_, &m, priv), CKR_OK);
+    out_len = sizeof out;
+    EXPECT_EQ(f_->C_Decrypt(s_, cipher.data(), cipher.size(), out, &out_len),
+              CKR_ENCRYPTED_DATA_INVALID);
+    EXPECT_EQ(f_->C_Decrypt(s_, cipher.data(), cipher.size(), out, &out_len),
+              CKR_OPERATION_NOT_INITIALIZED);
+    ASSERT_EQ(f_->C_DecryptInit(s_, &m, priv), CKR_OK);
+    EXPECT_EQ(f_->C_Decrypt(s_, cipher.data(), 100, out, &out_len), CKR_ENCRYPTED_DATA_LEN_RANGE);
+  }
+  // Too much data for PKCS#1 v1.5 encryption; wrong key classes.
+  std::vector<CK_BYTE> big(246, 1);
+  ASSERT_EQ(f_->C_EncryptInit(s_, &mechs[0], pub), CKR_OK);
+  CK_BYTE out[256];
+  CK_ULONG len = sizeof out;
+  EXPECT_EQ(f_->C_Encrypt(s_, big.data(), big.size(), out, &len), CKR_DATA_LEN_RANGE);
+  EXPECT_EQ(f_->C_EncryptInit(s_, &mechs[0], priv), CKR_KEY_TYPE_INCONSISTENT);
+  EXPECT_EQ(f_->C_DecryptInit(s_, &mechs[0], pub), CKR_KEY_TYPE_INCONSISTENT);
+  CK_RSA_PKCS_OAEP_PARAMS bad = {CKM_MD5, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, nullptr, 0};
+  CK_MECHANISM bad_oaep = {CKM_RSA_PKCS_OAEP, &bad, sizeof bad};
+  EXPECT_EQ(f_->C_DecryptInit(s_, &bad_oaep, priv), CKR_MECHANISM_PARAM_INVALID);
+}
+
+}  // namespace
+}  // namespace tpmtoken::test

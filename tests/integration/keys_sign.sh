@@ -99,3 +99,25 @@ pass "no signature without login"
 left=$(tpm2_getcap -T "$TPMTOKEN_TCTI" handles-transient)
 [ -z "$left" ] || fail "objects left loaded in the TPM after the process ended: $left"
 pass "nothing left loaded in the TPM"
+
+# Decryption in the TPM of what openssl encrypted (PKCS#1 v1.5 and OAEP).
+p11 "${login[@]}" --keypairgen --key-type rsa:2048 --label dec --id 30 >/dev/null 2>&1 || fail "keypairgen dec"
+p11 --token-label keys --read-object --type pubkey --id 30 -o "$WORK/dec.der" >/dev/null 2>&1
+openssl pkey -pubin -inform DER -in "$WORK/dec.der" -out "$WORK/dec.pem"
+printf 'the session key' >"$WORK/plain"
+openssl pkeyutl -encrypt -pubin -inkey "$WORK/dec.pem" -in "$WORK/plain" -out "$WORK/c"
+p11 "${login[@]}" --decrypt -m RSA-PKCS --id 30 -i "$WORK/c" -o "$WORK/p" >/dev/null 2>&1 || fail "decrypt PKCS#1"
+cmp -s "$WORK/plain" "$WORK/p" || fail "PKCS#1 v1.5 plaintext differs"
+for h in SHA-1 SHA256 SHA384 SHA512; do
+  oh=$(tr -d '-' <<<"$h" | tr 'A-Z' 'a-z')
+  openssl pkeyutl -encrypt -pubin -inkey "$WORK/dec.pem" -in "$WORK/plain" -out "$WORK/c" \
+    -pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:"$oh" -pkeyopt rsa_mgf1_md:"$oh"
+  p11 "${login[@]}" --decrypt -m RSA-PKCS-OAEP --hash-algorithm "$h" --mgf "MGF1-$oh" --id 30 \
+    -i "$WORK/c" -o "$WORK/p" >/dev/null 2>&1 || fail "decrypt OAEP $h"
+  cmp -s "$WORK/plain" "$WORK/p" || fail "OAEP $h plaintext differs"
+done
+head -c 256 /dev/urandom >"$WORK/junk"
+if p11 "${login[@]}" --decrypt -m RSA-PKCS --id 30 -i "$WORK/junk" -o "$WORK/p" >/dev/null 2>&1; then
+  fail "random bytes decrypted"
+fi
+pass "decryption in the TPM of openssl's PKCS#1 v1.5 and OAEP ciphertexts"

@@ -1,0 +1,22 @@
+// Helpers shared by the key operation files (keys.cc, cipher.cc).
+#pragma once
+#include <optional>
+
+#include "crypto/pubkey.h"
+#include "mech/sign.h"
+#include "token/attributes.h"
+
+namespace tpmtoken {
+
+size_t BitLength(ByteView big_endian);
+// The public shape (RSA modulus size or EC curve) of a key object.
+std::optional<mech::KeyShape> ShapeOf(const AttrSet& a);
+// The public key of a key object (either half), or nullptr.
+crypto::Pkey PublicKeyOf(const AttrSet& a);
+// CKA_ALLOWED_MECHANISMS, when present and non-empty, must list the mechanism.
+bool Allowed(const AttrSet& a, CK_MECHANISM_TYPE type);
+// The length-query convention of 2.40 section 5.2: answers the length when
+// out is NULL or too short (proceed = false), else lets the caller write.
+CK_RV QueryOrFits(size_t need, const CK_BYTE* out, CK_ULONG* out_len, bool* proceed);
+
+}  // namespace tpmtoken
