@@ -16,6 +16,15 @@ const Bytes* AttrSet::Find(CK_ATTRIBUTE_TYPE type) const {
   return it == attrs_.end() ? nullptr : &it->second;
 }
 
+Secret AttrSet::TakeSecret(CK_ATTRIBUTE_TYPE type) {
+  auto it = attrs_.find(type);
+  if (it == attrs_.end()) return Secret();
+  Secret out(it->second);
+  Wipe(it->second.data(), it->second.size());
+  attrs_.erase(it);
+  return out;
+}
+
 void AttrSet::SetBool(CK_ATTRIBUTE_TYPE type, bool v) { attrs_[type] = BoolBytes(v); }
 void AttrSet::SetUlong(CK_ATTRIBUTE_TYPE type, CK_ULONG v) { attrs_[type] = UlongBytes(v); }
 

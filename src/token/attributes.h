@@ -21,6 +21,8 @@ class AttrSet {
   bool Bool(CK_ATTRIBUTE_TYPE type, bool fallback = false) const;
   std::optional<CK_ULONG> Ulong(CK_ATTRIBUTE_TYPE type) const;
   void Erase(CK_ATTRIBUTE_TYPE type) { attrs_.erase(type); }
+  // Wipes a secret value's bytes, then drops it; returns a wiped-on-release copy.
+  Secret TakeSecret(CK_ATTRIBUTE_TYPE type);
 
   // True if every attribute of the template is present with the same bytes.
   bool Matches(const CK_ATTRIBUTE* tmpl, CK_ULONG count) const;

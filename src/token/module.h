@@ -184,6 +184,7 @@ class Module {
   CK_RV StoreNewObject(Session& s, AttrSet attrs, CK_OBJECT_HANDLE* out,
                        std::shared_ptr<const KeyMaterial> key = nullptr);
   void LoadCaps();
+  CK_RV ImportPrivateKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n, CK_OBJECT_HANDLE* out);
   CK_RV FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
   void Persist(Token& t, Object& o);
 

@@ -153,10 +153,7 @@ CK_RV Module::CreateObject(CK_SESSION_HANDLE h, const CK_ATTRIBUTE* tmpl, CK_ULO
   CK_RV rv = CKR_OK;
   const schema::ClassSpec* cls = schema::ForTemplate(tmpl, n, &rv);
   if (!cls) return rv;
-  if (!cls->creatable) {
-    log::Warn("C_CreateObject: importing private keys into the TPM is not offered yet");
-    return CKR_ATTRIBUTE_VALUE_INVALID;
-  }
+  if (cls->cls == CKO_PRIVATE_KEY) return ImportPrivateKey(*s, tmpl, n, out);
   AttrSet attrs;
   if ((rv = schema::BuildForCreate(*cls, tmpl, n, s->token->login == CKU_SO, &attrs)) != CKR_OK)
     return rv;

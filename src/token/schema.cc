@@ -164,7 +164,7 @@ const std::vector<ClassSpec>& Classes() {
                 {CKA_EXPONENT_2, Kind::kBytes, kNotOnGen | kSensitive, Default::kNone},
                 {CKA_COEFFICIENT, Kind::kBytes, kNotOnGen | kSensitive, Default::kNone},
             }),
-       nullptr, false},
+       nullptr},
       {CKO_PRIVATE_KEY, CKA_KEY_TYPE, CKK_EC, true,
        Join(PrivateKey(),
             {
@@ -173,7 +173,7 @@ const std::vector<ClassSpec>& Classes() {
                 // Not in the 2.40 table, but OpenSSL providers read it.
                 {CKA_EC_POINT, Kind::kBytes, kNotOnCreate | kNotOnGen, Default::kNone},
             }),
-       nullptr, false},
+       nullptr},
   };
   return kClasses;
 }
@@ -330,7 +330,7 @@ CK_RV Build(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool
       if ((s.flags & kGenRequired) && !a.Has(s.type)) return CKR_TEMPLATE_INCOMPLETE;
   } else {
     for (const AttrSpec& s : cls.attrs)
-      if ((s.flags & kRequired) && !a.Has(s.type) && !(s.flags & kSensitive))
+      if ((s.flags & kRequired) && !a.Has(s.type))
         return CKR_TEMPLATE_INCOMPLETE;
     if (cls.complete)
       if (CK_RV rv = cls.complete(a); rv != CKR_OK) return rv;

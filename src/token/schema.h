@@ -46,9 +46,6 @@ struct ClassSpec {
   // Fills attributes derived from others (a certificate's subject from its
   // value); returns the CKR for a value it cannot use.
   CK_RV (*complete)(AttrSet&);
-  // C_CreateObject may make objects of this class (private keys need a TPM
-  // import, which is not offered yet).
-  bool creatable = true;
 };
 
 // The class a template or an object belongs to, or nullptr.

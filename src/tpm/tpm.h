@@ -65,6 +65,16 @@ struct KeyPublic {
   TPM2_ECC_CURVE curve = 0;      // ECC
   Bytes x, y;                    // ECC point, each padded to the field size
 };
+// A private key to import: RSA as (modulus, exponent, one prime), EC as
+// (curve, point, scalar).
+struct ImportedKey {
+  KeyKind kind = KeyKind::kEcc;
+  Bytes modulus;
+  uint32_t exponent = 65537;
+  TPM2_ECC_CURVE curve = 0;
+  Bytes x, y;
+  Secret secret;  // the prime (RSA) or the scalar (EC)
+};
 struct CreatedKey {
   SealedBlob blob;
   KeyPublic pub;
@@ -105,6 +115,8 @@ class Tpm {
   // Keys (keys.cc). auth is the key's random authorization value.
   CreatedKey CreateKey(const KeySpec& spec, ByteView auth);
   bool SupportsKey(const KeySpec& spec);  // TPM2_TestParms
+  // TPM2_Import under the storage primary (import.cc).
+  CreatedKey ImportKey(const ImportedKey& key, ByteView auth);
   // ECDSA over digest (already truncated or padded to a hash length);
   // returns r || s, each padded to the curve's size.
   Bytes SignEcdsa(const SealedBlob& key, ByteView auth, ByteView digest, TPM2_ALG_ID hash);

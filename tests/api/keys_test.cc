@@ -272,3 +272,99 @@ TEST_F(Keys, EncryptInSoftwareDecryptInTheTpm) {
 
 }  // namespace
 }  // namespace tpmtoken::test
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+
+namespace tpmtoken::test {
+namespace {
+
+std::vector<CK_BYTE> BnParam(EVP_PKEY* k, const char* name) {
+  BIGNUM* bn = nullptr;
+  EVP_PKEY_get_bn_param(k, name, &bn);
+  std::vector<CK_BYTE> out(BN_num_bytes(bn));
+  BN_bn2bin(bn, out.data());
+  BN_clear_free(bn);
+  return out;
+}
+
+TEST_F(Keys, ImportRsaWithoutCrtPartsAndEc) {
+  EVP_PKEY* rsa = EVP_RSA_gen(2048);
+  auto n = BnParam(rsa, OSSL_PKEY_PARAM_RSA_N);
+  auto e = BnParam(rsa, OSSL_PKEY_PARAM_RSA_E);
+  auto d = BnParam(rsa, OSSL_PKEY_PARAM_RSA_D);
+  EVP_PKEY_free(rsa);
+  CK_OBJECT_CLASS priv_cls = CKO_PRIVATE_KEY;
+  CK_KEY_TYPE rsa_type = CKK_RSA;
+  CK_BBOOL yes = CK_TRUE;
+  CK_ATTRIBUTE t[] = {{CKA_CLASS, &priv_cls, sizeof priv_cls},
+                      {CKA_KEY_TYPE, &rsa_type, sizeof rsa_type},
+                      {CKA_TOKEN, &yes, 1},
+                      {CKA_SIGN, &yes, 1},
+                      {CKA_MODULUS, n.data(), n.size()},
+                      {CKA_PUBLIC_EXPONENT, e.data(), e.size()},
+                      {CKA_PRIVATE_EXPONENT, d.data(), d.size()}};
+  CK_OBJECT_HANDLE key;
+  ASSERT_EQ(f_->C_CreateObject(s_, t, 7, &key), CKR_OK);
+  CK_BBOOL local = 1, never = 1;
+  CK_ATTRIBUTE q[] = {{CKA_LOCAL, &local, 1}, {CKA_NEVER_EXTRACTABLE, &never, 1}};
+  ASSERT_EQ(f_->C_GetAttributeValue(s_, key, q, 2), CKR_OK);
+  EXPECT_FALSE(local);
+  EXPECT_FALSE(never);
+  CK_BYTE buf[512];
+  CK_ATTRIBUTE secret = {CKA_PRIVATE_EXPONENT, buf, sizeof buf};
+  EXPECT_EQ(f_->C_GetAttributeValue(s_, key, &secret, 1), CKR_ATTRIBUTE_SENSITIVE);
+  // It signs, and the public key made from n and e verifies.
+  CK_OBJECT_CLASS pub_cls = CKO_PUBLIC_KEY;
+  CK_ATTRIBUTE pt[] = {{CKA_CLASS, &pub_cls, sizeof pub_cls},
+                       {CKA_KEY_TYPE, &rsa_type, sizeof rsa_type},
+                       {CKA_MODULUS, n.data(), n.size()},
+                       {CKA_PUBLIC_EXPONENT, e.data(), e.size()}};
+  CK_OBJECT_HANDLE pub;
+  ASSERT_EQ(f_->C_CreateObject(s_, pt, 4, &pub), CKR_OK);
+  std::vector<CK_BYTE> sig;
+  ASSERT_EQ(SignOnce(CKM_SHA384_RSA_PKCS, key, {9, 8, 7}, &sig), CKR_OK);
+  EXPECT_EQ(VerifyOnce(CKM_SHA384_RSA_PKCS, pub, {9, 8, 7}, sig), CKR_OK);
+
+  // A wrong private exponent or prime is refused, and nothing is stored.
+  d.back() ^= 2;
+  EXPECT_EQ(f_->C_CreateObject(s_, t, 7, &key), CKR_ATTRIBUTE_VALUE_INVALID);
+  std::vector<CK_BYTE> not_a_prime(128, 0x11);
+  CK_ATTRIBUTE with_prime[8];
+  std::copy(t, t + 7, with_prime);
+  with_prime[7] = {CKA_PRIME_1, not_a_prime.data(), not_a_prime.size()};
+  EXPECT_EQ(f_->C_CreateObject(s_, with_prime, 8, &key), CKR_ATTRIBUTE_VALUE_INVALID);
+  CK_ATTRIBUTE incomplete[] = {t[0], t[1], t[4], t[5]};
+  EXPECT_EQ(f_->C_CreateObject(s_, incomplete, 4, &key), CKR_TEMPLATE_INCOMPLETE);
+  CK_ATTRIBUTE extractable[8];
+  std::copy(t, t + 7, extractable);
+  extractable[7] = {CKA_EXTRACTABLE, &yes, 1};
+  EXPECT_EQ(f_->C_CreateObject(s_, extractable, 8, &key), CKR_ATTRIBUTE_VALUE_INVALID);
+
+  // EC: the scalar alone; the module computes and publishes the point.
+  CK_KEY_TYPE ec_type = CKK_EC;
+  CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+  std::vector<CK_BYTE> scalar(32, 0x07);
+  CK_ATTRIBUTE et[] = {{CKA_CLASS, &priv_cls, sizeof priv_cls},
+                       {CKA_KEY_TYPE, &ec_type, sizeof ec_type},
+                       {CKA_EC_PARAMS, p256, sizeof p256},
+                       {CKA_VALUE, scalar.data(), scalar.size()}};
+  CK_OBJECT_HANDLE ec;
+  ASSERT_EQ(f_->C_CreateObject(s_, et, 4, &ec), CKR_OK);
+  CK_BYTE point[80];
+  CK_ATTRIBUTE pq = {CKA_EC_POINT, point, sizeof point};
+  ASSERT_EQ(f_->C_GetAttributeValue(s_, ec, &pq, 1), CKR_OK);
+  EXPECT_EQ(pq.ulValueLen, 67u);
+  CK_ATTRIBUTE value = {CKA_VALUE, buf, sizeof buf};
+  EXPECT_EQ(f_->C_GetAttributeValue(s_, ec, &value, 1), CKR_ATTRIBUTE_SENSITIVE);
+  ASSERT_EQ(SignOnce(CKM_ECDSA_SHA256, ec, {1}, &sig), CKR_OK);
+  EXPECT_EQ(VerifyOnce(CKM_ECDSA_SHA256, ec, {1}, sig), CKR_OK);  // the private object's public half
+  std::vector<CK_BYTE> zero(32, 0);
+  et[3] = {CKA_VALUE, zero.data(), zero.size()};
+  EXPECT_EQ(f_->C_CreateObject(s_, et, 4, &ec), CKR_ATTRIBUTE_VALUE_INVALID);
+}
+
+}  // namespace
+}  // namespace tpmtoken::test

@@ -1,0 +1,98 @@
+// C_CreateObject of a private key: the key goes into the TPM through
+// TPM2_Import and only its TPM blob is kept (PKCS#11 2.40 section 4.9 with
+// DESIGN.md's Keys). Imported keys are not local, never were always
+// sensitive, and may have been extractable elsewhere.
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include "crypto/keymath.h"
+#include "token/key_util.h"
+#include "token/module.h"
+#include "token/schema.h"
+#include "util/log.h"
+
+namespace tpmtoken {
+namespace {
+constexpr CK_ATTRIBUTE_TYPE kSecretParts[] = {CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2,
+                                              CKA_EXPONENT_1, CKA_EXPONENT_2, CKA_COEFFICIENT,
+                                              CKA_VALUE};
+}  // namespace
+
+CK_RV Module::ImportPrivateKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n,
+                               CK_OBJECT_HANDLE* out) {
+  CK_RV rv = CKR_OK;
+  const schema::ClassSpec* cls = schema::ForTemplate(tmpl, n, &rv);
+  if (!cls) return rv;
+  AttrSet a;
+  if ((rv = schema::BuildForCreate(*cls, tmpl, n, s.token->login == CKU_SO, &a)) != CKR_OK)
+    return rv;
+  // Take the secret parts out at once: they go to the TPM, never to the store.
+  std::map<CK_ATTRIBUTE_TYPE, Secret> secret;
+  for (CK_ATTRIBUTE_TYPE t : kSecretParts)
+    if (a.Has(t)) secret[t] = a.TakeSecret(t);
+  if (!a.Bool(CKA_PRIVATE, true) || !a.Bool(CKA_SENSITIVE, true)) return CKR_TEMPLATE_INCONSISTENT;
+  if (a.Bool(CKA_EXTRACTABLE)) return CKR_ATTRIBUTE_VALUE_INVALID;  // the TPM will not give it back
+  if (a.Bool(CKA_ALWAYS_AUTHENTICATE)) return CKR_ATTRIBUTE_VALUE_INVALID;
+  if (CK_RV access = CheckWriteAccess(s, a.Bool(CKA_TOKEN), true); access != CKR_OK)
+    return access;
+
+  tpm::ImportedKey key;
+  crypto::Pkey public_key;
+  if (a.Ulong(CKA_KEY_TYPE) == CKK_RSA) {
+    key.kind = tpm::KeyKind::kRsa;
+    key.modulus = *a.Find(CKA_MODULUS);
+    key.modulus.erase(key.modulus.begin(),
+                      std::find_if(key.modulus.begin(), key.modulus.end(),
+                                   [](uint8_t b) { return b != 0; }));
+    const Bytes* e = a.Find(CKA_PUBLIC_EXPONENT);
+    if (!e || e->empty() || e->size() > 4) return CKR_TEMPLATE_INCOMPLETE;
+    key.exponent = 0;
+    for (uint8_t b : *e) key.exponent = (key.exponent << 8) | b;
+    const size_t bits = BitLength(key.modulus);
+    if (std::find(caps_.rsa_bits.begin(), caps_.rsa_bits.end(), bits) == caps_.rsa_bits.end())
+      return CKR_KEY_SIZE_RANGE;
+    if (secret.count(CKA_PRIME_1) && !secret[CKA_PRIME_1].empty()) {
+      key.secret = std::move(secret[CKA_PRIME_1]);
+      if (!crypto::RsaPrimeDivides(key.modulus, key.secret.view()))
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    } else {
+      auto p = crypto::RsaPrimeFromExponents(key.modulus, *e, secret[CKA_PRIVATE_EXPONENT].view());
+      if (!p) return CKR_ATTRIBUTE_VALUE_INVALID;
+      key.secret = std::move(*p);
+    }
+    if (!(public_key = crypto::RsaPublicKey(key.modulus, *e))) return CKR_ATTRIBUTE_VALUE_INVALID;
+  } else {
+    const crypto::Curve* curve = crypto::CurveFromParams(*a.Find(CKA_EC_PARAMS));
+    if (!curve || std::find(caps_.curves.begin(), caps_.curves.end(), curve->tpm) ==
+                      caps_.curves.end())
+      return CKR_CURVE_NOT_SUPPORTED;
+    const Secret& d = secret[CKA_VALUE];
+    const auto point = crypto::EcPublicFromPrivate(*curve, d.view());
+    if (!point) return CKR_ATTRIBUTE_VALUE_INVALID;
+    key.kind = tpm::KeyKind::kEcc;
+    key.curve = curve->tpm;
+    key.x.assign(point->begin() + 1, point->begin() + 1 + static_cast<ptrdiff_t>(curve->bytes));
+    key.y.assign(point->begin() + 1 + static_cast<ptrdiff_t>(curve->bytes), point->end());
+    Secret padded(curve->bytes);
+    if (d.size() > curve->bytes) return CKR_ATTRIBUTE_VALUE_INVALID;
+    std::memcpy(padded.data() + curve->bytes - d.size(), d.data(), d.size());
+    key.secret = std::move(padded);
+    a.Set(CKA_EC_POINT, crypto::EcPointDer(key.x, key.y));
+    public_key = crypto::EcPublicKey(*curve, *point);
+  }
+
+  auto material = std::make_shared<KeyMaterial>();
+  material->auth = crypto::RandomSecret(32);
+  material->auth.data()[31] |= 1;  // the TPM drops trailing zero octets of auth values
+  material->blob = tpm_->ImportKey(key, material->auth.view()).blob;
+  a.Set(CKA_PUBLIC_KEY_INFO, crypto::SubjectPublicKeyInfo(public_key.get()));
+  a.SetBool(CKA_LOCAL, false);
+  a.SetBool(CKA_ALWAYS_SENSITIVE, false);
+  a.SetBool(CKA_NEVER_EXTRACTABLE, false);
+  a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+  log::Info("imported a private key into the TPM");
+  return StoreNewObject(s, std::move(a), out, std::move(material));
+}
+
+}  // namespace tpmtoken

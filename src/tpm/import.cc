@@ -1,0 +1,138 @@
+// Importing a private key (TPM 2.0 Part 1, 23.3 "Protected storage
+// hierarchy: duplication", and Part 3, 13.3 TPM2_Import). The key goes in as a
+// duplicate with an inner wrapper only: its sensitive area, prefixed with an
+// integrity digest, encrypted with AES-128-CFB under a one-time key. That key
+// is TPM2_Import's first parameter, which the salted session encrypts, so the
+// private key never crosses the bus in clear. No outer wrapper (inSymSeed is
+// empty) is needed for a key without encryptedDuplication.
+#include <tss2/tss2_mu.h>
+
+#include "crypto/ossl.h"
+#include "tpm/tpm.h"
+#include "tpm/tpm_util.h"
+
+namespace tpmtoken::tpm {
+namespace {
+
+TPM2B_PUBLIC ImportTemplate(const ImportedKey& key) {
+  TPM2B_PUBLIC t{};
+  t.publicArea.nameAlg = TPM2_ALG_SHA256;
+  // Not fixedTPM/fixedParent (it was made elsewhere), no authPolicy (so it
+  // can never be duplicated out again), not DA-protected (random auth).
+  t.publicArea.objectAttributes = TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA |
+                                  TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT;
+  if (key.kind == KeyKind::kRsa) {
+    t.publicArea.type = TPM2_ALG_RSA;
+    auto& rsa = t.publicArea.parameters.rsaDetail;
+    rsa.symmetric.algorithm = TPM2_ALG_NULL;
+    rsa.scheme.scheme = TPM2_ALG_NULL;
+    rsa.keyBits = static_cast<TPMI_RSA_KEY_BITS>(key.modulus.size() * 8);
+    rsa.exponent = key.exponent == 65537 ? 0 : key.exponent;
+    SetBuffer(t.publicArea.unique.rsa, key.modulus);
+  } else {
+    t.publicArea.type = TPM2_ALG_ECC;
+    auto& ecc = t.publicArea.parameters.eccDetail;
+    ecc.symmetric.algorithm = TPM2_ALG_NULL;
+    ecc.scheme.scheme = TPM2_ALG_NULL;
+    ecc.curveID = key.curve;
+    ecc.kdf.scheme = TPM2_ALG_NULL;
+    SetBuffer(t.publicArea.unique.ecc.x, key.x);
+    SetBuffer(t.publicArea.unique.ecc.y, key.y);
+  }
+  return t;
+}
+
+// Name = nameAlg || H(TPMT_PUBLIC).
+Bytes NameOf(const TPMT_PUBLIC& pub) {
+  Bytes buf(sizeof(TPMT_PUBLIC));
+  size_t off = 0;
+  Check(Tss2_MU_TPMT_PUBLIC_Marshal(&pub, buf.data(), buf.size(), &off), "marshal public area");
+  buf.resize(off);
+  Bytes name = {0x00, 0x0B};  // TPM2_ALG_SHA256
+  const Bytes h = crypto::Sha256(buf);
+  name.insert(name.end(), h.begin(), h.end());
+  return name;
+}
+
+}  // namespace
+
+CreatedKey Tpm::ImportKey(const ImportedKey& key, ByteView auth) {
+  std::lock_guard lock(mu_);
+  TPM2B_PUBLIC pub = ImportTemplate(key);
+  const Bytes name = NameOf(pub.publicArea);
+
+  TPMT_SENSITIVE sens{};
+  sens.sensitiveType = pub.publicArea.type;
+  SetBuffer(sens.authValue, auth);
+  SetBuffer(sens.seedValue, crypto::Random(32));
+  if (key.kind == KeyKind::kRsa)
+    SetBuffer(sens.sensitive.rsa, key.secret.view());
+  else
+    SetBuffer(sens.sensitive.ecc, key.secret.view());
+  // dupSensitive: TPM2B_SENSITIVE, i.e. a size then the TPMT_SENSITIVE.
+  Secret dup(2 + sizeof(TPMT_SENSITIVE));
+  size_t off = 2;
+  const TSS2_RC mrc = Tss2_MU_TPMT_SENSITIVE_Marshal(&sens, dup.data(), dup.size(), &off);
+  Wipe(&sens, sizeof sens);
+  Check(mrc, "marshal sensitive area");
+  dup.data()[0] = static_cast<uint8_t>((off - 2) >> 8);
+  dup.data()[1] = static_cast<uint8_t>(off - 2);
+  const ByteView dup_sensitive = dup.view().first(off);
+
+  // innerIntegrity = H(dupSensitive || Name) as a TPM2B, then encrypt
+  // innerIntegrity || dupSensitive with AES-128-CFB, IV zero (Part 1, 23.3.2.3).
+  Bytes to_hash(dup_sensitive.begin(), dup_sensitive.end());
+  to_hash.insert(to_hash.end(), name.begin(), name.end());
+  const Bytes integrity = crypto::Sha256(to_hash);
+  Wipe(to_hash.data(), to_hash.size());
+  Secret plain(2 + integrity.size() + dup_sensitive.size());
+  plain.data()[0] = 0;
+  plain.data()[1] = static_cast<uint8_t>(integrity.size());
+  std::memcpy(plain.data() + 2, integrity.data(), integrity.size());
+  std::memcpy(plain.data() + 2 + integrity.size(), dup_sensitive.data(), dup_sensitive.size());
+  const Secret inner_key = crypto::RandomSecret(16);
+  TPM2B_PRIVATE duplicate{};
+  {
+    crypto::CipherCtx ctx(EVP_CIPHER_CTX_new());
+    const uint8_t iv[16] = {};
+    int len = 0;
+    int fin = 0;
+    if (plain.size() > sizeof duplicate.buffer || !ctx ||
+        EVP_EncryptInit_ex2(ctx.get(), crypto::Cipher("AES-128-CFB"), inner_key.data(), iv,
+                            nullptr) != 1 ||
+        EVP_EncryptUpdate(ctx.get(), duplicate.buffer, &len, plain.data(),
+                          static_cast<int>(plain.size())) != 1 ||
+        EVP_EncryptFinal_ex(ctx.get(), duplicate.buffer + len, &fin) != 1)
+      crypto::Fail("inner duplication wrapper");
+    duplicate.size = static_cast<UINT16>(len + fin);
+  }
+  TPM2B_DATA encryption_key{};
+  SetBuffer(encryption_key, inner_key.view());
+  TPM2B_ENCRYPTED_SECRET no_seed{};
+  TPMT_SYM_DEF_OBJECT sym{};
+  sym.algorithm = TPM2_ALG_AES;
+  sym.keyBits.aes = 128;
+  sym.mode.aes = TPM2_ALG_CFB;
+  CreatedKey created = Retry([&] {
+    TPM2B_PRIVATE* out = nullptr;
+    const TSS2_RC rc =
+        Esys_Import(ctx_, Primary().get(), WithAttributes(ctx_, Session(), TPMA_SESSION_DECRYPT),
+                    ESYS_TR_NONE, ESYS_TR_NONE, &encryption_key, &pub, &duplicate, &no_seed, &sym,
+                    &out);
+    EsysPtr<TPM2B_PRIVATE> priv(out);
+    Check(rc, "TPM2_Import");
+    KeyPublic kp;
+    kp.kind = key.kind;
+    kp.modulus = key.modulus;
+    kp.exponent = key.exponent;
+    kp.curve = key.curve;
+    kp.x = key.x;
+    kp.y = key.y;
+    return CreatedKey{{MarshalPublic(pub), MarshalPrivate(*priv)}, kp};
+  });
+  Wipe(&encryption_key, sizeof encryption_key);
+  Wipe(&duplicate, sizeof duplicate);
+  return created;
+}
+
+}  // namespace tpmtoken::tpm
