@@ -196,6 +196,7 @@ void Module::LogoutToken(Token& t) {
     }
   }
   t.private_loaded = false;
+  t.index_valid = false;
   for (auto& [h, s] : sessions_) {
     if (s->token == &t) s->find = FindState{};
   }

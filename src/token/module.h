@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -42,6 +43,11 @@ struct Token {
   std::set<int64_t> unreadable;                        // rows that failed authentication
   int64_t seen_version = -1;
   bool private_loaded = false;
+
+  // Rows by CKA_LABEL and by CKA_ID, rebuilt on the next search after any
+  // change to `objects`, so a search by label or ID does not scan the token.
+  std::unordered_map<std::string, std::vector<int64_t>> by_label, by_id;
+  bool index_valid = false;
 };
 
 struct FindState {
@@ -180,6 +186,7 @@ class Module {
   void Sync(Token& t);
   std::shared_ptr<Object> Resolve(Session& s, CK_OBJECT_HANDLE h);
   bool Visible(const Token& t, const Object& o) const;
+  std::vector<std::shared_ptr<Object>> Candidates(Token& t, const CK_ATTRIBUTE* tmpl, CK_ULONG n);
   CK_RV CheckWriteAccess(const Session& s, bool token_object, bool private_object) const;
   CK_RV StoreNewObject(Session& s, AttrSet attrs, CK_OBJECT_HANDLE* out,
                        std::shared_ptr<const KeyMaterial> key = nullptr);

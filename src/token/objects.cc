@@ -18,6 +18,7 @@ bool Module::Visible(const Token& t, const Object& o) const {
 void Module::ForgetObjects(Token& t) {
   for (auto& [row, o] : t.objects) objects_.erase(o->handle);
   t.objects.clear();
+  t.index_valid = false;
   t.seen_version = -1;
   t.private_loaded = false;
 }
@@ -34,6 +35,7 @@ void Module::Sync(Token& t) {
   const int64_t version = store_->db().DataVersion();
   if (version == t.seen_version && want_private == t.private_loaded) return;
   const std::vector<store::ObjectStamp> stamps = store_->ObjectStamps(t.db_id);
+  t.index_valid = false;
   std::set<int64_t> present;  // rows this login state may see
   std::set<int64_t> exists;   // every row of the token
   for (const store::ObjectStamp& st : stamps) {
@@ -137,6 +139,7 @@ CK_RV Module::StoreNewObject(Session& s, AttrSet attrs, CK_OBJECT_HANDLE* out,
     if (fresh) h->second = NextObjectHandle();
     o->handle = h->second;
     t.objects[o->db_id] = o;
+    t.index_valid = false;
   } else {
     o->handle = NextObjectHandle();
     o->session = s.handle;
@@ -190,6 +193,7 @@ CK_RV Module::DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
     txn.Commit();
     s->token->objects.erase(o->db_id);
     s->token->handles.erase(o->db_id);
+    s->token->index_valid = false;
   }
   objects_.erase(o->handle);
   return CKR_OK;
@@ -257,10 +261,39 @@ CK_RV Module::SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
     next.attrs = std::move(updated);
     Persist(*s->token, next);
     *o = std::move(next);
+    s->token->index_valid = false;
   } else {
     o->attrs = std::move(updated);
   }
   return CKR_OK;
+}
+
+// The token objects a search must look at: those with the template's label
+// or ID when it names one (through the index), else all of them.
+std::vector<std::shared_ptr<Object>> Module::Candidates(Token& t, const CK_ATTRIBUTE* tmpl,
+                                                        CK_ULONG n) {
+  if (!t.index_valid) {
+    t.by_label.clear();
+    t.by_id.clear();
+    for (const auto& [row, o] : t.objects) {
+      if (const Bytes* l = o->attrs.Find(CKA_LABEL)) t.by_label[std::string(AsText(*l))].push_back(row);
+      if (const Bytes* i = o->attrs.Find(CKA_ID)) t.by_id[std::string(AsText(*i))].push_back(row);
+    }
+    t.index_valid = true;
+  }
+  for (CK_ULONG i = 0; i < n; ++i) {
+    if (tmpl[i].type != CKA_LABEL && tmpl[i].type != CKA_ID) continue;
+    const auto& index = tmpl[i].type == CKA_LABEL ? t.by_label : t.by_id;
+    const std::string key(static_cast<const char*>(tmpl[i].pValue), tmpl[i].ulValueLen);
+    std::vector<std::shared_ptr<Object>> out;
+    if (auto it = index.find(key); it != index.end())
+      for (int64_t row : it->second) out.push_back(t.objects.at(row));
+    return out;
+  }
+  std::vector<std::shared_ptr<Object>> all;
+  all.reserve(t.objects.size());
+  for (const auto& [row, o] : t.objects) all.push_back(o);
+  return all;
 }
 
 CK_RV Module::FindObjectsInit(CK_SESSION_HANDLE h, const CK_ATTRIBUTE* tmpl, CK_ULONG n) {
@@ -273,7 +306,7 @@ CK_RV Module::FindObjectsInit(CK_SESSION_HANDLE h, const CK_ATTRIBUTE* tmpl, CK_
   Sync(t);
   FindState f;
   f.active = true;
-  for (const auto& [row, o] : t.objects)
+  for (const std::shared_ptr<Object>& o : Candidates(t, tmpl, n))
     if (Visible(t, *o) && o->attrs.Matches(tmpl, n)) f.results.push_back(o->handle);
   for (const auto& [handle, o] : objects_) {
     if (!o->session) continue;

@@ -140,6 +140,24 @@ TEST_F(Objects, FindWithAnyTemplate) {
   EXPECT_EQ(f_->C_FindObjectsFinal(s_), CKR_OPERATION_NOT_INITIALIZED);
 }
 
+TEST_F(Objects, SearchByLabelAndIdFollowsChanges) {
+  CK_OBJECT_HANDLE a, b;
+  char id[] = {1, 2};
+  ASSERT_EQ(MakeData(s_, "before", true, false, &a), CKR_OK);
+  ASSERT_EQ(MakeData(s_, "before", true, false, &b), CKR_OK);
+  EXPECT_EQ(FindLabel(s_, "before").size(), 2u);
+  CK_ATTRIBUTE relabel = {CKA_LABEL, Pin("after"), 5};
+  ASSERT_EQ(f_->C_SetAttributeValue(s_, a, &relabel, 1), CKR_OK);
+  EXPECT_EQ(FindLabel(s_, "before"), std::vector<CK_OBJECT_HANDLE>{b});
+  EXPECT_EQ(FindLabel(s_, "after"), std::vector<CK_OBJECT_HANDLE>{a});
+  ASSERT_EQ(f_->C_DestroyObject(s_, b), CKR_OK);
+  EXPECT_TRUE(FindLabel(s_, "before").empty());
+  // CKA_ID lookups (certificates and keys are found by ID) go through the index too.
+  CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+  EXPECT_TRUE(Find(s_, {{CKA_ID, id, 2}}).empty());
+  EXPECT_TRUE(Find(s_, {{CKA_CLASS, &cls, sizeof cls}, {CKA_LABEL, Pin("after"), 5}}).empty());
+}
+
 TEST_F(Objects, HandlesAreNeverReused) {
   CK_OBJECT_HANDLE first, second;
   ASSERT_EQ(MakeData(s_, "h", true, false, &first), CKR_OK);

@@ -121,3 +121,8 @@ if p11 "${login[@]}" --decrypt -m RSA-PKCS --id 30 -i "$WORK/junk" -o "$WORK/p" 
   fail "random bytes decrypted"
 fi
 pass "decryption in the TPM of openssl's PKCS#1 v1.5 and OAEP ciphertexts"
+
+# OpenSC's own self-test over the token's keys.
+out=$(p11 "${login[@]}" --test 2>&1) || fail "pkcs11-tool --test: $out"
+grep -q 'No errors' <<<"$out" || fail "pkcs11-tool --test: $out"
+pass "pkcs11-tool --test --login"

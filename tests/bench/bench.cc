@@ -1,0 +1,329 @@
+// tpmtoken benchmark: the module through its PKCS#11 interface against tpm2-tss
+// ESAPI straight to the same TPM, in one run. Prints rates and ratios; asserts
+// nothing (tests assert behaviour). Run it with tests/bench/run.sh.
+#include <dlfcn.h>
+#include <tpmtoken/pkcs11.h>
+#include <tss2/tss2_esys.h>
+#include <tss2/tss2_tctildr.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr double kSeconds = 1.0;
+CK_FUNCTION_LIST_PTR f = nullptr;
+
+void Check(bool ok, const char* what) {
+  if (!ok) {
+    std::fprintf(stderr, "bench: %s failed\n", what);
+    std::exit(1);
+  }
+}
+void CheckRv(CK_RV rv, const char* what) {
+  if (rv != CKR_OK) {
+    std::fprintf(stderr, "bench: %s failed: CKR 0x%lx\n", what, rv);
+    std::exit(1);
+  }
+}
+
+// Runs op in `threads` threads for about kSeconds; returns operations per second.
+double Rate(int threads, const std::function<void(int)>& op) {
+  std::atomic<long> done{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> pool;
+  const auto start = Clock::now();
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      while (!stop) {
+        op(t);
+        ++done;
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::duration<double>(kSeconds));
+  stop = true;
+  for (auto& th : pool) th.join();
+  return done / std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double Millis(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+CK_UTF8CHAR kSo[] = "12345678";
+CK_UTF8CHAR kPin[] = "1234";
+
+CK_SLOT_ID MakeToken() {
+  CK_ULONG n = 8;
+  CK_SLOT_ID slots[8];
+  CheckRv(f->C_GetSlotList(CK_FALSE, slots, &n), "C_GetSlotList");
+  CK_UTF8CHAR label[32];
+  std::memset(label, ' ', 32);
+  std::memcpy(label, "bench", 5);
+  CheckRv(f->C_InitToken(slots[n - 1], kSo, 8, label), "C_InitToken");
+  CK_SESSION_HANDLE s;
+  CheckRv(f->C_OpenSession(slots[n - 1], CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &s),
+          "C_OpenSession");
+  CheckRv(f->C_Login(s, CKU_SO, kSo, 8), "SO login");
+  CheckRv(f->C_InitPIN(s, kPin, 4), "C_InitPIN");
+  CheckRv(f->C_CloseSession(s), "close");
+  return slots[n - 1];
+}
+
+struct Mech {
+  const char* name;
+  CK_MECHANISM mech;
+  bool rsa;
+  bool decrypt;
+};
+
+}  // namespace
+
+int main() {
+  const char* module = std::getenv("MODULE");
+  const char* tcti = std::getenv("TPMTOKEN_TCTI");
+  Check(module && tcti, "MODULE and TPMTOKEN_TCTI must be set (use tests/bench/run.sh)");
+  void* lib = dlopen(module, RTLD_NOW);
+  Check(lib, "dlopen");
+  auto get = reinterpret_cast<CK_C_GetFunctionList>(dlsym(lib, "C_GetFunctionList"));
+  CheckRv(get(&f), "C_GetFunctionList");
+  CK_C_INITIALIZE_ARGS args{};
+  args.flags = CKF_OS_LOCKING_OK;
+  CheckRv(f->C_Initialize(&args), "C_Initialize");
+  const CK_SLOT_ID slot = MakeToken();
+
+  std::vector<CK_SESSION_HANDLE> sessions(4);
+  for (auto& s : sessions)
+    CheckRv(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &s),
+            "session");
+  CheckRv(f->C_Login(sessions[0], CKU_USER, kPin, 4), "login");
+  CK_OBJECT_HANDLE ec_pub, ec_priv, rsa_pub, rsa_priv;
+  {
+    CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+    CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+    CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, p256, sizeof p256}};
+    CheckRv(f->C_GenerateKeyPair(sessions[0], &gen, pt, 1, nullptr, 0, &ec_pub, &ec_priv), "EC gen");
+    CK_MECHANISM rgen = {CKM_RSA_PKCS_KEY_PAIR_GEN, nullptr, 0};
+    CK_ULONG bits = 2048;
+    CK_ATTRIBUTE rt[] = {{CKA_MODULUS_BITS, &bits, sizeof bits}};
+    CheckRv(f->C_GenerateKeyPair(sessions[0], &rgen, rt, 1, nullptr, 0, &rsa_pub, &rsa_priv),
+            "RSA gen");
+  }
+  CK_RSA_PKCS_PSS_PARAMS pss = {CKM_SHA256, CKG_MGF1_SHA256, 32};
+  CK_RSA_PKCS_OAEP_PARAMS oaep = {CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, nullptr, 0};
+  std::vector<Mech> mechs = {
+      {"ECDSA P-256 sign", {CKM_ECDSA, nullptr, 0}, false, false},
+      {"RSA-2048 PKCS#1 v1.5 sign", {CKM_SHA256_RSA_PKCS, nullptr, 0}, true, false},
+      {"RSA-2048 PSS sign", {CKM_SHA256_RSA_PKCS_PSS, &pss, sizeof pss}, true, false},
+      {"RSA-2048 OAEP decrypt", {CKM_RSA_PKCS_OAEP, &oaep, sizeof oaep}, true, true},
+  };
+  CK_BYTE digest[32] = {1, 2, 3};
+  std::vector<CK_BYTE> cipher(256);
+  {
+    CK_ULONG len = cipher.size();
+    CheckRv(f->C_EncryptInit(sessions[0], &mechs[3].mech, rsa_pub), "encrypt init");
+    CheckRv(f->C_Encrypt(sessions[0], digest, 32, cipher.data(), &len), "encrypt");
+  }
+  struct Row {
+    std::string name;
+    double module1, module4;
+  };
+  std::vector<Row> rows;
+  for (Mech& m : mechs) {
+    const CK_OBJECT_HANDLE key = m.rsa ? rsa_priv : ec_priv;
+    auto op = [&](int t) {
+      CK_SESSION_HANDLE s = sessions[t];
+      CK_BYTE out[512];
+      CK_ULONG len = sizeof out;
+      if (m.decrypt) {
+        CheckRv(f->C_DecryptInit(s, &m.mech, key), "decrypt init");
+        CheckRv(f->C_Decrypt(s, cipher.data(), cipher.size(), out, &len), "decrypt");
+      } else {
+        CheckRv(f->C_SignInit(s, &m.mech, key), "sign init");
+        CheckRv(f->C_Sign(s, digest, sizeof digest, out, &len), "sign");
+      }
+    };
+    op(0);  // warm: the key is loaded once
+    rows.push_back({m.name, Rate(1, op), Rate(4, op)});
+  }
+
+  // Initialize and login, and search, with 10, 1,000 and 10,000 objects.
+  struct Scale {
+    int objects;
+    double init_login_ms, first_find_ms, find_ms;
+  };
+  std::vector<Scale> scales;
+  int have = 0;
+  for (int target : {10, 1000, 10000}) {
+    for (; have < target; ++have) {
+      CK_OBJECT_CLASS cls = CKO_DATA;
+      CK_BBOOL yes = CK_TRUE;
+      const std::string label = "obj-" + std::to_string(have);
+      CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls},
+                          {CKA_TOKEN, &yes, 1},
+                          {CKA_PRIVATE, &yes, 1},
+                          {CKA_LABEL, const_cast<char*>(label.data()), label.size()}};
+      CK_OBJECT_HANDLE o;
+      CheckRv(f->C_CreateObject(sessions[0], t, 4, &o), "create object");
+    }
+    CheckRv(f->C_Finalize(nullptr), "finalize");
+    const auto t0 = Clock::now();
+    CheckRv(f->C_Initialize(&args), "C_Initialize");
+    CK_SESSION_HANDLE s;
+    CheckRv(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &s), "open");
+    CheckRv(f->C_Login(s, CKU_USER, kPin, 4), "login");
+    const auto t1 = Clock::now();
+    const std::string want = "obj-" + std::to_string(target / 2);
+    auto find = [&] {
+      CK_ATTRIBUTE q = {CKA_LABEL, const_cast<char*>(want.data()), want.size()};
+      CK_OBJECT_HANDLE h[2];
+      CK_ULONG n = 0;
+      CheckRv(f->C_FindObjectsInit(s, &q, 1), "find init");
+      CheckRv(f->C_FindObjects(s, h, 2, &n), "find");
+      CheckRv(f->C_FindObjectsFinal(s), "find final");
+      Check(n == 1, "find one object");
+    };
+    find();
+    const auto t2 = Clock::now();
+    constexpr int kFinds = 200;
+    for (int i = 0; i < kFinds; ++i) find();
+    const auto t3 = Clock::now();
+    scales.push_back({target, Millis(t0, t1), Millis(t1, t2), Millis(t2, t3) / kFinds});
+    sessions.assign(4, 0);
+    for (auto& ss : sessions)
+      CheckRv(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &ss),
+              "session");
+  }
+  CheckRv(f->C_Finalize(nullptr), "finalize");
+
+  // The reference: ESAPI on the same TPM (the module has let go of it).
+  TSS2_TCTI_CONTEXT* tctx = nullptr;
+  ESYS_CONTEXT* esys = nullptr;
+  Check(Tss2_TctiLdr_Initialize(tcti, &tctx) == TSS2_RC_SUCCESS, "TCTI");
+  Check(Esys_Initialize(&esys, tctx, nullptr) == TSS2_RC_SUCCESS, "Esys_Initialize");
+  TPM2B_PUBLIC primary_t{};
+  primary_t.publicArea.type = TPM2_ALG_ECC;
+  primary_t.publicArea.nameAlg = TPM2_ALG_SHA256;
+  primary_t.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                                          TPMA_OBJECT_SENSITIVEDATAORIGIN |
+                                          TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_RESTRICTED |
+                                          TPMA_OBJECT_DECRYPT | TPMA_OBJECT_NODA;
+  primary_t.publicArea.parameters.eccDetail = {
+      {TPM2_ALG_AES, {128}, {TPM2_ALG_CFB}}, {TPM2_ALG_NULL, {}}, TPM2_ECC_NIST_P256,
+      {TPM2_ALG_NULL, {}}};
+  TPM2B_SENSITIVE_CREATE sens{};
+  TPM2B_DATA outside{};
+  TPML_PCR_SELECTION pcrs{};
+  ESYS_TR primary;
+  Check(Esys_CreatePrimary(esys, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                           &sens, &primary_t, &outside, &pcrs, &primary, nullptr, nullptr, nullptr,
+                           nullptr) == TSS2_RC_SUCCESS,
+        "CreatePrimary");
+  auto make_key = [&](bool rsa) {
+    TPM2B_PUBLIC t{};
+    t.publicArea.nameAlg = TPM2_ALG_SHA256;
+    t.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
+                                    TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
+                                    TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT |
+                                    TPMA_OBJECT_DECRYPT;
+    if (rsa) {
+      t.publicArea.type = TPM2_ALG_RSA;
+      t.publicArea.parameters.rsaDetail = {{TPM2_ALG_NULL, {}, {}}, {TPM2_ALG_NULL, {}}, 2048, 0};
+    } else {
+      t.publicArea.type = TPM2_ALG_ECC;
+      t.publicArea.parameters.eccDetail = {{TPM2_ALG_NULL, {}, {}}, {TPM2_ALG_NULL, {}},
+                                           TPM2_ECC_NIST_P256, {TPM2_ALG_NULL, {}}};
+    }
+    TPM2B_SENSITIVE_CREATE s{};
+    s.sensitive.userAuth.size = 4;
+    std::memcpy(s.sensitive.userAuth.buffer, "auth", 4);
+    TPM2B_PRIVATE* priv = nullptr;
+    TPM2B_PUBLIC* pub = nullptr;
+    Check(Esys_Create(esys, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, &s, &t, &outside,
+                      &pcrs, &priv, &pub, nullptr, nullptr, nullptr) == TSS2_RC_SUCCESS,
+          "Create");
+    ESYS_TR h;
+    Check(Esys_Load(esys, primary, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, priv, pub, &h) ==
+              TSS2_RC_SUCCESS,
+          "Load");
+    Esys_Free(priv);
+    Esys_Free(pub);
+    TPM2B_AUTH a{};
+    a.size = 4;
+    std::memcpy(a.buffer, "auth", 4);
+    Esys_TR_SetAuth(esys, h, &a);
+    return h;
+  };
+  const ESYS_TR ec_key = make_key(false);
+  const ESYS_TR rsa_key = make_key(true);
+  ESYS_TR hmac;
+  const TPMT_SYM_DEF sym = {TPM2_ALG_AES, {128}, {TPM2_ALG_CFB}};
+  Check(Esys_StartAuthSession(esys, primary, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                              ESYS_TR_NONE, nullptr, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256,
+                              &hmac) == TSS2_RC_SUCCESS,
+        "StartAuthSession");
+  Esys_TRSess_SetAttributes(esys, hmac,
+                            TPMA_SESSION_CONTINUESESSION | TPMA_SESSION_ENCRYPT |
+                                TPMA_SESSION_DECRYPT,
+                            0xff);
+  TPM2B_DIGEST d{};
+  d.size = 32;
+  TPMT_TK_HASHCHECK check = {TPM2_ST_HASHCHECK, TPM2_RH_NULL, {}};
+  TPM2B_PUBLIC_KEY_RSA in{};
+  in.size = 256;
+  in.buffer[0] = 0;
+  in.buffer[1] = 0x55;
+  auto esapi_op = [&](size_t i, ESYS_TR session) {
+    TPMT_SIGNATURE* sig = nullptr;
+    TPM2B_PUBLIC_KEY_RSA* msg = nullptr;
+    TPMT_SIG_SCHEME scheme{};
+    TSS2_RC rc = TSS2_RC_SUCCESS;
+    if (i == 0) {
+      scheme = {TPM2_ALG_ECDSA, {.ecdsa = {TPM2_ALG_SHA256}}};
+      rc = Esys_Sign(esys, ec_key, session, ESYS_TR_NONE, ESYS_TR_NONE, &d, &scheme, &check, &sig);
+    } else if (i == 1 || i == 2) {
+      scheme = {static_cast<TPMI_ALG_SIG_SCHEME>(i == 1 ? TPM2_ALG_RSASSA : TPM2_ALG_RSAPSS),
+                {.rsassa = {TPM2_ALG_SHA256}}};
+      rc = Esys_Sign(esys, rsa_key, session, ESYS_TR_NONE, ESYS_TR_NONE, &d, &scheme, &check, &sig);
+    } else {
+      // Raw, as a stand-in for OAEP at the same TPM cost (a valid OAEP block needs one made here).
+      TPMT_RSA_DECRYPT ds = {TPM2_ALG_NULL, {}};
+      TPM2B_DATA label{};
+      rc = Esys_RSA_Decrypt(esys, rsa_key, session, ESYS_TR_NONE, ESYS_TR_NONE, &in, &ds, &label,
+                            &msg);
+    }
+    Check(rc == TSS2_RC_SUCCESS, "ESAPI operation");
+    Esys_Free(sig);
+    Esys_Free(msg);
+  };
+
+  std::printf("%-28s %10s %10s %12s %12s %9s %9s\n", "operation (ops/s)", "module", "module x4",
+              "ESAPI pw", "ESAPI hmac", "mod/pw", "x4/x1");
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const double pw = Rate(1, [&](int) { esapi_op(i, ESYS_TR_PASSWORD); });
+    const double hm = Rate(1, [&](int) { esapi_op(i, hmac); });
+    std::printf("%-28s %10.0f %10.0f %12.0f %12.0f %9.2f %9.2f\n", rows[i].name.c_str(),
+                rows[i].module1, rows[i].module4, pw, hm, rows[i].module1 / pw,
+                rows[i].module4 / rows[i].module1);
+  }
+  std::printf("\n%-10s %22s %18s %18s\n", "objects", "C_Initialize..Login ms", "first find ms",
+              "find ms");
+  for (const Scale& s : scales)
+    std::printf("%-10d %22.2f %18.2f %18.4f\n", s.objects, s.init_login_ms, s.first_find_ms,
+                s.find_ms);
+  Esys_FlushContext(esys, hmac);
+  Esys_FlushContext(esys, ec_key);
+  Esys_FlushContext(esys, rsa_key);
+  Esys_FlushContext(esys, primary);
+  Esys_Finalize(&esys);
+  Tss2_TctiLdr_Finalize(&tctx);
+  return 0;
+}
