@@ -183,8 +183,11 @@ CK_RV Module::Login(CK_SESSION_HANDLE h, CK_USER_TYPE who, ByteView pin) {
 }
 
 void Module::LogoutToken(Token& t) {
+  const bool was_user = t.login == CKU_USER;
   t.login = kNobody;
   t.tk.Clear();
+  // The keys this login loaded leave the TPM with it.
+  if (was_user) tpm_->FlushKeys();
   // Private token objects leave the cache; their handles come back on the
   // next login because Token::handles keeps the row-to-handle map.
   for (auto it = t.objects.begin(); it != t.objects.end();) {

@@ -139,6 +139,11 @@ ESYS_TR Tpm::LoadKey(const SealedBlob& key, ByteView auth) {
   return keys_.back()->handle.get();
 }
 
+void Tpm::FlushKeys() {
+  std::lock_guard lock(mu_);
+  keys_.clear();
+}
+
 void Tpm::FlushCached() {
   keys_.clear();
   session_.reset();

@@ -124,6 +124,8 @@ class Tpm {
   Secret RsaPrivate(const SealedBlob& key, ByteView auth, ByteView input);
   // Flushes every cached key, the session and the primary.
   void FlushCached();
+  // Flushes the cached keys only (at logout: their auth values go with it).
+  void FlushKeys();
 
   ESYS_CONTEXT* ctx() { return ctx_; }
 
