@@ -8,6 +8,7 @@
 #include <tss2/tss2_mu.h>
 
 #include "crypto/ossl.h"
+#include "tpm/fast_session.h"
 #include "tpm/tpm.h"
 #include "tpm/tpm_util.h"
 

@@ -8,6 +8,7 @@
 
 #include <tss2/tss2_mu.h>
 
+#include "tpm/fast_session.h"
 #include "tpm/tpm.h"
 #include "tpm/tpm_util.h"
 #include "util/log.h"
@@ -121,22 +122,53 @@ void Tpm::MakeRoomForObject(bool for_key) {
   while (keys_.size() > keep) keys_.erase(keys_.begin());
 }
 
-ESYS_TR Tpm::LoadKey(const SealedBlob& key, ByteView auth) {
+Tpm::CachedKey& Tpm::LoadKey(const SealedBlob& key, ByteView auth) {
   const std::string id(key.pub.begin(), key.pub.end());
   auto it = std::find_if(keys_.begin(), keys_.end(), [&](const auto& k) { return k->id == id; });
   if (it != keys_.end()) {
     std::rotate(it, it + 1, keys_.end());  // most recently used last
-    return keys_.back()->handle.get();
+    return *keys_.back();
   }
   MakeRoomForObject(true);
-  Handle h = Load(Primary(), Session(), key);
+  auto entry = std::make_unique<CachedKey>();
+  entry->id = id;
+  entry->handle = Load(Primary(), Session(), key);
   TPM2B_AUTH a{};
   SetBuffer(a, auth);
-  const TSS2_RC rc = Esys_TR_SetAuth(ctx_, h.get(), &a);
+  const TSS2_RC rc = Esys_TR_SetAuth(ctx_, entry->handle.get(), &a);
   Wipe(&a, sizeof a);
   Check(rc, "Esys_TR_SetAuth");
-  keys_.push_back(std::make_unique<CachedKey>(CachedKey{id, std::move(h)}));
-  return keys_.back()->handle.get();
+  Check(Esys_TR_GetTpmHandle(ctx_, entry->handle.get(), &entry->tpm_handle),
+        "Esys_TR_GetTpmHandle");
+  TPM2B_NAME* name = nullptr;
+  Check(Esys_TR_GetName(ctx_, entry->handle.get(), &name), "Esys_TR_GetName");
+  entry->name.assign(name->name, name->name + name->size);
+  Esys_Free(name);
+  keys_.push_back(std::move(entry));
+  return *keys_.back();
+}
+
+FastSession& Tpm::Fast() {
+  if (!fast_) {
+    const ESYS_TR primary = Primary().get();
+    TPM2_HANDLE handle = 0;
+    Check(Esys_TR_GetTpmHandle(ctx_, primary, &handle), "Esys_TR_GetTpmHandle");
+    TSS2_SYS_CONTEXT* sys = nullptr;
+    Check(Esys_GetSysContext(ctx_, &sys), "Esys_GetSysContext");
+    fast_ = FastSession::Start(sys, handle, primary_x_, primary_y_);
+  }
+  return *fast_;
+}
+
+// Runs a prepared command in the module's session; on failure the session is
+// dropped (a new one starts next time) and the TPM's code is thrown.
+void Tpm::RunFast(FastSession& session, TPM2_CC command, ByteView name, ByteView auth,
+                  bool decrypt_response, const char* what) {
+  const TSS2_RC rc = session.Execute(command, name, auth, decrypt_response);
+  if (rc != TSS2_RC_SUCCESS) {
+    fast_.reset();
+    throw TpmError(what, rc);
+  }
 }
 
 void Tpm::FlushKeys() {
@@ -145,6 +177,7 @@ void Tpm::FlushKeys() {
 }
 
 void Tpm::FlushCached() {
+  fast_.reset();
   keys_.clear();
   session_.reset();
   primary_.reset();
@@ -153,7 +186,7 @@ void Tpm::FlushCached() {
 Bytes Tpm::SignEcdsa(const SealedBlob& key, ByteView auth, ByteView digest, TPM2_ALG_ID hash) {
   std::lock_guard lock(mu_);
   return Retry([&] {
-    const ESYS_TR tr = LoadKey(key, auth);
+    const CachedKey& k = LoadKey(key, auth);
     TPM2B_DIGEST d{};
     SetBuffer(d, digest);
     TPMT_SIG_SCHEME scheme{};
@@ -162,12 +195,15 @@ Bytes Tpm::SignEcdsa(const SealedBlob& key, ByteView auth, ByteView digest, TPM2
     TPMT_TK_HASHCHECK validation{};
     validation.tag = TPM2_ST_HASHCHECK;
     validation.hierarchy = TPM2_RH_NULL;
-    TPMT_SIGNATURE* raw = nullptr;
-    // Neither the digest nor the signature is secret: no parameter encryption.
-    Check(Esys_Sign(ctx_, tr, WithAttributes(ctx_, Session(), 0), ESYS_TR_NONE, ESYS_TR_NONE, &d,
-                    &scheme, &validation, &raw),
-          "TPM2_Sign (ECDSA)");
-    EsysPtr<TPMT_SIGNATURE> sig(raw);
+    // The key's auth value is used only inside the session HMAC; neither the
+    // digest nor the signature is secret, so no parameter encryption.
+    TSS2_SYS_CONTEXT* sys = nullptr;
+    Check(Esys_GetSysContext(ctx_, &sys), "Esys_GetSysContext");
+    FastSession& session = Fast();
+    Check(Tss2_Sys_Sign_Prepare(sys, k.tpm_handle, &d, &scheme, &validation), "TPM2_Sign prepare");
+    RunFast(session, TPM2_CC_Sign, k.name, auth, false, "TPM2_Sign (ECDSA)");
+    auto sig = std::make_unique<TPMT_SIGNATURE>();
+    Check(Tss2_Sys_Sign_Complete(sys, sig.get()), "TPM2_Sign complete");
     TPM2B_PUBLIC pub{};
     size_t off = 0;
     Check(Tss2_MU_TPM2B_PUBLIC_Unmarshal(key.pub.data(), key.pub.size(), &off, &pub),
@@ -185,20 +221,23 @@ Bytes Tpm::SignEcdsa(const SealedBlob& key, ByteView auth, ByteView digest, TPM2
 Secret Tpm::RsaPrivate(const SealedBlob& key, ByteView auth, ByteView input) {
   std::lock_guard lock(mu_);
   return Retry([&] {
-    const ESYS_TR tr = LoadKey(key, auth);
+    const CachedKey& k = LoadKey(key, auth);
     TPM2B_PUBLIC_KEY_RSA in{};
     SetBuffer(in, input);
     TPMT_RSA_DECRYPT scheme{};
     scheme.scheme = TPM2_ALG_NULL;
     TPM2B_DATA label{};
-    TPM2B_PUBLIC_KEY_RSA* raw = nullptr;
+    TSS2_SYS_CONTEXT* sys = nullptr;
+    Check(Esys_GetSysContext(ctx_, &sys), "Esys_GetSysContext");
+    FastSession& session = Fast();
+    Check(Tss2_Sys_RSA_Decrypt_Prepare(sys, k.tpm_handle, &in, &scheme, &label),
+          "TPM2_RSA_Decrypt prepare");
     // The result may be a decrypted secret: the session encrypts it.
-    Check(Esys_RSA_Decrypt(ctx_, tr, WithAttributes(ctx_, Session(), TPMA_SESSION_ENCRYPT),
-                           ESYS_TR_NONE, ESYS_TR_NONE, &in, &scheme, &label, &raw),
-          "TPM2_RSA_Decrypt (raw)");
-    Secret out(ByteView(Pad(raw->buffer, raw->size, input.size())));
-    Wipe(raw, sizeof *raw);
-    Esys_Free(raw);
+    RunFast(session, TPM2_CC_RSA_Decrypt, k.name, auth, true, "TPM2_RSA_Decrypt (raw)");
+    auto msg = std::make_unique<TPM2B_PUBLIC_KEY_RSA>();
+    Check(Tss2_Sys_RSA_Decrypt_Complete(sys, msg.get()), "TPM2_RSA_Decrypt complete");
+    Secret out(ByteView(Pad(msg->buffer, msg->size, input.size())));
+    Wipe(msg.get(), sizeof *msg);
     return out;
   });
 }

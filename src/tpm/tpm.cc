@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "crypto/ossl.h"
+#include "tpm/fast_session.h"
 #include "tpm/tpm_util.h"
 #include "util/log.h"
 
@@ -213,6 +214,11 @@ Handle Tpm::CreatePrimary() {
   const TSS2_RC rc = Esys_CreatePrimary(ctx_, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
                                         ESYS_TR_NONE, &sensitive, &in_public, &outside, &pcrs, &tr,
                                         &out_public, &creation, &creation_hash, &ticket);
+  if (rc == TSS2_RC_SUCCESS) {
+    const auto& ecc = out_public->publicArea.unique.ecc;
+    primary_x_.assign(ecc.x.buffer, ecc.x.buffer + ecc.x.size);
+    primary_y_.assign(ecc.y.buffer, ecc.y.buffer + ecc.y.size);
+  }
   Esys_Free(out_public);
   Esys_Free(creation);
   Esys_Free(creation_hash);

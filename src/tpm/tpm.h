@@ -8,6 +8,7 @@
 // the Tpm is destroyed. Methods are serialized by an internal mutex.
 #pragma once
 #include <tss2/tss2_esys.h>
+#include <tss2/tss2_sys.h>
 
 #include <cstdint>
 #include <memory>
@@ -50,6 +51,7 @@ struct TpmInfo {
 };
 
 class Handle;
+class FastSession;
 
 // A key the TPM holds for a token object.
 enum class KeyKind { kRsa, kEcc };
@@ -137,7 +139,11 @@ class Tpm {
   const Handle& Session();  // cached salted HMAC session, attributes reset per use
   Handle StartSession(const Handle& salt_key, TPM2_SE type, TPMA_SESSION attrs);
   Handle Load(const Handle& parent, const Handle& session, const SealedBlob& blob);
-  ESYS_TR LoadKey(const SealedBlob& key, ByteView auth);  // through the key cache
+  struct CachedKey;
+  CachedKey& LoadKey(const SealedBlob& key, ByteView auth);  // through the key cache
+  FastSession& Fast();  // the module's own session for the hot path (fast_session.h)
+  void RunFast(FastSession& session, TPM2_CC command, ByteView name, ByteView auth,
+               bool decrypt_response, const char* what);
   // Evicts cached keys so one more object fits: a key (for_key) or a
   // temporary object such as a seal.
   void MakeRoomForObject(bool for_key);
@@ -155,8 +161,9 @@ class Tpm {
   TpmInfo info_;
   bool has_rm_ = false;
   std::unique_ptr<Handle> primary_;
+  Bytes primary_x_, primary_y_;  // the storage primary's public point
   std::unique_ptr<Handle> session_;
-  struct CachedKey;
+  std::unique_ptr<FastSession> fast_;
   std::vector<std::unique_ptr<CachedKey>> keys_;  // most recently used last
 };
 
@@ -186,6 +193,8 @@ class Handle {
 struct Tpm::CachedKey {
   std::string id;  // the key's public blob
   Handle handle;
+  TPM2_HANDLE tpm_handle = 0;
+  Bytes name;
 };
 
 }  // namespace tpmtoken::tpm

@@ -20,3 +20,22 @@ for pid in "${pids[@]}"; do wait "$pid" || fail "a concurrent writer failed"; do
 count=$(p11 --token-label shared -O 2>/dev/null | grep -c "label: *'w[0-9]-[0-9]'")
 [ "$count" -eq 15 ] || fail "expected 15 objects, found $count"
 pass "three concurrent writers, fifteen objects"
+
+# Several processes signing with the same TPM keys at once (each with its
+# own sessions through the resource manager).
+p11 --token-label shared --login --pin 1234 --keypairgen --key-type EC:prime256v1 --id 01 \
+  >/dev/null 2>&1 || fail "keypairgen"
+p11 --token-label shared --login --pin 1234 --keypairgen --key-type rsa:2048 --id 02 \
+  >/dev/null 2>&1 || fail "keypairgen"
+signer() {
+  for i in 1 2 3; do
+    p11 --token-label shared --login --pin 1234 --sign -m ECDSA-SHA256 --id 01 \
+      -i "$WORK/payload.txt" -o "$WORK/sig.$1.$i" >/dev/null 2>&1 || return 1
+    p11 --token-label shared --login --pin 1234 --sign -m SHA256-RSA-PKCS-PSS --id 02 \
+      -i "$WORK/payload.txt" -o "$WORK/pss.$1.$i" >/dev/null 2>&1 || return 1
+  done
+}
+pids=()
+for w in 1 2 3; do signer "$w" & pids+=($!); done
+for pid in "${pids[@]}"; do wait "$pid" || fail "a concurrent signer failed"; done
+pass "three processes signing at once"

@@ -1,0 +1,245 @@
+#include "tpm/fast_session.h"
+
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/param_build.h>
+#include <tss2/tss2_mu.h>
+
+#include <cstring>
+
+#include "crypto/ossl.h"
+#include "crypto/pubkey.h"
+#include "tpm/tpm.h"
+#include "util/log.h"
+
+namespace tpmtoken::tpm {
+namespace {
+
+constexpr size_t kDigest = 32;
+
+EVP_MAC* HmacAlg() {
+  static EVP_MAC* mac = [] {
+    EVP_MAC* m = EVP_MAC_fetch(crypto::LibCtx(), "HMAC", nullptr);
+    if (!m) crypto::Fail("HMAC unavailable");
+    return m;
+  }();
+  return mac;
+}
+
+Bytes Hmac(ByteView key, std::initializer_list<ByteView> parts) {
+  std::unique_ptr<EVP_MAC_CTX, crypto::Deleter<EVP_MAC_CTX_free>> ctx(EVP_MAC_CTX_new(HmacAlg()));
+  char digest[] = "SHA256";
+  const OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
+  // HMAC with an empty key is valid (an unsalted session with no auth).
+  static const uint8_t kZero = 0;
+  if (!ctx || EVP_MAC_init(ctx.get(), key.empty() ? &kZero : key.data(), key.size(), params) != 1)
+    crypto::Fail("HMAC init");
+  for (ByteView p : parts)
+    if (!p.empty() && EVP_MAC_update(ctx.get(), p.data(), p.size()) != 1) crypto::Fail("HMAC");
+  Bytes out(kDigest);
+  size_t len = 0;
+  if (EVP_MAC_final(ctx.get(), out.data(), &len, out.size()) != 1) crypto::Fail("HMAC final");
+  return out;
+}
+
+Bytes Be32(uint32_t v) { return EncodeBe32(v); }
+
+ByteView Label(const char* label) {
+  return {reinterpret_cast<const uint8_t*>(label), std::strlen(label) + 1};  // with the NUL
+}
+
+// The TPM drops trailing zero octets of an authValue before using it.
+ByteView TrimAuth(ByteView auth) {
+  while (!auth.empty() && auth.back() == 0) auth = auth.first(auth.size() - 1);
+  return auth;
+}
+
+}  // namespace
+
+Bytes KdfA(ByteView key, const char* label, ByteView context_u, ByteView context_v, size_t bits) {
+  Bytes out;
+  for (uint32_t counter = 1; out.size() * 8 < bits; ++counter) {
+    const Bytes block =
+        Hmac(key, {Be32(counter), Label(label), context_u, context_v, Be32(static_cast<uint32_t>(bits))});
+    out.insert(out.end(), block.begin(), block.end());
+  }
+  out.resize((bits + 7) / 8);
+  return out;
+}
+
+Bytes KdfE(ByteView z, const char* label, ByteView party_u, ByteView party_v, size_t bits) {
+  Bytes out;
+  for (uint32_t counter = 1; out.size() * 8 < bits; ++counter) {
+    crypto::MdCtx ctx(EVP_MD_CTX_new());
+    Bytes block(kDigest);
+    unsigned int len = 0;
+    const Bytes c = Be32(counter);
+    const ByteView l = Label(label);
+    if (!ctx || EVP_DigestInit_ex(ctx.get(), crypto::Md("SHA256"), nullptr) != 1 ||
+        EVP_DigestUpdate(ctx.get(), c.data(), c.size()) != 1 ||
+        EVP_DigestUpdate(ctx.get(), z.data(), z.size()) != 1 ||
+        EVP_DigestUpdate(ctx.get(), l.data(), l.size()) != 1 ||
+        EVP_DigestUpdate(ctx.get(), party_u.data(), party_u.size()) != 1 ||
+        EVP_DigestUpdate(ctx.get(), party_v.data(), party_v.size()) != 1 ||
+        EVP_DigestFinal_ex(ctx.get(), block.data(), &len) != 1)
+      crypto::Fail("KDFe");
+    out.insert(out.end(), block.begin(), block.end());
+  }
+  out.resize((bits + 7) / 8);
+  return out;
+}
+
+std::unique_ptr<FastSession> FastSession::Start(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE primary,
+                                                ByteView x, ByteView y) {
+  const crypto::Curve* curve = crypto::CurveFromTpm(TPM2_ECC_NIST_P256);
+  Bytes tpm_point = {0x04};
+  tpm_point.insert(tpm_point.end(), x.begin(), x.end());
+  tpm_point.insert(tpm_point.end(), y.begin(), y.end());
+  crypto::Pkey peer = crypto::EcPublicKey(*curve, tpm_point);
+  if (!peer) throw TpmError("the storage primary's public point is invalid", TSS2_ESYS_RC_BAD_VALUE);
+  // An ephemeral key and ECDH with the primary: Z is the shared x-coordinate.
+  using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, crypto::Deleter<EVP_PKEY_CTX_free>>;
+  PkeyCtx gen(EVP_PKEY_CTX_new_from_name(crypto::LibCtx(), "EC", nullptr));
+  EVP_PKEY* eph_raw = nullptr;
+  if (!gen || EVP_PKEY_keygen_init(gen.get()) != 1 ||
+      EVP_PKEY_CTX_set_group_name(gen.get(), curve->name) != 1 ||
+      EVP_PKEY_keygen(gen.get(), &eph_raw) != 1)
+    crypto::Fail("ephemeral ECDH key");
+  crypto::Pkey eph(eph_raw);
+  PkeyCtx derive(EVP_PKEY_CTX_new_from_pkey(crypto::LibCtx(), eph.get(), nullptr));
+  Secret z(32);
+  size_t z_len = z.size();
+  if (!derive || EVP_PKEY_derive_init(derive.get()) != 1 ||
+      EVP_PKEY_derive_set_peer(derive.get(), peer.get()) != 1 ||
+      EVP_PKEY_derive(derive.get(), z.data(), &z_len) != 1 || z_len != 32)
+    crypto::Fail("ECDH with the storage primary");
+  Bytes eph_point(65);
+  size_t eph_len = 0;
+  if (EVP_PKEY_get_octet_string_param(eph.get(), OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
+                                      eph_point.data(), eph_point.size(), &eph_len) != 1 ||
+      eph_len != 65)
+    crypto::Fail("ephemeral public point");
+  const ByteView eph_x = ByteView(eph_point).subspan(1, 32);
+  const ByteView eph_y = ByteView(eph_point).subspan(33, 32);
+  Secret salt(KdfE(z.view(), "SECRET", eph_x, x, 256));
+
+  TPM2B_ENCRYPTED_SECRET encrypted{};
+  TPMS_ECC_POINT point{};
+  point.x.size = 32;
+  std::memcpy(point.x.buffer, eph_x.data(), 32);
+  point.y.size = 32;
+  std::memcpy(point.y.buffer, eph_y.data(), 32);
+  size_t off = 0;
+  if (Tss2_MU_TPMS_ECC_POINT_Marshal(&point, encrypted.secret, sizeof encrypted.secret, &off) !=
+      TSS2_RC_SUCCESS)
+    throw TpmError("marshal salt point", TSS2_ESYS_RC_BAD_VALUE);
+  encrypted.size = static_cast<UINT16>(off);
+
+  std::unique_ptr<FastSession> s(new FastSession());
+  s->sys_ = sys;
+  TPM2B_NONCE caller{};
+  caller.size = kDigest;
+  crypto::RandomBytes(caller.buffer, kDigest);
+  TPM2B_NONCE tpm_nonce{};
+  tpm_nonce.size = sizeof tpm_nonce.buffer;
+  const TPMT_SYM_DEF sym = {TPM2_ALG_AES, {.aes = 128}, {.aes = TPM2_ALG_CFB}};
+  const TSS2_RC rc = Tss2_Sys_StartAuthSession(sys, primary, TPM2_RH_NULL, nullptr, &caller,
+                                               &encrypted, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256,
+                                               &s->handle_, &tpm_nonce, nullptr);
+  if (rc != TSS2_RC_SUCCESS) throw TpmError("TPM2_StartAuthSession (module session)", rc);
+  s->nonce_tpm_.assign(tpm_nonce.buffer, tpm_nonce.buffer + tpm_nonce.size);
+  // sessionKey = KDFa(SHA256, bind.auth || salt, "ATH", nonceTPM, nonceCaller); unbound.
+  s->key_ = Secret(KdfA(salt.view(), "ATH", s->nonce_tpm_, ByteView(caller.buffer, caller.size),
+                        256));
+  return s;
+}
+
+FastSession::~FastSession() {
+  if (handle_ && Tss2_Sys_FlushContext(sys_, handle_) != TSS2_RC_SUCCESS)
+    log::Debug("flushing the module session failed");
+}
+
+TSS2_RC FastSession::Execute(TPM2_CC command, ByteView name, ByteView auth,
+                             bool decrypt_response) {
+  const uint8_t attrs =
+      TPMA_SESSION_CONTINUESESSION | (decrypt_response ? TPMA_SESSION_ENCRYPT : 0);
+  const uint8_t attr_byte[1] = {attrs};
+  Bytes hmac_key(key_.view().begin(), key_.view().end());
+  const ByteView trimmed = TrimAuth(auth);
+  hmac_key.insert(hmac_key.end(), trimmed.begin(), trimmed.end());
+
+  size_t cp_len = 0;
+  const uint8_t* cp = nullptr;
+  if (TSS2_RC rc = Tss2_Sys_GetCpBuffer(sys_, &cp_len, &cp); rc != TSS2_RC_SUCCESS) return rc;
+  const Bytes cc = Be32(command);
+  const Bytes cp_hash = crypto::Sha256([&] {
+    Bytes b(cc);
+    b.insert(b.end(), name.begin(), name.end());
+    b.insert(b.end(), cp, cp + cp_len);
+    return b;
+  }());
+  Bytes nonce_caller = crypto::Random(kDigest);
+
+  TSS2L_SYS_AUTH_COMMAND cmd{};
+  cmd.count = 1;
+  cmd.auths[0].sessionHandle = handle_;
+  cmd.auths[0].nonce.size = kDigest;
+  std::memcpy(cmd.auths[0].nonce.buffer, nonce_caller.data(), kDigest);
+  cmd.auths[0].sessionAttributes = attrs;
+  const Bytes cmd_hmac = Hmac(hmac_key, {cp_hash, nonce_caller, nonce_tpm_, attr_byte});
+  cmd.auths[0].hmac.size = kDigest;
+  std::memcpy(cmd.auths[0].hmac.buffer, cmd_hmac.data(), kDigest);
+  if (TSS2_RC rc = Tss2_Sys_SetCmdAuths(sys_, &cmd); rc != TSS2_RC_SUCCESS) return rc;
+
+  const TSS2_RC rc = Tss2_Sys_Execute(sys_);
+  if (rc != TSS2_RC_SUCCESS) {
+    // A failed command ends its nonce chain only if the TPM says the session
+    // is unusable; the caller starts a new session on any error.
+    Wipe(hmac_key.data(), hmac_key.size());
+    return rc;
+  }
+  TSS2L_SYS_AUTH_RESPONSE rsp{};
+  if (TSS2_RC r = Tss2_Sys_GetRspAuths(sys_, &rsp); r != TSS2_RC_SUCCESS) return r;
+  nonce_tpm_.assign(rsp.auths[0].nonce.buffer, rsp.auths[0].nonce.buffer + rsp.auths[0].nonce.size);
+  size_t rp_len = 0;
+  const uint8_t* rp = nullptr;
+  if (TSS2_RC r = Tss2_Sys_GetRpBuffer(sys_, &rp_len, &rp); r != TSS2_RC_SUCCESS) return r;
+  const Bytes rp_hash = crypto::Sha256([&] {
+    Bytes b = Be32(0);  // responseCode: success
+    b.insert(b.end(), cc.begin(), cc.end());
+    b.insert(b.end(), rp, rp + rp_len);
+    return b;
+  }());
+  const uint8_t rsp_attr[1] = {rsp.auths[0].sessionAttributes};
+  const Bytes expect = Hmac(hmac_key, {rp_hash, nonce_tpm_, nonce_caller, rsp_attr});
+  if (rsp.auths[0].hmac.size != kDigest ||
+      CRYPTO_memcmp(expect.data(), rsp.auths[0].hmac.buffer, kDigest) != 0) {
+    Wipe(hmac_key.data(), hmac_key.size());
+    log::Error("the TPM's response HMAC does not verify: the response was altered on the way");
+    return TSS2_SYS_RC_MALFORMED_RESPONSE;
+  }
+  if (decrypt_response) {
+    // CFB key and IV = KDFa(sessionKey || auth, "CFB", nonceNewer, nonceOlder).
+    const Secret kiv(KdfA(hmac_key, "CFB", nonce_tpm_, nonce_caller, 256));
+    size_t enc_len = 0;
+    const uint8_t* enc = nullptr;
+    if (TSS2_RC r = Tss2_Sys_GetEncryptParam(sys_, &enc_len, &enc); r != TSS2_RC_SUCCESS) return r;
+    Secret plain(enc_len);
+    crypto::CipherCtx ctx(EVP_CIPHER_CTX_new());
+    int len = 0;
+    int fin = 0;
+    if (!ctx ||
+        EVP_DecryptInit_ex2(ctx.get(), crypto::Cipher("AES-128-CFB"), kiv.data(), kiv.data() + 16,
+                            nullptr) != 1 ||
+        EVP_DecryptUpdate(ctx.get(), plain.data(), &len, enc, static_cast<int>(enc_len)) != 1 ||
+        EVP_DecryptFinal_ex(ctx.get(), plain.data() + len, &fin) != 1)
+      crypto::Fail("response parameter decryption");
+    if (TSS2_RC r = Tss2_Sys_SetEncryptParam(sys_, plain.size(), plain.data()); r != TSS2_RC_SUCCESS)
+      return r;
+  }
+  Wipe(hmac_key.data(), hmac_key.size());
+  return TSS2_RC_SUCCESS;
+}
+
+}  // namespace tpmtoken::tpm
