@@ -73,6 +73,7 @@ CK_RV Module::DecryptInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJE
   auto state = std::make_unique<CipherState>();
   const size_t bits = BitLength(*o->attrs.Find(CKA_MODULUS));
   if (CK_RV rv = mech::RsaCipherOp::Create(*mech, bits, &state->op); rv != CKR_OK) return rv;
+  state->needs_context_login = o->attrs.Bool(CKA_ALWAYS_AUTHENTICATE);
   state->key = std::move(o);
   s->decrypt = std::move(state);
   return CKR_OK;
@@ -83,6 +84,7 @@ CK_RV Module::Decrypt(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG
   if (!s) return CKR_SESSION_HANDLE_INVALID;
   if (!s->decrypt) return CKR_OPERATION_NOT_INITIALIZED;
   CipherState& st = *s->decrypt;
+  if (!st.plain && st.needs_context_login) return CKR_USER_NOT_LOGGED_IN;
   if (!st.plain) {
     st.op->Update(data);
     const KeyMaterial& key = *st.key->key;

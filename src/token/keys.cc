@@ -103,10 +103,6 @@ CK_RV Module::GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
   if (!priv.Bool(CKA_PRIVATE, true) || !priv.Bool(CKA_SENSITIVE, true))
     return CKR_TEMPLATE_INCONSISTENT;
   if (priv.Bool(CKA_EXTRACTABLE)) return CKR_ATTRIBUTE_VALUE_INVALID;
-  if (priv.Bool(CKA_ALWAYS_AUTHENTICATE)) {
-    log::Warn("CKA_ALWAYS_AUTHENTICATE keys are not offered yet");
-    return CKR_ATTRIBUTE_VALUE_INVALID;
-  }
   if (CK_RV rv = CheckWriteAccess(*s, pub.Bool(CKA_TOKEN), pub.Bool(CKA_PRIVATE)); rv != CKR_OK) return rv;
   if (CK_RV rv = CheckWriteAccess(*s, priv.Bool(CKA_TOKEN), true); rv != CKR_OK) return rv;
 
@@ -204,6 +200,7 @@ CK_RV Module::SignInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_
   if (!shape) return CKR_KEY_TYPE_INCONSISTENT;
   auto state = std::make_unique<SignState>();
   if (CK_RV rv = mech::SignatureOp::Create(*mech, *shape, &state->op); rv != CKR_OK) return rv;
+  state->needs_context_login = o->attrs.Bool(CKA_ALWAYS_AUTHENTICATE);
   state->key = std::move(o);
   s->sign = std::move(state);
   return CKR_OK;
@@ -213,6 +210,7 @@ CK_RV Module::FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_
   bool proceed = false;
   const CK_RV query = QueryOrFits(s.sign->op->SignatureLength(), out, out_len, &proceed);
   if (!proceed) return query;  // a length query or a short buffer keeps the operation
+  if (s.sign->needs_context_login) return CKR_USER_NOT_LOGGED_IN;
   std::unique_ptr<SignState> state = std::move(s.sign);
   state->op->Update(data);
   const KeyMaterial& key = *state->key->key;

@@ -161,9 +161,19 @@ CK_RV Module::Login(CK_SESSION_HANDLE h, CK_USER_TYPE who, ByteView pin) {
   if (!s) return CKR_SESSION_HANDLE_INVALID;
   Token& t = *s->token;
   if (who == CKU_CONTEXT_SPECIFIC) {
-    // No key of this token asks for CKA_ALWAYS_AUTHENTICATE yet, so no
-    // operation can be waiting for a context-specific login.
-    return t.login == kNobody ? CKR_USER_NOT_LOGGED_IN : CKR_OPERATION_NOT_INITIALIZED;
+    // 2.40 section 4.9, CKA_ALWAYS_AUTHENTICATE: the user re-enters the PIN
+    // for the one operation waiting for it; the TPM counts a wrong one.
+    if (t.login != CKU_USER) return CKR_USER_NOT_LOGGED_IN;
+    bool* pending = nullptr;
+    if (s->sign && s->sign->needs_context_login) pending = &s->sign->needs_context_login;
+    if (s->decrypt && s->decrypt->needs_context_login)
+      pending = &s->decrypt->needs_context_login;
+    if (!pending) return CKR_OPERATION_NOT_INITIALIZED;
+    if (!ReloadRecord(t)) return CKR_DEVICE_ERROR;
+    Secret tk;
+    if (CK_RV rv = OpenRole(t, t.rec.user, pin, &tk); rv != CKR_OK) return rv;
+    *pending = false;
+    return CKR_OK;
   }
   if (who != CKU_SO && who != CKU_USER) return CKR_USER_TYPE_INVALID;
   if (t.login == who) return CKR_USER_ALREADY_LOGGED_IN;

@@ -61,6 +61,7 @@ struct SignState {
   std::unique_ptr<mech::SignatureOp> op;
   std::shared_ptr<Object> key;
   crypto::Pkey public_key;  // verification only
+  bool needs_context_login = false;  // CKA_ALWAYS_AUTHENTICATE, not yet given
 };
 
 // An encryption or decryption in progress; a decryption keeps its result
@@ -70,6 +71,7 @@ struct CipherState {
   std::shared_ptr<Object> key;
   crypto::Pkey public_key;  // encryption only
   std::optional<Secret> plain;
+  bool needs_context_login = false;  // CKA_ALWAYS_AUTHENTICATE, not yet given
 };
 
 struct Session {

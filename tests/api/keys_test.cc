@@ -368,3 +368,37 @@ TEST_F(Keys, ImportRsaWithoutCrtPartsAndEc) {
 
 }  // namespace
 }  // namespace tpmtoken::test
+
+namespace tpmtoken::test {
+namespace {
+
+TEST_F(Keys, AlwaysAuthenticateNeedsThePinForEachSignature) {
+  CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+  CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+  CK_BBOOL yes = CK_TRUE;
+  CK_ATTRIBUTE pub_t[] = {{CKA_EC_PARAMS, p256, sizeof p256}};
+  CK_ATTRIBUTE priv_t[] = {{CKA_ALWAYS_AUTHENTICATE, &yes, 1}};
+  CK_OBJECT_HANDLE pub, priv;
+  ASSERT_EQ(f_->C_GenerateKeyPair(s_, &gen, pub_t, 1, priv_t, 1, &pub, &priv), CKR_OK);
+  EXPECT_EQ(f_->C_Login(s_, CKU_CONTEXT_SPECIFIC, Pin(kUserPin), 4), CKR_OPERATION_NOT_INITIALIZED);
+  CK_MECHANISM ecdsa = {CKM_ECDSA_SHA256, nullptr, 0};
+  CK_BYTE data[] = {1, 2, 3};
+  CK_BYTE sig[64];
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_EQ(f_->C_SignInit(s_, &ecdsa, priv), CKR_OK);
+    CK_ULONG len = sizeof sig;
+    EXPECT_EQ(f_->C_Sign(s_, data, 3, sig, &len), CKR_USER_NOT_LOGGED_IN);
+    EXPECT_EQ(f_->C_Login(s_, CKU_CONTEXT_SPECIFIC, Pin("0000"), 4), CKR_PIN_INCORRECT);
+    EXPECT_EQ(f_->C_Sign(s_, data, 3, sig, &len), CKR_USER_NOT_LOGGED_IN);
+    ASSERT_EQ(f_->C_Login(s_, CKU_CONTEXT_SPECIFIC, Pin(kUserPin), 4), CKR_OK);
+    ASSERT_EQ(f_->C_Sign(s_, data, 3, sig, &len), CKR_OK);
+    EXPECT_EQ(VerifyOnce(CKM_ECDSA_SHA256, pub, {1, 2, 3}, {sig, sig + 64}), CKR_OK);
+  }
+  // The failed context login was counted, and the good one reset the count.
+  CK_TOKEN_INFO info;
+  ASSERT_EQ(f_->C_GetTokenInfo(slot_, &info), CKR_OK);
+  EXPECT_FALSE(info.flags & CKF_USER_PIN_COUNT_LOW);
+}
+
+}  // namespace
+}  // namespace tpmtoken::test
