@@ -30,6 +30,11 @@ extern "C" {
 #define CKF_EC_OID 0x00800000UL
 #endif
 
+/* 2.40 mechanisms section 2.20.2: the output length of a _GENERAL MAC
+ * (p11-kit's header lacks the typedef). */
+typedef CK_ULONG CK_MAC_GENERAL_PARAMS;
+typedef CK_MAC_GENERAL_PARAMS *CK_MAC_GENERAL_PARAMS_PTR;
+
 /* 3.0, section 3.6: an interface is a named function list with flags. */
 typedef struct CK_INTERFACE {
   CK_CHAR *pInterfaceName;

@@ -5,6 +5,7 @@
 #include "crypto/pubkey.h"
 #include "mech/cipher.h"
 #include "mech/digest.h"
+#include "mech/hmac.h"
 #include "mech/sign.h"
 
 namespace tpmtoken::mech {
@@ -15,6 +16,9 @@ Bytes Caps::Encode() const {
   for (uint32_t b : rsa_bits) w.U32(b);
   w.U32(static_cast<uint32_t>(curves.size()));
   for (uint16_t c : curves) w.U32(c);
+  w.U32(static_cast<uint32_t>(aes_bits.size()));
+  for (uint32_t b : aes_bits) w.U32(b);
+  w.U8(hmac ? 1 : 0);
   return w.Take();
 }
 
@@ -23,6 +27,8 @@ Caps Caps::Decode(ByteView in) {
   Caps c;
   for (uint32_t n = r.U32(); n > 0; --n) c.rsa_bits.push_back(r.U32());
   for (uint32_t n = r.U32(); n > 0; --n) c.curves.push_back(static_cast<uint16_t>(r.U32()));
+  for (uint32_t n = r.U32(); n > 0; --n) c.aes_bits.push_back(r.U32());
+  c.hmac = r.U8() != 0;
   if (!r.done()) throw DecodeError("trailing bytes in capabilities");
   return c;
 }
@@ -50,6 +56,15 @@ std::vector<MechEntry> BuildTable(const Caps& caps) {
     t.push_back({CKM_EC_KEY_PAIR_GEN, {*lo, *hi, CKF_GENERATE_KEY_PAIR | ec}});
     for (const SignMech& m : SignMechs())
       if (m.family == KeyFamily::kEc) t.push_back({m.type, {*lo, *hi, CKF_SIGN | CKF_VERIFY | ec}});
+  }
+  if (!caps.aes_bits.empty()) {
+    const auto [lo, hi] = std::minmax_element(caps.aes_bits.begin(), caps.aes_bits.end());
+    t.push_back({CKM_AES_KEY_GEN, {*lo / 8, *hi / 8, CKF_GENERATE | CKF_HW}});
+  }
+  if (caps.hmac) {
+    // Key sizes in bytes: a keyed-hash object holds up to 128.
+    t.push_back({CKM_GENERIC_SECRET_KEY_GEN, {1, 128, CKF_GENERATE | CKF_HW}});
+    for (const HmacMech& m : HmacMechs()) t.push_back({m.type, {1, 128, CKF_SIGN | CKF_VERIFY | CKF_HW}});
   }
   return t;
 }

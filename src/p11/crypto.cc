@@ -173,9 +173,11 @@ TPMTOKEN_DUAL(C_SignEncryptUpdate)
 TPMTOKEN_DUAL(C_DecryptVerifyUpdate)
 #undef TPMTOKEN_DUAL
 
-TPMTOKEN_EXPORT CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_ATTRIBUTE_PTR,
-                                    CK_ULONG, CK_OBJECT_HANDLE_PTR) {
-  return NoKeyMechanism(h, mech);
+TPMTOKEN_EXPORT CK_RV C_GenerateKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
+                                    CK_ATTRIBUTE_PTR tmpl, CK_ULONG n, CK_OBJECT_HANDLE_PTR out) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!mech || (!tmpl && n) || !out) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.GenerateKey(h, mech, tmpl, n, out); });
 }
 TPMTOKEN_EXPORT CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
                                         CK_ATTRIBUTE_PTR pub_tmpl, CK_ULONG pub_n,

@@ -31,8 +31,7 @@ CK_RV Module::ImportPrivateKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n,
   std::map<CK_ATTRIBUTE_TYPE, Secret> secret;
   for (CK_ATTRIBUTE_TYPE t : kSecretParts)
     if (a.Has(t)) secret[t] = a.TakeSecret(t);
-  if (!a.Bool(CKA_PRIVATE, true) || !a.Bool(CKA_SENSITIVE, true)) return CKR_TEMPLATE_INCONSISTENT;
-  if (a.Bool(CKA_EXTRACTABLE)) return CKR_ATTRIBUTE_VALUE_INVALID;  // the TPM will not give it back
+  if (CK_RV policy = TpmKeyPolicy(a); policy != CKR_OK) return policy;
   if (CK_RV access = CheckWriteAccess(s, a.Bool(CKA_TOKEN), true); access != CKR_OK)
     return access;
 

@@ -15,6 +15,13 @@ std::optional<mech::KeyShape> ShapeOf(const AttrSet& a);
 crypto::Pkey PublicKeyOf(const AttrSet& a);
 // CKA_ALLOWED_MECHANISMS, when present and non-empty, must list the mechanism.
 bool Allowed(const AttrSet& a, CK_MECHANISM_TYPE type);
+// Keys the TPM holds are always private objects: their auth value lives only
+// in records under the token key (DESIGN.md, Keys). A template asking for
+// CKA_PRIVATE false (pkcs11-tool's default for --keygen) gets a private key,
+// said in a log line. CKA_EXTRACTABLE true is refused: the TPM never gives a
+// key back. Returns CKR_OK or CKR_ATTRIBUTE_VALUE_INVALID.
+CK_RV TpmKeyPolicy(AttrSet& a);
+
 // The length-query convention of 2.40 section 5.2: answers the length when
 // out is NULL or too short (proceed = false), else lets the caller write.
 CK_RV QueryOrFits(size_t need, const CK_BYTE* out, CK_ULONG* out_len, bool* proceed);

@@ -64,6 +64,15 @@ bool Allowed(const AttrSet& a, CK_MECHANISM_TYPE type) {
   return false;
 }
 
+CK_RV TpmKeyPolicy(AttrSet& a) {
+  if (a.Bool(CKA_EXTRACTABLE)) return CKR_ATTRIBUTE_VALUE_INVALID;
+  if (!a.Bool(CKA_PRIVATE, true)) {
+    log::Info("a TPM-held key is always private: CKA_PRIVATE set to true");
+    a.SetBool(CKA_PRIVATE, true);
+  }
+  return CKR_OK;
+}
+
 CK_RV QueryOrFits(size_t need, const CK_BYTE* out, CK_ULONG* out_len, bool* proceed) {
   *proceed = false;
   if (!out) {
@@ -99,10 +108,7 @@ CK_RV Module::GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
                                           priv_n, so, &priv);
       rv != CKR_OK)
     return rv;
-  // The TPM keeps the key: it is sensitive and never extractable.
-  if (!priv.Bool(CKA_PRIVATE, true) || !priv.Bool(CKA_SENSITIVE, true))
-    return CKR_TEMPLATE_INCONSISTENT;
-  if (priv.Bool(CKA_EXTRACTABLE)) return CKR_ATTRIBUTE_VALUE_INVALID;
+  if (CK_RV rv = TpmKeyPolicy(priv); rv != CKR_OK) return rv;
   if (CK_RV rv = CheckWriteAccess(*s, pub.Bool(CKA_TOKEN), pub.Bool(CKA_PRIVATE)); rv != CKR_OK) return rv;
   if (CK_RV rv = CheckWriteAccess(*s, priv.Bool(CKA_TOKEN), true); rv != CKR_OK) return rv;
 
@@ -163,7 +169,7 @@ CK_RV Module::GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
     a->SetBool(CKA_LOCAL, true);
     a->SetUlong(CKA_KEY_GEN_MECHANISM, mech->mechanism);
   }
-  priv.SetBool(CKA_ALWAYS_SENSITIVE, true);
+  priv.SetBool(CKA_ALWAYS_SENSITIVE, priv.Bool(CKA_SENSITIVE, true));
   priv.SetBool(CKA_NEVER_EXTRACTABLE, true);
   // Both halves share CKA_ID; without one, use the SHA-1 of the public
   // value as OpenSC does.
@@ -193,6 +199,7 @@ CK_RV Module::SignInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_
   if (!o) return CKR_KEY_HANDLE_INVALID;
   const mech::MechEntry* entry = mech::Lookup(table_, mech->mechanism);
   if (!entry || !(entry->info.flags & CKF_SIGN)) return CKR_MECHANISM_INVALID;
+  if (mech::FindHmacMech(mech->mechanism)) return BeginHmac(*s, mech, std::move(o), true, &s->sign);
   if (o->attrs.Ulong(CKA_CLASS) != CKO_PRIVATE_KEY || !o->key) return CKR_KEY_TYPE_INCONSISTENT;
   if (!o->attrs.Bool(CKA_SIGN)) return CKR_KEY_FUNCTION_NOT_PERMITTED;
   if (!Allowed(o->attrs, mech->mechanism)) return CKR_MECHANISM_INVALID;
@@ -208,10 +215,18 @@ CK_RV Module::SignInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_
 
 CK_RV Module::FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_len) {
   bool proceed = false;
-  const CK_RV query = QueryOrFits(s.sign->op->SignatureLength(), out, out_len, &proceed);
+  const size_t length = s.sign->hmac ? s.sign->hmac->Length() : s.sign->op->SignatureLength();
+  const CK_RV query = QueryOrFits(length, out, out_len, &proceed);
   if (!proceed) return query;  // a length query or a short buffer keeps the operation
   if (s.sign->needs_context_login) return CKR_USER_NOT_LOGGED_IN;
   std::unique_ptr<SignState> state = std::move(s.sign);
+  if (state->hmac) {
+    state->hmac->Update(data);
+    const Bytes mac = state->hmac->Sign(HmacWith(*state->key));
+    std::memcpy(out, mac.data(), mac.size());
+    *out_len = mac.size();
+    return CKR_OK;
+  }
   state->op->Update(data);
   const KeyMaterial& key = *state->key->key;
   const mech::PrivateKeyOps ops{
@@ -237,7 +252,10 @@ CK_RV Module::SignUpdate(CK_SESSION_HANDLE h, ByteView data) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
   if (!s->sign) return CKR_OPERATION_NOT_INITIALIZED;
-  s->sign->op->Update(data);
+  if (s->sign->hmac)
+    s->sign->hmac->Update(data);
+  else
+    s->sign->op->Update(data);
   return CKR_OK;
 }
 
@@ -256,6 +274,8 @@ CK_RV Module::VerifyInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJEC
   if (!o) return CKR_KEY_HANDLE_INVALID;
   const mech::MechEntry* entry = mech::Lookup(table_, mech->mechanism);
   if (!entry || !(entry->info.flags & CKF_VERIFY)) return CKR_MECHANISM_INVALID;
+  if (mech::FindHmacMech(mech->mechanism))
+    return BeginHmac(*s, mech, std::move(o), false, &s->verify);
   const auto cls = o->attrs.Ulong(CKA_CLASS);
   if (cls != CKO_PUBLIC_KEY && cls != CKO_PRIVATE_KEY) return CKR_KEY_TYPE_INCONSISTENT;
   if (cls == CKO_PUBLIC_KEY && !o->attrs.Bool(CKA_VERIFY)) return CKR_KEY_FUNCTION_NOT_PERMITTED;
@@ -274,6 +294,10 @@ CK_RV Module::Verify(CK_SESSION_HANDLE h, ByteView data, ByteView signature) {
   if (!s) return CKR_SESSION_HANDLE_INVALID;
   if (!s->verify) return CKR_OPERATION_NOT_INITIALIZED;
   std::unique_ptr<SignState> state = std::move(s->verify);
+  if (state->hmac) {
+    state->hmac->Update(data);
+    return state->hmac->Verify(HmacWith(*state->key), signature);
+  }
   state->op->Update(data);
   return state->op->Verify(state->public_key.get(), signature);
 }
@@ -282,7 +306,10 @@ CK_RV Module::VerifyUpdate(CK_SESSION_HANDLE h, ByteView data) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
   if (!s->verify) return CKR_OPERATION_NOT_INITIALIZED;
-  s->verify->op->Update(data);
+  if (s->verify->hmac)
+    s->verify->hmac->Update(data);
+  else
+    s->verify->op->Update(data);
   return CKR_OK;
 }
 

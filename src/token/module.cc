@@ -99,7 +99,7 @@ void Module::UnsealStoreKey() {
 // the store, so a start costs no probing.
 void Module::LoadCaps() {
   const tpm::TpmInfo& ti = tpm_->info();
-  const std::string key = "caps/" + ti.manufacturer + "/" + ti.vendor + "/" +
+  const std::string key = "caps-v2/" + ti.manufacturer + "/" + ti.vendor + "/" +
                           std::to_string(ti.fw_major) + "." + std::to_string(ti.fw_minor);
   if (auto cached = store_->Meta(key)) {
     try {
@@ -115,6 +115,9 @@ void Module::LoadCaps() {
     if (tpm_->SupportsKey({tpm::KeyKind::kRsa, bits, 0})) caps_.rsa_bits.push_back(bits);
   for (const crypto::Curve& c : crypto::Curves())
     if (tpm_->SupportsKey({tpm::KeyKind::kEcc, 0, c.tpm})) caps_.curves.push_back(c.tpm);
+  for (uint32_t bits : {128u, 192u, 256u})
+    if (tpm_->SupportsKey({tpm::KeyKind::kAes, 0, 0, bits})) caps_.aes_bits.push_back(bits);
+  caps_.hmac = tpm_->SupportsKey({tpm::KeyKind::kHmac});
   store_->SetMeta(key, caps_.Encode());
   table_ = mech::BuildTable(caps_);
 }

@@ -15,6 +15,7 @@
 #include "crypto/pubkey.h"
 #include "mech/cipher.h"
 #include "mech/digest.h"
+#include "mech/hmac.h"
 #include "mech/sign.h"
 #include "mech/table.h"
 #include "store/store.h"
@@ -58,7 +59,8 @@ struct FindState {
 
 // A signature or verification in progress and the key it uses.
 struct SignState {
-  std::unique_ptr<mech::SignatureOp> op;
+  std::unique_ptr<mech::SignatureOp> op;  // RSA and ECDSA
+  std::unique_ptr<mech::HmacOp> hmac;     // or HMAC with a secret key
   std::shared_ptr<Object> key;
   crypto::Pkey public_key;  // verification only
   bool needs_context_login = false;  // CKA_ALWAYS_AUTHENTICATE, not yet given
@@ -136,6 +138,8 @@ class Module {
                         const CK_ATTRIBUTE* pub_tmpl, CK_ULONG pub_n,
                         const CK_ATTRIBUTE* priv_tmpl, CK_ULONG priv_n, CK_OBJECT_HANDLE* pub,
                         CK_OBJECT_HANDLE* priv);
+  CK_RV GenerateKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, const CK_ATTRIBUTE* tmpl,
+                    CK_ULONG n, CK_OBJECT_HANDLE* out);
   CK_RV SignInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE key);
   CK_RV Sign(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
   CK_RV SignUpdate(CK_SESSION_HANDLE h, ByteView data);
@@ -194,6 +198,10 @@ class Module {
                        std::shared_ptr<const KeyMaterial> key = nullptr);
   void LoadCaps();
   CK_RV ImportPrivateKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n, CK_OBJECT_HANDLE* out);
+  CK_RV ImportSecretKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n, CK_OBJECT_HANDLE* out);
+  CK_RV BeginHmac(Session& s, const CK_MECHANISM* mech, std::shared_ptr<Object> key, bool sign,
+                  std::unique_ptr<SignState>* out);
+  mech::HmacOp::TpmHmac HmacWith(const Object& key);
   CK_RV FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
   void Persist(Token& t, Object& o);
 

@@ -100,6 +100,27 @@ std::vector<AttrSpec> PrivateKey() {
               });
 }
 
+// 2.40 section 4.10: secret keys. The value lives only in the TPM.
+std::vector<AttrSpec> SecretKey() {
+  return Join(Key(true),
+              {
+                  {CKA_SENSITIVE, Kind::kBool, kModifiable | kStaysTrue, Default::kTrue},
+                  {CKA_ENCRYPT, Kind::kBool, kModifiable, Default::kTrue},
+                  {CKA_DECRYPT, Kind::kBool, kModifiable, Default::kTrue},
+                  {CKA_SIGN, Kind::kBool, kModifiable, Default::kTrue},
+                  {CKA_VERIFY, Kind::kBool, kModifiable, Default::kTrue},
+                  {CKA_WRAP, Kind::kBool, kModifiable, Default::kFalse},
+                  {CKA_UNWRAP, Kind::kBool, kModifiable, Default::kFalse},
+                  {CKA_EXTRACTABLE, Kind::kBool, kModifiable | kStaysFalse, Default::kFalse},
+                  {CKA_ALWAYS_SENSITIVE, Kind::kBool, kNotOnCreate | kNotOnGen, Default::kNone},
+                  {CKA_NEVER_EXTRACTABLE, Kind::kBool, kNotOnCreate | kNotOnGen, Default::kNone},
+                  {CKA_WRAP_WITH_TRUSTED, Kind::kBool, kModifiable | kStaysTrue, Default::kFalse},
+                  {CKA_TRUSTED, Kind::kBool, kSoToTrue, Default::kFalse},
+                  {CKA_VALUE, Kind::kBytes, kRequired | kNotOnGen | kSensitive, Default::kNone},
+                  {CKA_VALUE_LEN, Kind::kUlong, kNotOnCreate | kGenRequired, Default::kNone},
+              });
+}
+
 CK_RV CompletePublicKey(AttrSet& a);
 
 const std::vector<ClassSpec>& Classes() {
@@ -174,6 +195,8 @@ const std::vector<ClassSpec>& Classes() {
                 {CKA_EC_POINT, Kind::kBytes, kNotOnCreate | kNotOnGen, Default::kNone},
             }),
        nullptr},
+      {CKO_SECRET_KEY, CKA_KEY_TYPE, CKK_AES, true, SecretKey(), nullptr},
+      {CKO_SECRET_KEY, CKA_KEY_TYPE, CKK_GENERIC_SECRET, true, SecretKey(), nullptr},
   };
   return kClasses;
 }

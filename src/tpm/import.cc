@@ -22,7 +22,15 @@ TPM2B_PUBLIC ImportTemplate(const ImportedKey& key) {
   // can never be duplicated out again), not DA-protected (random auth).
   t.publicArea.objectAttributes = TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA |
                                   TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT;
-  if (key.kind == KeyKind::kRsa) {
+  if (key.kind == KeyKind::kAes) {
+    t.publicArea.type = TPM2_ALG_SYMCIPHER;
+    t.publicArea.parameters.symDetail.sym = {
+        TPM2_ALG_AES, {.aes = static_cast<TPMI_AES_KEY_BITS>(key.secret.size() * 8)},
+        {.aes = TPM2_ALG_NULL}};
+  } else if (key.kind == KeyKind::kHmac) {
+    t.publicArea.type = TPM2_ALG_KEYEDHASH;  // sign + decrypt: the scheme may stay NULL
+    t.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
+  } else if (key.kind == KeyKind::kRsa) {
     t.publicArea.type = TPM2_ALG_RSA;
     auto& rsa = t.publicArea.parameters.rsaDetail;
     rsa.symmetric.algorithm = TPM2_ALG_NULL;
@@ -60,16 +68,29 @@ Bytes NameOf(const TPMT_PUBLIC& pub) {
 CreatedKey Tpm::ImportKey(const ImportedKey& key, ByteView auth) {
   std::lock_guard lock(mu_);
   TPM2B_PUBLIC pub = ImportTemplate(key);
-  const Bytes name = NameOf(pub.publicArea);
-
   TPMT_SENSITIVE sens{};
   sens.sensitiveType = pub.publicArea.type;
   SetBuffer(sens.authValue, auth);
-  SetBuffer(sens.seedValue, crypto::Random(32));
-  if (key.kind == KeyKind::kRsa)
-    SetBuffer(sens.sensitive.rsa, key.secret.view());
-  else
-    SetBuffer(sens.sensitive.ecc, key.secret.view());
+  const Bytes seed = crypto::Random(32);
+  SetBuffer(sens.seedValue, seed);
+  switch (key.kind) {
+    case KeyKind::kRsa: SetBuffer(sens.sensitive.rsa, key.secret.view()); break;
+    case KeyKind::kEcc: SetBuffer(sens.sensitive.ecc, key.secret.view()); break;
+    case KeyKind::kAes: SetBuffer(sens.sensitive.sym, key.secret.view()); break;
+    case KeyKind::kHmac: SetBuffer(sens.sensitive.bits, key.secret.view()); break;
+  }
+  if (key.kind == KeyKind::kAes || key.kind == KeyKind::kHmac) {
+    // A symmetric object's unique field is H(seedValue || key) (Part 1, 27.7.4).
+    Bytes both(seed);
+    both.insert(both.end(), key.secret.view().begin(), key.secret.view().end());
+    const Bytes h = crypto::Sha256(both);
+    Wipe(both.data(), both.size());
+    if (key.kind == KeyKind::kAes)
+      SetBuffer(pub.publicArea.unique.sym, h);
+    else
+      SetBuffer(pub.publicArea.unique.keyedHash, h);
+  }
+  const Bytes name = NameOf(pub.publicArea);
   // dupSensitive: TPM2B_SENSITIVE, i.e. a size then the TPMT_SENSITIVE.
   Secret dup(2 + sizeof(TPMT_SENSITIVE));
   size_t off = 2;

@@ -8,6 +8,7 @@
 
 #include <tss2/tss2_mu.h>
 
+#include "crypto/ossl.h"
 #include "tpm/fast_session.h"
 #include "tpm/tpm.h"
 #include "tpm/tpm_util.h"
@@ -23,6 +24,22 @@ TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
                                   TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
                                   TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT |
                                   TPMA_OBJECT_DECRYPT;
+  if (spec.kind == KeyKind::kAes) {
+    t.publicArea.type = TPM2_ALG_SYMCIPHER;
+    t.publicArea.parameters.symDetail.sym = {TPM2_ALG_AES, {.aes = static_cast<TPMI_AES_KEY_BITS>(spec.aes_bits)},
+                                             {.aes = TPM2_ALG_NULL}};
+    return t;
+  }
+  if (spec.kind == KeyKind::kHmac) {
+    // The caller supplies the value (any length), so not sensitiveDataOrigin.
+    // Sign and decrypt both set let the scheme stay NULL, so TPM2_HMAC takes
+    // its hash per call (Part 2, 12.2.3.6: a sign-only keyed-hash key is
+    // fixed to one HMAC hash).
+    t.publicArea.type = TPM2_ALG_KEYEDHASH;
+    t.publicArea.objectAttributes &= ~TPMA_OBJECT_SENSITIVEDATAORIGIN;
+    t.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
+    return t;
+  }
   if (spec.kind == KeyKind::kRsa) {
     t.publicArea.type = TPM2_ALG_RSA;
     auto& rsa = t.publicArea.parameters.rsaDetail;
@@ -74,6 +91,85 @@ KeyPublic ToKeyPublic(const TPMT_PUBLIC& p) {
 }
 
 }  // namespace
+
+SealedBlob Tpm::CreateHmacKey(ByteView value, ByteView auth) {
+  std::lock_guard lock(mu_);
+  return Retry([&] {
+    TPM2B_SENSITIVE_CREATE sensitive{};
+    SetBuffer(sensitive.sensitive.userAuth, auth);
+    SetBuffer(sensitive.sensitive.data, value);
+    TPM2B_PUBLIC in_public = KeyTemplate({KeyKind::kHmac});
+    TPM2B_DATA outside{};
+    TPML_PCR_SELECTION pcrs{};
+    TPM2B_PRIVATE* out_private = nullptr;
+    TPM2B_PUBLIC* out_public = nullptr;
+    TPM2B_CREATION_DATA* creation = nullptr;
+    TPM2B_DIGEST* creation_hash = nullptr;
+    TPMT_TK_CREATION* ticket = nullptr;
+    const TSS2_RC rc = Esys_Create(ctx_, Primary().get(),
+                                   WithAttributes(ctx_, Session(), TPMA_SESSION_DECRYPT),
+                                   ESYS_TR_NONE, ESYS_TR_NONE, &sensitive, &in_public, &outside,
+                                   &pcrs, &out_private, &out_public, &creation, &creation_hash,
+                                   &ticket);
+    Wipe(&sensitive, sizeof sensitive);
+    EsysPtr<TPM2B_PRIVATE> priv(out_private);
+    EsysPtr<TPM2B_PUBLIC> pub(out_public);
+    Esys_Free(creation);
+    Esys_Free(creation_hash);
+    Esys_Free(ticket);
+    Check(rc, "TPM2_Create (HMAC key)");
+    return SealedBlob{MarshalPublic(*pub), MarshalPrivate(*priv)};
+  });
+}
+
+Bytes Tpm::Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID hash) {
+  std::lock_guard lock(mu_);
+  return Retry([&] {
+    const CachedKey& k = LoadKey(key, auth);
+    TSS2_SYS_CONTEXT* sys = nullptr;
+    Check(Esys_GetSysContext(ctx_, &sys), "Esys_GetSysContext");
+    if (data.size() <= TPM2_MAX_DIGEST_BUFFER) {
+      TPM2B_MAX_BUFFER buffer{};
+      SetBuffer(buffer, data);
+      FastSession& session = Fast();
+      Check(Tss2_Sys_HMAC_Prepare(sys, k.tpm_handle, &buffer, hash), "TPM2_HMAC prepare");
+      RunFast(session, TPM2_CC_HMAC, k.name, auth, false, "TPM2_HMAC");
+      TPM2B_DIGEST out{};
+      Check(Tss2_Sys_HMAC_Complete(sys, &out), "TPM2_HMAC complete");
+      return Bytes(out.buffer, out.buffer + out.size);
+    }
+    // Longer data: an HMAC sequence, fed in TPM-sized pieces.
+    TPM2B_AUTH seq_auth{};
+    SetBuffer(seq_auth, crypto::Random(16));
+    ESYS_TR seq = ESYS_TR_NONE;
+    Check(Esys_HMAC_Start(ctx_, k.handle.get(), WithAttributes(ctx_, Session(), TPMA_SESSION_DECRYPT),
+                          ESYS_TR_NONE, ESYS_TR_NONE, &seq_auth, hash, &seq),
+          "TPM2_HMAC_Start");
+    Handle sequence(ctx_, seq, Handle::Kind::kFlush);
+    Check(Esys_TR_SetAuth(ctx_, seq, &seq_auth), "Esys_TR_SetAuth");
+    size_t off = 0;
+    while (data.size() - off > TPM2_MAX_DIGEST_BUFFER) {
+      TPM2B_MAX_BUFFER piece{};
+      SetBuffer(piece, data.subspan(off, TPM2_MAX_DIGEST_BUFFER));
+      Check(Esys_SequenceUpdate(ctx_, seq, WithAttributes(ctx_, Session(), 0), ESYS_TR_NONE,
+                                ESYS_TR_NONE, &piece),
+            "TPM2_SequenceUpdate");
+      off += TPM2_MAX_DIGEST_BUFFER;
+    }
+    TPM2B_MAX_BUFFER last{};
+    SetBuffer(last, data.subspan(off));
+    TPM2B_DIGEST* result = nullptr;
+    TPMT_TK_HASHCHECK* ticket = nullptr;
+    Check(Esys_SequenceComplete(ctx_, seq, WithAttributes(ctx_, Session(), 0), ESYS_TR_NONE,
+                                ESYS_TR_NONE, &last, TPM2_RH_NULL, &result, &ticket),
+          "TPM2_SequenceComplete");
+    sequence.Release();  // SequenceComplete flushed it
+    Esys_Free(ticket);
+    Bytes out(result->buffer, result->buffer + result->size);
+    Esys_Free(result);
+    return out;
+  });
+}
 
 bool Tpm::SupportsKey(const KeySpec& spec) {
   std::lock_guard lock(mu_);

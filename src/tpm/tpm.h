@@ -54,11 +54,12 @@ class Handle;
 class FastSession;
 
 // A key the TPM holds for a token object.
-enum class KeyKind { kRsa, kEcc };
+enum class KeyKind { kRsa, kEcc, kAes, kHmac };
 struct KeySpec {
   KeyKind kind = KeyKind::kEcc;
   uint32_t rsa_bits = 2048;
   TPM2_ECC_CURVE curve = TPM2_ECC_NIST_P256;
+  uint32_t aes_bits = 128;
 };
 struct KeyPublic {
   KeyKind kind = KeyKind::kEcc;
@@ -119,6 +120,11 @@ class Tpm {
   bool SupportsKey(const KeySpec& spec);  // TPM2_TestParms
   // TPM2_Import under the storage primary (import.cc).
   CreatedKey ImportKey(const ImportedKey& key, ByteView auth);
+  // An HMAC key with the given value (a keyed-hash object), made by the TPM
+  // from caller data: the value travels encrypted in the session.
+  SealedBlob CreateHmacKey(ByteView value, ByteView auth);
+  // HMAC with a keyed-hash key; any length of data.
+  Bytes Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID hash);
   // ECDSA over digest (already truncated or padded to a hash length);
   // returns r || s, each padded to the curve's size.
   Bytes SignEcdsa(const SealedBlob& key, ByteView auth, ByteView digest, TPM2_ALG_ID hash);

@@ -402,3 +402,90 @@ TEST_F(Keys, AlwaysAuthenticateNeedsThePinForEachSignature) {
 
 }  // namespace
 }  // namespace tpmtoken::test
+
+#include <openssl/hmac.h>
+
+namespace tpmtoken::test {
+namespace {
+
+TEST_F(Keys, HmacWithImportedAndGeneratedSecretKeys) {
+  std::vector<CK_BYTE> value(32);
+  for (size_t i = 0; i < value.size(); ++i) value[i] = static_cast<CK_BYTE>(i * 7 + 1);
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE type = CKK_GENERIC_SECRET;
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls},
+                      {CKA_KEY_TYPE, &type, sizeof type},
+                      {CKA_TOKEN, &yes, 1},
+                      {CKA_SIGN, &yes, 1},
+                      {CKA_VERIFY, &yes, 1},
+                      {CKA_VALUE, value.data(), value.size()}};
+  CK_OBJECT_HANDLE key;
+  ASSERT_EQ(f_->C_CreateObject(s_, t, 6, &key), CKR_OK);
+  CK_BYTE buf[64];
+  CK_ATTRIBUTE secret = {CKA_VALUE, buf, sizeof buf};
+  EXPECT_EQ(f_->C_GetAttributeValue(s_, key, &secret, 1), CKR_ATTRIBUTE_SENSITIVE);
+
+  struct Case {
+    CK_MECHANISM_TYPE mech;
+    const EVP_MD* md;
+  };
+  for (const Case& c : {Case{CKM_SHA256_HMAC, EVP_sha256()}, Case{CKM_SHA384_HMAC, EVP_sha384()},
+                        Case{CKM_SHA512_HMAC, EVP_sha512()}}) {
+    for (size_t n : {size_t{0}, size_t{100}, size_t{3000}}) {  // 3000: past one TPM buffer
+      std::vector<CK_BYTE> data(n, 0x5c);
+      std::vector<CK_BYTE> mac;
+      ASSERT_EQ(SignOnce(c.mech, key, data, &mac), CKR_OK);
+      unsigned int len = 0;
+      CK_BYTE expect[64];
+      HMAC(c.md, value.data(), static_cast<int>(value.size()), data.data(), data.size(), expect,
+           &len);
+      ASSERT_EQ(mac.size(), len);
+      EXPECT_EQ(std::memcmp(mac.data(), expect, len), 0) << c.mech << " " << n;
+      EXPECT_EQ(VerifyOnce(c.mech, key, data, mac), CKR_OK);
+      mac[0] ^= 1;
+      EXPECT_EQ(VerifyOnce(c.mech, key, data, mac), CKR_SIGNATURE_INVALID);
+    }
+  }
+  // The _GENERAL form truncates to the requested length.
+  CK_MAC_GENERAL_PARAMS sixteen = 16;
+  CK_MECHANISM general = {CKM_SHA256_HMAC_GENERAL, &sixteen, sizeof sixteen};
+  ASSERT_EQ(f_->C_SignInit(s_, &general, key), CKR_OK);
+  CK_BYTE data[] = {1};
+  CK_ULONG len = sizeof buf;
+  ASSERT_EQ(f_->C_Sign(s_, data, 1, buf, &len), CKR_OK);
+  EXPECT_EQ(len, 16u);
+  CK_MAC_GENERAL_PARAMS too_long = 33;
+  CK_MECHANISM bad = {CKM_SHA256_HMAC_GENERAL, &too_long, sizeof too_long};
+  EXPECT_EQ(f_->C_SignInit(s_, &bad, key), CKR_MECHANISM_PARAM_INVALID);
+
+  // Generated keys: a template asking for a public key still gets a private one.
+  CK_MECHANISM gen = {CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
+  CK_ULONG value_len = 48;
+  CK_ATTRIBUTE gt[] = {{CKA_VALUE_LEN, &value_len, sizeof value_len},
+                       {CKA_PRIVATE, &no, 1},
+                       {CKA_SENSITIVE, &no, 1}};
+  CK_OBJECT_HANDLE generated;
+  ASSERT_EQ(f_->C_GenerateKey(s_, &gen, gt, 3, &generated), CKR_OK);
+  CK_BBOOL priv = CK_FALSE, local = CK_FALSE;
+  CK_ATTRIBUTE q[] = {{CKA_PRIVATE, &priv, 1}, {CKA_LOCAL, &local, 1}};
+  ASSERT_EQ(f_->C_GetAttributeValue(s_, generated, q, 2), CKR_OK);
+  EXPECT_TRUE(priv && local);
+  std::vector<CK_BYTE> mac;
+  ASSERT_EQ(SignOnce(CKM_SHA512_HMAC, generated, {1, 2}, &mac), CKR_OK);
+  EXPECT_EQ(VerifyOnce(CKM_SHA512_HMAC, generated, {1, 2}, mac), CKR_OK);
+  CK_ULONG huge = 129;
+  gt[0] = {CKA_VALUE_LEN, &huge, sizeof huge};
+  EXPECT_EQ(f_->C_GenerateKey(s_, &gen, gt, 1, &generated), CKR_KEY_SIZE_RANGE);
+  EXPECT_EQ(f_->C_GenerateKey(s_, &gen, nullptr, 0, &generated), CKR_TEMPLATE_INCOMPLETE);
+  // An RSA key cannot do HMAC, nor a secret key ECDSA.
+  CK_OBJECT_HANDLE ec_pub, ec_priv;
+  GenerateEc(&ec_pub, &ec_priv);
+  CK_MECHANISM hmac = {CKM_SHA256_HMAC, nullptr, 0};
+  EXPECT_EQ(f_->C_SignInit(s_, &hmac, ec_priv), CKR_KEY_TYPE_INCONSISTENT);
+  CK_MECHANISM ecdsa = {CKM_ECDSA, nullptr, 0};
+  EXPECT_EQ(f_->C_SignInit(s_, &ecdsa, key), CKR_KEY_TYPE_INCONSISTENT);
+}
+
+}  // namespace
+}  // namespace tpmtoken::test

@@ -1,0 +1,114 @@
+// Secret keys held by the TPM (PKCS#11 2.40 sections 4.10, 5.14 C_GenerateKey)
+// and HMAC with them. AES keys are TPM symmetric-cipher objects generated in
+// the TPM; generic secrets are keyed-hash objects whose value the TPM's random
+// generator supplied. Imported secret keys go in through TPM2_Import.
+#include <algorithm>
+
+#include "crypto/ossl.h"
+#include "token/key_util.h"
+#include "token/module.h"
+#include "token/schema.h"
+
+namespace tpmtoken {
+namespace {
+
+Secret NewAuth() {
+  Secret auth = crypto::RandomSecret(32);
+  auth.data()[31] |= 1;  // the TPM drops trailing zero octets of auth values
+  return auth;
+}
+
+}  // namespace
+
+CK_RV Module::GenerateKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, const CK_ATTRIBUTE* tmpl,
+                          CK_ULONG n, CK_OBJECT_HANDLE* out) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  const mech::MechEntry* entry = mech::Lookup(table_, mech->mechanism);
+  if (!entry || !(entry->info.flags & CKF_GENERATE)) return CKR_MECHANISM_INVALID;
+  if (mech->ulParameterLen != 0) return CKR_MECHANISM_PARAM_INVALID;
+  const bool aes = mech->mechanism == CKM_AES_KEY_GEN;
+  AttrSet a;
+  if (CK_RV rv = schema::BuildForGenerate(
+          *schema::Find(CKO_SECRET_KEY, aes ? CKK_AES : CKK_GENERIC_SECRET), tmpl, n,
+          s->token->login == CKU_SO, &a);
+      rv != CKR_OK)
+    return rv;
+  if (CK_RV rv = TpmKeyPolicy(a); rv != CKR_OK) return rv;
+  if (CK_RV rv = CheckWriteAccess(*s, a.Bool(CKA_TOKEN), true); rv != CKR_OK) return rv;
+  const CK_ULONG len = *a.Ulong(CKA_VALUE_LEN);
+  if (len < entry->info.ulMinKeySize || len > entry->info.ulMaxKeySize) return CKR_KEY_SIZE_RANGE;
+  auto key = std::make_shared<KeyMaterial>();
+  key->auth = NewAuth();
+  if (aes) {
+    const uint32_t bits = static_cast<uint32_t>(len * 8);
+    if (std::find(caps_.aes_bits.begin(), caps_.aes_bits.end(), bits) == caps_.aes_bits.end())
+      return CKR_KEY_SIZE_RANGE;
+    key->blob = tpm_->CreateKey({tpm::KeyKind::kAes, 0, 0, bits}, key->auth.view()).blob;
+  } else {
+    Secret value(tpm_->GetRandom(len));
+    key->blob = tpm_->CreateHmacKey(value.view(), key->auth.view());
+  }
+  a.SetBool(CKA_LOCAL, true);
+  a.SetUlong(CKA_KEY_GEN_MECHANISM, mech->mechanism);
+  a.SetBool(CKA_ALWAYS_SENSITIVE, a.Bool(CKA_SENSITIVE, true));
+  a.SetBool(CKA_NEVER_EXTRACTABLE, true);
+  return StoreNewObject(*s, std::move(a), out, std::move(key));
+}
+
+CK_RV Module::ImportSecretKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n,
+                              CK_OBJECT_HANDLE* out) {
+  CK_RV rv = CKR_OK;
+  const schema::ClassSpec* cls = schema::ForTemplate(tmpl, n, &rv);
+  if (!cls) return rv;
+  AttrSet a;
+  if ((rv = schema::BuildForCreate(*cls, tmpl, n, s.token->login == CKU_SO, &a)) != CKR_OK)
+    return rv;
+  tpm::ImportedKey key;
+  key.secret = a.TakeSecret(CKA_VALUE);
+  if ((rv = TpmKeyPolicy(a)) != CKR_OK) return rv;
+  if ((rv = CheckWriteAccess(s, a.Bool(CKA_TOKEN), true)) != CKR_OK) return rv;
+  const size_t len = key.secret.size();
+  if (a.Ulong(CKA_KEY_TYPE) == CKK_AES) {
+    const uint32_t bits = static_cast<uint32_t>(len * 8);
+    if (std::find(caps_.aes_bits.begin(), caps_.aes_bits.end(), bits) == caps_.aes_bits.end())
+      return CKR_ATTRIBUTE_VALUE_INVALID;
+    key.kind = tpm::KeyKind::kAes;
+  } else {
+    if (!caps_.hmac || len == 0 || len > 128) return CKR_ATTRIBUTE_VALUE_INVALID;
+    key.kind = tpm::KeyKind::kHmac;
+  }
+  auto material = std::make_shared<KeyMaterial>();
+  material->auth = NewAuth();
+  material->blob = tpm_->ImportKey(key, material->auth.view()).blob;
+  a.SetUlong(CKA_VALUE_LEN, len);
+  a.SetBool(CKA_LOCAL, false);
+  a.SetBool(CKA_ALWAYS_SENSITIVE, false);
+  a.SetBool(CKA_NEVER_EXTRACTABLE, false);
+  a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+  return StoreNewObject(s, std::move(a), out, std::move(material));
+}
+
+mech::HmacOp::TpmHmac Module::HmacWith(const Object& key) {
+  const KeyMaterial* k = key.key.get();
+  return [this, k](ByteView data, TPM2_ALG_ID hash) {
+    return tpm_->Hmac(k->blob, k->auth.view(), data, hash);
+  };
+}
+
+CK_RV Module::BeginHmac(Session& s, const CK_MECHANISM* mech, std::shared_ptr<Object> key,
+                        bool sign, std::unique_ptr<SignState>* out) {
+  (void)s;
+  if (key->attrs.Ulong(CKA_CLASS) != CKO_SECRET_KEY ||
+      key->attrs.Ulong(CKA_KEY_TYPE) != CKK_GENERIC_SECRET || !key->key)
+    return CKR_KEY_TYPE_INCONSISTENT;
+  if (!key->attrs.Bool(sign ? CKA_SIGN : CKA_VERIFY)) return CKR_KEY_FUNCTION_NOT_PERMITTED;
+  if (!Allowed(key->attrs, mech->mechanism)) return CKR_MECHANISM_INVALID;
+  auto state = std::make_unique<SignState>();
+  if (CK_RV rv = mech::HmacOp::Create(*mech, &state->hmac); rv != CKR_OK) return rv;
+  state->key = std::move(key);
+  *out = std::move(state);
+  return CKR_OK;
+}
+
+}  // namespace tpmtoken
