@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <tss2/tss2_tpm2_types.h>
+
 #include "crypto/pubkey.h"
 #include "mech/cipher.h"
 #include "mech/digest.h"
@@ -19,6 +21,8 @@ Bytes Caps::Encode() const {
   w.U32(static_cast<uint32_t>(aes_bits.size()));
   for (uint32_t b : aes_bits) w.U32(b);
   w.U8(hmac ? 1 : 0);
+  w.U32(static_cast<uint32_t>(aes_modes.size()));
+  for (uint16_t m : aes_modes) w.U32(m);
   return w.Take();
 }
 
@@ -29,6 +33,7 @@ Caps Caps::Decode(ByteView in) {
   for (uint32_t n = r.U32(); n > 0; --n) c.curves.push_back(static_cast<uint16_t>(r.U32()));
   for (uint32_t n = r.U32(); n > 0; --n) c.aes_bits.push_back(r.U32());
   c.hmac = r.U8() != 0;
+  for (uint32_t n = r.U32(); n > 0; --n) c.aes_modes.push_back(static_cast<uint16_t>(r.U32()));
   if (!r.done()) throw DecodeError("trailing bytes in capabilities");
   return c;
 }
@@ -60,6 +65,16 @@ std::vector<MechEntry> BuildTable(const Caps& caps) {
   if (!caps.aes_bits.empty()) {
     const auto [lo, hi] = std::minmax_element(caps.aes_bits.begin(), caps.aes_bits.end());
     t.push_back({CKM_AES_KEY_GEN, {*lo / 8, *hi / 8, CKF_GENERATE | CKF_HW}});
+    auto has = [&](uint16_t mode) {
+      return std::find(caps.aes_modes.begin(), caps.aes_modes.end(), mode) != caps.aes_modes.end();
+    };
+    const CK_MECHANISM_INFO info = {*lo / 8, *hi / 8, CKF_ENCRYPT | CKF_DECRYPT | CKF_HW};
+    if (has(TPM2_ALG_ECB)) t.push_back({CKM_AES_ECB, info});
+    if (has(TPM2_ALG_CBC)) {
+      t.push_back({CKM_AES_CBC, info});
+      t.push_back({CKM_AES_CBC_PAD, info});
+    }
+    if (has(TPM2_ALG_CTR)) t.push_back({CKM_AES_CTR, info});
   }
   if (caps.hmac) {
     // Key sizes in bytes: a keyed-hash object holds up to 128.

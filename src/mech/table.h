@@ -21,6 +21,7 @@ struct Caps {
   std::vector<uint32_t> rsa_bits;   // e.g. 2048, 3072
   std::vector<uint16_t> curves;     // TPM2_ECC_CURVE values
   std::vector<uint32_t> aes_bits;   // 128, 192, 256
+  std::vector<uint16_t> aes_modes;  // TPM2_ALG_ECB, _CBC, _CTR the TPM offers
   bool hmac = false;                // keyed-hash objects and TPM2_HMAC
   Bytes Encode() const;
   static Caps Decode(ByteView in);  // throws DecodeError

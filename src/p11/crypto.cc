@@ -35,10 +35,10 @@ TPMTOKEN_EXPORT CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG 
   return Guarded([&](Module& m) { return m.Encrypt(h, Bytes(data, len), out, out_len); });
 }
 TPMTOKEN_EXPORT CK_RV C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len,
-                                      CK_BYTE_PTR, CK_ULONG_PTR out_len) {
+                                      CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
   if ((!data && len) || !out_len) return CKR_ARGUMENTS_BAD;
-  return Guarded([&](Module& m) { return m.EncryptUpdate(h, Bytes(data, len), out_len); });
+  return Guarded([&](Module& m) { return m.EncryptUpdate(h, Bytes(data, len), out, out_len); });
 }
 TPMTOKEN_EXPORT CK_RV C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
@@ -58,10 +58,10 @@ TPMTOKEN_EXPORT CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG 
   return Guarded([&](Module& m) { return m.Decrypt(h, Bytes(data, len), out, out_len); });
 }
 TPMTOKEN_EXPORT CK_RV C_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len,
-                                      CK_BYTE_PTR, CK_ULONG_PTR out_len) {
+                                      CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
   if ((!data && len) || !out_len) return CKR_ARGUMENTS_BAD;
-  return Guarded([&](Module& m) { return m.DecryptUpdate(h, Bytes(data, len), out_len); });
+  return Guarded([&](Module& m) { return m.DecryptUpdate(h, Bytes(data, len), out, out_len); });
 }
 TPMTOKEN_EXPORT CK_RV C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;

@@ -99,7 +99,7 @@ void Module::UnsealStoreKey() {
 // the store, so a start costs no probing.
 void Module::LoadCaps() {
   const tpm::TpmInfo& ti = tpm_->info();
-  const std::string key = "caps-v2/" + ti.manufacturer + "/" + ti.vendor + "/" +
+  const std::string key = "caps-v3/" + ti.manufacturer + "/" + ti.vendor + "/" +
                           std::to_string(ti.fw_major) + "." + std::to_string(ti.fw_minor);
   if (auto cached = store_->Meta(key)) {
     try {
@@ -118,6 +118,8 @@ void Module::LoadCaps() {
   for (uint32_t bits : {128u, 192u, 256u})
     if (tpm_->SupportsKey({tpm::KeyKind::kAes, 0, 0, bits})) caps_.aes_bits.push_back(bits);
   caps_.hmac = tpm_->SupportsKey({tpm::KeyKind::kHmac});
+  for (uint16_t mode : {TPM2_ALG_ECB, TPM2_ALG_CBC, TPM2_ALG_CTR})
+    if (tpm_->HasAlgorithm(mode)) caps_.aes_modes.push_back(mode);
   store_->SetMeta(key, caps_.Encode());
   table_ = mech::BuildTable(caps_);
 }

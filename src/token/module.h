@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "crypto/pubkey.h"
+#include "mech/aes.h"
 #include "mech/cipher.h"
 #include "mech/digest.h"
 #include "mech/hmac.h"
@@ -69,7 +70,8 @@ struct SignState {
 // An encryption or decryption in progress; a decryption keeps its result
 // after a length query or a short buffer, so the retry costs no TPM command.
 struct CipherState {
-  std::unique_ptr<mech::RsaCipherOp> op;
+  std::unique_ptr<mech::RsaCipherOp> op;  // RSA
+  std::unique_ptr<mech::AesOp> aes;       // or AES with a secret key
   std::shared_ptr<Object> key;
   crypto::Pkey public_key;  // encryption only
   std::optional<Secret> plain;
@@ -152,11 +154,11 @@ class Module {
   // RSA encryption in software and decryption in the TPM (cipher.cc).
   CK_RV EncryptInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE key);
   CK_RV Encrypt(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
-  CK_RV EncryptUpdate(CK_SESSION_HANDLE h, ByteView data, CK_ULONG* out_len);
+  CK_RV EncryptUpdate(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
   CK_RV EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len);
   CK_RV DecryptInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE key);
   CK_RV Decrypt(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
-  CK_RV DecryptUpdate(CK_SESSION_HANDLE h, ByteView data, CK_ULONG* out_len);
+  CK_RV DecryptUpdate(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
   CK_RV DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len);
   CK_RV SeedRandom(CK_SESSION_HANDLE h);
 
@@ -202,6 +204,13 @@ class Module {
   CK_RV BeginHmac(Session& s, const CK_MECHANISM* mech, std::shared_ptr<Object> key, bool sign,
                   std::unique_ptr<SignState>* out);
   mech::HmacOp::TpmHmac HmacWith(const Object& key);
+  mech::AesOp::TpmAes AesWith(const Object& key, bool decrypt);
+  CK_RV BeginAes(const CK_MECHANISM* mech, std::shared_ptr<Object> key, bool decrypt,
+                 std::unique_ptr<CipherState>* out);
+  CK_RV CipherUpdate(std::unique_ptr<CipherState>& st, bool decrypt, ByteView data, CK_BYTE* out,
+                     CK_ULONG* out_len);
+  CK_RV CipherFinish(std::unique_ptr<CipherState>& st, bool decrypt, ByteView data, CK_BYTE* out,
+                     CK_ULONG* out_len);
   CK_RV FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
   void Persist(Token& t, Object& o);
 

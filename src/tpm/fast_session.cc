@@ -160,14 +160,43 @@ FastSession::~FastSession() {
     log::Debug("flushing the module session failed");
 }
 
+namespace {
+// AES-128-CFB over a parameter with key and IV from KDFa (Part 1, 21.3).
+Secret CfbParam(ByteView hmac_key, ByteView newer, ByteView older, ByteView in, bool encrypt) {
+  const Secret kiv(KdfA(hmac_key, "CFB", newer, older, 256));
+  Secret out(in.size());
+  crypto::CipherCtx ctx(EVP_CIPHER_CTX_new());
+  int len = 0;
+  int fin = 0;
+  if (!ctx ||
+      EVP_CipherInit_ex2(ctx.get(), crypto::Cipher("AES-128-CFB"), kiv.data(), kiv.data() + 16,
+                         encrypt ? 1 : 0, nullptr) != 1 ||
+      EVP_CipherUpdate(ctx.get(), out.data(), &len, in.data(), static_cast<int>(in.size())) != 1 ||
+      EVP_CipherFinal_ex(ctx.get(), out.data() + len, &fin) != 1)
+    crypto::Fail("session parameter encryption");
+  return out;
+}
+}  // namespace
+
 TSS2_RC FastSession::Execute(TPM2_CC command, ByteView name, ByteView auth,
-                             bool decrypt_response) {
-  const uint8_t attrs =
-      TPMA_SESSION_CONTINUESESSION | (decrypt_response ? TPMA_SESSION_ENCRYPT : 0);
+                             bool decrypt_response, bool encrypt_command) {
+  const uint8_t attrs = TPMA_SESSION_CONTINUESESSION |
+                        (decrypt_response ? TPMA_SESSION_ENCRYPT : 0) |
+                        (encrypt_command ? TPMA_SESSION_DECRYPT : 0);
   const uint8_t attr_byte[1] = {attrs};
   Bytes hmac_key(key_.view().begin(), key_.view().end());
   const ByteView trimmed = TrimAuth(auth);
   hmac_key.insert(hmac_key.end(), trimmed.begin(), trimmed.end());
+  Bytes nonce_caller = crypto::Random(kDigest);
+  if (encrypt_command) {
+    // The command's first parameter, encrypted with nonceNewer = nonceCaller.
+    size_t len = 0;
+    const uint8_t* param = nullptr;
+    if (TSS2_RC r = Tss2_Sys_GetDecryptParam(sys_, &len, &param); r != TSS2_RC_SUCCESS) return r;
+    const Secret enc = CfbParam(hmac_key, nonce_caller, nonce_tpm_, ByteView(param, len), true);
+    if (TSS2_RC r = Tss2_Sys_SetDecryptParam(sys_, enc.size(), enc.data()); r != TSS2_RC_SUCCESS)
+      return r;
+  }
 
   size_t cp_len = 0;
   const uint8_t* cp = nullptr;
@@ -179,7 +208,6 @@ TSS2_RC FastSession::Execute(TPM2_CC command, ByteView name, ByteView auth,
     b.insert(b.end(), cp, cp + cp_len);
     return b;
   }());
-  Bytes nonce_caller = crypto::Random(kDigest);
 
   TSS2L_SYS_AUTH_COMMAND cmd{};
   cmd.count = 1;
@@ -220,21 +248,12 @@ TSS2_RC FastSession::Execute(TPM2_CC command, ByteView name, ByteView auth,
     return TSS2_SYS_RC_MALFORMED_RESPONSE;
   }
   if (decrypt_response) {
-    // CFB key and IV = KDFa(sessionKey || auth, "CFB", nonceNewer, nonceOlder).
-    const Secret kiv(KdfA(hmac_key, "CFB", nonce_tpm_, nonce_caller, 256));
+    // The response's first parameter, with nonceNewer = nonceTPM.
     size_t enc_len = 0;
     const uint8_t* enc = nullptr;
     if (TSS2_RC r = Tss2_Sys_GetEncryptParam(sys_, &enc_len, &enc); r != TSS2_RC_SUCCESS) return r;
-    Secret plain(enc_len);
-    crypto::CipherCtx ctx(EVP_CIPHER_CTX_new());
-    int len = 0;
-    int fin = 0;
-    if (!ctx ||
-        EVP_DecryptInit_ex2(ctx.get(), crypto::Cipher("AES-128-CFB"), kiv.data(), kiv.data() + 16,
-                            nullptr) != 1 ||
-        EVP_DecryptUpdate(ctx.get(), plain.data(), &len, enc, static_cast<int>(enc_len)) != 1 ||
-        EVP_DecryptFinal_ex(ctx.get(), plain.data() + len, &fin) != 1)
-      crypto::Fail("response parameter decryption");
+    const Secret plain =
+        CfbParam(hmac_key, nonce_tpm_, nonce_caller, ByteView(enc, enc_len), false);
     if (TSS2_RC r = Tss2_Sys_SetEncryptParam(sys_, plain.size(), plain.data()); r != TSS2_RC_SUCCESS)
       return r;
   }

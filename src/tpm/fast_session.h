@@ -31,9 +31,12 @@ class FastSession {
   FastSession& operator=(const FastSession&) = delete;
 
   // Runs a prepared command (Tss2_Sys_*_Prepare done) that authorizes one
-  // entity (name, auth) in this session; verifies the response HMAC and, with
-  // decrypt_response, decrypts the first response parameter in place.
-  TSS2_RC Execute(TPM2_CC command, ByteView name, ByteView auth, bool decrypt_response);
+  // entity (name, auth) in this session: with encrypt_command the first
+  // command parameter is encrypted before it leaves; the response HMAC is
+  // verified; with decrypt_response the first response parameter is
+  // decrypted in place.
+  TSS2_RC Execute(TPM2_CC command, ByteView name, ByteView auth, bool decrypt_response,
+                  bool encrypt_command = false);
 
  private:
   FastSession() = default;

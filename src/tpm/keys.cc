@@ -5,6 +5,7 @@
 // key serves ECDSA and ECDH. Each key has a random 32-byte auth value; keys
 // are not dictionary-attack protected because such a value cannot be guessed.
 #include <algorithm>
+#include <cstring>
 
 #include <tss2/tss2_mu.h>
 
@@ -171,6 +172,53 @@ Bytes Tpm::Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID
   });
 }
 
+Secret Tpm::AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_ALG_ID mode,
+                     Bytes* iv, ByteView in) {
+  std::lock_guard lock(mu_);
+  Secret out(in.size());
+  size_t done = 0;
+  while (done < in.size()) {
+    const size_t n = std::min<size_t>(in.size() - done, TPM2_MAX_DIGEST_BUFFER);
+    Retry([&] {
+      const CachedKey& k = LoadKey(key, auth);
+      TSS2_SYS_CONTEXT* sys = nullptr;
+      Check(Esys_GetSysContext(ctx_, &sys), "Esys_GetSysContext");
+      TPM2B_MAX_BUFFER data{};
+      SetBuffer(data, in.subspan(done, n));
+      TPM2B_IV iv_in{};
+      SetBuffer(iv_in, *iv);
+      FastSession& session = Fast();
+      Check(Tss2_Sys_EncryptDecrypt2_Prepare(sys, k.tpm_handle, &data, decrypt ? TPM2_YES : TPM2_NO,
+                                             mode, &iv_in),
+            "TPM2_EncryptDecrypt2 prepare");
+      Wipe(&data, sizeof data);
+      RunFast(session, TPM2_CC_EncryptDecrypt2, k.name, auth, true, "TPM2_EncryptDecrypt2", true);
+      auto result = std::make_unique<TPM2B_MAX_BUFFER>();
+      TPM2B_IV iv_out{};
+      Check(Tss2_Sys_EncryptDecrypt2_Complete(sys, result.get(), &iv_out),
+            "TPM2_EncryptDecrypt2 complete");
+      if (result->size != n) throw TpmError("TPM2_EncryptDecrypt2 output size", TPM2_RC_SIZE);
+      std::memcpy(out.data() + done, result->buffer, n);
+      Wipe(result.get(), sizeof *result);
+      iv->assign(iv_out.buffer, iv_out.buffer + iv_out.size);
+      return 0;
+    });
+    done += n;
+  }
+  return out;
+}
+
+bool Tpm::HasAlgorithm(TPM2_ALG_ID alg) {
+  std::lock_guard lock(mu_);
+  TPMI_YES_NO more = TPM2_NO;
+  TPMS_CAPABILITY_DATA* raw = nullptr;
+  Check(Esys_GetCapability(ctx_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_ALGS, alg, 1,
+                           &more, &raw),
+        "TPM2_GetCapability (algorithms)");
+  EsysPtr<TPMS_CAPABILITY_DATA> caps(raw);
+  return caps->data.algorithms.count == 1 && caps->data.algorithms.algProperties[0].alg == alg;
+}
+
 bool Tpm::SupportsKey(const KeySpec& spec) {
   std::lock_guard lock(mu_);
   TPMT_PUBLIC_PARMS parms{};
@@ -259,8 +307,8 @@ FastSession& Tpm::Fast() {
 // Runs a prepared command in the module's session; on failure the session is
 // dropped (a new one starts next time) and the TPM's code is thrown.
 void Tpm::RunFast(FastSession& session, TPM2_CC command, ByteView name, ByteView auth,
-                  bool decrypt_response, const char* what) {
-  const TSS2_RC rc = session.Execute(command, name, auth, decrypt_response);
+                  bool decrypt_response, const char* what, bool encrypt_command) {
+  const TSS2_RC rc = session.Execute(command, name, auth, decrypt_response, encrypt_command);
   if (rc != TSS2_RC_SUCCESS) {
     fast_.reset();
     throw TpmError(what, rc);

@@ -118,11 +118,17 @@ class Tpm {
   // Keys (keys.cc). auth is the key's random authorization value.
   CreatedKey CreateKey(const KeySpec& spec, ByteView auth);
   bool SupportsKey(const KeySpec& spec);  // TPM2_TestParms
+  bool HasAlgorithm(TPM2_ALG_ID alg);     // TPM2_GetCapability(TPM2_CAP_ALGS)
   // TPM2_Import under the storage primary (import.cc).
   CreatedKey ImportKey(const ImportedKey& key, ByteView auth);
   // An HMAC key with the given value (a keyed-hash object), made by the TPM
   // from caller data: the value travels encrypted in the session.
   SealedBlob CreateHmacKey(ByteView value, ByteView auth);
+  // AES in the TPM (TPM2_EncryptDecrypt2) over whole blocks (or any length
+  // for CTR); iv is updated to the chaining value for the next call. Input
+  // and output are encrypted in the session.
+  Secret AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_ALG_ID mode, Bytes* iv,
+                  ByteView in);
   // HMAC with a keyed-hash key; any length of data.
   Bytes Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID hash);
   // ECDSA over digest (already truncated or padded to a hash length);
@@ -149,7 +155,7 @@ class Tpm {
   CachedKey& LoadKey(const SealedBlob& key, ByteView auth);  // through the key cache
   FastSession& Fast();  // the module's own session for the hot path (fast_session.h)
   void RunFast(FastSession& session, TPM2_CC command, ByteView name, ByteView auth,
-               bool decrypt_response, const char* what);
+               bool decrypt_response, const char* what, bool encrypt_command = false);
   // Evicts cached keys so one more object fits: a key (for_key) or a
   // temporary object such as a seal.
   void MakeRoomForObject(bool for_key);

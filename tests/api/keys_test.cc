@@ -489,3 +489,117 @@ TEST_F(Keys, HmacWithImportedAndGeneratedSecretKeys) {
 
 }  // namespace
 }  // namespace tpmtoken::test
+
+namespace tpmtoken::test {
+namespace {
+
+std::vector<CK_BYTE> OpenSslAes(const EVP_CIPHER* c, const std::vector<CK_BYTE>& key,
+                                const CK_BYTE* iv, const std::vector<CK_BYTE>& in, bool pad) {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  EVP_EncryptInit_ex(ctx, c, nullptr, key.data(), iv);
+  EVP_CIPHER_CTX_set_padding(ctx, pad ? 1 : 0);
+  std::vector<CK_BYTE> out(in.size() + 32);
+  int len = 0, fin = 0;
+  EVP_EncryptUpdate(ctx, out.data(), &len, in.data(), static_cast<int>(in.size()));
+  EVP_EncryptFinal_ex(ctx, out.data() + len, &fin);
+  EVP_CIPHER_CTX_free(ctx);
+  out.resize(len + fin);
+  return out;
+}
+
+TEST_F(Keys, AesModesMatchOpenSsl) {
+  std::vector<CK_BYTE> value(16);
+  for (size_t i = 0; i < 16; ++i) value[i] = static_cast<CK_BYTE>(0xA0 + i);
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE type = CKK_AES;
+  CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls},
+                      {CKA_KEY_TYPE, &type, sizeof type},
+                      {CKA_VALUE, value.data(), value.size()}};
+  CK_OBJECT_HANDLE key;
+  ASSERT_EQ(f_->C_CreateObject(s_, t, 3, &key), CKR_OK);
+  CK_BYTE iv[16];
+  for (int i = 0; i < 16; ++i) iv[i] = static_cast<CK_BYTE>(i);
+  CK_AES_CTR_PARAMS ctr = {128, {}};
+  std::memcpy(ctr.cb, iv, 16);
+  struct Mode {
+    CK_MECHANISM mech;
+    const EVP_CIPHER* cipher;
+    bool pad;
+    size_t len;  // data length
+  };
+  const std::vector<Mode> modes = {
+      {{CKM_AES_ECB, nullptr, 0}, EVP_aes_128_ecb(), false, 2064},
+      {{CKM_AES_CBC, iv, 16}, EVP_aes_128_cbc(), false, 2064},
+      {{CKM_AES_CBC_PAD, iv, 16}, EVP_aes_128_cbc(), true, 2061},
+      {{CKM_AES_CTR, &ctr, sizeof ctr}, EVP_aes_128_ctr(), false, 2061},
+  };
+  for (const Mode& m : modes) {
+    std::vector<CK_BYTE> plain(m.len);
+    for (size_t i = 0; i < plain.size(); ++i) plain[i] = static_cast<CK_BYTE>(i * 13);
+    const std::vector<CK_BYTE> expect =
+        OpenSslAes(m.cipher, value, m.cipher == EVP_aes_128_ecb() ? nullptr : iv, plain, m.pad);
+    CK_MECHANISM mech = m.mech;
+    // Single-part, with a length query first.
+    ASSERT_EQ(f_->C_EncryptInit(s_, &mech, key), CKR_OK);
+    CK_ULONG len = 0;
+    ASSERT_EQ(f_->C_Encrypt(s_, plain.data(), plain.size(), nullptr, &len), CKR_OK);
+    std::vector<CK_BYTE> cipher(len);
+    ASSERT_EQ(f_->C_Encrypt(s_, plain.data(), plain.size(), cipher.data(), &len), CKR_OK);
+    cipher.resize(len);
+    EXPECT_EQ(cipher, expect) << m.mech.mechanism;
+    // Multi-part decryption in uneven pieces.
+    ASSERT_EQ(f_->C_DecryptInit(s_, &mech, key), CKR_OK);
+    std::vector<CK_BYTE> back;
+    for (size_t off = 0; off < cipher.size();) {
+      const size_t n = std::min<size_t>(cipher.size() - off, 7 + off % 50);
+      CK_BYTE out[128];
+      CK_ULONG out_len = sizeof out;
+      ASSERT_EQ(f_->C_DecryptUpdate(s_, cipher.data() + off, n, out, &out_len), CKR_OK);
+      back.insert(back.end(), out, out + out_len);
+      off += n;
+    }
+    CK_BYTE out[32];
+    CK_ULONG out_len = sizeof out;
+    ASSERT_EQ(f_->C_DecryptFinal(s_, out, &out_len), CKR_OK);
+    back.insert(back.end(), out, out + out_len);
+    EXPECT_EQ(back, plain) << m.mech.mechanism;
+  }
+  // Whole blocks only for ECB/CBC; bad padding; a CTR counter about to wrap.
+  CK_MECHANISM ecb = {CKM_AES_ECB, nullptr, 0};
+  ASSERT_EQ(f_->C_EncryptInit(s_, &ecb, key), CKR_OK);
+  CK_BYTE buf[64];
+  CK_ULONG len = sizeof buf;
+  EXPECT_EQ(f_->C_Encrypt(s_, buf, 15, buf, &len), CKR_DATA_LEN_RANGE);
+  CK_MECHANISM cbc_pad = {CKM_AES_CBC_PAD, iv, 16};
+  ASSERT_EQ(f_->C_DecryptInit(s_, &cbc_pad, key), CKR_OK);
+  std::vector<CK_BYTE> junk(32, 0x33);
+  len = sizeof buf;
+  EXPECT_EQ(f_->C_Decrypt(s_, junk.data(), junk.size(), buf, &len), CKR_ENCRYPTED_DATA_INVALID);
+  CK_AES_CTR_PARAMS small = {8, {}};
+  small.cb[15] = 0xFE;  // two blocks left in an 8-bit counter
+  CK_MECHANISM ctr8 = {CKM_AES_CTR, &small, sizeof small};
+  ASSERT_EQ(f_->C_EncryptInit(s_, &ctr8, key), CKR_OK);
+  std::vector<CK_BYTE> three(48, 1);
+  len = sizeof buf;
+  EXPECT_EQ(f_->C_Encrypt(s_, three.data(), three.size(), buf, &len), CKR_DATA_LEN_RANGE);
+  CK_MECHANISM bad_iv = {CKM_AES_CBC, iv, 8};
+  EXPECT_EQ(f_->C_EncryptInit(s_, &bad_iv, key), CKR_MECHANISM_PARAM_INVALID);
+  // AES keys generated in the TPM round-trip too.
+  CK_MECHANISM gen = {CKM_AES_KEY_GEN, nullptr, 0};
+  CK_ULONG bytes = 32;
+  CK_ATTRIBUTE gt[] = {{CKA_VALUE_LEN, &bytes, sizeof bytes}};
+  CK_OBJECT_HANDLE generated;
+  ASSERT_EQ(f_->C_GenerateKey(s_, &gen, gt, 1, &generated), CKR_OK);
+  CK_MECHANISM cbc = {CKM_AES_CBC, iv, 16};
+  ASSERT_EQ(f_->C_EncryptInit(s_, &cbc, generated), CKR_OK);
+  len = sizeof buf;
+  ASSERT_EQ(f_->C_Encrypt(s_, three.data(), three.size(), buf, &len), CKR_OK);
+  ASSERT_EQ(f_->C_DecryptInit(s_, &cbc, generated), CKR_OK);
+  CK_BYTE round[64];
+  CK_ULONG round_len = sizeof round;
+  ASSERT_EQ(f_->C_Decrypt(s_, buf, len, round, &round_len), CKR_OK);
+  EXPECT_EQ(std::vector<CK_BYTE>(round, round + round_len), three);
+}
+
+}  // namespace
+}  // namespace tpmtoken::test
