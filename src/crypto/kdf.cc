@@ -38,4 +38,26 @@ PinAuth DerivePinAuth(ByteView pin, ByteView salt, uint32_t iterations) {
   return {Secret(both.view().first(32)), Secret(both.view().subspan(32))};
 }
 
+Secret X963Kdf(const char* md, ByteView z, ByteView shared_info, size_t length) {
+  Bytes out;
+  for (uint32_t counter = 1; out.size() < length; ++counter) {
+    MdCtx ctx(EVP_MD_CTX_new());
+    const Bytes c = EncodeBe32(counter);
+    uint8_t block[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    if (!ctx || EVP_DigestInit_ex(ctx.get(), Md(md), nullptr) != 1 ||
+        EVP_DigestUpdate(ctx.get(), z.data(), z.size()) != 1 ||
+        EVP_DigestUpdate(ctx.get(), c.data(), c.size()) != 1 ||
+        (!shared_info.empty() &&
+         EVP_DigestUpdate(ctx.get(), shared_info.data(), shared_info.size()) != 1) ||
+        EVP_DigestFinal_ex(ctx.get(), block, &len) != 1)
+      Fail("X9.63 KDF");
+    out.insert(out.end(), block, block + len);
+    Wipe(block, sizeof block);
+  }
+  Secret result(ByteView(out).first(length));
+  Wipe(out.data(), out.size());
+  return result;
+}
+
 }  // namespace tpmtoken::crypto

@@ -18,4 +18,7 @@ struct PinAuth {
 // zero octets of an authValue, so a value ending in zero would not round-trip.
 PinAuth DerivePinAuth(ByteView pin, ByteView salt, uint32_t iterations);
 
+// ANSI X9.63 KDF (the CKD_SHA*_KDF of ECDH): H(Z || counter || sharedInfo)...
+Secret X963Kdf(const char* md, ByteView z, ByteView shared_info, size_t length);
+
 }  // namespace tpmtoken::crypto

@@ -61,6 +61,8 @@ std::vector<MechEntry> BuildTable(const Caps& caps) {
     t.push_back({CKM_EC_KEY_PAIR_GEN, {*lo, *hi, CKF_GENERATE_KEY_PAIR | ec}});
     for (const SignMech& m : SignMechs())
       if (m.family == KeyFamily::kEc) t.push_back({m.type, {*lo, *hi, CKF_SIGN | CKF_VERIFY | ec}});
+    // The derived key becomes a TPM secret key, so derivation needs those.
+    if (caps.hmac) t.push_back({CKM_ECDH1_DERIVE, {*lo, *hi, CKF_DERIVE | ec}});
   }
   if (!caps.aes_bits.empty()) {
     const auto [lo, hi] = std::minmax_element(caps.aes_bits.begin(), caps.aes_bits.end());

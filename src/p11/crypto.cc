@@ -199,9 +199,12 @@ TPMTOKEN_EXPORT CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK
                                   CK_OBJECT_HANDLE_PTR) {
   return NoKeyMechanism(h, mech);
 }
-TPMTOKEN_EXPORT CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE,
-                                  CK_ATTRIBUTE_PTR, CK_ULONG, CK_OBJECT_HANDLE_PTR) {
-  return NoKeyMechanism(h, mech);
+TPMTOKEN_EXPORT CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
+                                  CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,
+                                  CK_OBJECT_HANDLE_PTR out) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!mech || (!tmpl && n) || !out) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.DeriveKey(h, mech, base, tmpl, n, out); });
 }
 
 TPMTOKEN_EXPORT CK_RV C_SeedRandom(CK_SESSION_HANDLE h, CK_BYTE_PTR seed, CK_ULONG len) {

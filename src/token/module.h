@@ -142,6 +142,8 @@ class Module {
                         CK_OBJECT_HANDLE* priv);
   CK_RV GenerateKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, const CK_ATTRIBUTE* tmpl,
                     CK_ULONG n, CK_OBJECT_HANDLE* out);
+  CK_RV DeriveKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE base,
+                  const CK_ATTRIBUTE* tmpl, CK_ULONG n, CK_OBJECT_HANDLE* out);
   CK_RV SignInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE key);
   CK_RV Sign(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
   CK_RV SignUpdate(CK_SESSION_HANDLE h, ByteView data);
@@ -201,6 +203,8 @@ class Module {
   void LoadCaps();
   CK_RV ImportPrivateKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n, CK_OBJECT_HANDLE* out);
   CK_RV ImportSecretKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n, CK_OBJECT_HANDLE* out);
+  // Puts a secret value into the TPM as the key object `a` describes.
+  CK_RV StoreSecretValue(Session& s, AttrSet a, Secret value, CK_OBJECT_HANDLE* out);
   CK_RV BeginHmac(Session& s, const CK_MECHANISM* mech, std::shared_ptr<Object> key, bool sign,
                   std::unique_ptr<SignState>* out);
   mech::HmacOp::TpmHmac HmacWith(const Object& key);

@@ -324,7 +324,7 @@ CK_RV Build(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool
             Origin origin, AttrSet* out) {
   if (CK_RV rv = CheckDuplicates(tmpl, count); rv != CKR_OK) return rv;
   AttrSet a;
-  const bool gen = origin == Origin::kGenerate;
+  const bool gen = origin != Origin::kCreate;
   for (CK_ULONG i = 0; i < count; ++i) {
     const AttrSpec* spec = Find(cls, tmpl[i].type);
     if (!spec) return CKR_ATTRIBUTE_TYPE_INVALID;
@@ -350,7 +350,8 @@ CK_RV Build(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool
     a.SetUlong(CKA_CLASS, cls.cls);
     if (cls.subtype_attr) a.SetUlong(cls.subtype_attr, cls.subtype);
     for (const AttrSpec& s : cls.attrs)
-      if ((s.flags & kGenRequired) && !a.Has(s.type)) return CKR_TEMPLATE_INCOMPLETE;
+      if ((s.flags & kGenRequired) && !a.Has(s.type) && origin == Origin::kGenerate)
+        return CKR_TEMPLATE_INCOMPLETE;
   } else {
     for (const AttrSpec& s : cls.attrs)
       if ((s.flags & kRequired) && !a.Has(s.type))
@@ -373,6 +374,11 @@ CK_RV BuildForCreate(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG co
 CK_RV BuildForGenerate(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count,
                        bool is_so, AttrSet* out) {
   return Build(cls, tmpl, count, is_so, Origin::kGenerate, out);
+}
+
+CK_RV BuildForDerive(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool is_so,
+                     AttrSet* out) {
+  return Build(cls, tmpl, count, is_so, Origin::kDerive, out);
 }
 
 const ClassSpec* Find(CK_OBJECT_CLASS cls, CK_ULONG subtype) {

@@ -25,7 +25,7 @@ enum Flag : uint32_t {
 };
 
 // How an object comes to be: the footnotes differ for each.
-enum class Origin { kCreate, kGenerate };
+enum class Origin { kCreate, kGenerate, kDerive };
 
 enum class Kind { kBool, kUlong, kBytes, kDate, kMechanisms };
 enum class Default { kNone, kFalse, kTrue, kEmpty, kZero };
@@ -60,6 +60,10 @@ CK_RV BuildForCreate(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG co
 // CKA_KEY_TYPE may be absent; derived values are the caller's to add.
 CK_RV BuildForGenerate(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count,
                        bool is_so, AttrSet* out);
+// C_DeriveKey: like generation, but CKA_VALUE_LEN may be left to the
+// mechanism. CKA_CLASS and CKA_KEY_TYPE come from the template.
+CK_RV BuildForDerive(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool is_so,
+                     AttrSet* out);
 const ClassSpec* Find(CK_OBJECT_CLASS cls, CK_ULONG subtype);
 // C_SetAttributeValue (copy == false) and C_CopyObject (copy == true):
 // checks every attribute first, then applies all of them or none.

@@ -64,11 +64,19 @@ CK_RV Module::ImportSecretKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n,
   AttrSet a;
   if ((rv = schema::BuildForCreate(*cls, tmpl, n, s.token->login == CKU_SO, &a)) != CKR_OK)
     return rv;
-  tpm::ImportedKey key;
-  key.secret = a.TakeSecret(CKA_VALUE);
+  Secret value = a.TakeSecret(CKA_VALUE);
   if ((rv = TpmKeyPolicy(a)) != CKR_OK) return rv;
-  if ((rv = CheckWriteAccess(s, a.Bool(CKA_TOKEN), true)) != CKR_OK) return rv;
-  const size_t len = key.secret.size();
+  a.SetBool(CKA_LOCAL, false);
+  a.SetBool(CKA_ALWAYS_SENSITIVE, false);
+  a.SetBool(CKA_NEVER_EXTRACTABLE, false);
+  a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+  return StoreSecretValue(s, std::move(a), std::move(value), out);
+}
+
+CK_RV Module::StoreSecretValue(Session& s, AttrSet a, Secret value, CK_OBJECT_HANDLE* out) {
+  if (CK_RV rv = CheckWriteAccess(s, a.Bool(CKA_TOKEN), true); rv != CKR_OK) return rv;
+  tpm::ImportedKey key;
+  const size_t len = value.size();
   if (a.Ulong(CKA_KEY_TYPE) == CKK_AES) {
     const uint32_t bits = static_cast<uint32_t>(len * 8);
     if (std::find(caps_.aes_bits.begin(), caps_.aes_bits.end(), bits) == caps_.aes_bits.end())
@@ -78,14 +86,11 @@ CK_RV Module::ImportSecretKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n,
     if (!caps_.hmac || len == 0 || len > 128) return CKR_ATTRIBUTE_VALUE_INVALID;
     key.kind = tpm::KeyKind::kHmac;
   }
+  key.secret = std::move(value);
   auto material = std::make_shared<KeyMaterial>();
   material->auth = NewAuth();
   material->blob = tpm_->ImportKey(key, material->auth.view()).blob;
   a.SetUlong(CKA_VALUE_LEN, len);
-  a.SetBool(CKA_LOCAL, false);
-  a.SetBool(CKA_ALWAYS_SENSITIVE, false);
-  a.SetBool(CKA_NEVER_EXTRACTABLE, false);
-  a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
   return StoreNewObject(s, std::move(a), out, std::move(material));
 }
 

@@ -208,6 +208,26 @@ Secret Tpm::AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_AL
   return out;
 }
 
+Secret Tpm::EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y) {
+  std::lock_guard lock(mu_);
+  return Retry([&] {
+    const CachedKey& k = LoadKey(key, auth);
+    TSS2_SYS_CONTEXT* sys = nullptr;
+    Check(Esys_GetSysContext(ctx_, &sys), "Esys_GetSysContext");
+    TPM2B_ECC_POINT in{};
+    SetBuffer(in.point.x, x);
+    SetBuffer(in.point.y, y);
+    FastSession& session = Fast();
+    Check(Tss2_Sys_ECDH_ZGen_Prepare(sys, k.tpm_handle, &in), "TPM2_ECDH_ZGen prepare");
+    RunFast(session, TPM2_CC_ECDH_ZGen, k.name, auth, true, "TPM2_ECDH_ZGen");
+    auto out = std::make_unique<TPM2B_ECC_POINT>();
+    Check(Tss2_Sys_ECDH_ZGen_Complete(sys, out.get()), "TPM2_ECDH_ZGen complete");
+    Secret z(ByteView(Pad(out->point.x.buffer, out->point.x.size, x.size())));
+    Wipe(out.get(), sizeof *out);
+    return z;
+  });
+}
+
 bool Tpm::HasAlgorithm(TPM2_ALG_ID alg) {
   std::lock_guard lock(mu_);
   TPMI_YES_NO more = TPM2_NO;

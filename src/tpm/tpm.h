@@ -129,6 +129,9 @@ class Tpm {
   // and output are encrypted in the session.
   Secret AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_ALG_ID mode, Bytes* iv,
                   ByteView in);
+  // TPM2_ECDH_ZGen: the x-coordinate of d * peer (the shared secret Z),
+  // padded to the curve's size; the response is encrypted in the session.
+  Secret EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y);
   // HMAC with a keyed-hash key; any length of data.
   Bytes Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID hash);
   // ECDSA over digest (already truncated or padded to a hash length);

@@ -23,7 +23,8 @@ class Keys : public ModuleTest {
     CK_BBOOL no = CK_FALSE;
     CK_ATTRIBUTE pub_t[] = {{CKA_EC_PARAMS, p256, sizeof p256}, {CKA_TOKEN, &tok, 1}};
     // Benign attributes real clients send must not fail.
-    CK_ATTRIBUTE priv_t[] = {{CKA_TOKEN, &tok, 1}, {CKA_DERIVE, &no, 1}};
+    CK_BBOOL yes = CK_TRUE;
+    CK_ATTRIBUTE priv_t[] = {{CKA_TOKEN, &tok, 1}, {CKA_DERIVE, token ? &no : &yes, 1}};
     ASSERT_EQ(f_->C_GenerateKeyPair(s_, &mech, pub_t, 2, priv_t, 2, pub, priv), CKR_OK);
   }
 
@@ -599,6 +600,123 @@ TEST_F(Keys, AesModesMatchOpenSsl) {
   CK_ULONG round_len = sizeof round;
   ASSERT_EQ(f_->C_Decrypt(s_, buf, len, round, &round_len), CKR_OK);
   EXPECT_EQ(std::vector<CK_BYTE>(round, round + round_len), three);
+}
+
+}  // namespace
+}  // namespace tpmtoken::test
+
+#include <openssl/ec.h>
+#include <openssl/kdf.h>
+
+namespace tpmtoken::test {
+namespace {
+
+TEST_F(Keys, EcdhAgreesWithOpenSsl) {
+  CK_OBJECT_HANDLE pub, priv;
+  GenerateEc(&pub, &priv);
+  CK_BYTE point_der[80];
+  CK_ATTRIBUTE pq = {CKA_EC_POINT, point_der, sizeof point_der};
+  ASSERT_EQ(f_->C_GetAttributeValue(s_, pub, &pq, 1), CKR_OK);
+  ASSERT_EQ(pq.ulValueLen, 67u);
+  // The peer, made by OpenSSL.
+  EVP_PKEY* peer = EVP_EC_gen("P-256");
+  CK_BYTE peer_point[65];
+  size_t peer_len = 0;
+  EVP_PKEY_get_octet_string_param(peer, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, peer_point,
+                                  sizeof peer_point, &peer_len);
+  ASSERT_EQ(peer_len, 65u);
+  // OpenSSL's side: peer private x our public.
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, const_cast<char*>("prime256v1"), 0),
+      OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point_der + 2, 65),
+      OSSL_PARAM_construct_end()};
+  EVP_PKEY_CTX* fromdata = EVP_PKEY_CTX_new_from_name(nullptr, "EC", nullptr);
+  EVP_PKEY* ours = nullptr;
+  EVP_PKEY_fromdata_init(fromdata);
+  ASSERT_EQ(EVP_PKEY_fromdata(fromdata, &ours, EVP_PKEY_PUBLIC_KEY, params), 1);
+  EVP_PKEY_CTX* derive = EVP_PKEY_CTX_new(peer, nullptr);
+  EVP_PKEY_derive_init(derive);
+  EVP_PKEY_derive_set_peer(derive, ours);
+  CK_BYTE z[32];
+  size_t z_len = sizeof z;
+  ASSERT_EQ(EVP_PKEY_derive(derive, z, &z_len), 1);
+  EVP_PKEY_CTX_free(derive);
+  EVP_PKEY_CTX_free(fromdata);
+  EVP_PKEY_free(ours);
+  EVP_PKEY_free(peer);
+
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE generic = CKK_GENERIC_SECRET;
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  CK_ATTRIBUTE readable[] = {{CKA_CLASS, &cls, sizeof cls},
+                             {CKA_KEY_TYPE, &generic, sizeof generic},
+                             {CKA_SENSITIVE, &no, 1},
+                             {CKA_EXTRACTABLE, &yes, 1}};
+  CK_ECDH1_DERIVE_PARAMS raw = {CKD_NULL, 0, nullptr, 65, peer_point};
+  CK_MECHANISM ecdh = {CKM_ECDH1_DERIVE, &raw, sizeof raw};
+  CK_OBJECT_HANDLE shared;
+  ASSERT_EQ(f_->C_DeriveKey(s_, &ecdh, priv, readable, 4, &shared), CKR_OK);
+  CK_BYTE value[64];
+  CK_ATTRIBUTE vq = {CKA_VALUE, value, sizeof value};
+  ASSERT_EQ(f_->C_GetAttributeValue(s_, shared, &vq, 1), CKR_OK);
+  ASSERT_EQ(vq.ulValueLen, 32u);
+  EXPECT_EQ(std::memcmp(value, z, 32), 0);
+
+  // X9.63 KDF with shared info, against OpenSSL's.
+  CK_BYTE info[] = {'c', 't', 'x'};
+  CK_ECDH1_DERIVE_PARAMS kdf = {CKD_SHA256_KDF, sizeof info, info, 65, peer_point};
+  CK_MECHANISM ecdh_kdf = {CKM_ECDH1_DERIVE, &kdf, sizeof kdf};
+  CK_ULONG len = 40;
+  CK_ATTRIBUTE with_len[] = {readable[0], readable[1], readable[2], readable[3],
+                             {CKA_VALUE_LEN, &len, sizeof len}};
+  ASSERT_EQ(f_->C_DeriveKey(s_, &ecdh_kdf, priv, with_len, 5, &shared), CKR_OK);
+  vq = {CKA_VALUE, value, sizeof value};
+  ASSERT_EQ(f_->C_GetAttributeValue(s_, shared, &vq, 1), CKR_OK);
+  ASSERT_EQ(vq.ulValueLen, 40u);
+  EVP_KDF* x963 = EVP_KDF_fetch(nullptr, "X963KDF", nullptr);
+  EVP_KDF_CTX* kctx = EVP_KDF_CTX_new(x963);
+  OSSL_PARAM kp[] = {
+      OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, const_cast<char*>("SHA256"), 0),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, z, 32),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, sizeof info),
+      OSSL_PARAM_construct_end()};
+  CK_BYTE expect[40];
+  ASSERT_EQ(EVP_KDF_derive(kctx, expect, sizeof expect, kp), 1);
+  EVP_KDF_CTX_free(kctx);
+  EVP_KDF_free(x963);
+  EXPECT_EQ(std::memcmp(value, expect, 40), 0);
+
+  // A derived AES key stays in the TPM and works there.
+  CK_KEY_TYPE aes = CKK_AES;
+  CK_ULONG sixteen = 16;
+  CK_ATTRIBUTE aes_t[] = {{CKA_CLASS, &cls, sizeof cls},
+                          {CKA_KEY_TYPE, &aes, sizeof aes},
+                          {CKA_VALUE_LEN, &sixteen, sizeof sixteen}};
+  CK_OBJECT_HANDLE aes_key;
+  ASSERT_EQ(f_->C_DeriveKey(s_, &ecdh, priv, aes_t, 3, &aes_key), CKR_OK);
+  vq = {CKA_VALUE, value, sizeof value};
+  EXPECT_EQ(f_->C_GetAttributeValue(s_, aes_key, &vq, 1), CKR_ATTRIBUTE_SENSITIVE);
+  CK_MECHANISM ecb = {CKM_AES_ECB, nullptr, 0};
+  CK_BYTE block[16] = {};
+  CK_BYTE out[16];
+  CK_ULONG out_len = sizeof out;
+  ASSERT_EQ(f_->C_EncryptInit(s_, &ecb, aes_key), CKR_OK);
+  ASSERT_EQ(f_->C_Encrypt(s_, block, 16, out, &out_len), CKR_OK);
+  const std::vector<CK_BYTE> expect_block =
+      OpenSslAes(EVP_aes_128_ecb(), std::vector<CK_BYTE>(z, z + 16), nullptr,
+                 std::vector<CK_BYTE>(16, 0), false);
+  EXPECT_EQ(std::vector<CK_BYTE>(out, out + 16), expect_block);
+
+  // A point off the curve, or a key without CKA_DERIVE, is refused.
+  CK_BYTE bad_point[65];
+  std::memcpy(bad_point, peer_point, 65);
+  bad_point[64] ^= 1;
+  CK_ECDH1_DERIVE_PARAMS bad = {CKD_NULL, 0, nullptr, 65, bad_point};
+  CK_MECHANISM bad_mech = {CKM_ECDH1_DERIVE, &bad, sizeof bad};
+  EXPECT_EQ(f_->C_DeriveKey(s_, &bad_mech, priv, readable, 4, &shared), CKR_MECHANISM_PARAM_INVALID);
+  CK_ATTRIBUTE no_derive = {CKA_DERIVE, &no, 1};
+  ASSERT_EQ(f_->C_SetAttributeValue(s_, priv, &no_derive, 1), CKR_OK);
+  EXPECT_EQ(f_->C_DeriveKey(s_, &ecdh, priv, readable, 4, &shared), CKR_KEY_FUNCTION_NOT_PERMITTED);
 }
 
 }  // namespace

@@ -126,3 +126,18 @@ pass "decryption in the TPM of openssl's PKCS#1 v1.5 and OAEP ciphertexts"
 out=$(p11 "${login[@]}" --test 2>&1) || fail "pkcs11-tool --test: $out"
 grep -q 'No errors' <<<"$out" || fail "pkcs11-tool --test: $out"
 pass "pkcs11-tool --test --login"
+
+# ECDH: pkcs11-tool --derive with an openssl-made peer; both sides agree.
+p11 "${login[@]}" --keypairgen --key-type EC:prime256v1 --label ecdh --id 40 >/dev/null 2>&1 \
+  || fail "keypairgen ecdh"
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/peer.pem" 2>/dev/null
+openssl pkey -in "$WORK/peer.pem" -pubout -outform DER -out "$WORK/peer.der"
+p11 "${login[@]}" --derive -m ECDH1-DERIVE --id 40 -i "$WORK/peer.der" -o "$WORK/z.bin" >/dev/null 2>&1 \
+  || fail "derive"
+point=$(p11 --token-label keys --list-objects --type pubkey 2>/dev/null \
+  | awk '/EC_POINT:/ { p = $2 } $1 == "ID:" && $2 == "40" { print p }' | sed 's/^04[0-9a-f][0-9a-f]//')
+echo "3059301306072a8648ce3d020106082a8648ce3d030107034200$point" | xxd -r -p >"$WORK/ours.der"
+openssl pkeyutl -derive -inkey "$WORK/peer.pem" -peerkey "$WORK/ours.der" -peerform DER -out "$WORK/z2.bin" \
+  || fail "openssl derive"
+cmp -s "$WORK/z.bin" "$WORK/z2.bin" || fail "the TPM and openssl disagree on the ECDH secret"
+pass "ECDH with an openssl peer: both sides agree"
