@@ -47,10 +47,12 @@ std::vector<MechEntry> BuildTable(const Caps& caps) {
     t.push_back({CKM_RSA_PKCS_KEY_PAIR_GEN, {*lo, *hi, CKF_GENERATE_KEY_PAIR | CKF_HW}});
     for (const SignMech& m : SignMechs()) {
       if (m.family != KeyFamily::kRsa) continue;
-      const CK_FLAGS crypt = IsRsaCipher(m.type) ? CKF_ENCRYPT | CKF_DECRYPT : 0;
+      const CK_FLAGS crypt =
+          IsRsaCipher(m.type) ? CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP : 0;
       t.push_back({m.type, {*lo, *hi, CKF_SIGN | CKF_VERIFY | CKF_HW | crypt}});
     }
-    t.push_back({CKM_RSA_PKCS_OAEP, {*lo, *hi, CKF_ENCRYPT | CKF_DECRYPT | CKF_HW}});
+    t.push_back({CKM_RSA_PKCS_OAEP,
+                 {*lo, *hi, CKF_ENCRYPT | CKF_DECRYPT | CKF_WRAP | CKF_UNWRAP | CKF_HW}});
   }
   std::vector<unsigned long> bits;
   for (uint16_t c : caps.curves)
@@ -71,7 +73,12 @@ std::vector<MechEntry> BuildTable(const Caps& caps) {
       return std::find(caps.aes_modes.begin(), caps.aes_modes.end(), mode) != caps.aes_modes.end();
     };
     const CK_MECHANISM_INFO info = {*lo / 8, *hi / 8, CKF_ENCRYPT | CKF_DECRYPT | CKF_HW};
-    if (has(TPM2_ALG_ECB)) t.push_back({CKM_AES_ECB, info});
+    if (has(TPM2_ALG_ECB)) {
+      t.push_back({CKM_AES_ECB, info});
+      // RFC 5649 runs on ECB blocks in the TPM; the wrapped key joins the TPM.
+      if (caps.hmac)
+        t.push_back({CKM_AES_KEY_WRAP_PAD, {*lo / 8, *hi / 8, CKF_WRAP | CKF_UNWRAP | CKF_HW}});
+    }
     if (has(TPM2_ALG_CBC)) {
       t.push_back({CKM_AES_CBC, info});
       t.push_back({CKM_AES_CBC_PAD, info});

@@ -1,7 +1,6 @@
-// The PKCS#11 C ABI for cryptographic operations: digests, random numbers,
-// key-pair generation, signatures, verification, RSA encryption and
-// decryption. Wrapping, derivation and secret keys are not offered yet: their
-// Init calls answer CKR_MECHANISM_INVALID (no such mechanism in the table).
+// The PKCS#11 C ABI for cryptographic operations: each entry point checks
+// its pointers and runs the core under the module lock. Dual-function and
+// recover operations are not offered (CKR_FUNCTION_NOT_SUPPORTED).
 #include "mech/table.h"
 #include "p11/guard.h"
 #include "p11/interface.h"
@@ -10,17 +9,6 @@ using tpmtoken::Module;
 using tpmtoken::p11::Bytes;
 using tpmtoken::p11::Guarded;
 
-namespace {
-
-CK_RV NoKeyMechanism(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech) {
-  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if (!mech) return CKR_ARGUMENTS_BAD;
-  return Guarded([&](Module& m) {
-    return m.HasSession(h) ? CKR_MECHANISM_INVALID : CKR_SESSION_HANDLE_INVALID;
-  });
-}
-
-}  // namespace
 
 TPMTOKEN_EXPORT CK_RV C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
                                     CK_OBJECT_HANDLE key) {
@@ -190,14 +178,23 @@ TPMTOKEN_EXPORT CK_RV C_GenerateKeyPair(CK_SESSION_HANDLE h, CK_MECHANISM_PTR me
     return m.GenerateKeyPair(h, mech, pub_tmpl, pub_n, priv_tmpl, priv_n, pub, priv);
   });
 }
-TPMTOKEN_EXPORT CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE,
-                                CK_OBJECT_HANDLE, CK_BYTE_PTR, CK_ULONG_PTR) {
-  return NoKeyMechanism(h, mech);
+TPMTOKEN_EXPORT CK_RV C_WrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
+                                CK_OBJECT_HANDLE wrapping, CK_OBJECT_HANDLE key, CK_BYTE_PTR out,
+                                CK_ULONG_PTR out_len) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!mech || (!mech->pParameter && mech->ulParameterLen) || !out_len) return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) { return m.WrapKey(h, mech, wrapping, key, out, out_len); });
 }
-TPMTOKEN_EXPORT CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech, CK_OBJECT_HANDLE,
-                                  CK_BYTE_PTR, CK_ULONG, CK_ATTRIBUTE_PTR, CK_ULONG,
-                                  CK_OBJECT_HANDLE_PTR) {
-  return NoKeyMechanism(h, mech);
+TPMTOKEN_EXPORT CK_RV C_UnwrapKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
+                                  CK_OBJECT_HANDLE unwrapping, CK_BYTE_PTR wrapped, CK_ULONG len,
+                                  CK_ATTRIBUTE_PTR tmpl, CK_ULONG n, CK_OBJECT_HANDLE_PTR out) {
+  if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
+  if (!mech || (!mech->pParameter && mech->ulParameterLen) || (!wrapped && len) ||
+      (!tmpl && n) || !out)
+    return CKR_ARGUMENTS_BAD;
+  return Guarded([&](Module& m) {
+    return m.UnwrapKey(h, mech, unwrapping, Bytes(wrapped, len), tmpl, n, out);
+  });
 }
 TPMTOKEN_EXPORT CK_RV C_DeriveKey(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
                                   CK_OBJECT_HANDLE base, CK_ATTRIBUTE_PTR tmpl, CK_ULONG n,

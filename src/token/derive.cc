@@ -92,7 +92,7 @@ CK_RV Module::DeriveKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
   a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
   a.SetBool(CKA_ALWAYS_SENSITIVE, sensitive && o->attrs.Bool(CKA_ALWAYS_SENSITIVE));
   a.SetBool(CKA_NEVER_EXTRACTABLE, !extractable && o->attrs.Bool(CKA_NEVER_EXTRACTABLE));
-  if (extractable && !sensitive) a.Set(CKA_VALUE, value.view());
+  if (extractable) a.Set(CKA_VALUE, value.view());
   return StoreSecretValue(*s, std::move(a), std::move(value), out);
 }
 

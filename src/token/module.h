@@ -144,6 +144,10 @@ class Module {
                     CK_ULONG n, CK_OBJECT_HANDLE* out);
   CK_RV DeriveKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE base,
                   const CK_ATTRIBUTE* tmpl, CK_ULONG n, CK_OBJECT_HANDLE* out);
+  CK_RV WrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE wrapping,
+                CK_OBJECT_HANDLE key, CK_BYTE* out, CK_ULONG* out_len);
+  CK_RV UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE unwrapping,
+                  ByteView wrapped, const CK_ATTRIBUTE* tmpl, CK_ULONG n, CK_OBJECT_HANDLE* out);
   CK_RV SignInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE key);
   CK_RV Sign(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
   CK_RV SignUpdate(CK_SESSION_HANDLE h, ByteView data);

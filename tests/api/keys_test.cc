@@ -606,6 +606,7 @@ TEST_F(Keys, AesModesMatchOpenSsl) {
 }  // namespace tpmtoken::test
 
 #include <openssl/ec.h>
+#include <openssl/param_build.h>
 #include <openssl/kdf.h>
 
 namespace tpmtoken::test {
@@ -717,6 +718,113 @@ TEST_F(Keys, EcdhAgreesWithOpenSsl) {
   CK_ATTRIBUTE no_derive = {CKA_DERIVE, &no, 1};
   ASSERT_EQ(f_->C_SetAttributeValue(s_, priv, &no_derive, 1), CKR_OK);
   EXPECT_EQ(f_->C_DeriveKey(s_, &ecdh, priv, readable, 4, &shared), CKR_KEY_FUNCTION_NOT_PERMITTED);
+}
+
+}  // namespace
+}  // namespace tpmtoken::test
+
+namespace tpmtoken::test {
+namespace {
+
+TEST_F(Keys, WrapAndUnwrap) {
+  // An RSA key pair; OpenSSL wraps an AES key to it with OAEP.
+  CK_OBJECT_HANDLE rsa_pub, rsa_priv;
+  GenerateRsa(&rsa_pub, &rsa_priv);
+  CK_BBOOL yes = CK_TRUE;
+  CK_ATTRIBUTE unwrap_on = {CKA_UNWRAP, &yes, 1};
+  ASSERT_EQ(f_->C_SetAttributeValue(s_, rsa_priv, &unwrap_on, 1), CKR_OK);
+  CK_BYTE n[256];
+  CK_ATTRIBUTE nq = {CKA_MODULUS, n, sizeof n};
+  ASSERT_EQ(f_->C_GetAttributeValue(s_, rsa_pub, &nq, 1), CKR_OK);
+  BIGNUM* bn_n = BN_bin2bn(n, 256, nullptr);
+  BIGNUM* bn_e = BN_new();
+  BN_set_word(bn_e, 65537);
+  OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
+  OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n);
+  OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e);
+  OSSL_PARAM* params = OSSL_PARAM_BLD_to_param(bld);
+  EVP_PKEY_CTX* fd = EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr);
+  EVP_PKEY* pub = nullptr;
+  EVP_PKEY_fromdata_init(fd);
+  ASSERT_EQ(EVP_PKEY_fromdata(fd, &pub, EVP_PKEY_PUBLIC_KEY, params), 1);
+  const std::vector<CK_BYTE> aes_value(16, 0x3c);
+  EVP_PKEY_CTX* enc = EVP_PKEY_CTX_new(pub, nullptr);
+  EVP_PKEY_encrypt_init(enc);
+  EVP_PKEY_CTX_set_rsa_padding(enc, RSA_PKCS1_OAEP_PADDING);
+  EVP_PKEY_CTX_set_rsa_oaep_md(enc, EVP_sha256());
+  EVP_PKEY_CTX_set_rsa_mgf1_md(enc, EVP_sha256());
+  std::vector<CK_BYTE> wrapped(256);
+  size_t wlen = wrapped.size();
+  ASSERT_EQ(EVP_PKEY_encrypt(enc, wrapped.data(), &wlen, aes_value.data(), aes_value.size()), 1);
+  EVP_PKEY_CTX_free(enc);
+  EVP_PKEY_CTX_free(fd);
+  EVP_PKEY_free(pub);
+  OSSL_PARAM_free(params);
+  OSSL_PARAM_BLD_free(bld);
+  BN_free(bn_n);
+  BN_free(bn_e);
+
+  CK_RSA_PKCS_OAEP_PARAMS oaep = {CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, nullptr, 0};
+  CK_MECHANISM unwrap = {CKM_RSA_PKCS_OAEP, &oaep, sizeof oaep};
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE aes = CKK_AES;
+  CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &aes, sizeof aes}};
+  CK_OBJECT_HANDLE aes_key;
+  ASSERT_EQ(f_->C_UnwrapKey(s_, &unwrap, rsa_priv, wrapped.data(), wlen, t, 2, &aes_key), CKR_OK);
+  CK_MECHANISM ecb = {CKM_AES_ECB, nullptr, 0};
+  CK_BYTE zero[16] = {}, out[16];
+  CK_ULONG out_len = sizeof out;
+  ASSERT_EQ(f_->C_EncryptInit(s_, &ecb, aes_key), CKR_OK);
+  ASSERT_EQ(f_->C_Encrypt(s_, zero, 16, out, &out_len), CKR_OK);
+  EXPECT_EQ(std::vector<CK_BYTE>(out, out + 16),
+            OpenSslAes(EVP_aes_128_ecb(), aes_value, nullptr, std::vector<CK_BYTE>(16, 0), false));
+  wrapped[5] ^= 1;
+  EXPECT_EQ(f_->C_UnwrapKey(s_, &unwrap, rsa_priv, wrapped.data(), wlen, t, 2, &aes_key),
+            CKR_WRAPPED_KEY_INVALID);
+
+  // Keys from the TPM never leave it.
+  CK_MECHANISM kwp = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
+  CK_ATTRIBUTE wrap_on = {CKA_WRAP, &yes, 1};
+  ASSERT_EQ(f_->C_SetAttributeValue(s_, aes_key, &wrap_on, 1), CKR_OK);
+  CK_ULONG len = 0;
+  EXPECT_EQ(f_->C_WrapKey(s_, &kwp, aes_key, aes_key, nullptr, &len), CKR_KEY_UNEXTRACTABLE);
+
+  // AES-KWP with a TPM-held key-encryption key, against OpenSSL.
+  const std::vector<CK_BYTE> secret(32, 0x77);
+  EVP_CIPHER_CTX* w = EVP_CIPHER_CTX_new();
+  EVP_CIPHER_CTX_set_flags(w, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+  EVP_EncryptInit_ex(w, EVP_aes_128_wrap_pad(), nullptr, aes_value.data(), nullptr);
+  std::vector<CK_BYTE> kwp_wrapped(48);
+  int kl = 0;
+  EVP_EncryptUpdate(w, kwp_wrapped.data(), &kl, secret.data(), static_cast<int>(secret.size()));
+  EVP_CIPHER_CTX_free(w);
+  kwp_wrapped.resize(kl);
+  CK_ATTRIBUTE unwrap_aes = {CKA_UNWRAP, &yes, 1};
+  ASSERT_EQ(f_->C_SetAttributeValue(s_, aes_key, &unwrap_aes, 1), CKR_OK);
+  CK_KEY_TYPE generic = CKK_GENERIC_SECRET;
+  CK_ATTRIBUTE gt[] = {{CKA_CLASS, &cls, sizeof cls},
+                       {CKA_KEY_TYPE, &generic, sizeof generic},
+                       {CKA_EXTRACTABLE, &yes, 1}};
+  CK_OBJECT_HANDLE hmac_key;
+  ASSERT_EQ(f_->C_UnwrapKey(s_, &kwp, aes_key, kwp_wrapped.data(), kwp_wrapped.size(), gt, 3,
+                            &hmac_key),
+            CKR_OK);
+  std::vector<CK_BYTE> mac;
+  ASSERT_EQ(SignOnce(CKM_SHA256_HMAC, hmac_key, {1, 2, 3}, &mac), CKR_OK);
+  CK_BYTE expect[32];
+  unsigned int elen = 0;
+  CK_BYTE msg[] = {1, 2, 3};
+  HMAC(EVP_sha256(), secret.data(), 32, msg, 3, expect, &elen);
+  EXPECT_EQ(std::memcmp(mac.data(), expect, 32), 0);
+  // It was unwrapped as extractable, so it wraps again, to the same bytes.
+  ASSERT_EQ(f_->C_WrapKey(s_, &kwp, aes_key, hmac_key, nullptr, &len), CKR_OK);
+  std::vector<CK_BYTE> rewrapped(len);
+  ASSERT_EQ(f_->C_WrapKey(s_, &kwp, aes_key, hmac_key, rewrapped.data(), &len), CKR_OK);
+  EXPECT_EQ(rewrapped, kwp_wrapped);
+  // But its value stays hidden from C_GetAttributeValue: it is sensitive.
+  CK_BYTE v[64];
+  CK_ATTRIBUTE vq = {CKA_VALUE, v, sizeof v};
+  EXPECT_EQ(f_->C_GetAttributeValue(s_, hmac_key, &vq, 1), CKR_ATTRIBUTE_SENSITIVE);
 }
 
 }  // namespace

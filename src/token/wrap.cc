@@ -1,0 +1,132 @@
+// C_WrapKey and C_UnwrapKey (PKCS#11 2.40 section 5.14). Keys the TPM made or
+// took in are never extractable, so wrapping them answers
+// CKR_KEY_UNEXTRACTABLE; only a secret key whose template asked to be
+// extractable (derived or unwrapped ones) keeps a value to wrap. Unwrapping
+// decrypts in the TPM (RSA-OAEP/PKCS#1, or AES-KWP whose every AES step is a
+// TPM operation) and puts the key into the TPM.
+#include <cstring>
+
+#include "mech/keywrap.h"
+#include "token/key_util.h"
+#include "token/module.h"
+#include "token/schema.h"
+#include "util/log.h"
+
+namespace tpmtoken {
+namespace {
+bool IsRsaWrap(CK_MECHANISM_TYPE m) { return m == CKM_RSA_PKCS_OAEP || m == CKM_RSA_PKCS; }
+}  // namespace
+
+CK_RV Module::WrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE wrapping,
+                      CK_OBJECT_HANDLE key, CK_BYTE* out, CK_ULONG* out_len) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  const mech::MechEntry* entry = mech::Lookup(table_, mech->mechanism);
+  if (!entry || !(entry->info.flags & CKF_WRAP)) return CKR_MECHANISM_INVALID;
+  auto w = Resolve(*s, wrapping);
+  if (!w) return CKR_WRAPPING_KEY_HANDLE_INVALID;
+  auto k = Resolve(*s, key);
+  if (!k) return CKR_KEY_HANDLE_INVALID;
+  if (!k->attrs.Bool(CKA_EXTRACTABLE)) return CKR_KEY_UNEXTRACTABLE;
+  const Bytes* value = k->attrs.Find(CKA_VALUE);
+  if (!value || k->attrs.Ulong(CKA_CLASS) != CKO_SECRET_KEY) return CKR_KEY_NOT_WRAPPABLE;
+  if (!w->attrs.Bool(CKA_WRAP)) return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
+  if (!Allowed(w->attrs, mech->mechanism)) return CKR_MECHANISM_INVALID;
+  Bytes wrapped;
+  if (IsRsaWrap(mech->mechanism)) {
+    if (w->attrs.Ulong(CKA_CLASS) != CKO_PUBLIC_KEY || w->attrs.Ulong(CKA_KEY_TYPE) != CKK_RSA)
+      return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
+    std::unique_ptr<mech::RsaCipherOp> op;
+    if (CK_RV rv = mech::RsaCipherOp::Create(*mech, BitLength(*w->attrs.Find(CKA_MODULUS)), &op);
+        rv != CKR_OK)
+      return rv;
+    crypto::Pkey pub = PublicKeyOf(w->attrs);
+    if (!pub) return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
+    op->Update(*value);
+    if (CK_RV rv = op->Encrypt(pub.get(), &wrapped); rv != CKR_OK)
+      return rv == CKR_DATA_LEN_RANGE ? CKR_KEY_SIZE_RANGE : rv;
+  } else {
+    if (mech->ulParameterLen != 0) return CKR_MECHANISM_PARAM_INVALID;
+    if (w->attrs.Ulong(CKA_CLASS) != CKO_SECRET_KEY || w->attrs.Ulong(CKA_KEY_TYPE) != CKK_AES ||
+        !w->key)
+      return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
+    const KeyMaterial& kek = *w->key;
+    wrapped = mech::AesKeyWrapPad(*value, [&](ByteView block) {
+      Bytes iv;
+      return tpm_->AesCrypt(kek.blob, kek.auth.view(), false, TPM2_ALG_ECB, &iv, block);
+    });
+  }
+  bool proceed = false;
+  const CK_RV query = QueryOrFits(wrapped.size(), out, out_len, &proceed);
+  if (!proceed) return query;
+  std::memcpy(out, wrapped.data(), wrapped.size());
+  *out_len = wrapped.size();
+  return CKR_OK;
+}
+
+CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE unwrapping,
+                        ByteView wrapped, const CK_ATTRIBUTE* tmpl, CK_ULONG n,
+                        CK_OBJECT_HANDLE* out) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  const mech::MechEntry* entry = mech::Lookup(table_, mech->mechanism);
+  if (!entry || !(entry->info.flags & CKF_UNWRAP)) return CKR_MECHANISM_INVALID;
+  auto u = Resolve(*s, unwrapping);
+  if (!u) return CKR_UNWRAPPING_KEY_HANDLE_INVALID;
+  if (!u->attrs.Bool(CKA_UNWRAP)) return CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT;
+  if (!Allowed(u->attrs, mech->mechanism)) return CKR_MECHANISM_INVALID;
+  CK_RV rv = CKR_OK;
+  const schema::ClassSpec* cls = schema::ForTemplate(tmpl, n, &rv);
+  if (!cls) return rv;
+  if (cls->cls != CKO_SECRET_KEY) {
+    log::Warn("C_UnwrapKey: only secret keys can be unwrapped into this token");
+    return CKR_TEMPLATE_INCONSISTENT;
+  }
+  AttrSet a;
+  if ((rv = schema::BuildForDerive(*cls, tmpl, n, s->token->login == CKU_SO, &a)) != CKR_OK)
+    return rv;
+
+  Secret value;
+  if (IsRsaWrap(mech->mechanism)) {
+    if (u->attrs.Ulong(CKA_CLASS) != CKO_PRIVATE_KEY || u->attrs.Ulong(CKA_KEY_TYPE) != CKK_RSA ||
+        !u->key)
+      return CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT;
+    std::unique_ptr<mech::RsaCipherOp> op;
+    if ((rv = mech::RsaCipherOp::Create(*mech, BitLength(*u->attrs.Find(CKA_MODULUS)), &op)) !=
+        CKR_OK)
+      return rv;
+    op->Update(wrapped);
+    const KeyMaterial& key = *u->key;
+    rv = op->Decrypt([&](ByteView in) { return tpm_->RsaPrivate(key.blob, key.auth.view(), in); },
+                     &value);
+    if (rv == CKR_ENCRYPTED_DATA_LEN_RANGE) return CKR_WRAPPED_KEY_LEN_RANGE;
+    if (rv != CKR_OK) return CKR_WRAPPED_KEY_INVALID;
+  } else {
+    if (mech->ulParameterLen != 0) return CKR_MECHANISM_PARAM_INVALID;
+    if (u->attrs.Ulong(CKA_CLASS) != CKO_SECRET_KEY || u->attrs.Ulong(CKA_KEY_TYPE) != CKK_AES ||
+        !u->key)
+      return CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT;
+    if (wrapped.size() < 16 || wrapped.size() % 8) return CKR_WRAPPED_KEY_LEN_RANGE;
+    const KeyMaterial& kek = *u->key;
+    auto plain = mech::AesKeyUnwrapPad(wrapped, [&](ByteView block) {
+      Bytes iv;
+      return tpm_->AesCrypt(kek.blob, kek.auth.view(), true, TPM2_ALG_ECB, &iv, block);
+    });
+    if (!plain) return CKR_WRAPPED_KEY_INVALID;
+    value = std::move(*plain);
+  }
+  if (auto want = a.Ulong(CKA_VALUE_LEN); want && *want != value.size())
+    return CKR_TEMPLATE_INCONSISTENT;
+  if (!a.Bool(CKA_PRIVATE, true)) {
+    log::Info("a TPM-held key is always private: CKA_PRIVATE set to true");
+    a.SetBool(CKA_PRIVATE, true);
+  }
+  a.SetBool(CKA_LOCAL, false);
+  a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+  a.SetBool(CKA_ALWAYS_SENSITIVE, false);
+  a.SetBool(CKA_NEVER_EXTRACTABLE, false);
+  if (a.Bool(CKA_EXTRACTABLE)) a.Set(CKA_VALUE, value.view());
+  return StoreSecretValue(*s, std::move(a), std::move(value), out);
+}
+
+}  // namespace tpmtoken
