@@ -829,3 +829,25 @@ TEST_F(Keys, WrapAndUnwrap) {
 
 }  // namespace
 }  // namespace tpmtoken::test
+
+namespace tpmtoken::test {
+namespace {
+
+TEST_F(Keys, EcParamsByCurveName) {
+  CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+  // DER PrintableString "prime256v1", the curve-name form of CKA_EC_PARAMS.
+  CK_BYTE named[] = {0x13, 0x0a, 'p', 'r', 'i', 'm', 'e', '2', '5', '6', 'v', '1'};
+  CK_ATTRIBUTE pub_t[] = {{CKA_EC_PARAMS, named, sizeof named}};
+  CK_OBJECT_HANDLE pub, priv;
+  ASSERT_EQ(f_->C_GenerateKeyPair(s_, &gen, pub_t, 1, nullptr, 0, &pub, &priv), CKR_OK);
+  std::vector<CK_BYTE> sig;
+  ASSERT_EQ(SignOnce(CKM_ECDSA_SHA256, priv, {4, 2}, &sig), CKR_OK);
+  EXPECT_EQ(VerifyOnce(CKM_ECDSA_SHA256, pub, {4, 2}, sig), CKR_OK);
+  CK_BYTE params[32];
+  CK_ATTRIBUTE q = {CKA_EC_PARAMS, params, sizeof params};
+  ASSERT_EQ(f_->C_GetAttributeValue(s_, priv, &q, 1), CKR_OK);
+  EXPECT_EQ(q.ulValueLen, sizeof named);
+}
+
+}  // namespace
+}  // namespace tpmtoken::test
