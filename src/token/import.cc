@@ -32,9 +32,13 @@ CK_RV Module::ImportPrivateKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n,
   for (CK_ATTRIBUTE_TYPE t : kSecretParts)
     if (a.Has(t)) secret[t] = a.TakeSecret(t);
   if (CK_RV policy = TpmKeyPolicy(a); policy != CKR_OK) return policy;
+  return StorePrivateKey(s, std::move(a), std::move(secret), out);
+}
+
+CK_RV Module::StorePrivateKey(Session& s, AttrSet a, std::map<CK_ATTRIBUTE_TYPE, Secret> secret,
+                              CK_OBJECT_HANDLE* out) {
   if (CK_RV access = CheckWriteAccess(s, a.Bool(CKA_TOKEN), true); access != CKR_OK)
     return access;
-
   tpm::ImportedKey key;
   crypto::Pkey public_key;
   if (a.Ulong(CKA_KEY_TYPE) == CKK_RSA) {

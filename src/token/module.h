@@ -207,6 +207,12 @@ class Module {
   void LoadCaps();
   CK_RV ImportPrivateKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n, CK_OBJECT_HANDLE* out);
   CK_RV ImportSecretKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n, CK_OBJECT_HANDLE* out);
+  // Puts a private key into the TPM: `a` holds its public attributes
+  // (CKA_MODULUS and CKA_PUBLIC_EXPONENT, or CKA_EC_PARAMS), `secret` its
+  // CKA_PRIVATE_EXPONENT / CKA_PRIME_1 or CKA_VALUE.
+  CK_RV UnwrappedPrivateKey(Session& s, AttrSet a, ByteView pkcs8, CK_OBJECT_HANDLE* out);
+  CK_RV StorePrivateKey(Session& s, AttrSet a, std::map<CK_ATTRIBUTE_TYPE, Secret> secret,
+                        CK_OBJECT_HANDLE* out);
   // Puts a secret value into the TPM as the key object `a` describes.
   CK_RV StoreSecretValue(Session& s, AttrSet a, Secret value, CK_OBJECT_HANDLE* out);
   CK_RV BeginHmac(Session& s, const CK_MECHANISM* mech, std::shared_ptr<Object> key, bool sign,

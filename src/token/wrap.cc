@@ -4,7 +4,13 @@
 // extractable (derived or unwrapped ones) keeps a value to wrap. Unwrapping
 // decrypts in the TPM (RSA-OAEP/PKCS#1, or AES-KWP whose every AES step is a
 // TPM operation) and puts the key into the TPM.
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/x509.h>
+
 #include <cstring>
+#include <map>
+#include <string_view>
 
 #include "mech/keywrap.h"
 #include "token/key_util.h"
@@ -64,6 +70,52 @@ CK_RV Module::WrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_H
   return CKR_OK;
 }
 
+// A private key unwrapped as PKCS#8 (RFC 5208) goes into the TPM like an
+// imported one; its public half comes from the key itself.
+CK_RV Module::UnwrappedPrivateKey(Session& s, AttrSet a, ByteView pkcs8, CK_OBJECT_HANDLE* out) {
+  const unsigned char* p = pkcs8.data();
+  crypto::Pkey key(d2i_AutoPrivateKey_ex(nullptr, &p, static_cast<long>(pkcs8.size()),
+                                         crypto::LibCtx(), nullptr));
+  if (!key || p != pkcs8.data() + pkcs8.size()) return CKR_WRAPPED_KEY_INVALID;
+  std::map<CK_ATTRIBUTE_TYPE, Secret> secret;
+  auto param = [&](const char* name) {
+    BIGNUM* bn = nullptr;
+    if (EVP_PKEY_get_bn_param(key.get(), name, &bn) != 1) return Secret();
+    Secret v(static_cast<size_t>(BN_num_bytes(bn)));
+    BN_bn2bin(bn, v.data());
+    BN_clear_free(bn);
+    return v;
+  };
+  if (EVP_PKEY_is_a(key.get(), "RSA")) {
+    if (a.Ulong(CKA_KEY_TYPE) != CKK_RSA) return CKR_TEMPLATE_INCONSISTENT;
+    a.Set(CKA_MODULUS, param(OSSL_PKEY_PARAM_RSA_N).view());
+    a.Set(CKA_PUBLIC_EXPONENT, param(OSSL_PKEY_PARAM_RSA_E).view());
+    secret[CKA_PRIVATE_EXPONENT] = param(OSSL_PKEY_PARAM_RSA_D);
+    secret[CKA_PRIME_1] = param(OSSL_PKEY_PARAM_RSA_FACTOR1);
+  } else if (EVP_PKEY_is_a(key.get(), "EC")) {
+    if (a.Ulong(CKA_KEY_TYPE) != CKK_EC) return CKR_TEMPLATE_INCONSISTENT;
+    char group[64] = {};
+    size_t len = 0;
+    if (EVP_PKEY_get_utf8_string_param(key.get(), OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                       &len) != 1)
+      return CKR_WRAPPED_KEY_INVALID;
+    const crypto::Curve* curve = nullptr;
+    for (const crypto::Curve& c : crypto::Curves())
+      if (std::string_view(group) == c.name || std::string_view(group) == c.alias) curve = &c;
+    if (!curve) return CKR_CURVE_NOT_SUPPORTED;
+    a.Set(CKA_EC_PARAMS, curve->oid_der);
+    secret[CKA_VALUE] = param(OSSL_PKEY_PARAM_PRIV_KEY);
+  } else {
+    return CKR_WRAPPED_KEY_INVALID;
+  }
+  if (CK_RV rv = TpmKeyPolicy(a); rv != CKR_OK) return rv;
+  a.SetBool(CKA_LOCAL, false);
+  a.SetBool(CKA_ALWAYS_SENSITIVE, false);
+  a.SetBool(CKA_NEVER_EXTRACTABLE, false);
+  a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+  return StorePrivateKey(s, std::move(a), std::move(secret), out);
+}
+
 CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE unwrapping,
                         ByteView wrapped, const CK_ATTRIBUTE* tmpl, CK_ULONG n,
                         CK_OBJECT_HANDLE* out) {
@@ -78,10 +130,7 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
   CK_RV rv = CKR_OK;
   const schema::ClassSpec* cls = schema::ForTemplate(tmpl, n, &rv);
   if (!cls) return rv;
-  if (cls->cls != CKO_SECRET_KEY) {
-    log::Warn("C_UnwrapKey: only secret keys can be unwrapped into this token");
-    return CKR_TEMPLATE_INCONSISTENT;
-  }
+  if (cls->cls != CKO_SECRET_KEY && cls->cls != CKO_PRIVATE_KEY) return CKR_TEMPLATE_INCONSISTENT;
   AttrSet a;
   if ((rv = schema::BuildForDerive(*cls, tmpl, n, s->token->login == CKU_SO, &a)) != CKR_OK)
     return rv;
@@ -115,6 +164,7 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
     if (!plain) return CKR_WRAPPED_KEY_INVALID;
     value = std::move(*plain);
   }
+  if (cls->cls == CKO_PRIVATE_KEY) return UnwrappedPrivateKey(*s, std::move(a), value.view(), out);
   if (auto want = a.Ulong(CKA_VALUE_LEN); want && *want != value.size())
     return CKR_TEMPLATE_INCONSISTENT;
   if (!a.Bool(CKA_PRIVATE, true)) {

@@ -851,3 +851,66 @@ TEST_F(Keys, EcParamsByCurveName) {
 
 }  // namespace
 }  // namespace tpmtoken::test
+
+#include <openssl/x509.h>
+
+namespace tpmtoken::test {
+namespace {
+
+TEST_F(Keys, UnwrapPkcs8PrivateKeyWithTpmKek) {
+  const std::vector<CK_BYTE> kek_value(32, 0x19);
+  CK_OBJECT_CLASS secret_cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE aes = CKK_AES;
+  CK_BBOOL yes = CK_TRUE;
+  CK_ATTRIBUTE kt[] = {{CKA_CLASS, &secret_cls, sizeof secret_cls},
+                       {CKA_KEY_TYPE, &aes, sizeof aes},
+                       {CKA_UNWRAP, &yes, 1},
+                       {CKA_VALUE, const_cast<CK_BYTE*>(kek_value.data()), kek_value.size()}};
+  CK_OBJECT_HANDLE kek;
+  ASSERT_EQ(f_->C_CreateObject(s_, kt, 4, &kek), CKR_OK);
+  // An EC key from OpenSSL, as PKCS#8, wrapped with AES-KWP.
+  EVP_PKEY* ec = EVP_EC_gen("P-256");
+  PKCS8_PRIV_KEY_INFO* p8 = EVP_PKEY2PKCS8(ec);
+  unsigned char* der = nullptr;
+  const int der_len = i2d_PKCS8_PRIV_KEY_INFO(p8, &der);
+  PKCS8_PRIV_KEY_INFO_free(p8);
+  EVP_CIPHER_CTX* w = EVP_CIPHER_CTX_new();
+  EVP_CIPHER_CTX_set_flags(w, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+  EVP_EncryptInit_ex(w, EVP_aes_256_wrap_pad(), nullptr, kek_value.data(), nullptr);
+  std::vector<CK_BYTE> wrapped(der_len + 16);
+  int wl = 0;
+  EVP_EncryptUpdate(w, wrapped.data(), &wl, der, der_len);
+  EVP_CIPHER_CTX_free(w);
+  OPENSSL_free(der);
+  wrapped.resize(wl);
+  CK_BYTE point[65];
+  size_t point_len = 0;
+  EVP_PKEY_get_octet_string_param(ec, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point, sizeof point,
+                                  &point_len);
+  EVP_PKEY_free(ec);
+
+  CK_OBJECT_CLASS priv_cls = CKO_PRIVATE_KEY;
+  CK_KEY_TYPE ec_type = CKK_EC;
+  CK_ATTRIBUTE t[] = {{CKA_CLASS, &priv_cls, sizeof priv_cls},
+                      {CKA_KEY_TYPE, &ec_type, sizeof ec_type},
+                      {CKA_SIGN, &yes, 1}};
+  CK_MECHANISM kwp = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
+  CK_OBJECT_HANDLE key;
+  ASSERT_EQ(f_->C_UnwrapKey(s_, &kwp, kek, wrapped.data(), wrapped.size(), t, 3, &key), CKR_OK);
+  CK_BYTE ec_point[80];
+  CK_ATTRIBUTE pq = {CKA_EC_POINT, ec_point, sizeof ec_point};
+  ASSERT_EQ(f_->C_GetAttributeValue(s_, key, &pq, 1), CKR_OK);
+  ASSERT_EQ(pq.ulValueLen, 67u);
+  EXPECT_EQ(std::memcmp(ec_point + 2, point, 65), 0);
+  std::vector<CK_BYTE> sig;
+  ASSERT_EQ(SignOnce(CKM_ECDSA_SHA256, key, {8, 8}, &sig), CKR_OK);
+  EXPECT_EQ(VerifyOnce(CKM_ECDSA_SHA256, key, {8, 8}, sig), CKR_OK);
+  // An RSA template for an EC key is refused.
+  CK_KEY_TYPE rsa = CKK_RSA;
+  t[1] = {CKA_KEY_TYPE, &rsa, sizeof rsa};
+  EXPECT_EQ(f_->C_UnwrapKey(s_, &kwp, kek, wrapped.data(), wrapped.size(), t, 3, &key),
+            CKR_TEMPLATE_INCONSISTENT);
+}
+
+}  // namespace
+}  // namespace tpmtoken::test
