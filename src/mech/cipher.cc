@@ -7,18 +7,6 @@
 #include "mech/sign.h"
 
 namespace tpmtoken::mech {
-namespace {
-const EVP_MD* MgfMd(CK_RSA_PKCS_MGF_TYPE mgf) {
-  switch (mgf) {
-    case CKG_MGF1_SHA1: return MdFor(CKM_SHA_1);
-    case CKG_MGF1_SHA224: return MdFor(CKM_SHA224);
-    case CKG_MGF1_SHA256: return MdFor(CKM_SHA256);
-    case CKG_MGF1_SHA384: return MdFor(CKM_SHA384);
-    case CKG_MGF1_SHA512: return MdFor(CKM_SHA512);
-    default: return nullptr;
-  }
-}
-}  // namespace
 
 bool IsRsaCipher(CK_MECHANISM_TYPE type) {
   return type == CKM_RSA_PKCS || type == CKM_RSA_PKCS_OAEP;
@@ -35,7 +23,7 @@ CK_RV RsaCipherOp::Create(const CK_MECHANISM& mechanism, size_t modulus_bits,
     const auto* p = static_cast<const CK_RSA_PKCS_OAEP_PARAMS*>(mechanism.pParameter);
     op->oaep_ = true;
     op->md_ = MdFor(p->hashAlg);
-    op->mgf_ = MgfMd(p->mgf);
+    op->mgf_ = MgfFor(p->mgf);
     if (!op->md_ || !op->mgf_) return CKR_MECHANISM_PARAM_INVALID;
     if (p->ulSourceDataLen) {
       if (p->source != CKZ_DATA_SPECIFIED || !p->pSourceData) return CKR_MECHANISM_PARAM_INVALID;

@@ -5,8 +5,6 @@
 #include "mech/padding.h"
 
 namespace tpmtoken::mech {
-namespace {
-
 const EVP_MD* MgfFor(CK_RSA_PKCS_MGF_TYPE mgf) {
   switch (mgf) {
     case CKG_MGF1_SHA1: return MdFor(CKM_SHA_1);
@@ -17,6 +15,8 @@ const EVP_MD* MgfFor(CK_RSA_PKCS_MGF_TYPE mgf) {
     default: return nullptr;
   }
 }
+
+namespace {
 
 TPM2_ALG_ID TpmHashForSize(size_t n) {
   switch (n) {

@@ -67,5 +67,7 @@ class SignatureOp {
 
 // The OpenSSL digest for a CKM_SHA* mechanism, from the private context.
 const EVP_MD* MdFor(CK_MECHANISM_TYPE hash);
+// The digest behind a CKG_MGF1_SHA* value.
+const EVP_MD* MgfFor(CK_RSA_PKCS_MGF_TYPE mgf);
 
 }  // namespace tpmtoken::mech

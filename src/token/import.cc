@@ -85,8 +85,7 @@ CK_RV Module::StorePrivateKey(Session& s, AttrSet a, std::map<CK_ATTRIBUTE_TYPE,
   }
 
   auto material = std::make_shared<KeyMaterial>();
-  material->auth = crypto::RandomSecret(32);
-  material->auth.data()[31] |= 1;  // the TPM drops trailing zero octets of auth values
+  material->auth = NewKeyAuth();
   material->blob = tpm_->ImportKey(key, material->auth.view()).blob;
   a.Set(CKA_PUBLIC_KEY_INFO, crypto::SubjectPublicKeyInfo(public_key.get()));
   a.SetBool(CKA_LOCAL, false);

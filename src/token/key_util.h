@@ -22,6 +22,10 @@ bool Allowed(const AttrSet& a, CK_MECHANISM_TYPE type);
 // key back. Returns CKR_OK or CKR_ATTRIBUTE_VALUE_INVALID.
 CK_RV TpmKeyPolicy(AttrSet& a);
 
+// A TPM key's random authorization value: 32 bytes, the last non-zero (the
+// TPM drops trailing zero octets of auth values).
+Secret NewKeyAuth();
+
 // The length-query convention of 2.40 section 5.2: answers the length when
 // out is NULL or too short (proceed = false), else lets the caller write.
 CK_RV QueryOrFits(size_t need, const CK_BYTE* out, CK_ULONG* out_len, bool* proceed);

@@ -64,6 +64,12 @@ bool Allowed(const AttrSet& a, CK_MECHANISM_TYPE type) {
   return false;
 }
 
+Secret NewKeyAuth() {
+  Secret auth = crypto::RandomSecret(32);
+  auth.data()[31] |= 1;
+  return auth;
+}
+
 CK_RV TpmKeyPolicy(AttrSet& a) {
   if (a.Bool(CKA_EXTRACTABLE)) return CKR_ATTRIBUTE_VALUE_INVALID;
   if (!a.Bool(CKA_PRIVATE, true)) {
@@ -136,8 +142,7 @@ CK_RV Module::GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
   }
 
   auto key = std::make_shared<KeyMaterial>();
-  key->auth = crypto::RandomSecret(32);
-  key->auth.data()[31] |= 1;  // the TPM drops trailing zero octets of auth values
+  key->auth = NewKeyAuth();
   const tpm::CreatedKey created = tpm_->CreateKey(spec, key->auth.view());
   key->blob = created.blob;
 

@@ -10,16 +10,6 @@
 #include "token/schema.h"
 
 namespace tpmtoken {
-namespace {
-
-Secret NewAuth() {
-  Secret auth = crypto::RandomSecret(32);
-  auth.data()[31] |= 1;  // the TPM drops trailing zero octets of auth values
-  return auth;
-}
-
-}  // namespace
-
 CK_RV Module::GenerateKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, const CK_ATTRIBUTE* tmpl,
                           CK_ULONG n, CK_OBJECT_HANDLE* out) {
   Session* s = FindSession(h);
@@ -39,7 +29,7 @@ CK_RV Module::GenerateKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, const C
   const CK_ULONG len = *a.Ulong(CKA_VALUE_LEN);
   if (len < entry->info.ulMinKeySize || len > entry->info.ulMaxKeySize) return CKR_KEY_SIZE_RANGE;
   auto key = std::make_shared<KeyMaterial>();
-  key->auth = NewAuth();
+  key->auth = NewKeyAuth();
   if (aes) {
     const uint32_t bits = static_cast<uint32_t>(len * 8);
     if (std::find(caps_.aes_bits.begin(), caps_.aes_bits.end(), bits) == caps_.aes_bits.end())
@@ -88,7 +78,7 @@ CK_RV Module::StoreSecretValue(Session& s, AttrSet a, Secret value, CK_OBJECT_HA
   }
   key.secret = std::move(value);
   auto material = std::make_shared<KeyMaterial>();
-  material->auth = NewAuth();
+  material->auth = NewKeyAuth();
   material->blob = tpm_->ImportKey(key, material->auth.view()).blob;
   a.SetUlong(CKA_VALUE_LEN, len);
   return StoreNewObject(s, std::move(a), out, std::move(material));

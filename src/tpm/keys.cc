@@ -96,30 +96,8 @@ KeyPublic ToKeyPublic(const TPMT_PUBLIC& p) {
 SealedBlob Tpm::CreateHmacKey(ByteView value, ByteView auth) {
   std::lock_guard lock(mu_);
   return Retry([&] {
-    TPM2B_SENSITIVE_CREATE sensitive{};
-    SetBuffer(sensitive.sensitive.userAuth, auth);
-    SetBuffer(sensitive.sensitive.data, value);
-    TPM2B_PUBLIC in_public = KeyTemplate({KeyKind::kHmac});
-    TPM2B_DATA outside{};
-    TPML_PCR_SELECTION pcrs{};
-    TPM2B_PRIVATE* out_private = nullptr;
-    TPM2B_PUBLIC* out_public = nullptr;
-    TPM2B_CREATION_DATA* creation = nullptr;
-    TPM2B_DIGEST* creation_hash = nullptr;
-    TPMT_TK_CREATION* ticket = nullptr;
-    const TSS2_RC rc = Esys_Create(ctx_, Primary().get(),
-                                   WithAttributes(ctx_, Session(), TPMA_SESSION_DECRYPT),
-                                   ESYS_TR_NONE, ESYS_TR_NONE, &sensitive, &in_public, &outside,
-                                   &pcrs, &out_private, &out_public, &creation, &creation_hash,
-                                   &ticket);
-    Wipe(&sensitive, sizeof sensitive);
-    EsysPtr<TPM2B_PRIVATE> priv(out_private);
-    EsysPtr<TPM2B_PUBLIC> pub(out_public);
-    Esys_Free(creation);
-    Esys_Free(creation_hash);
-    Esys_Free(ticket);
-    Check(rc, "TPM2_Create (HMAC key)");
-    return SealedBlob{MarshalPublic(*pub), MarshalPrivate(*priv)};
+    return CreateChild(ctx_, Primary().get(), Session().get(), KeyTemplate({KeyKind::kHmac}), value,
+                       auth, "TPM2_Create (HMAC key)");
   });
 }
 
@@ -252,30 +230,15 @@ bool Tpm::SupportsKey(const KeySpec& spec) {
 CreatedKey Tpm::CreateKey(const KeySpec& spec, ByteView auth) {
   std::lock_guard lock(mu_);
   return Retry([&] {
-    TPM2B_SENSITIVE_CREATE sensitive{};
-    SetBuffer(sensitive.sensitive.userAuth, auth);
-    TPM2B_PUBLIC in_public = KeyTemplate(spec);
-    TPM2B_DATA outside{};
-    TPML_PCR_SELECTION pcrs{};
-    TPM2B_PRIVATE* out_private = nullptr;
-    TPM2B_PUBLIC* out_public = nullptr;
-    TPM2B_CREATION_DATA* creation = nullptr;
-    TPM2B_DIGEST* creation_hash = nullptr;
-    TPMT_TK_CREATION* ticket = nullptr;
-    // The key's auth value travels in inSensitive, encrypted by the session.
-    const TSS2_RC rc = Esys_Create(ctx_, Primary().get(),
-                                   WithAttributes(ctx_, Session(), TPMA_SESSION_DECRYPT),
-                                   ESYS_TR_NONE, ESYS_TR_NONE, &sensitive, &in_public, &outside,
-                                   &pcrs, &out_private, &out_public, &creation, &creation_hash,
-                                   &ticket);
-    Wipe(&sensitive, sizeof sensitive);
-    EsysPtr<TPM2B_PRIVATE> priv(out_private);
-    EsysPtr<TPM2B_PUBLIC> pub(out_public);
-    Esys_Free(creation);
-    Esys_Free(creation_hash);
-    Esys_Free(ticket);
-    Check(rc, "TPM2_Create (key)");
-    return CreatedKey{{MarshalPublic(*pub), MarshalPrivate(*priv)}, ToKeyPublic(pub->publicArea)};
+    CreatedKey k;
+    k.blob = CreateChild(ctx_, Primary().get(), Session().get(), KeyTemplate(spec), {}, auth,
+                         "TPM2_Create (key)");
+    TPM2B_PUBLIC pub{};
+    size_t off = 0;
+    Check(Tss2_MU_TPM2B_PUBLIC_Unmarshal(k.blob.pub.data(), k.blob.pub.size(), &off, &pub),
+          "unmarshal key public");
+    k.pub = ToKeyPublic(pub.publicArea);
+    return k;
   });
 }
 

@@ -290,13 +290,11 @@ Bytes Tpm::GetRandom(size_t n) {
   return out;
 }
 
-namespace {
-SealedBlob CreateSeal(ESYS_CONTEXT* ctx, ESYS_TR parent, ESYS_TR session, ByteView data,
-                      ByteView auth, ByteView policy) {
+SealedBlob CreateChild(ESYS_CONTEXT* ctx, ESYS_TR parent, ESYS_TR session,
+                       const TPM2B_PUBLIC& tmpl, ByteView data, ByteView auth, const char* what) {
   TPM2B_SENSITIVE_CREATE sensitive{};
   SetBuffer(sensitive.sensitive.data, data);
   SetBuffer(sensitive.sensitive.userAuth, auth);
-  TPM2B_PUBLIC in_public = SealTemplate(policy);
   TPM2B_DATA outside{};
   TPML_PCR_SELECTION pcrs{};
   TPM2B_PRIVATE* out_private = nullptr;
@@ -304,23 +302,24 @@ SealedBlob CreateSeal(ESYS_CONTEXT* ctx, ESYS_TR parent, ESYS_TR session, ByteVi
   TPM2B_CREATION_DATA* creation = nullptr;
   TPM2B_DIGEST* creation_hash = nullptr;
   TPMT_TK_CREATION* ticket = nullptr;
-  // The session decrypts the first parameter, inSensitive: the secret and its
+  // The session decrypts the first parameter, inSensitive: the data and the
   // auth value never cross the bus in clear.
   Check(Esys_TRSess_SetAttributes(ctx, session, TPMA_SESSION_DECRYPT | kContinue, 0xFF),
         "Esys_TRSess_SetAttributes");
   const TSS2_RC rc =
-      Esys_Create(ctx, parent, session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive, &in_public,
-                  &outside, &pcrs, &out_private, &out_public, &creation, &creation_hash, &ticket);
+      Esys_Create(ctx, parent, session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive, &tmpl, &outside,
+                  &pcrs, &out_private, &out_public, &creation, &creation_hash, &ticket);
   Wipe(&sensitive, sizeof sensitive);
   EsysPtr<TPM2B_PRIVATE> priv(out_private);
   EsysPtr<TPM2B_PUBLIC> pub(out_public);
   Esys_Free(creation);
   Esys_Free(creation_hash);
   Esys_Free(ticket);
-  Check(rc, "TPM2_Create (seal)");
+  Check(rc, what);
   return {MarshalPublic(*pub), MarshalPrivate(*priv)};
 }
 
+namespace {
 Secret Unseal(ESYS_CONTEXT* ctx, ESYS_TR object, ESYS_TR session) {
   // The session encrypts the response parameter, the unsealed secret.
   Check(Esys_TRSess_SetAttributes(ctx, session, TPMA_SESSION_ENCRYPT | kContinue, 0xFF),
@@ -336,7 +335,10 @@ Secret Unseal(ESYS_CONTEXT* ctx, ESYS_TR object, ESYS_TR session) {
 
 SealedBlob Tpm::SealOpen(ByteView data) {
   std::lock_guard lock(mu_);
-  return Retry([&] { return CreateSeal(ctx_, Primary().get(), Session().get(), data, {}, {}); });
+  return Retry([&] {
+    return CreateChild(ctx_, Primary().get(), Session().get(), SealTemplate({}), data, {},
+                       "TPM2_Create (seal)");
+  });
 }
 
 Secret Tpm::UnsealOpen(const SealedBlob& blob) {
@@ -440,7 +442,8 @@ SealedBlob Tpm::SealForPin(ByteView data, uint32_t index, const crypto::PinAuth&
   return Retry([&] {
     Handle nv = OpenNv(index);
     const Bytes policy = PinPolicy(nv);
-    return CreateSeal(ctx_, Primary().get(), Session().get(), data, pin.seal.view(), policy);
+    return CreateChild(ctx_, Primary().get(), Session().get(), SealTemplate(policy), data,
+                       pin.seal.view(), "TPM2_Create (seal)");
   });
 }
 

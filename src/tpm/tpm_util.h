@@ -51,6 +51,11 @@ auto Tpm::Retry(Fn&& fn) {
   return fn();
 }
 
+// TPM2_Create of a child of parent from a template, with data and auth value
+// in inSensitive (encrypted by the session); returns the blobs.
+SealedBlob CreateChild(ESYS_CONTEXT* ctx, ESYS_TR parent, ESYS_TR session,
+                       const TPM2B_PUBLIC& tmpl, ByteView data, ByteView auth, const char* what);
+
 Bytes MarshalPublic(const TPM2B_PUBLIC& p);
 Bytes MarshalPrivate(const TPM2B_PRIVATE& p);
 
