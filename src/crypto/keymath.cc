@@ -68,9 +68,39 @@ std::optional<Secret> RsaPrimeFromExponents(ByteView n, ByteView e, ByteView d) 
   return std::nullopt;
 }
 
+using Group = std::unique_ptr<EC_GROUP, Deleter<EC_GROUP_free>>;
+using Point = std::unique_ptr<EC_POINT, Deleter<EC_POINT_free>>;
+
+std::optional<EcdhResult> EcdhEphemeral(const Curve& curve, ByteView x, ByteView y) {
+  Group group(EC_GROUP_new_by_curve_name_ex(LibCtx(), nullptr, OBJ_sn2nid(curve.name)));
+  BnCtx ctx(BN_CTX_new_ex(LibCtx()));
+  Bn px = ToBn(x), py = ToBn(y), k(BN_new()), zx(BN_new());
+  if (!group || !ctx || !px || !py || !k || !zx) Fail("EC group");
+  Point peer(EC_POINT_new(group.get()));
+  if (!peer || EC_POINT_set_affine_coordinates(group.get(), peer.get(), px.get(), py.get(),
+                                               ctx.get()) != 1 ||
+      EC_POINT_is_on_curve(group.get(), peer.get(), ctx.get()) != 1)
+    return std::nullopt;
+  const BIGNUM* order = EC_GROUP_get0_order(group.get());
+  do {
+    if (!BN_priv_rand_range_ex(k.get(), order, 0, ctx.get())) Fail("ephemeral scalar");
+  } while (BN_is_zero(k.get()));
+  Point q(EC_POINT_new(group.get())), shared(EC_POINT_new(group.get()));
+  if (!q || !shared || !EC_POINT_mul(group.get(), q.get(), k.get(), nullptr, nullptr, ctx.get()) ||
+      !EC_POINT_mul(group.get(), shared.get(), nullptr, peer.get(), k.get(), ctx.get()) ||
+      EC_POINT_is_at_infinity(group.get(), shared.get()) ||
+      !EC_POINT_get_affine_coordinates(group.get(), shared.get(), zx.get(), nullptr, ctx.get()))
+    Fail("ECDH point multiplication");
+  EcdhResult r;
+  r.point.resize(1 + 2 * curve.bytes);
+  if (EC_POINT_point2oct(group.get(), q.get(), POINT_CONVERSION_UNCOMPRESSED, r.point.data(),
+                         r.point.size(), ctx.get()) != r.point.size())
+    Fail("EC point encoding");
+  r.z = FromBn(zx.get(), curve.bytes);
+  return r;
+}
+
 std::optional<Bytes> EcPublicFromPrivate(const Curve& curve, ByteView d) {
-  using Group = std::unique_ptr<EC_GROUP, Deleter<EC_GROUP_free>>;
-  using Point = std::unique_ptr<EC_POINT, Deleter<EC_POINT_free>>;
   Group group(EC_GROUP_new_by_curve_name_ex(LibCtx(), nullptr, OBJ_sn2nid(curve.name)));
   BnCtx ctx(BN_CTX_new_ex(LibCtx()));
   Bn scalar = ToBn(d);

@@ -66,7 +66,8 @@ CK_RV MapTpmError(const tpm::TpmError& e) {
     case TPM2_RC_BAD_AUTH:
     case TPM2_RC_AUTH_FAIL:
       log::Error(e.what(),
-                 ": the TPM refused the owner authorization; set owner_auth in tpmtoken.conf");
+                 ": the TPM refused an authorization (for the owner hierarchy, set owner_auth "
+                 "in tpmtoken.conf)");
       return CKR_DEVICE_ERROR;
     default:
       log::Error(e.what());

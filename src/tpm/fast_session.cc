@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "crypto/ossl.h"
+#include "crypto/keymath.h"
 #include "crypto/pubkey.h"
 #include "tpm/tpm.h"
 #include "util/log.h"
@@ -91,37 +92,15 @@ Bytes KdfE(ByteView z, const char* label, ByteView party_u, ByteView party_v, si
 }
 
 std::unique_ptr<FastSession> FastSession::Start(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE primary,
-                                                ByteView x, ByteView y) {
-  const crypto::Curve* curve = crypto::CurveFromTpm(TPM2_ECC_NIST_P256);
-  Bytes tpm_point = {0x04};
-  tpm_point.insert(tpm_point.end(), x.begin(), x.end());
-  tpm_point.insert(tpm_point.end(), y.begin(), y.end());
-  crypto::Pkey peer = crypto::EcPublicKey(*curve, tpm_point);
-  if (!peer) throw TpmError("the storage primary's public point is invalid", TSS2_ESYS_RC_BAD_VALUE);
-  // An ephemeral key and ECDH with the primary: Z is the shared x-coordinate.
-  using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, crypto::Deleter<EVP_PKEY_CTX_free>>;
-  PkeyCtx gen(EVP_PKEY_CTX_new_from_name(crypto::LibCtx(), "EC", nullptr));
-  EVP_PKEY* eph_raw = nullptr;
-  if (!gen || EVP_PKEY_keygen_init(gen.get()) != 1 ||
-      EVP_PKEY_CTX_set_group_name(gen.get(), curve->name) != 1 ||
-      EVP_PKEY_keygen(gen.get(), &eph_raw) != 1)
-    crypto::Fail("ephemeral ECDH key");
-  crypto::Pkey eph(eph_raw);
-  PkeyCtx derive(EVP_PKEY_CTX_new_from_pkey(crypto::LibCtx(), eph.get(), nullptr));
-  Secret z(32);
-  size_t z_len = z.size();
-  if (!derive || EVP_PKEY_derive_init(derive.get()) != 1 ||
-      EVP_PKEY_derive_set_peer(derive.get(), peer.get()) != 1 ||
-      EVP_PKEY_derive(derive.get(), z.data(), &z_len) != 1 || z_len != 32)
-    crypto::Fail("ECDH with the storage primary");
-  Bytes eph_point(65);
-  size_t eph_len = 0;
-  if (EVP_PKEY_get_octet_string_param(eph.get(), OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY,
-                                      eph_point.data(), eph_point.size(), &eph_len) != 1 ||
-      eph_len != 65)
-    crypto::Fail("ephemeral public point");
-  const ByteView eph_x = ByteView(eph_point).subspan(1, 32);
-  const ByteView eph_y = ByteView(eph_point).subspan(33, 32);
+                                                ByteView x, ByteView y, TPM2_SE type) {
+  // ECDH with the primary by point arithmetic in the private context: an
+  // EVP_PKEY_CTX would consult OpenSSL's global ENGINE table, which a host
+  // (openssl -engine pkcs11, mosquitto) may have pointed at a PKCS#11 engine.
+  const auto shared = crypto::EcdhEphemeral(*crypto::CurveFromTpm(TPM2_ECC_NIST_P256), x, y);
+  if (!shared) throw TpmError("the storage primary's public point is invalid", TSS2_ESYS_RC_BAD_VALUE);
+  const Secret& z = shared->z;
+  const ByteView eph_x = ByteView(shared->point).subspan(1, 32);
+  const ByteView eph_y = ByteView(shared->point).subspan(33, 32);
   Secret salt(KdfE(z.view(), "SECRET", eph_x, x, 256));
 
   TPM2B_ENCRYPTED_SECRET encrypted{};
@@ -145,7 +124,7 @@ std::unique_ptr<FastSession> FastSession::Start(TSS2_SYS_CONTEXT* sys, TPM2_HAND
   tpm_nonce.size = sizeof tpm_nonce.buffer;
   const TPMT_SYM_DEF sym = {TPM2_ALG_AES, {.aes = 128}, {.aes = TPM2_ALG_CFB}};
   const TSS2_RC rc = Tss2_Sys_StartAuthSession(sys, primary, TPM2_RH_NULL, nullptr, &caller,
-                                               &encrypted, TPM2_SE_HMAC, &sym, TPM2_ALG_SHA256,
+                                               &encrypted, type, &sym, TPM2_ALG_SHA256,
                                                &s->handle_, &tpm_nonce, nullptr);
   if (rc != TSS2_RC_SUCCESS) throw TpmError("TPM2_StartAuthSession (module session)", rc);
   s->nonce_tpm_.assign(tpm_nonce.buffer, tpm_nonce.buffer + tpm_nonce.size);
@@ -178,7 +157,7 @@ Secret CfbParam(ByteView hmac_key, ByteView newer, ByteView older, ByteView in, 
 }
 }  // namespace
 
-TSS2_RC FastSession::Execute(TPM2_CC command, ByteView name, ByteView auth,
+TSS2_RC FastSession::Execute(TPM2_CC command, ByteView names, ByteView auth,
                              bool decrypt_response, bool encrypt_command) {
   const uint8_t attrs = TPMA_SESSION_CONTINUESESSION |
                         (decrypt_response ? TPMA_SESSION_ENCRYPT : 0) |
@@ -204,7 +183,7 @@ TSS2_RC FastSession::Execute(TPM2_CC command, ByteView name, ByteView auth,
   const Bytes cc = Be32(command);
   const Bytes cp_hash = crypto::Sha256([&] {
     Bytes b(cc);
-    b.insert(b.end(), name.begin(), name.end());
+    b.insert(b.end(), names.begin(), names.end());
     b.insert(b.end(), cp, cp + cp_len);
     return b;
   }());
@@ -220,7 +199,16 @@ TSS2_RC FastSession::Execute(TPM2_CC command, ByteView name, ByteView auth,
   std::memcpy(cmd.auths[0].hmac.buffer, cmd_hmac.data(), kDigest);
   if (TSS2_RC rc = Tss2_Sys_SetCmdAuths(sys_, &cmd); rc != TSS2_RC_SUCCESS) return rc;
 
-  const TSS2_RC rc = Tss2_Sys_Execute(sys_);
+  // A TPM that is busy answers RETRY, YIELDED or TESTING without running the
+  // command; the same bytes go again (ESAPI does the same).
+  TSS2_RC rc = Tss2_Sys_Execute(sys_);
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    const TSS2_RC base = rc & ~TPM2_RC_N_MASK & 0xFFF;
+    if (rc != TPM2_RC_RETRY && rc != TPM2_RC_YIELDED && rc != TPM2_RC_TESTING &&
+        base != TPM2_RC_RETRY)
+      break;
+    rc = Tss2_Sys_Execute(sys_);
+  }
   if (rc != TSS2_RC_SUCCESS) {
     // A failed command ends its nonce chain only if the TPM says the session
     // is unusable; the caller starts a new session on any error.

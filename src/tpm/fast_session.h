@@ -22,20 +22,23 @@ Bytes KdfE(ByteView z, const char* label, ByteView party_u, ByteView party_v, si
 
 class FastSession {
  public:
-  // Starts a session salted to the storage primary (an ECC P-256 key whose
-  // public point is x, y), with AES-128-CFB for parameter encryption.
+  // Starts a session (TPM2_SE_HMAC or TPM2_SE_POLICY) salted to the storage
+  // primary (an ECC P-256 key whose public point is x, y), with AES-128-CFB
+  // for parameter encryption.
   static std::unique_ptr<FastSession> Start(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE primary,
-                                            ByteView x, ByteView y);
+                                            ByteView x, ByteView y, TPM2_SE type = TPM2_SE_HMAC);
+  TPMI_SH_AUTH_SESSION handle() const { return handle_; }
   ~FastSession();
   FastSession(const FastSession&) = delete;
   FastSession& operator=(const FastSession&) = delete;
 
-  // Runs a prepared command (Tss2_Sys_*_Prepare done) that authorizes one
-  // entity (name, auth) in this session: with encrypt_command the first
+  // Runs a prepared command (Tss2_Sys_*_Prepare done) whose first handle is
+  // authorized in this session with auth. names is the concatenated names of
+  // all the command's handles (they enter cpHash). With encrypt_command the first
   // command parameter is encrypted before it leaves; the response HMAC is
   // verified; with decrypt_response the first response parameter is
   // decrypted in place.
-  TSS2_RC Execute(TPM2_CC command, ByteView name, ByteView auth, bool decrypt_response,
+  TSS2_RC Execute(TPM2_CC command, ByteView names, ByteView auth, bool decrypt_response,
                   bool encrypt_command = false);
 
  private:

@@ -136,13 +136,16 @@ CreatedKey Tpm::ImportKey(const ImportedKey& key, ByteView auth) {
   sym.keyBits.aes = 128;
   sym.mode.aes = TPM2_ALG_CFB;
   CreatedKey created = Retry([&] {
-    TPM2B_PRIVATE* out = nullptr;
-    const TSS2_RC rc =
-        Esys_Import(ctx_, Primary().get(), WithAttributes(ctx_, Session(), TPMA_SESSION_DECRYPT),
-                    ESYS_TR_NONE, ESYS_TR_NONE, &encryption_key, &pub, &duplicate, &no_seed, &sym,
-                    &out);
-    EsysPtr<TPM2B_PRIVATE> priv(out);
-    Check(rc, "TPM2_Import");
+    Primary();
+    TSS2_SYS_CONTEXT* sys = Sys();
+    FastSession& session = Fast();
+    Check(Tss2_Sys_Import_Prepare(sys, primary_handle_, &encryption_key, &pub, &duplicate, &no_seed,
+                                  &sym),
+          "TPM2_Import prepare");
+    // encryptionKey is the first parameter: the session encrypts it.
+    RunFast(session, TPM2_CC_Import, primary_name_, {}, false, "TPM2_Import", true);
+    auto priv = std::make_unique<TPM2B_PRIVATE>();
+    Check(Tss2_Sys_Import_Complete(sys, priv.get()), "TPM2_Import complete");
     KeyPublic kp;
     kp.kind = key.kind;
     kp.modulus = key.modulus;

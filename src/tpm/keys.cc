@@ -96,8 +96,7 @@ KeyPublic ToKeyPublic(const TPMT_PUBLIC& p) {
 SealedBlob Tpm::CreateHmacKey(ByteView value, ByteView auth) {
   std::lock_guard lock(mu_);
   return Retry([&] {
-    return CreateChild(ctx_, Primary().get(), Session().get(), KeyTemplate({KeyKind::kHmac}), value,
-                       auth, "TPM2_Create (HMAC key)");
+    return CreateChild(KeyTemplate({KeyKind::kHmac}), value, auth, "TPM2_Create (HMAC key)");
   });
 }
 
@@ -105,48 +104,52 @@ Bytes Tpm::Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID
   std::lock_guard lock(mu_);
   return Retry([&] {
     const CachedKey& k = LoadKey(key, auth);
-    TSS2_SYS_CONTEXT* sys = nullptr;
-    Check(Esys_GetSysContext(ctx_, &sys), "Esys_GetSysContext");
+    TSS2_SYS_CONTEXT* sys = Sys();
     if (data.size() <= TPM2_MAX_DIGEST_BUFFER) {
       TPM2B_MAX_BUFFER buffer{};
       SetBuffer(buffer, data);
       FastSession& session = Fast();
-      Check(Tss2_Sys_HMAC_Prepare(sys, k.tpm_handle, &buffer, hash), "TPM2_HMAC prepare");
-      RunFast(session, TPM2_CC_HMAC, k.name, auth, false, "TPM2_HMAC");
+      Check(Tss2_Sys_HMAC_Prepare(sys, k.object.handle(), &buffer, hash), "TPM2_HMAC prepare");
+      RunFast(session, TPM2_CC_HMAC, k.object.name(), auth, false, "TPM2_HMAC");
       TPM2B_DIGEST out{};
       Check(Tss2_Sys_HMAC_Complete(sys, &out), "TPM2_HMAC complete");
       return Bytes(out.buffer, out.buffer + out.size);
     }
-    // Longer data: an HMAC sequence, fed in TPM-sized pieces.
-    TPM2B_AUTH seq_auth{};
-    SetBuffer(seq_auth, crypto::Random(16));
-    ESYS_TR seq = ESYS_TR_NONE;
-    Check(Esys_HMAC_Start(ctx_, k.handle.get(), WithAttributes(ctx_, Session(), TPMA_SESSION_DECRYPT),
-                          ESYS_TR_NONE, ESYS_TR_NONE, &seq_auth, hash, &seq),
-          "TPM2_HMAC_Start");
-    Handle sequence(ctx_, seq, Handle::Kind::kFlush);
-    Check(Esys_TR_SetAuth(ctx_, seq, &seq_auth), "Esys_TR_SetAuth");
+    // Longer data: an HMAC sequence, fed in TPM-sized pieces. A sequence
+    // object has no public area and an empty name; its auth value is a
+    // one-time random one, sent encrypted in TPM2_HMAC_Start.
+    const Secret seq_auth = crypto::RandomSecret(16);
+    TPM2B_AUTH auth_param{};
+    SetBuffer(auth_param, seq_auth.view());
+    Check(Tss2_Sys_HMAC_Start_Prepare(sys, k.object.handle(), &auth_param, hash),
+          "TPM2_HMAC_Start prepare");
+    Wipe(&auth_param, sizeof auth_param);
+    RunFast(Fast(), TPM2_CC_HMAC_Start, k.object.name(), auth, false, "TPM2_HMAC_Start", true);
+    TPM2_HANDLE seq_handle = 0;
+    Check(Tss2_Sys_HMAC_Start_Complete(sys, &seq_handle), "TPM2_HMAC_Start complete");
+    TpmObject sequence(sys, seq_handle, {});
     size_t off = 0;
     while (data.size() - off > TPM2_MAX_DIGEST_BUFFER) {
       TPM2B_MAX_BUFFER piece{};
       SetBuffer(piece, data.subspan(off, TPM2_MAX_DIGEST_BUFFER));
-      Check(Esys_SequenceUpdate(ctx_, seq, WithAttributes(ctx_, Session(), 0), ESYS_TR_NONE,
-                                ESYS_TR_NONE, &piece),
-            "TPM2_SequenceUpdate");
+      Check(Tss2_Sys_SequenceUpdate_Prepare(sys, seq_handle, &piece), "TPM2_SequenceUpdate prepare");
+      RunFast(Fast(), TPM2_CC_SequenceUpdate, sequence.name(), seq_auth.view(), false,
+              "TPM2_SequenceUpdate");
+      Check(Tss2_Sys_SequenceUpdate_Complete(sys), "TPM2_SequenceUpdate complete");
       off += TPM2_MAX_DIGEST_BUFFER;
     }
     TPM2B_MAX_BUFFER last{};
     SetBuffer(last, data.subspan(off));
-    TPM2B_DIGEST* result = nullptr;
-    TPMT_TK_HASHCHECK* ticket = nullptr;
-    Check(Esys_SequenceComplete(ctx_, seq, WithAttributes(ctx_, Session(), 0), ESYS_TR_NONE,
-                                ESYS_TR_NONE, &last, TPM2_RH_NULL, &result, &ticket),
-          "TPM2_SequenceComplete");
+    Check(Tss2_Sys_SequenceComplete_Prepare(sys, seq_handle, &last, TPM2_RH_NULL),
+          "TPM2_SequenceComplete prepare");
+    RunFast(Fast(), TPM2_CC_SequenceComplete, sequence.name(), seq_auth.view(), false,
+            "TPM2_SequenceComplete");
+    TPM2B_DIGEST result{};
+    result.size = sizeof result.buffer;
+    TPMT_TK_HASHCHECK ticket{};
+    Check(Tss2_Sys_SequenceComplete_Complete(sys, &result, &ticket), "TPM2_SequenceComplete complete");
     sequence.Release();  // SequenceComplete flushed it
-    Esys_Free(ticket);
-    Bytes out(result->buffer, result->buffer + result->size);
-    Esys_Free(result);
-    return out;
+    return Bytes(result.buffer, result.buffer + result.size);
   });
 }
 
@@ -159,18 +162,17 @@ Secret Tpm::AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_AL
     const size_t n = std::min<size_t>(in.size() - done, TPM2_MAX_DIGEST_BUFFER);
     Retry([&] {
       const CachedKey& k = LoadKey(key, auth);
-      TSS2_SYS_CONTEXT* sys = nullptr;
-      Check(Esys_GetSysContext(ctx_, &sys), "Esys_GetSysContext");
+      TSS2_SYS_CONTEXT* sys = Sys();
       TPM2B_MAX_BUFFER data{};
       SetBuffer(data, in.subspan(done, n));
       TPM2B_IV iv_in{};
       SetBuffer(iv_in, *iv);
       FastSession& session = Fast();
-      Check(Tss2_Sys_EncryptDecrypt2_Prepare(sys, k.tpm_handle, &data, decrypt ? TPM2_YES : TPM2_NO,
+      Check(Tss2_Sys_EncryptDecrypt2_Prepare(sys, k.object.handle(), &data, decrypt ? TPM2_YES : TPM2_NO,
                                              mode, &iv_in),
             "TPM2_EncryptDecrypt2 prepare");
       Wipe(&data, sizeof data);
-      RunFast(session, TPM2_CC_EncryptDecrypt2, k.name, auth, true, "TPM2_EncryptDecrypt2", true);
+      RunFast(session, TPM2_CC_EncryptDecrypt2, k.object.name(), auth, true, "TPM2_EncryptDecrypt2", true);
       auto result = std::make_unique<TPM2B_MAX_BUFFER>();
       TPM2B_IV iv_out{};
       Check(Tss2_Sys_EncryptDecrypt2_Complete(sys, result.get(), &iv_out),
@@ -190,14 +192,13 @@ Secret Tpm::EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y) 
   std::lock_guard lock(mu_);
   return Retry([&] {
     const CachedKey& k = LoadKey(key, auth);
-    TSS2_SYS_CONTEXT* sys = nullptr;
-    Check(Esys_GetSysContext(ctx_, &sys), "Esys_GetSysContext");
+    TSS2_SYS_CONTEXT* sys = Sys();
     TPM2B_ECC_POINT in{};
     SetBuffer(in.point.x, x);
     SetBuffer(in.point.y, y);
     FastSession& session = Fast();
-    Check(Tss2_Sys_ECDH_ZGen_Prepare(sys, k.tpm_handle, &in), "TPM2_ECDH_ZGen prepare");
-    RunFast(session, TPM2_CC_ECDH_ZGen, k.name, auth, true, "TPM2_ECDH_ZGen");
+    Check(Tss2_Sys_ECDH_ZGen_Prepare(sys, k.object.handle(), &in), "TPM2_ECDH_ZGen prepare");
+    RunFast(session, TPM2_CC_ECDH_ZGen, k.object.name(), auth, true, "TPM2_ECDH_ZGen");
     auto out = std::make_unique<TPM2B_ECC_POINT>();
     Check(Tss2_Sys_ECDH_ZGen_Complete(sys, out.get()), "TPM2_ECDH_ZGen complete");
     Secret z(ByteView(Pad(out->point.x.buffer, out->point.x.size, x.size())));
@@ -231,8 +232,7 @@ CreatedKey Tpm::CreateKey(const KeySpec& spec, ByteView auth) {
   std::lock_guard lock(mu_);
   return Retry([&] {
     CreatedKey k;
-    k.blob = CreateChild(ctx_, Primary().get(), Session().get(), KeyTemplate(spec), {}, auth,
-                         "TPM2_Create (key)");
+    k.blob = CreateChild(KeyTemplate(spec), {}, auth, "TPM2_Create (key)");
     TPM2B_PUBLIC pub{};
     size_t off = 0;
     Check(Tss2_MU_TPM2B_PUBLIC_Unmarshal(k.blob.pub.data(), k.blob.pub.size(), &off, &pub),
@@ -250,6 +250,7 @@ void Tpm::MakeRoomForObject(bool for_key) {
 }
 
 Tpm::CachedKey& Tpm::LoadKey(const SealedBlob& key, ByteView auth) {
+  (void)auth;  // the auth value goes into each command's HMAC, not into the cache
   const std::string id(key.pub.begin(), key.pub.end());
   auto it = std::find_if(keys_.begin(), keys_.end(), [&](const auto& k) { return k->id == id; });
   if (it != keys_.end()) {
@@ -259,43 +260,9 @@ Tpm::CachedKey& Tpm::LoadKey(const SealedBlob& key, ByteView auth) {
   MakeRoomForObject(true);
   auto entry = std::make_unique<CachedKey>();
   entry->id = id;
-  entry->handle = Load(Primary(), Session(), key);
-  TPM2B_AUTH a{};
-  SetBuffer(a, auth);
-  const TSS2_RC rc = Esys_TR_SetAuth(ctx_, entry->handle.get(), &a);
-  Wipe(&a, sizeof a);
-  Check(rc, "Esys_TR_SetAuth");
-  Check(Esys_TR_GetTpmHandle(ctx_, entry->handle.get(), &entry->tpm_handle),
-        "Esys_TR_GetTpmHandle");
-  TPM2B_NAME* name = nullptr;
-  Check(Esys_TR_GetName(ctx_, entry->handle.get(), &name), "Esys_TR_GetName");
-  entry->name.assign(name->name, name->name + name->size);
-  Esys_Free(name);
+  entry->object = Load(key);
   keys_.push_back(std::move(entry));
   return *keys_.back();
-}
-
-FastSession& Tpm::Fast() {
-  if (!fast_) {
-    const ESYS_TR primary = Primary().get();
-    TPM2_HANDLE handle = 0;
-    Check(Esys_TR_GetTpmHandle(ctx_, primary, &handle), "Esys_TR_GetTpmHandle");
-    TSS2_SYS_CONTEXT* sys = nullptr;
-    Check(Esys_GetSysContext(ctx_, &sys), "Esys_GetSysContext");
-    fast_ = FastSession::Start(sys, handle, primary_x_, primary_y_);
-  }
-  return *fast_;
-}
-
-// Runs a prepared command in the module's session; on failure the session is
-// dropped (a new one starts next time) and the TPM's code is thrown.
-void Tpm::RunFast(FastSession& session, TPM2_CC command, ByteView name, ByteView auth,
-                  bool decrypt_response, const char* what, bool encrypt_command) {
-  const TSS2_RC rc = session.Execute(command, name, auth, decrypt_response, encrypt_command);
-  if (rc != TSS2_RC_SUCCESS) {
-    fast_.reset();
-    throw TpmError(what, rc);
-  }
 }
 
 void Tpm::FlushKeys() {
@@ -306,7 +273,6 @@ void Tpm::FlushKeys() {
 void Tpm::FlushCached() {
   fast_.reset();
   keys_.clear();
-  session_.reset();
   primary_.reset();
 }
 
@@ -324,11 +290,10 @@ Bytes Tpm::SignEcdsa(const SealedBlob& key, ByteView auth, ByteView digest, TPM2
     validation.hierarchy = TPM2_RH_NULL;
     // The key's auth value is used only inside the session HMAC; neither the
     // digest nor the signature is secret, so no parameter encryption.
-    TSS2_SYS_CONTEXT* sys = nullptr;
-    Check(Esys_GetSysContext(ctx_, &sys), "Esys_GetSysContext");
+    TSS2_SYS_CONTEXT* sys = Sys();
     FastSession& session = Fast();
-    Check(Tss2_Sys_Sign_Prepare(sys, k.tpm_handle, &d, &scheme, &validation), "TPM2_Sign prepare");
-    RunFast(session, TPM2_CC_Sign, k.name, auth, false, "TPM2_Sign (ECDSA)");
+    Check(Tss2_Sys_Sign_Prepare(sys, k.object.handle(), &d, &scheme, &validation), "TPM2_Sign prepare");
+    RunFast(session, TPM2_CC_Sign, k.object.name(), auth, false, "TPM2_Sign (ECDSA)");
     auto sig = std::make_unique<TPMT_SIGNATURE>();
     Check(Tss2_Sys_Sign_Complete(sys, sig.get()), "TPM2_Sign complete");
     TPM2B_PUBLIC pub{};
@@ -354,13 +319,12 @@ Secret Tpm::RsaPrivate(const SealedBlob& key, ByteView auth, ByteView input) {
     TPMT_RSA_DECRYPT scheme{};
     scheme.scheme = TPM2_ALG_NULL;
     TPM2B_DATA label{};
-    TSS2_SYS_CONTEXT* sys = nullptr;
-    Check(Esys_GetSysContext(ctx_, &sys), "Esys_GetSysContext");
+    TSS2_SYS_CONTEXT* sys = Sys();
     FastSession& session = Fast();
-    Check(Tss2_Sys_RSA_Decrypt_Prepare(sys, k.tpm_handle, &in, &scheme, &label),
+    Check(Tss2_Sys_RSA_Decrypt_Prepare(sys, k.object.handle(), &in, &scheme, &label),
           "TPM2_RSA_Decrypt prepare");
     // The result may be a decrypted secret: the session encrypts it.
-    RunFast(session, TPM2_CC_RSA_Decrypt, k.name, auth, true, "TPM2_RSA_Decrypt (raw)");
+    RunFast(session, TPM2_CC_RSA_Decrypt, k.object.name(), auth, true, "TPM2_RSA_Decrypt (raw)");
     auto msg = std::make_unique<TPM2B_PUBLIC_KEY_RSA>();
     Check(Tss2_Sys_RSA_Decrypt_Complete(sys, msg.get()), "TPM2_RSA_Decrypt complete");
     Secret out(ByteView(Pad(msg->buffer, msg->size, input.size())));

@@ -16,8 +16,6 @@
 namespace tpmtoken::tpm {
 namespace {
 
-constexpr TPMT_SYM_DEF kSessionSymmetric = {
-    .algorithm = TPM2_ALG_AES, .keyBits = {.aes = 128}, .mode = {.aes = TPM2_ALG_CFB}};
 
 
 // The storage primary (DESIGN.md, P): an ECC P-256 restricted decryption key
@@ -40,16 +38,6 @@ TPM2B_PUBLIC PrimaryTemplate() {
   return t;
 }
 
-TPM2B_PUBLIC SealTemplate(ByteView policy) {
-  TPM2B_PUBLIC t{};
-  t.publicArea.type = TPM2_ALG_KEYEDHASH;
-  t.publicArea.nameAlg = TPM2_ALG_SHA256;
-  t.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT;
-  if (policy.empty()) t.publicArea.objectAttributes |= TPMA_OBJECT_USERWITHAUTH;
-  SetBuffer(t.publicArea.authPolicy, policy);
-  t.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
-  return t;
-}
 
 }  // namespace
 
@@ -70,9 +58,6 @@ Bytes MarshalPrivate(const TPM2B_PRIVATE& p) {
 
 namespace {
 
-void AppendU32(Bytes& b, uint32_t v) {
-  for (int s = 24; s >= 0; s -= 8) b.push_back(static_cast<uint8_t>(v >> s));
-}
 
 bool IsSimulatorTcti(const std::string& tcti) {
   return tcti.rfind("swtpm", 0) == 0 || tcti.rfind("mssim", 0) == 0;
@@ -228,27 +213,58 @@ Handle Tpm::CreatePrimary() {
 }
 
 const Handle& Tpm::Primary() {
-  if (!primary_) primary_ = std::make_unique<Handle>(CreatePrimary());
+  if (!primary_) {
+    primary_ = std::make_unique<Handle>(CreatePrimary());
+    Check(Esys_TR_GetTpmHandle(ctx_, primary_->get(), &primary_handle_), "Esys_TR_GetTpmHandle");
+    TPM2B_NAME* name = nullptr;
+    Check(Esys_TR_GetName(ctx_, primary_->get(), &name), "Esys_TR_GetName");
+    primary_name_.assign(name->name, name->name + name->size);
+    Esys_Free(name);
+  }
   return *primary_;
 }
 
-const Handle& Tpm::Session() {
-  if (!session_) session_ = std::make_unique<Handle>(StartSession(Primary(), TPM2_SE_HMAC, 0));
-  return *session_;
+TSS2_SYS_CONTEXT* Tpm::Sys() {
+  TSS2_SYS_CONTEXT* sys = nullptr;
+  Check(Esys_GetSysContext(ctx_, &sys), "Esys_GetSysContext");
+  return sys;
 }
 
-Handle Tpm::StartSession(const Handle& salt_key, TPM2_SE type, TPMA_SESSION attrs) {
-  ESYS_TR tr = ESYS_TR_NONE;
-  Check(Esys_StartAuthSession(ctx_, salt_key.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                              ESYS_TR_NONE, nullptr, type, &kSessionSymmetric, TPM2_ALG_SHA256,
-                              &tr),
-        "TPM2_StartAuthSession");
-  Handle h(ctx_, tr, Handle::Kind::kFlush);
-  Check(Esys_TRSess_SetAttributes(ctx_, tr, attrs | kContinue, 0xFF), "Esys_TRSess_SetAttributes");
-  return h;
+FastSession& Tpm::Fast() {
+  if (!fast_) {
+    Primary();
+    fast_ = FastSession::Start(Sys(), primary_handle_, primary_x_, primary_y_);
+  }
+  return *fast_;
 }
 
-Handle Tpm::Load(const Handle& parent, const Handle& session, const SealedBlob& blob) {
+void Tpm::RunFast(FastSession& session, TPM2_CC command, ByteView names, ByteView auth,
+                  bool decrypt_response, const char* what, bool encrypt_command) {
+  const TSS2_RC rc = session.Execute(command, names, auth, decrypt_response, encrypt_command);
+  if (rc != TSS2_RC_SUCCESS) {
+    if (&session == fast_.get()) fast_.reset();
+    throw TpmError(what, rc);
+  }
+}
+
+TpmObject& TpmObject::operator=(TpmObject&& o) noexcept {
+  if (this != &o) {
+    Reset();
+    sys_ = o.sys_;
+    handle_ = o.handle_;
+    name_ = std::move(o.name_);
+    o.handle_ = 0;
+  }
+  return *this;
+}
+
+void TpmObject::Reset() {
+  if (handle_ && sys_ && Tss2_Sys_FlushContext(sys_, handle_) != TSS2_RC_SUCCESS)
+    log::Debug("flushing a TPM object failed");
+  handle_ = 0;
+}
+
+TpmObject Tpm::Load(const SealedBlob& blob) {
   TPM2B_PUBLIC pub{};
   TPM2B_PRIVATE priv{};
   size_t off = 0;
@@ -261,18 +277,57 @@ Handle Tpm::Load(const Handle& parent, const Handle& session, const SealedBlob& 
           TSS2_RC_SUCCESS ||
       off != blob.priv.size())
     throw TpmError("sealed blob private part is malformed", TSS2_MU_RC_BAD_SIZE);
-  ESYS_TR tr = ESYS_TR_NONE;
-  Check(Esys_TRSess_SetAttributes(ctx_, session.get(), kContinue, 0xFF), "session attributes");
-  Check(Esys_Load(ctx_, parent.get(), session.get(), ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &tr),
-        "TPM2_Load");
-  return Handle(ctx_, tr, Handle::Kind::kFlush);
+  Primary();
+  TSS2_SYS_CONTEXT* sys = Sys();
+  FastSession& session = Fast();
+  Check(Tss2_Sys_Load_Prepare(sys, primary_handle_, &priv, &pub), "TPM2_Load prepare");
+  RunFast(session, TPM2_CC_Load, primary_name_, {}, false, "TPM2_Load");
+  TPM2_HANDLE handle = 0;
+  TPM2B_NAME name{};
+  name.size = sizeof name.name;
+  Check(Tss2_Sys_Load_Complete(sys, &handle, &name), "TPM2_Load complete");
+  return TpmObject(sys, handle, Bytes(name.name, name.name + name.size));
 }
 
-Handle Tpm::OpenNv(uint32_t index) {
-  ESYS_TR tr = ESYS_TR_NONE;
-  Check(Esys_TR_FromTPMPublic(ctx_, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr),
-        "TPM2_NV_ReadPublic");
-  return Handle(ctx_, tr, Handle::Kind::kClose);
+// TPM2_Create under the primary, with data and auth value in inSensitive,
+// which the session encrypts: they never cross the bus in clear.
+SealedBlob Tpm::CreateChild(const TPM2B_PUBLIC& tmpl, ByteView data, ByteView auth,
+                            const char* what) {
+  TPM2B_SENSITIVE_CREATE sensitive{};
+  SetBuffer(sensitive.sensitive.data, data);
+  SetBuffer(sensitive.sensitive.userAuth, auth);
+  TPM2B_DATA outside{};
+  TPML_PCR_SELECTION pcrs{};
+  Primary();
+  TSS2_SYS_CONTEXT* sys = Sys();
+  FastSession& session = Fast();
+  const TSS2_RC prc = Tss2_Sys_Create_Prepare(sys, primary_handle_, &sensitive, &tmpl, &outside,
+                                              &pcrs);
+  Wipe(&sensitive, sizeof sensitive);
+  Check(prc, "TPM2_Create prepare");
+  RunFast(session, TPM2_CC_Create, primary_name_, {}, false, what, true);
+  auto priv = std::make_unique<TPM2B_PRIVATE>();
+  auto pub = std::make_unique<TPM2B_PUBLIC>();
+  auto creation = std::make_unique<TPM2B_CREATION_DATA>();
+  auto creation_hash = std::make_unique<TPM2B_DIGEST>();
+  auto ticket = std::make_unique<TPMT_TK_CREATION>();
+  creation_hash->size = sizeof creation_hash->buffer;
+  Check(Tss2_Sys_Create_Complete(sys, priv.get(), pub.get(), creation.get(), creation_hash.get(),
+                                 ticket.get()),
+        "TPM2_Create complete");
+  return {MarshalPublic(*pub), MarshalPrivate(*priv)};
+}
+
+// TPM2_Unseal in a session whose response encryption covers the secret.
+Secret Tpm::UnsealLoaded(FastSession& session, const TpmObject& object, ByteView auth) {
+  TSS2_SYS_CONTEXT* sys = Sys();
+  Check(Tss2_Sys_Unseal_Prepare(sys, object.handle()), "TPM2_Unseal prepare");
+  RunFast(session, TPM2_CC_Unseal, object.name(), auth, true, "TPM2_Unseal");
+  auto out = std::make_unique<TPM2B_SENSITIVE_DATA>();
+  Check(Tss2_Sys_Unseal_Complete(sys, out.get()), "TPM2_Unseal complete");
+  Secret secret(ByteView(out->buffer, out->size));
+  Wipe(out.get(), sizeof *out);
+  return secret;
 }
 
 Bytes Tpm::GetRandom(size_t n) {
@@ -288,205 +343,6 @@ Bytes Tpm::GetRandom(size_t n) {
     out.insert(out.end(), r->buffer, r->buffer + r->size);
   }
   return out;
-}
-
-SealedBlob CreateChild(ESYS_CONTEXT* ctx, ESYS_TR parent, ESYS_TR session,
-                       const TPM2B_PUBLIC& tmpl, ByteView data, ByteView auth, const char* what) {
-  TPM2B_SENSITIVE_CREATE sensitive{};
-  SetBuffer(sensitive.sensitive.data, data);
-  SetBuffer(sensitive.sensitive.userAuth, auth);
-  TPM2B_DATA outside{};
-  TPML_PCR_SELECTION pcrs{};
-  TPM2B_PRIVATE* out_private = nullptr;
-  TPM2B_PUBLIC* out_public = nullptr;
-  TPM2B_CREATION_DATA* creation = nullptr;
-  TPM2B_DIGEST* creation_hash = nullptr;
-  TPMT_TK_CREATION* ticket = nullptr;
-  // The session decrypts the first parameter, inSensitive: the data and the
-  // auth value never cross the bus in clear.
-  Check(Esys_TRSess_SetAttributes(ctx, session, TPMA_SESSION_DECRYPT | kContinue, 0xFF),
-        "Esys_TRSess_SetAttributes");
-  const TSS2_RC rc =
-      Esys_Create(ctx, parent, session, ESYS_TR_NONE, ESYS_TR_NONE, &sensitive, &tmpl, &outside,
-                  &pcrs, &out_private, &out_public, &creation, &creation_hash, &ticket);
-  Wipe(&sensitive, sizeof sensitive);
-  EsysPtr<TPM2B_PRIVATE> priv(out_private);
-  EsysPtr<TPM2B_PUBLIC> pub(out_public);
-  Esys_Free(creation);
-  Esys_Free(creation_hash);
-  Esys_Free(ticket);
-  Check(rc, what);
-  return {MarshalPublic(*pub), MarshalPrivate(*priv)};
-}
-
-namespace {
-Secret Unseal(ESYS_CONTEXT* ctx, ESYS_TR object, ESYS_TR session) {
-  // The session encrypts the response parameter, the unsealed secret.
-  Check(Esys_TRSess_SetAttributes(ctx, session, TPMA_SESSION_ENCRYPT | kContinue, 0xFF),
-        "Esys_TRSess_SetAttributes");
-  TPM2B_SENSITIVE_DATA* raw = nullptr;
-  Check(Esys_Unseal(ctx, object, session, ESYS_TR_NONE, ESYS_TR_NONE, &raw), "TPM2_Unseal");
-  Secret out(ByteView(raw->buffer, raw->size));
-  Wipe(raw, sizeof *raw);
-  Esys_Free(raw);
-  return out;
-}
-}  // namespace
-
-SealedBlob Tpm::SealOpen(ByteView data) {
-  std::lock_guard lock(mu_);
-  return Retry([&] {
-    return CreateChild(ctx_, Primary().get(), Session().get(), SealTemplate({}), data, {},
-                       "TPM2_Create (seal)");
-  });
-}
-
-Secret Tpm::UnsealOpen(const SealedBlob& blob) {
-  std::lock_guard lock(mu_);
-  return Retry([&] {
-    MakeRoomForObject(false);
-    Handle object = Load(Primary(), Session(), blob);
-    return Unseal(ctx_, object.get(), Session().get());
-  });
-}
-
-// TPM2_PolicySecret(nv) then TPM2_PolicyAuthValue, computed in software from
-// the NV index's name (TPM 2.0 Part 3, 23.4 and 23.19: PolicyUpdate).
-Bytes Tpm::PinPolicy(const Handle& nv) {
-  TPM2B_NAME* raw = nullptr;
-  Check(Esys_TR_GetName(ctx_, nv.get(), &raw), "Esys_TR_GetName");
-  EsysPtr<TPM2B_NAME> name(raw);
-  Bytes digest(32, 0);
-  Bytes in = digest;
-  AppendU32(in, TPM2_CC_PolicySecret);
-  in.insert(in.end(), name->name, name->name + name->size);
-  digest = crypto::Sha256(in);
-  digest = crypto::Sha256(digest);  // policyRef is empty
-  in = digest;
-  AppendU32(in, TPM2_CC_PolicyAuthValue);
-  return crypto::Sha256(in);
-}
-
-void Tpm::DefinePinCounter(uint32_t index, const crypto::PinAuth& pin, uint32_t limit) {
-  std::lock_guard lock(mu_);
-  Retry([&] {
-    const Handle& session = Session();
-    WithAttributes(ctx_, session, TPMA_SESSION_DECRYPT);
-    TPM2B_AUTH auth{};
-    SetBuffer(auth, pin.nv.view());
-    TPM2B_NV_PUBLIC info{};
-    info.nvPublic.nvIndex = index;
-    info.nvPublic.nameAlg = TPM2_ALG_SHA256;
-    info.nvPublic.attributes = (TPM2_NT_PIN_FAIL << TPMA_NV_TPM2_NT_SHIFT) | TPMA_NV_OWNERWRITE |
-                               TPMA_NV_OWNERREAD | TPMA_NV_NO_DA;
-    info.nvPublic.dataSize = sizeof(TPMS_NV_PIN_COUNTER_PARAMETERS);
-    ESYS_TR tr = ESYS_TR_NONE;
-    const TSS2_RC rc = Esys_NV_DefineSpace(ctx_, ESYS_TR_RH_OWNER, session.get(), ESYS_TR_NONE,
-                                           ESYS_TR_NONE, &auth, &info, &tr);
-    Wipe(&auth, sizeof auth);
-    Check(rc, "TPM2_NV_DefineSpace (PIN counter)");
-    Handle nv(ctx_, tr, Handle::Kind::kClose);
-    TPM2B_MAX_NV_BUFFER data{};
-    data.size = 8;
-    const uint8_t init[8] = {0, 0, 0, 0, static_cast<uint8_t>(limit >> 24),
-                             static_cast<uint8_t>(limit >> 16), static_cast<uint8_t>(limit >> 8),
-                             static_cast<uint8_t>(limit)};
-    std::memcpy(data.buffer, init, 8);
-    Check(Esys_TRSess_SetAttributes(ctx_, session.get(), kContinue, 0xFF), "session attributes");
-    Check(Esys_NV_Write(ctx_, ESYS_TR_RH_OWNER, nv.get(), session.get(), ESYS_TR_NONE,
-                        ESYS_TR_NONE, &data, 0),
-          "TPM2_NV_Write (PIN counter)");
-    return 0;
-  });
-}
-
-void Tpm::UndefinePinCounter(uint32_t index) {
-  std::lock_guard lock(mu_);
-  Handle nv;
-  try {
-    nv = OpenNv(index);
-  } catch (const TpmError& e) {
-    log::Debug("PIN counter ", index, " already gone: ", e.what());
-    return;
-  }
-  SetOwnerAuth();
-  Check(Esys_NV_UndefineSpace(ctx_, ESYS_TR_RH_OWNER, nv.get(),
-                              WithAttributes(ctx_, Session(), 0), ESYS_TR_NONE, ESYS_TR_NONE),
-        "TPM2_NV_UndefineSpace (PIN counter)");
-  nv.Release();  // UndefineSpace already dropped the ESAPI handle
-}
-
-PinCounter Tpm::ReadPinCounter(uint32_t index) {
-  std::lock_guard lock(mu_);
-  Handle nv = OpenNv(index);
-  TPM2B_MAX_NV_BUFFER* raw = nullptr;
-  // With the usual empty owner auth a password session carries no secret and
-  // saves two commands; a set owner auth goes through a salted HMAC session.
-  SetOwnerAuth();
-  const ESYS_TR session =
-      owner_auth_.empty() ? ESYS_TR_PASSWORD : WithAttributes(ctx_, Session(), 0);
-  Check(Esys_NV_Read(ctx_, ESYS_TR_RH_OWNER, nv.get(), session, ESYS_TR_NONE, ESYS_TR_NONE, 8, 0,
-                     &raw),
-        "TPM2_NV_Read (PIN counter)");
-  EsysPtr<TPM2B_MAX_NV_BUFFER> data(raw);
-  if (data->size != 8) throw TpmError("PIN counter has the wrong size", TSS2_MU_RC_BAD_SIZE);
-  auto u32 = [&](int at) {
-    return (uint32_t{data->buffer[at]} << 24) | (uint32_t{data->buffer[at + 1]} << 16) |
-           (uint32_t{data->buffer[at + 2]} << 8) | data->buffer[at + 3];
-  };
-  return {u32(0), u32(4)};
-}
-
-SealedBlob Tpm::SealForPin(ByteView data, uint32_t index, const crypto::PinAuth& pin) {
-  std::lock_guard lock(mu_);
-  return Retry([&] {
-    Handle nv = OpenNv(index);
-    const Bytes policy = PinPolicy(nv);
-    return CreateChild(ctx_, Primary().get(), Session().get(), SealTemplate(policy), data,
-                       pin.seal.view(), "TPM2_Create (seal)");
-  });
-}
-
-std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
-                                         const crypto::PinAuth& pin) {
-  std::lock_guard lock(mu_);
-  return Retry([&]() -> std::optional<Secret> {
-    Handle nv = OpenNv(index);
-    TPM2B_AUTH auth{};
-    SetBuffer(auth, pin.nv.view());
-    Check(Esys_TR_SetAuth(ctx_, nv.get(), &auth), "Esys_TR_SetAuth");
-    const Handle& hmac = Session();
-    WithAttributes(ctx_, hmac, 0);
-    Handle policy = StartSession(Primary(), TPM2_SE_POLICY, 0);
-    MakeRoomForObject(false);
-    Handle object = Load(Primary(), hmac, blob);
-    SetBuffer(auth, pin.seal.view());
-    Check(Esys_TR_SetAuth(ctx_, object.get(), &auth), "Esys_TR_SetAuth");
-    Wipe(&auth, sizeof auth);
-    // The PIN's nv value authorizes PolicySecret in a salted HMAC session: the
-    // TPM checks it against the PIN_FAIL index and counts a failure there.
-    TPM2B_NONCE nonce{};
-    TPM2B_DIGEST cp_hash{};
-    TPM2B_NONCE policy_ref{};
-    TPM2B_TIMEOUT* timeout = nullptr;
-    TPMT_TK_AUTH* ticket = nullptr;
-    const TSS2_RC rc =
-        Esys_PolicySecret(ctx_, nv.get(), policy.get(), hmac.get(), ESYS_TR_NONE, ESYS_TR_NONE,
-                          &nonce, &cp_hash, &policy_ref, 0, &timeout, &ticket);
-    Esys_Free(timeout);
-    Esys_Free(ticket);
-    if (rc != TSS2_RC_SUCCESS) {
-      TpmError e("TPM2_PolicySecret (PIN)", rc);
-      const TSS2_RC base = e.base();
-      if (base == TPM2_RC_AUTH_FAIL || base == TPM2_RC_BAD_AUTH ||
-          base == TPM2_RC_NV_AUTHORIZATION)
-        return std::nullopt;
-      throw e;
-    }
-    Check(Esys_PolicyAuthValue(ctx_, policy.get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE),
-          "TPM2_PolicyAuthValue");
-    return Unseal(ctx_, object.get(), policy.get());
-  });
 }
 
 uint32_t Tpm::FreeNvIndex(uint32_t base, uint32_t avoid) {

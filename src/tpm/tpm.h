@@ -1,11 +1,15 @@
-// The TPM as tpmtoken uses it: one ESAPI context over the TCTI loader, RAII for
-// every ESYS_TR, salted sessions with AES-CFB parameter encryption for every
-// command that carries a secret, and the seal/unseal, PIN-counter and key
-// operations of DESIGN.md. The storage primary, one salted HMAC session and
-// recently used keys stay loaded between calls (a warm sign is one TPM
-// command); on a TPM without a resource manager at most one key stays, so the
-// three object slots of a bare simulator suffice. Everything is flushed when
-// the Tpm is destroyed. Methods are serialized by an internal mutex.
+// The TPM as tpmtoken uses it: one ESAPI context over the TCTI loader and the
+// seal/unseal, PIN-counter and key operations of DESIGN.md. Every command
+// that uses an authorization session runs over the system API in the
+// module's own salted session (fast_session.h), whose crypto lives in the
+// module's private OpenSSL context; ESAPI is used only for commands without
+// sessions. (ESAPI's own session salting calls OpenSSL's default context,
+// which a host may have routed to a PKCS#11 engine: that breaks.) The
+// storage primary, one salted HMAC session and recently used keys stay loaded
+// between calls (a warm sign is one TPM command); on a TPM without a resource
+// manager at most one key stays, so the three object slots of a bare
+// simulator suffice. Everything is flushed when the Tpm is destroyed. Methods
+// are serialized by an internal mutex.
 #pragma once
 #include <tss2/tss2_esys.h>
 #include <tss2/tss2_sys.h>
@@ -52,6 +56,30 @@ struct TpmInfo {
 
 class Handle;
 class FastSession;
+
+// A transient object loaded over the system API; flushed on release.
+class TpmObject {
+ public:
+  TpmObject() = default;
+  TpmObject(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE handle, Bytes name)
+      : sys_(sys), handle_(handle), name_(std::move(name)) {}
+  TpmObject(TpmObject&& o) noexcept : sys_(o.sys_), handle_(o.handle_), name_(std::move(o.name_)) {
+    o.handle_ = 0;
+  }
+  TpmObject& operator=(TpmObject&& o) noexcept;
+  TpmObject(const TpmObject&) = delete;
+  TpmObject& operator=(const TpmObject&) = delete;
+  ~TpmObject() { Reset(); }
+  void Reset();
+  void Release() { handle_ = 0; }  // the TPM flushed it already
+  TPM2_HANDLE handle() const { return handle_; }
+  const Bytes& name() const { return name_; }
+
+ private:
+  TSS2_SYS_CONTEXT* sys_ = nullptr;
+  TPM2_HANDLE handle_ = 0;
+  Bytes name_;
+};
 
 // A key the TPM holds for a token object.
 enum class KeyKind { kRsa, kEcc, kAes, kHmac };
@@ -151,19 +179,25 @@ class Tpm {
   void SetOwnerAuth();
   Handle CreatePrimary();
   const Handle& Primary();  // cached
-  const Handle& Session();  // cached salted HMAC session, attributes reset per use
-  Handle StartSession(const Handle& salt_key, TPM2_SE type, TPMA_SESSION attrs);
-  Handle Load(const Handle& parent, const Handle& session, const SealedBlob& blob);
+  TSS2_SYS_CONTEXT* Sys();
+  TpmObject Load(const SealedBlob& blob);  // under the primary
+  SealedBlob CreateChild(const TPM2B_PUBLIC& tmpl, ByteView data, ByteView auth,
+                         const char* what);
+  Secret UnsealLoaded(FastSession& session, const TpmObject& object, ByteView auth);
+  Bytes NvName(uint32_t index);
   struct CachedKey;
   CachedKey& LoadKey(const SealedBlob& key, ByteView auth);  // through the key cache
-  FastSession& Fast();  // the module's own session for the hot path (fast_session.h)
-  void RunFast(FastSession& session, TPM2_CC command, ByteView name, ByteView auth,
+  FastSession& Fast();  // the module's own salted HMAC session
+  // Runs a prepared command in a session; on failure a failed module session
+  // is dropped (a new one starts next time) and the TPM's code is thrown.
+  void RunFast(FastSession& session, TPM2_CC command, ByteView names, ByteView auth,
                bool decrypt_response, const char* what, bool encrypt_command = false);
+  // The name of a permanent handle (the owner hierarchy): the handle itself.
+  static Bytes HandleName(TPM2_HANDLE h) { return EncodeBe32(h); }
   // Evicts cached keys so one more object fits: a key (for_key) or a
   // temporary object such as a seal.
   void MakeRoomForObject(bool for_key);
-  Handle OpenNv(uint32_t index);
-  Bytes PinPolicy(const Handle& nv);
+  Bytes PinPolicy(ByteView nv_name);
   void ReadFixedProperties();
   void RecoverTransientMemory();
   template <typename Fn>
@@ -176,8 +210,9 @@ class Tpm {
   TpmInfo info_;
   bool has_rm_ = false;
   std::unique_ptr<Handle> primary_;
+  TPM2_HANDLE primary_handle_ = 0;
+  Bytes primary_name_;
   Bytes primary_x_, primary_y_;  // the storage primary's public point
-  std::unique_ptr<Handle> session_;
   std::unique_ptr<FastSession> fast_;
   std::vector<std::unique_ptr<CachedKey>> keys_;  // most recently used last
 };
@@ -207,9 +242,7 @@ class Handle {
 
 struct Tpm::CachedKey {
   std::string id;  // the key's public blob
-  Handle handle;
-  TPM2_HANDLE tpm_handle = 0;
-  Bytes name;
+  TpmObject object;
 };
 
 }  // namespace tpmtoken::tpm

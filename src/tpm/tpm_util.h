@@ -30,11 +30,6 @@ void SetBuffer(T& tpm2b, ByteView data) {
   std::memcpy(tpm2b.buffer, data.data(), data.size());
 }
 
-inline ESYS_TR WithAttributes(ESYS_CONTEXT* ctx, const Handle& session, TPMA_SESSION attrs) {
-  Check(Esys_TRSess_SetAttributes(ctx, session.get(), attrs | kContinue, 0xFF),
-        "Esys_TRSess_SetAttributes");
-  return session.get();
-}
 
 // Runs fn; when the TPM is out of object or session memory, flushes what this
 // process cached (and, without a resource manager, whatever a crashed process
@@ -50,11 +45,6 @@ auto Tpm::Retry(Fn&& fn) {
   if (!has_rm_) RecoverTransientMemory();
   return fn();
 }
-
-// TPM2_Create of a child of parent from a template, with data and auth value
-// in inSensitive (encrypted by the session); returns the blobs.
-SealedBlob CreateChild(ESYS_CONTEXT* ctx, ESYS_TR parent, ESYS_TR session,
-                       const TPM2B_PUBLIC& tmpl, ByteView data, ByteView auth, const char* what);
 
 Bytes MarshalPublic(const TPM2B_PUBLIC& p);
 Bytes MarshalPrivate(const TPM2B_PRIVATE& p);

@@ -1,0 +1,208 @@
+// Seals and PIN counters (DESIGN.md: SK, TK, per-token PIN retry limits),
+// all in the module's own salted sessions.
+#include <tss2/tss2_mu.h>
+
+#include <cstring>
+
+#include "crypto/ossl.h"
+#include "tpm/fast_session.h"
+#include "tpm/tpm.h"
+#include "tpm/tpm_util.h"
+#include "util/log.h"
+
+namespace tpmtoken::tpm {
+namespace {
+
+TPM2B_PUBLIC SealTemplate(ByteView policy) {
+  TPM2B_PUBLIC t{};
+  t.publicArea.type = TPM2_ALG_KEYEDHASH;
+  t.publicArea.nameAlg = TPM2_ALG_SHA256;
+  t.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT;
+  if (policy.empty()) t.publicArea.objectAttributes |= TPMA_OBJECT_USERWITHAUTH;
+  SetBuffer(t.publicArea.authPolicy, policy);
+  t.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
+  return t;
+}
+
+Bytes Concat(ByteView a, ByteView b) {
+  Bytes out(a.begin(), a.end());
+  out.insert(out.end(), b.begin(), b.end());
+  return out;
+}
+
+bool IsAuthFailure(TSS2_RC rc) {
+  const TSS2_RC base = TpmError("", rc).base();
+  return base == TPM2_RC_AUTH_FAIL || base == TPM2_RC_BAD_AUTH || base == TPM2_RC_NV_AUTHORIZATION;
+}
+
+}  // namespace
+
+SealedBlob Tpm::SealOpen(ByteView data) {
+  std::lock_guard lock(mu_);
+  return Retry([&] { return CreateChild(SealTemplate({}), data, {}, "TPM2_Create (seal)"); });
+}
+
+Secret Tpm::UnsealOpen(const SealedBlob& blob) {
+  std::lock_guard lock(mu_);
+  return Retry([&] {
+    MakeRoomForObject(false);
+    TpmObject object = Load(blob);
+    return UnsealLoaded(Fast(), object, {});
+  });
+}
+
+// An NV index's name, from TPM2_NV_ReadPublic (no session; ESAPI hashes it).
+Bytes Tpm::NvName(uint32_t index) {
+  ESYS_TR tr = ESYS_TR_NONE;
+  Check(Esys_TR_FromTPMPublic(ctx_, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr),
+        "TPM2_NV_ReadPublic");
+  Handle nv(ctx_, tr, Handle::Kind::kClose);
+  TPM2B_NAME* raw = nullptr;
+  Check(Esys_TR_GetName(ctx_, tr, &raw), "Esys_TR_GetName");
+  EsysPtr<TPM2B_NAME> name(raw);
+  return Bytes(name->name, name->name + name->size);
+}
+
+// TPM2_PolicySecret(nv) then TPM2_PolicyAuthValue, computed in software from
+// the NV index's name (TPM 2.0 Part 3, 23.4 and 23.19: PolicyUpdate).
+Bytes Tpm::PinPolicy(ByteView nv_name) {
+  Bytes digest(32, 0);
+  Bytes in = digest;
+  const Bytes cc_secret = EncodeBe32(TPM2_CC_PolicySecret);
+  in.insert(in.end(), cc_secret.begin(), cc_secret.end());
+  in.insert(in.end(), nv_name.begin(), nv_name.end());
+  digest = crypto::Sha256(in);
+  digest = crypto::Sha256(digest);  // policyRef is empty
+  in = digest;
+  const Bytes cc_auth = EncodeBe32(TPM2_CC_PolicyAuthValue);
+  in.insert(in.end(), cc_auth.begin(), cc_auth.end());
+  return crypto::Sha256(in);
+}
+
+void Tpm::DefinePinCounter(uint32_t index, const crypto::PinAuth& pin, uint32_t limit) {
+  std::lock_guard lock(mu_);
+  Retry([&] {
+    TSS2_SYS_CONTEXT* sys = Sys();
+    TPM2B_AUTH auth{};
+    SetBuffer(auth, pin.nv.view());
+    TPM2B_NV_PUBLIC info{};
+    info.nvPublic.nvIndex = index;
+    info.nvPublic.nameAlg = TPM2_ALG_SHA256;
+    info.nvPublic.attributes = (TPM2_NT_PIN_FAIL << TPMA_NV_TPM2_NT_SHIFT) | TPMA_NV_OWNERWRITE |
+                               TPMA_NV_OWNERREAD | TPMA_NV_NO_DA;
+    info.nvPublic.dataSize = sizeof(TPMS_NV_PIN_COUNTER_PARAMETERS);
+    FastSession& session = Fast();
+    const TSS2_RC prc = Tss2_Sys_NV_DefineSpace_Prepare(sys, TPM2_RH_OWNER, &auth, &info);
+    Wipe(&auth, sizeof auth);
+    Check(prc, "TPM2_NV_DefineSpace prepare");
+    // The PIN's auth value is the first parameter: the session encrypts it.
+    RunFast(session, TPM2_CC_NV_DefineSpace, HandleName(TPM2_RH_OWNER), owner_auth_.view(), false,
+            "TPM2_NV_DefineSpace (PIN counter)", true);
+    Check(Tss2_Sys_NV_DefineSpace_Complete(sys), "TPM2_NV_DefineSpace complete");
+    TPM2B_MAX_NV_BUFFER data{};
+    const Bytes init = Concat(EncodeBe32(0), EncodeBe32(limit));
+    SetBuffer(data, init);
+    // Names first: ESAPI shares the system context, so nothing may run
+    // between a Prepare and its Execute.
+    const Bytes names = Concat(HandleName(TPM2_RH_OWNER), NvName(index));
+    FastSession& write_session = Fast();
+    Check(Tss2_Sys_NV_Write_Prepare(sys, TPM2_RH_OWNER, index, &data, 0), "TPM2_NV_Write prepare");
+    RunFast(write_session, TPM2_CC_NV_Write, names, owner_auth_.view(), false,
+            "TPM2_NV_Write (PIN counter)");
+    Check(Tss2_Sys_NV_Write_Complete(sys), "TPM2_NV_Write complete");
+    return 0;
+  });
+}
+
+void Tpm::UndefinePinCounter(uint32_t index) {
+  std::lock_guard lock(mu_);
+  Bytes name;
+  try {
+    name = NvName(index);
+  } catch (const TpmError& e) {
+    log::Debug("PIN counter ", index, " already gone: ", e.what());
+    return;
+  }
+  TSS2_SYS_CONTEXT* sys = Sys();
+  FastSession& session = Fast();
+  Check(Tss2_Sys_NV_UndefineSpace_Prepare(sys, TPM2_RH_OWNER, index),
+        "TPM2_NV_UndefineSpace prepare");
+  RunFast(session, TPM2_CC_NV_UndefineSpace, Concat(HandleName(TPM2_RH_OWNER), name),
+          owner_auth_.view(), false, "TPM2_NV_UndefineSpace (PIN counter)");
+  Check(Tss2_Sys_NV_UndefineSpace_Complete(sys), "TPM2_NV_UndefineSpace complete");
+}
+
+PinCounter Tpm::ReadPinCounter(uint32_t index) {
+  std::lock_guard lock(mu_);
+  TSS2_SYS_CONTEXT* sys = Sys();
+  TPM2B_MAX_NV_BUFFER data{};
+  data.size = sizeof data.buffer;
+  if (owner_auth_.empty()) {
+    // With the usual empty owner auth a password session carries no secret
+    // and saves the session's work.
+    TSS2L_SYS_AUTH_COMMAND cmd{};
+    cmd.count = 1;
+    cmd.auths[0].sessionHandle = TPM2_RH_PW;
+    Check(Tss2_Sys_NV_Read(sys, TPM2_RH_OWNER, index, &cmd, 8, 0, &data, nullptr),
+          "TPM2_NV_Read (PIN counter)");
+  } else {
+    const Bytes names = Concat(HandleName(TPM2_RH_OWNER), NvName(index));
+    FastSession& session = Fast();
+    Check(Tss2_Sys_NV_Read_Prepare(sys, TPM2_RH_OWNER, index, 8, 0), "TPM2_NV_Read prepare");
+    RunFast(session, TPM2_CC_NV_Read, names, owner_auth_.view(), false,
+            "TPM2_NV_Read (PIN counter)");
+    Check(Tss2_Sys_NV_Read_Complete(sys, &data), "TPM2_NV_Read complete");
+  }
+  if (data.size != 8) throw TpmError("PIN counter has the wrong size", TSS2_MU_RC_BAD_SIZE);
+  return {DecodeBe32(ByteView(data.buffer, 4)), DecodeBe32(ByteView(data.buffer + 4, 4))};
+}
+
+SealedBlob Tpm::SealForPin(ByteView data, uint32_t index, const crypto::PinAuth& pin) {
+  std::lock_guard lock(mu_);
+  return Retry([&] {
+    const Bytes policy = PinPolicy(NvName(index));
+    return CreateChild(SealTemplate(policy), data, pin.seal.view(), "TPM2_Create (seal)");
+  });
+}
+
+std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
+                                         const crypto::PinAuth& pin) {
+  std::lock_guard lock(mu_);
+  return Retry([&]() -> std::optional<Secret> {
+    const Bytes nv_name = NvName(index);
+    Primary();
+    TSS2_SYS_CONTEXT* sys = Sys();
+    // A salted policy session: it will carry the unsealed key back encrypted.
+    std::unique_ptr<FastSession> policy =
+        FastSession::Start(sys, primary_handle_, primary_x_, primary_y_, TPM2_SE_POLICY);
+    MakeRoomForObject(false);
+    TpmObject object = Load(blob);
+    // The PIN's nv value authorizes PolicySecret in the module's salted HMAC
+    // session: the TPM checks it against the PIN_FAIL index and counts a
+    // failure there, outside the dictionary-attack counter.
+    TPM2B_NONCE nonce{};
+    TPM2B_DIGEST cp_hash{};
+    TPM2B_NONCE policy_ref{};
+    FastSession& session = Fast();
+    Check(Tss2_Sys_PolicySecret_Prepare(sys, index, policy->handle(), &nonce, &cp_hash,
+                                        &policy_ref, 0),
+          "TPM2_PolicySecret prepare");
+    const TSS2_RC rc = session.Execute(TPM2_CC_PolicySecret,
+                                       Concat(nv_name, HandleName(policy->handle())),
+                                       pin.nv.view(), false);
+    if (rc != TSS2_RC_SUCCESS) {
+      fast_.reset();  // a failed command leaves the nonces as they were; start afresh anyway
+      if (IsAuthFailure(rc)) return std::nullopt;
+      throw TpmError("TPM2_PolicySecret (PIN)", rc);
+    }
+    TPM2B_TIMEOUT timeout{};
+    TPMT_TK_AUTH ticket{};
+    Check(Tss2_Sys_PolicySecret_Complete(sys, &timeout, &ticket), "TPM2_PolicySecret complete");
+    Check(Tss2_Sys_PolicyAuthValue(sys, policy->handle(), nullptr, nullptr),
+          "TPM2_PolicyAuthValue");
+    // The seal's own auth value enters the policy session's HMAC.
+    return UnsealLoaded(*policy, object, pin.seal.view());
+  });
+}
+
+}  // namespace tpmtoken::tpm
