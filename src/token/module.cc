@@ -86,9 +86,15 @@ void Module::UnsealStoreKey() {
   try {
     sk_ = tpm_->UnsealOpen({*pub, *priv});
   } catch (const tpm::TpmError& e) {
-    throw std::runtime_error("the store key of " + store_->path() +
-                             " cannot be unsealed by this TPM (" + e.what() +
-                             "): the store was made on another TPM, or the TPM was cleared");
+    // A blob that fails its integrity check was made under another storage
+    // primary: another TPM, or this one after TPM2_Clear.
+    const TSS2_RC base = e.base();
+    if (base == TPM2_RC_INTEGRITY || base == TPM2_RC_BINDING)
+      throw std::runtime_error("the store key of " + store_->path() +
+                               " cannot be unsealed by this TPM (" + e.what() +
+                               "): the store was made on another TPM, or the TPM was cleared");
+    throw std::runtime_error("unsealing the store key of " + store_->path() + " failed: " +
+                             e.what());
   }
   const auto check = store_->Meta(kSkCheck);
   if (!check || !crypto::AeadOpen(sk_.view(), View(kSkCheck), *check))
