@@ -85,3 +85,46 @@ init_token() {
   p11 --token-label "$1" --login --login-type so --so-pin "$2" --init-pin --pin "$3" >/dev/null 2>&1 \
     || fail "init-pin $1"
 }
+
+# engine_conf FILE: an openssl.cnf that loads the libp11 engine on $MODULE.
+engine_conf() {
+  cat >"$1" <<CNF
+openssl_conf = openssl_init
+[openssl_init]
+engines = engine_section
+[engine_section]
+pkcs11 = pkcs11_section
+[pkcs11_section]
+engine_id = pkcs11
+MODULE_PATH = $MODULE
+init = 0
+CNF
+}
+
+# make_ca DIR: a throwaway CA (DIR/ca.pem, DIR/ca.key) and a server
+# certificate for 127.0.0.1 (DIR/srv.pem, DIR/srv.key).
+make_ca() {
+  local d=$1
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=test-ca \
+    -keyout "$d/ca.key" -out "$d/ca.pem" 2>/dev/null || fail "CA"
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+    -keyout "$d/srv.key" -out "$d/srv.csr" 2>/dev/null || fail "server key"
+  printf 'subjectAltName=IP:127.0.0.1\n' >"$d/srv.ext"
+  openssl x509 -req -in "$d/srv.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -days 2 \
+    -extfile "$d/srv.ext" -out "$d/srv.pem" 2>/dev/null || fail "server certificate"
+}
+
+# sign_csr CSR OUT: the throwaway CA signs a client certificate.
+sign_csr() {
+  openssl x509 -req -in "$1" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial -days 2 \
+    -out "$2" 2>/dev/null || fail "signing $1"
+}
+
+# wait_port PORT: until something listens on 127.0.0.1:PORT.
+wait_port() {
+  for _ in $(seq 50); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  fail "nothing listens on 127.0.0.1:$1"
+}
