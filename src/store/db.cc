@@ -97,18 +97,28 @@ int64_t Db::DataVersion() {
   return v;
 }
 
-Db::Txn::Txn(Db& db) : db_(db) { db_.Exec("BEGIN IMMEDIATE"); }
+Db::Txn::Txn(Db& db) : db_(db), level_(db.txn_depth_) {
+  db_.Exec(level_ == 0 ? "BEGIN IMMEDIATE"
+                       : ("SAVEPOINT tpmtoken_" + std::to_string(level_)).c_str());
+  ++db_.txn_depth_;
+}
 Db::Txn::~Txn() {
-  if (!done_) {
-    try {
+  if (done_) return;
+  --db_.txn_depth_;
+  try {
+    if (level_ == 0) {
       db_.Exec("ROLLBACK");
-    } catch (const StoreError& e) {
-      log::Error("store rollback failed: ", e.what());
+    } else {
+      const std::string sp = "tpmtoken_" + std::to_string(level_);
+      db_.Exec(("ROLLBACK TO " + sp + "; RELEASE " + sp).c_str());
     }
+  } catch (const StoreError& e) {
+    log::Error("store rollback failed: ", e.what());
   }
 }
 void Db::Txn::Commit() {
-  db_.Exec("COMMIT");
+  db_.Exec(level_ == 0 ? "COMMIT" : ("RELEASE tpmtoken_" + std::to_string(level_)).c_str());
+  --db_.txn_depth_;
   done_ = true;
 }
 

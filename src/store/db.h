@@ -57,6 +57,8 @@ class Db {
   int64_t DataVersion();
   const std::string& path() const { return path_; }
 
+  // The outermost Txn is BEGIN IMMEDIATE; nested ones are savepoints, so
+  // several changes can be made one transaction (rotate --finish).
   class Txn {
    public:
     explicit Txn(Db& db);
@@ -67,6 +69,7 @@ class Db {
 
    private:
     Db& db_;
+    int level_ = 0;
     bool done_ = false;
   };
 
@@ -75,6 +78,7 @@ class Db {
   sqlite3* db_ = nullptr;
   std::string path_;
   std::optional<Stmt> data_version_;
+  int txn_depth_ = 0;
 };
 
 }  // namespace tpmtoken::store

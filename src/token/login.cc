@@ -156,6 +156,29 @@ CK_RV Module::InitToken(CK_SLOT_ID slot, ByteView so_pin, ByteView label_field) 
   return CKR_OK;
 }
 
+CK_RV Module::DeleteToken(CK_SLOT_ID slot, ByteView so_pin) {
+  Token* t = FindToken(slot);
+  if (!t) return CKR_SLOT_ID_INVALID;
+  if (std::any_of(sessions_.begin(), sessions_.end(),
+                  [&](const auto& s) { return s.second->token == t; }))
+    return CKR_SESSION_EXISTS;
+  if (!ReloadRecord(*t)) return CKR_DEVICE_ERROR;
+  Secret tk;
+  if (CK_RV rv = OpenRole(*t, t->rec.so, so_pin, &tk); rv != CKR_OK) return rv;
+  const TokenRecord rec = t->rec;
+  {
+    store::Db::Txn txn(store_->db());
+    store_->DeleteToken(t->db_id);
+    txn.Commit();
+  }
+  ForgetObjects(*t);
+  std::erase_if(tokens_, [&](const auto& p) { return p.get() == t; });
+  tpm_->UndefinePinCounter(rec.so.nv_index);
+  if (rec.user.present) tpm_->UndefinePinCounter(rec.user.nv_index);
+  log::Info("token ", rec.serial, " deleted");
+  return CKR_OK;
+}
+
 CK_RV Module::Login(CK_SESSION_HANDLE h, CK_USER_TYPE who, ByteView pin) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;

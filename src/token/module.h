@@ -5,6 +5,7 @@
 #pragma once
 #include <tpmtoken/pkcs11.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -172,6 +173,20 @@ class Module {
   bool HasSession(CK_SESSION_HANDLE h) { return FindSession(h) != nullptr; }
   // 3.0 C_SessionCancel for the operations this module runs.
   CK_RV CancelOperations(CK_SESSION_HANDLE h, CK_FLAGS flags);
+
+  // Admin operations beyond PKCS#11 (the tpmtoken tool), in the core so the
+  // tool holds no token logic of its own.
+  // Removes a token: its objects, record and PIN counters; the SO PIN must
+  // open it. CKR_SESSION_EXISTS while this process has sessions on it.
+  CK_RV DeleteToken(CK_SLOT_ID slot, ByteView so_pin);
+  // Runs fn in one store transaction: all of its changes land or none do.
+  CK_RV Atomically(CK_SESSION_HANDLE h, const std::function<CK_RV()>& fn);
+  struct TokenSummary {
+    CK_SLOT_ID slot;
+    std::string serial, label;
+    size_t public_objects, private_objects;
+  };
+  std::vector<TokenSummary> Tokens();
 
   // For tests and the admin tool.
   store::Store& store() { return *store_; }

@@ -297,6 +297,37 @@ std::vector<std::shared_ptr<Object>> Module::Candidates(Token& t, const CK_ATTRI
   return all;
 }
 
+CK_RV Module::Atomically(CK_SESSION_HANDLE h, const std::function<CK_RV()>& fn) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  Token& t = *s->token;
+  CK_RV rv = CKR_GENERAL_ERROR;
+  {
+    store::Db::Txn txn(store_->db());
+    try {
+      rv = fn();
+    } catch (...) {
+      ForgetObjects(t);  // the cache may hold changes that were rolled back
+      throw;
+    }
+    if (rv == CKR_OK) txn.Commit();
+  }
+  if (rv != CKR_OK) ForgetObjects(t);
+  return rv;
+}
+
+std::vector<Module::TokenSummary> Module::Tokens() {
+  RefreshTokens();
+  std::vector<TokenSummary> out;
+  for (const auto& t : tokens_) {
+    TokenSummary sum{t->slot_id, t->rec.serial, t->rec.label, 0, 0};
+    for (const store::ObjectStamp& st : store_->ObjectStamps(t->db_id))
+      ++(st.is_private ? sum.private_objects : sum.public_objects);
+    out.push_back(sum);
+  }
+  return out;
+}
+
 CK_RV Module::FindObjectsInit(CK_SESSION_HANDLE h, const CK_ATTRIBUTE* tmpl, CK_ULONG n) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;

@@ -345,6 +345,29 @@ Bytes Tpm::GetRandom(size_t n) {
   return out;
 }
 
+DaState Tpm::ReadDaState() {
+  std::lock_guard lock(mu_);
+  TPMI_YES_NO more = TPM2_NO;
+  TPMS_CAPABILITY_DATA* raw = nullptr;
+  Check(Esys_GetCapability(ctx_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES,
+                           TPM2_PT_VAR, TPM2_MAX_TPM_PROPERTIES, &more, &raw),
+        "TPM2_GetCapability (variable properties)");
+  EsysPtr<TPMS_CAPABILITY_DATA> caps(raw);
+  DaState d;
+  const auto& props = caps->data.tpmProperties;
+  for (UINT32 i = 0; i < props.count; ++i) {
+    const uint32_t v = props.tpmProperty[i].value;
+    switch (props.tpmProperty[i].property) {
+      case TPM2_PT_LOCKOUT_COUNTER: d.failures = v; break;
+      case TPM2_PT_MAX_AUTH_FAIL: d.max_tries = v; break;
+      case TPM2_PT_LOCKOUT_RECOVERY: d.recovery_seconds = v; break;
+      case TPM2_PT_PERMANENT: d.in_lockout = (v & TPMA_PERMANENT_INLOCKOUT) != 0; break;
+      default: break;
+    }
+  }
+  return d;
+}
+
 uint32_t Tpm::FreeNvIndex(uint32_t base, uint32_t avoid) {
   std::lock_guard lock(mu_);
   TPMI_YES_NO more = TPM2_NO;

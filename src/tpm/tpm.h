@@ -47,6 +47,14 @@ struct PinCounter {
   bool locked() const { return count >= limit; }
 };
 
+// The TPM's dictionary-attack protection (TPM2_PT_LOCKOUT_* and inLockout).
+struct DaState {
+  uint32_t failures = 0;
+  uint32_t max_tries = 0;
+  uint32_t recovery_seconds = 0;
+  bool in_lockout = false;
+};
+
 struct TpmInfo {
   std::string manufacturer;  // TPM2_PT_MANUFACTURER, e.g. "IBM"
   std::string vendor;        // TPM2_PT_VENDOR_STRING_1..4
@@ -124,6 +132,7 @@ class Tpm {
   bool has_resource_manager() const { return has_rm_; }
 
   Bytes GetRandom(size_t n);
+  DaState ReadDaState();
 
   // Seals data that opens with no authorization (the store key).
   SealedBlob SealOpen(ByteView data);

@@ -1,0 +1,157 @@
+// tpmtoken: the admin tool for tpmtoken tokens, on the same core as the
+// PKCS#11 module.
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "commands.h"
+
+using namespace tpmtoken::tool;
+
+namespace {
+
+const char* kFooter = R"(PINs come from --pin-file FILE, the environment (TPMTOKEN_PIN,
+TPMTOKEN_SO_PIN, TPMTOKEN_NEW_PIN), --pin (visible to other users: warned),
+or a prompt without echo. TPMTOKEN_TCTI, TPMTOKEN_STORE and TPMTOKEN_CONF
+choose the TPM, the store and the configuration.
+
+Exit codes: 0 done; 2 bad arguments or input; 3 no such token, key or
+certificate; 4 wrong or locked PIN; 5 the TPM or the store failed.)";
+
+void PinOptions(CLI::App* cmd, PinSource& src, const std::string& name) {
+  cmd->add_option("--" + name + "-file", src.file, "read the " + name + " from this file");
+  cmd->add_option("--" + name, src.value, "the " + name + " (visible in ps; prefer the file)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  o.pin.prompt = "User PIN: ";
+  int (*run)(const Options&) = nullptr;
+  std::string token;
+
+  CLI::App app{"tpmtoken: TPM-backed PKCS#11 tokens: tokens, PINs, keys, certificates"};
+  app.footer(kFooter);
+  app.require_subcommand(1);
+  app.add_flag("--json", o.json, "machine-readable output for status and the list commands");
+
+  auto needs_token = [&](CLI::App* c) {
+    c->add_option("--token", token, "the token's label (default: the only token)");
+  };
+
+  auto* status = app.add_subcommand("status", "the TPM, its lockout state, the store and the tokens");
+  status->callback([&] { run = Status; });
+
+  auto* tok = app.add_subcommand("token", "create, list and delete tokens");
+  tok->require_subcommand(1);
+  auto* tinit = tok->add_subcommand("init", "create a token with an SO PIN and a user PIN");
+  tinit->add_option("--label", o.label, "the token's label")->required();
+  PinOptions(tinit, o.so_pin, "so-pin");
+  PinOptions(tinit, o.pin, "pin");
+  tinit->callback([&] { run = TokenInit; });
+  auto* tlist = tok->add_subcommand("list", "list the tokens");
+  tlist->callback([&] { run = TokenList; });
+  auto* tdel = tok->add_subcommand("delete", "delete a token, its objects and PIN counters (SO PIN)");
+  needs_token(tdel);
+  PinOptions(tdel, o.so_pin, "so-pin");
+  tdel->callback([&] { run = TokenDelete; });
+
+  auto* pin = app.add_subcommand("pin", "change or unlock PINs");
+  pin->require_subcommand(1);
+  auto* pchange = pin->add_subcommand("change", "change the user PIN (or the SO PIN with --so)");
+  needs_token(pchange);
+  pchange->add_flag("--so", o.so, "change the SO PIN");
+  PinOptions(pchange, o.pin, "pin");
+  PinOptions(pchange, o.so_pin, "so-pin");
+  PinOptions(pchange, o.new_pin, "new-pin");
+  pchange->callback([&] { run = PinChange; });
+  auto* punlock = pin->add_subcommand("unlock", "the SO sets a new user PIN, clearing its lock");
+  needs_token(punlock);
+  PinOptions(punlock, o.so_pin, "so-pin");
+  PinOptions(punlock, o.new_pin, "new-pin");
+  punlock->callback([&] { run = PinUnlock; });
+
+  auto* key = app.add_subcommand("key", "keys in the TPM");
+  key->require_subcommand(1);
+  auto* kgen = key->add_subcommand("generate", "generate a key pair in the TPM");
+  needs_token(kgen);
+  kgen->add_option("--key", o.key, "the key's label")->required();
+  kgen->add_option("--type", o.type, "ec:p256 (default), ec:p384, ec:p521, rsa:2048, rsa:3072, rsa:4096");
+  PinOptions(kgen, o.pin, "pin");
+  kgen->callback([&] { run = KeyGenerate; });
+  auto* klist = key->add_subcommand("list", "list the keys");
+  needs_token(klist);
+  PinOptions(klist, o.pin, "pin");
+  klist->callback([&] { run = KeyList; });
+  auto* kdel = key->add_subcommand("delete", "delete a key pair");
+  needs_token(kdel);
+  kdel->add_option("--key", o.key, "the key's label")->required();
+  PinOptions(kdel, o.pin, "pin");
+  kdel->callback([&] { run = KeyDelete; });
+  auto* kimp = key->add_subcommand("import", "put a PEM, DER or PKCS#8 private key into the TPM");
+  needs_token(kimp);
+  kimp->add_option("--key", o.key, "the key's label")->required();
+  kimp->add_option("file", o.file, "the private key file")->required();
+  PinOptions(kimp, o.pin, "pin");
+  kimp->callback([&] { run = KeyImport; });
+
+  auto* csr = app.add_subcommand("csr", "a PKCS#10 request signed by a TPM key, as PEM");
+  needs_token(csr);
+  csr->add_option("--key", o.key, "the key's label")->required();
+  csr->add_option("--subject", o.subject, "e.g. '/CN=thing-42/O=Example'")->required();
+  csr->add_option("--san", o.san, "subjectAltName, e.g. 'DNS:thing-42.example,IP:10.0.0.7'");
+  csr->add_option("--out", o.out, "write here instead of standard output");
+  PinOptions(csr, o.pin, "pin");
+  csr->callback([&] { run = Csr; });
+
+  auto* cert = app.add_subcommand("cert", "certificates on the token");
+  cert->require_subcommand(1);
+  auto* cimp = cert->add_subcommand("import", "store a key's certificate with its id and label");
+  needs_token(cimp);
+  cimp->add_option("--key", o.key, "the key's label")->required();
+  cimp->add_option("file", o.file, "the certificate (PEM or DER)")->required();
+  PinOptions(cimp, o.pin, "pin");
+  cimp->callback([&] { run = CertImport; });
+  auto* clist = cert->add_subcommand("list", "subject, issuer and expiry of each certificate");
+  needs_token(clist);
+  clist->callback([&] { run = CertList; });
+
+  auto* rot = app.add_subcommand("rotate", "replace a key: start (new key + CSR), then --finish CERT");
+  needs_token(rot);
+  rot->add_option("--key", o.key, "the key's label")->required();
+  rot->add_option("--subject", o.subject, "the new CSR's subject (default: the current certificate's)");
+  rot->add_option("--san", o.san, "subjectAltName for the new CSR");
+  rot->add_option("--out", o.out, "write the CSR here instead of standard output");
+  rot->add_option("--finish", o.finish, "install this certificate for the new key, retire the old");
+  PinOptions(rot, o.pin, "pin");
+  rot->callback([&] { run = Rotate; });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? kOk : kUsage;
+  }
+  try {
+    if (run != Status && run != TokenList && run != TokenInit) {
+      if (token.empty()) {
+        Context probe;
+        const auto all = probe.module().Tokens();
+        if (all.size() != 1)
+          throw ToolError(all.empty() ? "there is no token: create one with `tpmtoken token init`"
+                                      : "there are several tokens: name one with --token",
+                          kUsage);
+        token = all[0].label;
+      }
+      o.label = token;
+    }
+    return run(o);
+  } catch (const ToolError& e) {
+    std::cerr << "tpmtoken: " << e.what() << "\n";
+    return e.exit_code;
+  } catch (const std::exception& e) {
+    std::cerr << "tpmtoken: " << e.what() << "\n";
+    return kFailure;
+  }
+}
