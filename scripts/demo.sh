@@ -1,58 +1,158 @@
 #!/usr/bin/env bash
-# The tpmtoken demo: a token whose secrets are rooted in a TPM, driven by the
-# real pkcs11-tool. Uses a simulated TPM (swtpm) unless TPMTOKEN_TCTI names a
-# real one, and a scratch store; stops everything it started.
+# The tpmtoken demo: a device identity whose private key lives in a TPM, from
+# key generation to mutual TLS with an MQTT broker and an HTTPS server, and a
+# key rotation. Uses a simulated TPM (swtpm) unless TPMTOKEN_TCTI names a real
+# one; keeps everything in a scratch directory and stops all it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/swtpm.sh
 
 MODULE=${MODULE:-$PWD/build/src/libtpmtoken.so}
-WORK=$(mktemp -d /tmp/tpmtoken-demo.XXXXXX)
+TOOL=${TOOL:-$PWD/build/tools/tpmtoken}
+WORK=${TPMTOKEN_DEMO_DIR:-$(mktemp -d /tmp/tpmtoken-demo.XXXXXX)}
+mkdir -p "$WORK"
+PIDS=()
 SWTPM_PID=""
 cleanup() {
-  [ -n "$SWTPM_PID" ] && kill "$SWTPM_PID" 2>/dev/null && wait "$SWTPM_PID" 2>/dev/null
+  local rc=$?
+  if [ -n "${DELETE_TOKEN:-}" ]; then
+    "$TOOL" token delete --token device --so-pin-file "$WORK/so-pin" >/dev/null 2>&1 || true
+  fi
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  [ -n "$SWTPM_PID" ] && kill "$SWTPM_PID" 2>/dev/null || true
+  wait 2>/dev/null || true
   rm -rf "$WORK"
+  [ "$rc" -eq 0 ] && echo "Stopped everything the demo started." || echo "demo: failed (exit $rc)" >&2
+  exit "$rc"
 }
 trap cleanup EXIT
 
 step() { printf '\n== %s\n' "$*"; }
-p11() { pkcs11-tool --module "$MODULE" "$@"; }
+tpmtoken() { "$TOOL" "$@"; }
+free_port() { free_port_pair; }
+wait_port() {
+  for _ in $(seq 50); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "demo: nothing listens on 127.0.0.1:$1" >&2
+  return 1
+}
 
 export TPMTOKEN_STORE="$WORK/store/tpmtoken.sqlite3"
 if [ -n "${TPMTOKEN_TCTI:-}" ]; then
-  step "Using the TPM at $TPMTOKEN_TCTI"
+  step "Using the TPM at $TPMTOKEN_TCTI (the demo deletes its token at the end)"
+  DELETE_TOKEN=1
 else
   swtpm_start "$WORK/tpm" || { echo "demo: swtpm did not start" >&2; exit 1; }
-  step "No TPM named in TPMTOKEN_TCTI: started a simulated TPM (swtpm) at $TPMTOKEN_TCTI"
+  step "No TPM named in TPMTOKEN_TCTI: using a simulated TPM (swtpm) at $TPMTOKEN_TCTI"
 fi
 
-step "Create a token (the SO PIN guards a token key sealed in the TPM)"
-p11 --init-token --slot-index 0 --label device --so-pin 87654321
+step "1. Create a token. Its key is sealed in the TPM behind the SO and user PINs;"
+echo "   wrong PINs are counted by the TPM for this token alone."
+echo 87654321 >"$WORK/so-pin"
+echo 246810 >"$WORK/pin"
+chmod 600 "$WORK/so-pin" "$WORK/pin"
+tpmtoken token init --label device --so-pin-file "$WORK/so-pin" --pin-file "$WORK/pin"
+pin=(--pin-file "$WORK/pin")
 
-step "Set the user PIN (the TPM counts wrong guesses per token, outside its global lockout)"
-p11 --token-label device --login --login-type so --so-pin 87654321 --init-pin --pin 123456
+step "2. Generate the device key inside the TPM (EC P-256); it never leaves it."
+tpmtoken key generate --key thing-42 --type ec:p256 "${pin[@]}"
 
-step "Make a device certificate (software key for now: TPM keys arrive with the keys issue)"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
-  -subj "/CN=thing-42/O=tpmtoken demo" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
-openssl x509 -in "$WORK/cert.pem" -outform DER -out "$WORK/cert.der"
+step "3. Make a certificate request signed by the TPM."
+tpmtoken csr --key thing-42 --subject '/CN=thing-42/O=tpmtoken demo' --san 'DNS:thing-42.local' \
+  --out "$WORK/thing-42.csr" "${pin[@]}"
+openssl req -in "$WORK/thing-42.csr" -noout -subject -verify 2>&1 | sed 's/^/   /'
 
-step "Store the certificate and a private configuration blob on the token"
-p11 --token-label device --login --pin 123456 --write-object "$WORK/cert.der" --type cert \
-  --label device-cert --id 01
-echo "mqtt-endpoint=127.0.0.1:8883" >"$WORK/config.txt"
-p11 --token-label device --login --pin 123456 --write-object "$WORK/config.txt" --type data \
-  --label device-config --private
+step "4. A throwaway local CA signs it; the certificate goes onto the token."
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+  -subj '/CN=tpmtoken demo CA' -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+  -keyout "$WORK/server.key" -out "$WORK/server.csr" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\n' >"$WORK/server.ext"
+openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+  -days 2 -extfile "$WORK/server.ext" -out "$WORK/server.pem" 2>/dev/null
+openssl x509 -req -in "$WORK/thing-42.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+  -days 2 -out "$WORK/thing-42.pem" 2>/dev/null
+tpmtoken cert import --key thing-42 "$WORK/thing-42.pem" "${pin[@]}"
+tpmtoken cert list --token device
 
-step "What the token holds (the private data object needs the PIN)"
-p11 --token-label device --list-objects
-p11 --token-label device --login --pin 123456 --list-objects
+cat >"$WORK/openssl.cnf" <<CNF
+openssl_conf = openssl_init
+[openssl_init]
+engines = engine_section
+[engine_section]
+pkcs11 = pkcs11_section
+[pkcs11_section]
+engine_id = pkcs11
+MODULE_PATH = $MODULE
+init = 0
+CNF
+uri="pkcs11:token=device;object=thing-42;type=private;pin-value=$(cat "$WORK/pin")"
+cert_uri="pkcs11:token=device;object=thing-42;type=cert"
 
-step "The store on disk holds none of it in clear"
-if grep -a -q -e device-cert -e mqtt-endpoint -e thing-42 "$TPMTOKEN_STORE"* ; then
-  echo "demo: found clear text in the store" >&2
+step "5. An MQTT broker on 127.0.0.1 that requires client certificates."
+mport=$(free_port)
+cat >"$WORK/mosquitto.conf" <<CONF
+user $(id -un)
+listener $mport 127.0.0.1
+cafile $WORK/ca.pem
+certfile $WORK/server.pem
+keyfile $WORK/server.key
+require_certificate true
+allow_anonymous true
+CONF
+mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
+PIDS+=($!)
+wait_port "$mport"
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=dashboard \
+  -keyout "$WORK/sub.key" -out "$WORK/sub.csr" 2>/dev/null
+openssl x509 -req -in "$WORK/sub.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial -days 2 \
+  -out "$WORK/sub.pem" 2>/dev/null
+mosquitto_sub -h 127.0.0.1 -p "$mport" --cafile "$WORK/ca.pem" --cert "$WORK/sub.pem" \
+  --key "$WORK/sub.key" -t devices/thing-42/telemetry -C 1 -W 30 >"$WORK/received" &
+sub=$!
+PIDS+=($sub)
+sleep 0.5
+echo "   thing-42 publishes telemetry, signing the TLS handshake with its TPM key:"
+# mosquitto 2.0.11 opens --key as a file even for an engine: an empty file
+# named like the URI lets it pass.
+(cd "$WORK" && : >"$uri" && OPENSSL_CONF="$WORK/openssl.cnf" mosquitto_pub -h 127.0.0.1 -p "$mport" \
+  --cafile "$WORK/ca.pem" --cert "$WORK/thing-42.pem" --tls-engine pkcs11 --keyform engine --key "$uri" \
+  -t devices/thing-42/telemetry -m '{"temperature": 21.5}')
+wait "$sub"
+echo "   the dashboard received: $(cat "$WORK/received")"
+
+step "6. An HTTPS API on 127.0.0.1 that requires client certificates; curl uses the token's key and certificate."
+hport=$(free_port)
+openssl s_server -accept "127.0.0.1:$hport" -cert "$WORK/server.pem" -key "$WORK/server.key" \
+  -CAfile "$WORK/ca.pem" -Verify 2 -verify_return_error -www -quiet >"$WORK/s_server.log" 2>&1 &
+PIDS+=($!)
+wait_port "$hport"
+fetch() {
+  OPENSSL_CONF="$WORK/openssl.cnf" curl -sS --cacert "$WORK/ca.pem" --engine pkcs11 --key-type ENG \
+    --cert-type ENG --key "$uri" --cert "$cert_uri;pin-value=$(cat "$WORK/pin")" "https://127.0.0.1:$hport/"
+}
+page=$(fetch)
+first_serial=$(grep -A1 'Serial Number' <<<"$page" | tail -1 | tr -d ' ')
+echo "   $(grep -m1 'Protocol' <<<"$page" | tr -s ' ')"
+echo "   the server saw client certificate serial $first_serial"
+
+step "7. Rotate: a new key in the TPM and its CSR; the old credential keeps working meanwhile."
+tpmtoken rotate --key thing-42 --out "$WORK/next.csr" "${pin[@]}"
+openssl x509 -req -in "$WORK/next.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial \
+  -days 2 -out "$WORK/next.pem" 2>/dev/null
+page=$(fetch)
+echo "   still connecting with serial $(grep -A1 'Serial Number' <<<"$page" | tail -1 | tr -d ' ') before --finish"
+tpmtoken rotate --key thing-42 --finish "$WORK/next.pem" "${pin[@]}"
+page=$(fetch)
+second_serial=$(grep -A1 'Serial Number' <<<"$page" | tail -1 | tr -d ' ')
+echo "   the next connection uses serial $second_serial"
+if [ "$first_serial" = "$second_serial" ]; then
+  echo "demo: the connection still used the old certificate" >&2
   exit 1
 fi
-echo "searched $(ls "$TPMTOKEN_STORE"* | wc -l) store file(s): no label, subject or value in clear"
+tpmtoken key list "${pin[@]}"
 
-step "Done; stopping what the demo started"
+step "8. The token's state"
+tpmtoken status
