@@ -5,7 +5,7 @@
 # one; keeps everything in a scratch directory and stops all it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/swtpm.sh
+source scripts/common.sh
 
 MODULE=${MODULE:-$PWD/build/src/libtpmtoken.so}
 TOOL=${TOOL:-$PWD/build/tools/tpmtoken}
@@ -30,14 +30,6 @@ trap cleanup EXIT
 step() { printf '\n== %s\n' "$*"; }
 tpmtoken() { "$TOOL" "$@"; }
 free_port() { free_port_pair; }
-wait_port() {
-  for _ in $(seq 50); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "demo: nothing listens on 127.0.0.1:$1" >&2
-  return 1
-}
 
 export TPMTOKEN_STORE="$WORK/store/tpmtoken.sqlite3"
 if [ -n "${TPMTOKEN_TCTI:-}" ]; then
@@ -77,17 +69,7 @@ openssl x509 -req -in "$WORK/thing-42.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.k
 tpmtoken cert import --key thing-42 "$WORK/thing-42.pem" "${pin[@]}"
 tpmtoken cert list --token device
 
-cat >"$WORK/openssl.cnf" <<CNF
-openssl_conf = openssl_init
-[openssl_init]
-engines = engine_section
-[engine_section]
-pkcs11 = pkcs11_section
-[pkcs11_section]
-engine_id = pkcs11
-MODULE_PATH = $MODULE
-init = 0
-CNF
+engine_conf "$WORK/openssl.cnf"
 uri="pkcs11:token=device;object=thing-42;type=private;pin-value=$(cat "$WORK/pin")"
 cert_uri="pkcs11:token=device;object=thing-42;type=cert"
 
@@ -104,7 +86,7 @@ allow_anonymous true
 CONF
 mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
 PIDS+=($!)
-wait_port "$mport"
+wait_port "$mport" || { echo "demo: the broker did not start" >&2; exit 1; }
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=dashboard \
   -keyout "$WORK/sub.key" -out "$WORK/sub.csr" 2>/dev/null
 openssl x509 -req -in "$WORK/sub.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -CAcreateserial -days 2 \
@@ -128,7 +110,7 @@ hport=$(free_port)
 openssl s_server -accept "127.0.0.1:$hport" -cert "$WORK/server.pem" -key "$WORK/server.key" \
   -CAfile "$WORK/ca.pem" -Verify 2 -verify_return_error -www -quiet >"$WORK/s_server.log" 2>&1 &
 PIDS+=($!)
-wait_port "$hport"
+wait_port "$hport" || { echo "demo: the HTTPS server did not start" >&2; exit 1; }
 fetch() {
   OPENSSL_CONF="$WORK/openssl.cnf" curl -sS --cacert "$WORK/ca.pem" --engine pkcs11 --key-type ENG \
     --cert-type ENG --key "$uri" --cert "$cert_uri;pin-value=$(cat "$WORK/pin")" "https://127.0.0.1:$hport/"

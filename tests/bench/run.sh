@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export MODULE=${MODULE:-$PWD/build/src/libtpmtoken.so}
-source scripts/swtpm.sh
+source scripts/common.sh
 WORK=$(mktemp -d /tmp/tpmtoken-bench.XXXXXX)
 SWTPM_PID=""
 trap '[ -n "$SWTPM_PID" ] && kill "$SWTPM_PID" 2>/dev/null; rm -rf "$WORK"' EXIT

@@ -33,7 +33,7 @@ server() {  # server PORT [s_server options...]
     -key "$WORK/srv.key" -CAfile "$WORK/ca.pem" -Verify 2 -verify_return_error -www -quiet "$@" \
     >"$WORK/srv.$port.log" 2>&1 &
   CLEANUP_PIDS+=($!)
-  wait_port "$port"
+  wait_for "$port"
 }
 request() {  # request PORT [curl options...]: prints the protocol line or the error
   local port=$1

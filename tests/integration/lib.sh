@@ -26,7 +26,7 @@ trap fixture_cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }
 
-source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/swtpm.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
 
 # Starts this test's swtpm and exports TPMTOKEN_TCTI and TPMTOKEN_STORE. With
 # TPMTOKEN_TCTI already set (a real TPM), that TPM is used instead.
@@ -86,21 +86,6 @@ init_token() {
     || fail "init-pin $1"
 }
 
-# engine_conf FILE: an openssl.cnf that loads the libp11 engine on $MODULE.
-engine_conf() {
-  cat >"$1" <<CNF
-openssl_conf = openssl_init
-[openssl_init]
-engines = engine_section
-[engine_section]
-pkcs11 = pkcs11_section
-[pkcs11_section]
-engine_id = pkcs11
-MODULE_PATH = $MODULE
-init = 0
-CNF
-}
-
 # make_ca DIR: a throwaway CA (DIR/ca.pem, DIR/ca.key) and a server
 # certificate for 127.0.0.1 (DIR/srv.pem, DIR/srv.key).
 make_ca() {
@@ -120,11 +105,5 @@ sign_csr() {
     -out "$2" 2>/dev/null || fail "signing $1"
 }
 
-# wait_port PORT: until something listens on 127.0.0.1:PORT.
-wait_port() {
-  for _ in $(seq 50); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  fail "nothing listens on 127.0.0.1:$1"
-}
+# wait_for PORT: like wait_port, but fails the test.
+wait_for() { wait_port "$1" || fail "nothing listens on 127.0.0.1:$1"; }

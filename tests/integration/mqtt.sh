@@ -31,7 +31,7 @@ allow_anonymous true
 CONF
 mosquitto -c "$WORK/mosquitto.conf" >"$WORK/broker.log" 2>&1 &
 CLEANUP_PIDS+=($!)
-wait_port "$port"
+wait_for "$port"
 
 tls=(-h 127.0.0.1 -p "$port" --cafile "$WORK/ca.pem")
 mosquitto_sub "${tls[@]}" --cert "$WORK/sub.pem" --key "$WORK/sub.key" -t devices/thing-42/telemetry \

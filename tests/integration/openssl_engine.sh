@@ -14,20 +14,7 @@ p11 --token-label device --login --pin 1234 --keypairgen --key-type EC:prime256v
 p11 --token-label device --login --pin 1234 --keypairgen --key-type rsa:2048 --label rsa-key --id 02 \
   >/dev/null 2>&1 || fail "RSA keypairgen"
 
-conf() {
-  cat >"$WORK/openssl.cnf" <<CNF
-openssl_conf = openssl_init
-[openssl_init]
-engines = engine_section
-[engine_section]
-pkcs11 = pkcs11_section
-[pkcs11_section]
-engine_id = pkcs11
-MODULE_PATH = $MODULE
-init = 0
-$1
-CNF
-}
+conf() { engine_conf "$WORK/openssl.cnf" "$1"; }
 conf ""
 export OPENSSL_CONF="$WORK/openssl.cnf"
 eng=(-engine pkcs11 -keyform engine)

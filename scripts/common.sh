@@ -1,3 +1,5 @@
+# Shell helpers shared by the demo and the integration tests.
+#
 # swtpm_start DIR: starts a simulated TPM with its state in DIR on a free
 # loopback port pair; sets SWTPM_PID and exports TPMTOKEN_TCTI. Returns 1 if
 # it cannot start (the log is DIR/swtpm.log).
@@ -45,4 +47,30 @@ swtpm_start() {
     SWTPM_PID=""
   done
   return 1
+}
+
+# wait_port PORT: returns once something listens on 127.0.0.1:PORT (1 after 5 s).
+wait_port() {
+  for _ in $(seq 50); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# engine_conf FILE [EXTRA]: an openssl.cnf that loads the libp11 engine on
+# $MODULE; EXTRA lines go into the engine's section (e.g. "PIN = 1234").
+engine_conf() {
+  cat >"$1" <<CNF
+openssl_conf = openssl_init
+[openssl_init]
+engines = engine_section
+[engine_section]
+pkcs11 = pkcs11_section
+[pkcs11_section]
+engine_id = pkcs11
+MODULE_PATH = $MODULE
+init = 0
+${2:-}
+CNF
 }
