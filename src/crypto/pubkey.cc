@@ -1,34 +1,60 @@
 #include "crypto/pubkey.h"
 
-#include <openssl/core_names.h>
+#include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
-#include <openssl/param_build.h>
-#include <openssl/rsa.h>
-#include <openssl/x509.h>
+#include <openssl/objects.h>
 
 #include <cstring>
+
+#include "mech/padding.h"
 
 namespace tpmtoken::crypto {
 namespace {
 
-using ParamBld = std::unique_ptr<OSSL_PARAM_BLD, Deleter<OSSL_PARAM_BLD_free>>;
-using Params = std::unique_ptr<OSSL_PARAM, Deleter<OSSL_PARAM_free>>;
-using PkeyCtx = std::unique_ptr<EVP_PKEY_CTX, Deleter<EVP_PKEY_CTX_free>>;
 using Bn = std::unique_ptr<BIGNUM, Deleter<BN_free>>;
+using BnCtx = std::unique_ptr<BN_CTX, Deleter<BN_CTX_free>>;
+using Group = std::unique_ptr<EC_GROUP, Deleter<EC_GROUP_free>>;
+using Point = std::unique_ptr<EC_POINT, Deleter<EC_POINT_free>>;
 
-Pkey FromData(const char* type, OSSL_PARAM* params) {
-  PkeyCtx ctx(EVP_PKEY_CTX_new_from_name(LibCtx(), type, nullptr));
-  EVP_PKEY* key = nullptr;
-  if (!ctx || EVP_PKEY_fromdata_init(ctx.get()) != 1 ||
-      EVP_PKEY_fromdata(ctx.get(), &key, EVP_PKEY_PUBLIC_KEY, params) != 1)
-    return nullptr;
-  return Pkey(key);
+Bn ToBn(ByteView b) { return Bn(BN_bin2bn(b.data(), static_cast<int>(b.size()), nullptr)); }
+
+Bytes Trim(ByteView b) {
+  size_t i = 0;
+  while (i < b.size() && b[i] == 0) ++i;
+  return Bytes(b.begin() + static_cast<ptrdiff_t>(i), b.end());
 }
 
-PkeyCtx VerifyCtx(EVP_PKEY* key) {
-  PkeyCtx ctx(EVP_PKEY_CTX_new_from_pkey(LibCtx(), key, nullptr));
-  if (!ctx || EVP_PKEY_verify_init(ctx.get()) != 1) return nullptr;
-  return ctx;
+// DER: tag, definite length, contents.
+Bytes Der(uint8_t tag, ByteView content) {
+  Bytes out = {tag};
+  const size_t n = content.size();
+  if (n < 0x80) {
+    out.push_back(static_cast<uint8_t>(n));
+  } else {
+    Bytes len;
+    for (size_t v = n; v; v >>= 8) len.insert(len.begin(), static_cast<uint8_t>(v));
+    out.push_back(static_cast<uint8_t>(0x80 | len.size()));
+    out.insert(out.end(), len.begin(), len.end());
+  }
+  out.insert(out.end(), content.begin(), content.end());
+  return out;
+}
+Bytes Cat(std::initializer_list<ByteView> parts) {
+  Bytes out;
+  for (ByteView p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+Bytes DerInteger(ByteView be) {
+  Bytes v = Trim(be);
+  if (v.empty() || (v[0] & 0x80)) v.insert(v.begin(), 0);
+  return Der(0x02, v);
+}
+
+Group CurveGroup(const Curve& c) {
+  Group g(EC_GROUP_new_by_curve_name_ex(LibCtx(), nullptr, OBJ_sn2nid(c.name)));
+  if (!g) Fail(std::string("EC group ") + c.name);
+  return g;
 }
 
 }  // namespace
@@ -64,18 +90,7 @@ const Curve* CurveFromTpm(TPM2_ECC_CURVE tpm) {
 }
 
 Bytes EcPointDer(ByteView x, ByteView y) {
-  const size_t n = 1 + x.size() + y.size();
-  Bytes out = {0x04};
-  if (n < 128) {
-    out.push_back(static_cast<uint8_t>(n));
-  } else {
-    out.push_back(0x81);
-    out.push_back(static_cast<uint8_t>(n));
-  }
-  out.push_back(0x04);
-  out.insert(out.end(), x.begin(), x.end());
-  out.insert(out.end(), y.begin(), y.end());
-  return out;
+  return Der(0x04, Cat({Bytes{0x04}, x, y}));
 }
 
 std::optional<Bytes> EcPointRaw(ByteView p, const Curve& curve) {
@@ -88,80 +103,105 @@ std::optional<Bytes> EcPointRaw(ByteView p, const Curve& curve) {
   return std::nullopt;
 }
 
-Pkey RsaPublicKey(ByteView modulus, ByteView exponent) {
-  Bn n(BN_bin2bn(modulus.data(), static_cast<int>(modulus.size()), nullptr));
-  Bn e(BN_bin2bn(exponent.data(), static_cast<int>(exponent.size()), nullptr));
-  ParamBld bld(OSSL_PARAM_BLD_new());
-  if (!n || !e || !bld || BN_is_zero(e.get()) || BN_num_bits(n.get()) < 512 ||
-      !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_N, n.get()) ||
-      !OSSL_PARAM_BLD_push_BN(bld.get(), OSSL_PKEY_PARAM_RSA_E, e.get()))
-    return nullptr;
-  Params params(OSSL_PARAM_BLD_to_param(bld.get()));
-  return params ? FromData("RSA", params.get()) : nullptr;
+size_t PublicKey::ModulusBits() const {
+  if (n.empty()) return 0;
+  size_t bits = n.size() * 8;
+  for (uint8_t top = n[0]; !(top & 0x80); top <<= 1) --bits;
+  return bits;
 }
 
-Pkey EcPublicKey(const Curve& curve, ByteView point) {
-  ParamBld bld(OSSL_PARAM_BLD_new());
-  if (!bld ||
-      !OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, curve.name, 0) ||
-      !OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point.data(),
-                                        point.size()))
-    return nullptr;
-  Params params(OSSL_PARAM_BLD_to_param(bld.get()));
-  Pkey key = params ? FromData("EC", params.get()) : nullptr;
-  if (!key) return nullptr;
-  // fromdata does not check that the point is on the curve.
-  PkeyCtx check(EVP_PKEY_CTX_new_from_pkey(LibCtx(), key.get(), nullptr));
-  if (!check || EVP_PKEY_public_check(check.get()) != 1) return nullptr;
-  return key;
+std::optional<PublicKey> RsaPublic(ByteView n, ByteView e) {
+  PublicKey k;
+  k.rsa = true;
+  k.n = Trim(n);
+  k.e = Trim(e);
+  if (k.ModulusBits() < 1024 || !(k.n.back() & 1) || k.e.empty() || k.e.size() > 8 ||
+      !(k.e.back() & 1) || (k.e.size() == 1 && k.e[0] < 3))
+    return std::nullopt;
+  return k;
 }
 
-Bytes SubjectPublicKeyInfo(EVP_PKEY* key) {
-  unsigned char* der = nullptr;
-  const int n = i2d_PUBKEY(key, &der);
-  if (n <= 0) Fail("encoding SubjectPublicKeyInfo");
-  Bytes out(der, der + n);
-  OPENSSL_free(der);
+std::optional<PublicKey> EcPublic(const Curve& curve, ByteView point) {
+  Group g = CurveGroup(curve);
+  Point p(EC_POINT_new(g.get()));
+  BnCtx ctx(BN_CTX_new_ex(LibCtx()));
+  if (!p || !ctx || point.size() != 1 + 2 * curve.bytes || point[0] != 0x04 ||
+      EC_POINT_oct2point(g.get(), p.get(), point.data(), point.size(), ctx.get()) != 1 ||
+      EC_POINT_is_on_curve(g.get(), p.get(), ctx.get()) != 1 ||
+      EC_POINT_is_at_infinity(g.get(), p.get()))
+    return std::nullopt;
+  PublicKey k;
+  k.curve = &curve;
+  k.point.assign(point.begin(), point.end());
+  return k;
+}
+
+// RFC 5280 SubjectPublicKeyInfo; RFC 3279 / 5480 algorithm identifiers.
+Bytes SubjectPublicKeyInfo(const PublicKey& key) {
+  static const uint8_t kRsaOid[] = {0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01};
+  static const uint8_t kEcOid[] = {0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01};
+  static const uint8_t kNull[] = {0x05, 0x00};
+  if (key.rsa) {
+    const Bytes alg = Der(0x30, Cat({kRsaOid, kNull}));
+    const Bytes rsa_key = Der(0x30, Cat({DerInteger(key.n), DerInteger(key.e)}));
+    return Der(0x30, Cat({alg, Der(0x03, Cat({Bytes{0x00}, rsa_key}))}));
+  }
+  const Bytes alg = Der(0x30, Cat({kEcOid, key.curve->oid_der}));
+  return Der(0x30, Cat({alg, Der(0x03, Cat({Bytes{0x00}, key.point}))}));
+}
+
+std::optional<Bytes> RsaPublicOp(const PublicKey& key, ByteView m) {
+  Bn n = ToBn(key.n), e = ToBn(key.e), x = ToBn(m), y(BN_new());
+  BnCtx ctx(BN_CTX_new_ex(LibCtx()));
+  if (!n || !e || !x || !y || !ctx) Fail("allocating numbers");
+  if (BN_cmp(x.get(), n.get()) >= 0) return std::nullopt;
+  if (!BN_mod_exp(y.get(), x.get(), e.get(), n.get(), ctx.get())) Fail("RSA public operation");
+  Bytes out(key.ModulusBytes());
+  if (BN_bn2binpad(y.get(), out.data(), static_cast<int>(out.size())) < 0) Fail("RSA output");
   return out;
 }
 
-bool VerifyRsaPkcs1(EVP_PKEY* key, ByteView t, ByteView sig) {
-  PkeyCtx ctx = VerifyCtx(key);
-  if (!ctx || EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PADDING) != 1) return false;
-  // No signature digest is set, so t is compared as given (a DigestInfo or raw data).
-  return EVP_PKEY_verify(ctx.get(), sig.data(), sig.size(), t.data(), t.size()) == 1;
+bool VerifyRsaPkcs1(const PublicKey& key, ByteView t, ByteView sig) {
+  if (sig.size() != key.ModulusBytes()) return false;
+  const auto em = RsaPublicOp(key, sig);
+  const auto expect = mech::Pkcs1SignPad(t, key.ModulusBytes());
+  return em && expect && *em == *expect;
 }
 
-bool VerifyRsaPss(EVP_PKEY* key, const EVP_MD* md, const EVP_MD* mgf, int salt, ByteView m_hash,
-                  ByteView sig) {
-  PkeyCtx ctx = VerifyCtx(key);
-  return ctx && EVP_PKEY_CTX_set_rsa_padding(ctx.get(), RSA_PKCS1_PSS_PADDING) == 1 &&
-         EVP_PKEY_CTX_set_signature_md(ctx.get(), md) == 1 &&
-         EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), mgf) == 1 &&
-         EVP_PKEY_CTX_set_rsa_pss_saltlen(ctx.get(), salt) == 1 &&
-         EVP_PKEY_verify(ctx.get(), sig.data(), sig.size(), m_hash.data(), m_hash.size()) == 1;
+bool VerifyRsaPss(const PublicKey& key, const EVP_MD* md, const EVP_MD* mgf, size_t salt,
+                  ByteView m_hash, ByteView sig) {
+  if (sig.size() != key.ModulusBytes()) return false;
+  const auto em = RsaPublicOp(key, sig);
+  return em && mech::PssVerify(m_hash, *em, key.ModulusBits(), md, mgf, salt);
 }
 
-bool VerifyEcdsa(EVP_PKEY* key, ByteView digest, ByteView r_s) {
-  if (r_s.empty() || r_s.size() % 2) return false;
-  const size_t half = r_s.size() / 2;
-  ECDSA_SIG* sig = ECDSA_SIG_new();
-  BIGNUM* r = BN_bin2bn(r_s.data(), static_cast<int>(half), nullptr);
-  BIGNUM* s = BN_bin2bn(r_s.data() + half, static_cast<int>(half), nullptr);
-  if (!sig || !r || !s || ECDSA_SIG_set0(sig, r, s) != 1) {
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(sig);
+// SEC 1 section 4.1.4: with e the leftmost order-length bits of the hash,
+// w = s^-1, R = (e*w)G + (r*w)Q, valid when x(R) mod n = r.
+bool VerifyEcdsa(const PublicKey& key, ByteView digest, ByteView r_s) {
+  if (!key.curve || r_s.size() != 2 * key.curve->bytes) return false;
+  Group g = CurveGroup(*key.curve);
+  BnCtx ctx(BN_CTX_new_ex(LibCtx()));
+  const BIGNUM* order = EC_GROUP_get0_order(g.get());
+  Bn r = ToBn(r_s.first(key.curve->bytes)), s = ToBn(r_s.subspan(key.curve->bytes));
+  Bn e = ToBn(digest), w(BN_new()), u1(BN_new()), u2(BN_new()), x(BN_new());
+  Point q(EC_POINT_new(g.get())), big_r(EC_POINT_new(g.get()));
+  if (!ctx || !r || !s || !e || !w || !u1 || !u2 || !x || !q || !big_r) Fail("allocating numbers");
+  if (BN_is_zero(r.get()) || BN_is_zero(s.get()) || BN_cmp(r.get(), order) >= 0 ||
+      BN_cmp(s.get(), order) >= 0)
     return false;
-  }
-  unsigned char* der = nullptr;
-  const int n = i2d_ECDSA_SIG(sig, &der);
-  ECDSA_SIG_free(sig);
-  if (n <= 0) return false;
-  PkeyCtx ctx = VerifyCtx(key);
-  const bool ok = ctx && EVP_PKEY_verify(ctx.get(), der, n, digest.data(), digest.size()) == 1;
-  OPENSSL_free(der);
-  return ok;
+  const int order_bits = BN_num_bits(order);
+  if (static_cast<int>(digest.size()) * 8 > order_bits)
+    BN_rshift(e.get(), e.get(), static_cast<int>(digest.size()) * 8 - order_bits);
+  if (!BN_mod_inverse(w.get(), s.get(), order, ctx.get()) ||
+      !BN_mod_mul(u1.get(), e.get(), w.get(), order, ctx.get()) ||
+      !BN_mod_mul(u2.get(), r.get(), w.get(), order, ctx.get()) ||
+      EC_POINT_oct2point(g.get(), q.get(), key.point.data(), key.point.size(), ctx.get()) != 1 ||
+      !EC_POINT_mul(g.get(), big_r.get(), u1.get(), q.get(), u2.get(), ctx.get()) ||
+      EC_POINT_is_at_infinity(g.get(), big_r.get()) ||
+      !EC_POINT_get_affine_coordinates(g.get(), big_r.get(), x.get(), nullptr, ctx.get()) ||
+      !BN_nnmod(x.get(), x.get(), order, ctx.get()))
+    return false;
+  return BN_cmp(x.get(), r.get()) == 0;
 }
 
 }  // namespace tpmtoken::crypto

@@ -48,32 +48,12 @@ CK_RV RsaCipherOp::Decrypt(const std::function<Secret(ByteView)>& rsa_raw, Secre
   return CKR_OK;
 }
 
-CK_RV RsaCipherOp::Encrypt(EVP_PKEY* key, Bytes* cipher) {
-  const size_t h = oaep_ ? EVP_MD_get_size(md_) : 0;
-  if (input_.size() > (oaep_ ? k_ - 2 * h - 2 : k_ - 11)) return CKR_DATA_LEN_RANGE;
-  std::unique_ptr<EVP_PKEY_CTX, crypto::Deleter<EVP_PKEY_CTX_free>> ctx(
-      EVP_PKEY_CTX_new_from_pkey(crypto::LibCtx(), key, nullptr));
-  if (!ctx || EVP_PKEY_encrypt_init(ctx.get()) != 1 ||
-      EVP_PKEY_CTX_set_rsa_padding(ctx.get(), oaep_ ? RSA_PKCS1_OAEP_PADDING : RSA_PKCS1_PADDING) !=
-          1)
-    crypto::Fail("RSA encrypt init");
-  if (oaep_) {
-    if (EVP_PKEY_CTX_set_rsa_oaep_md(ctx.get(), md_) != 1 ||
-        EVP_PKEY_CTX_set_rsa_mgf1_md(ctx.get(), mgf_) != 1)
-      crypto::Fail("RSA OAEP parameters");
-    if (!label_.empty()) {
-      void* l = OPENSSL_memdup(label_.data(), label_.size());
-      if (!l || EVP_PKEY_CTX_set0_rsa_oaep_label(ctx.get(), l, static_cast<int>(label_.size())) != 1) {
-        OPENSSL_free(l);
-        crypto::Fail("RSA OAEP label");
-      }
-    }
-  }
-  size_t len = k_;
-  cipher->resize(len);
-  if (EVP_PKEY_encrypt(ctx.get(), cipher->data(), &len, input_.data(), input_.size()) != 1)
-    crypto::Fail("RSA encrypt");
-  cipher->resize(len);
+CK_RV RsaCipherOp::Encrypt(const crypto::PublicKey& key, Bytes* cipher) {
+  const auto em = oaep_ ? OaepEncode(input_, k_, md_, mgf_, label_) : Pkcs1EncryptPad(input_, k_);
+  if (!em) return CKR_DATA_LEN_RANGE;
+  const auto c = crypto::RsaPublicOp(key, *em);
+  if (!c) return CKR_DATA_LEN_RANGE;
+  *cipher = *c;
   return CKR_OK;
 }
 

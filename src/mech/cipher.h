@@ -26,7 +26,7 @@ class RsaCipherOp {
   // CKR_OK, CKR_ENCRYPTED_DATA_LEN_RANGE, CKR_ENCRYPTED_DATA_INVALID.
   CK_RV Decrypt(const std::function<Secret(ByteView)>& rsa_raw, Secret* plain);
   // CKR_OK, CKR_DATA_LEN_RANGE.
-  CK_RV Encrypt(EVP_PKEY* key, Bytes* cipher);
+  CK_RV Encrypt(const crypto::PublicKey& key, Bytes* cipher);
 
  private:
   RsaCipherOp() = default;

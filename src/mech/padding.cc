@@ -90,6 +90,67 @@ std::optional<Bytes> PssEncode(ByteView m_hash, size_t mod_bits, const EVP_MD* h
   return em;
 }
 
+bool PssVerify(ByteView m_hash, ByteView em_full, size_t mod_bits, const EVP_MD* hash,
+               const EVP_MD* mgf_hash, size_t salt_len) {
+  const size_t h_len = EVP_MD_get_size(hash);
+  const size_t em_bits = mod_bits - 1;
+  const size_t em_len = (em_bits + 7) / 8;
+  if (m_hash.size() != h_len || em_full.size() < em_len) return false;
+  // A modulus-sized block has one leading zero byte when emBits is a
+  // multiple of 8.
+  for (size_t i = 0; i < em_full.size() - em_len; ++i)
+    if (em_full[i] != 0) return false;
+  ByteView em = em_full.subspan(em_full.size() - em_len);
+  if (em_len < h_len + salt_len + 2 || em.back() != 0xBC) return false;
+  const size_t db_len = em_len - h_len - 1;
+  ByteView masked_db = em.first(db_len);
+  ByteView h = em.subspan(db_len, h_len);
+  const uint8_t top_mask = static_cast<uint8_t>(0xFF >> (8 * em_len - em_bits));
+  if (masked_db[0] & ~top_mask) return false;
+  const Bytes mask = Mgf1(h, db_len, mgf_hash);
+  Bytes db(db_len);
+  for (size_t i = 0; i < db_len; ++i) db[i] = masked_db[i] ^ mask[i];
+  db[0] &= top_mask;
+  const size_t ps_len = db_len - salt_len - 1;
+  for (size_t i = 0; i < ps_len; ++i)
+    if (db[i] != 0) return false;
+  if (db[ps_len] != 0x01) return false;
+  const Bytes zeros(8, 0);
+  const Bytes h2 = Hash(hash, {zeros, m_hash, ByteView(db).subspan(ps_len + 1)});
+  return CRYPTO_memcmp(h2.data(), h.data(), h_len) == 0;
+}
+
+std::optional<Bytes> Pkcs1EncryptPad(ByteView m, size_t k) {
+  if (m.size() + 11 > k) return std::nullopt;
+  Bytes em(k, 0);
+  em[1] = 0x02;
+  const size_t ps_len = k - m.size() - 3;
+  crypto::RandomBytes(em.data() + 2, ps_len);
+  for (size_t i = 2; i < 2 + ps_len; ++i)  // padding bytes are non-zero
+    while (em[i] == 0) crypto::RandomBytes(&em[i], 1);
+  std::memcpy(em.data() + k - m.size(), m.data(), m.size());
+  return em;
+}
+
+std::optional<Bytes> OaepEncode(ByteView m, size_t k, const EVP_MD* hash, const EVP_MD* mgf_hash,
+                                ByteView label) {
+  const size_t h_len = EVP_MD_get_size(hash);
+  if (k < 2 * h_len + 2 || m.size() > k - 2 * h_len - 2) return std::nullopt;
+  const Bytes l_hash = Hash(hash, {label});
+  Bytes db(k - h_len - 1, 0);  // lHash || PS || 0x01 || M
+  std::memcpy(db.data(), l_hash.data(), h_len);
+  db[db.size() - m.size() - 1] = 0x01;
+  std::memcpy(db.data() + db.size() - m.size(), m.data(), m.size());
+  const Bytes seed = crypto::Random(h_len);
+  const Bytes db_mask = Mgf1(seed, db.size(), mgf_hash);
+  for (size_t i = 0; i < db.size(); ++i) db[i] ^= db_mask[i];
+  const Bytes seed_mask = Mgf1(db, h_len, mgf_hash);
+  Bytes em(k, 0);
+  for (size_t i = 0; i < h_len; ++i) em[1 + i] = seed[i] ^ seed_mask[i];
+  std::memcpy(em.data() + 1 + h_len, db.data(), db.size());
+  return em;
+}
+
 std::optional<Secret> OaepDecode(ByteView em, const EVP_MD* hash, const EVP_MD* mgf_hash,
                                  ByteView label) {
   const size_t h_len = EVP_MD_get_size(hash);

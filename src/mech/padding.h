@@ -22,6 +22,17 @@ ByteView DigestInfoPrefix(const EVP_MD* md);
 std::optional<Bytes> PssEncode(ByteView m_hash, size_t mod_bits, const EVP_MD* hash,
                                const EVP_MD* mgf_hash, size_t salt_len);
 
+// EMSA-PSS-VERIFY (9.1.2): whether em (modulus-sized) encodes m_hash with
+// a salt of salt_len bytes.
+bool PssVerify(ByteView m_hash, ByteView em, size_t mod_bits, const EVP_MD* hash,
+               const EVP_MD* mgf_hash, size_t salt_len);
+// RSAES-PKCS1-v1_5 encoding (7.2.1 step 2) of m for a k-byte modulus;
+// nullopt when m is longer than k - 11.
+std::optional<Bytes> Pkcs1EncryptPad(ByteView m, size_t k);
+// RSAES-OAEP encoding (7.1.1 step 2); nullopt when m is too long.
+std::optional<Bytes> OaepEncode(ByteView m, size_t k, const EVP_MD* hash, const EVP_MD* mgf_hash,
+                                ByteView label);
+
 // RSAES-OAEP decoding (7.1.2 step 3) of a k-byte block; nullopt when it does
 // not decode (one answer for every failure).
 std::optional<Secret> OaepDecode(ByteView em, const EVP_MD* hash, const EVP_MD* mgf_hash,

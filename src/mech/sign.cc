@@ -149,7 +149,7 @@ CK_RV SignatureOp::Sign(const PrivateKeyOps& key, Bytes* signature) {
   return CKR_OK;
 }
 
-CK_RV SignatureOp::Verify(EVP_PKEY* public_key, ByteView signature) {
+CK_RV SignatureOp::Verify(const crypto::PublicKey& public_key, ByteView signature) {
   const Bytes m = Message();
   if (signature.size() != SignatureLength()) return CKR_SIGNATURE_LEN_RANGE;
   bool ok = false;
@@ -157,8 +157,7 @@ CK_RV SignatureOp::Verify(EVP_PKEY* public_key, ByteView signature) {
     ok = crypto::VerifyEcdsa(public_key, m, signature);
   } else if (mech_->pss) {
     if (m.size() != static_cast<size_t>(EVP_MD_get_size(pss_md_))) return CKR_DATA_LEN_RANGE;
-    ok = crypto::VerifyRsaPss(public_key, pss_md_, pss_mgf_, static_cast<int>(pss_salt_), m,
-                              signature);
+    ok = crypto::VerifyRsaPss(public_key, pss_md_, pss_mgf_, pss_salt_, m, signature);
   } else {
     Bytes t;
     if (mech_->hash) {

@@ -50,7 +50,7 @@ class SignatureOp {
   // CKR_OK, CKR_DATA_LEN_RANGE; the operation is spent either way.
   CK_RV Sign(const PrivateKeyOps& key, Bytes* signature);
   // CKR_OK, CKR_SIGNATURE_INVALID, CKR_SIGNATURE_LEN_RANGE, CKR_DATA_LEN_RANGE.
-  CK_RV Verify(EVP_PKEY* public_key, ByteView signature);
+  CK_RV Verify(const crypto::PublicKey& public_key, ByteView signature);
 
  private:
   SignatureOp() = default;

@@ -102,7 +102,7 @@ CK_RV Module::CipherFinish(std::unique_ptr<CipherState>& st, bool decrypt, ByteV
     } else {
       st->op->Update(data);
       Bytes cipher;
-      rv = st->op->Encrypt(st->public_key.get(), &cipher);
+      rv = st->op->Encrypt(*st->public_key, &cipher);
       result = Secret(cipher);
     }
     if (rv != CKR_OK) {

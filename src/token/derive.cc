@@ -54,7 +54,7 @@ CK_RV Module::DeriveKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
   // The peer's point must be on our curve (no invalid-curve games).
   const auto peer = crypto::EcPointRaw(
       ByteView(static_cast<const uint8_t*>(p->pPublicData), p->ulPublicDataLen), *curve);
-  if (!peer || !crypto::EcPublicKey(*curve, *peer)) return CKR_MECHANISM_PARAM_INVALID;
+  if (!peer || !crypto::EcPublic(*curve, *peer)) return CKR_MECHANISM_PARAM_INVALID;
 
   CK_RV rv = CKR_OK;
   const schema::ClassSpec* cls = schema::ForTemplate(tmpl, n, &rv);

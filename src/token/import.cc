@@ -40,7 +40,7 @@ CK_RV Module::StorePrivateKey(Session& s, AttrSet a, std::map<CK_ATTRIBUTE_TYPE,
   if (CK_RV access = CheckWriteAccess(s, a.Bool(CKA_TOKEN), true); access != CKR_OK)
     return access;
   tpm::ImportedKey key;
-  crypto::Pkey public_key;
+  std::optional<crypto::PublicKey> public_key;
   if (a.Ulong(CKA_KEY_TYPE) == CKK_RSA) {
     key.kind = tpm::KeyKind::kRsa;
     key.modulus = *a.Find(CKA_MODULUS);
@@ -63,7 +63,7 @@ CK_RV Module::StorePrivateKey(Session& s, AttrSet a, std::map<CK_ATTRIBUTE_TYPE,
       if (!p) return CKR_ATTRIBUTE_VALUE_INVALID;
       key.secret = std::move(*p);
     }
-    if (!(public_key = crypto::RsaPublicKey(key.modulus, *e))) return CKR_ATTRIBUTE_VALUE_INVALID;
+    if (!(public_key = crypto::RsaPublic(key.modulus, *e))) return CKR_ATTRIBUTE_VALUE_INVALID;
   } else {
     const crypto::Curve* curve = crypto::CurveFromParams(*a.Find(CKA_EC_PARAMS));
     if (!curve || std::find(caps_.curves.begin(), caps_.curves.end(), curve->tpm) ==
@@ -81,13 +81,14 @@ CK_RV Module::StorePrivateKey(Session& s, AttrSet a, std::map<CK_ATTRIBUTE_TYPE,
     std::memcpy(padded.data() + curve->bytes - d.size(), d.data(), d.size());
     key.secret = std::move(padded);
     a.Set(CKA_EC_POINT, crypto::EcPointDer(key.x, key.y));
-    public_key = crypto::EcPublicKey(*curve, *point);
+    public_key = crypto::EcPublic(*curve, *point);
+    if (!public_key) return CKR_ATTRIBUTE_VALUE_INVALID;
   }
 
   auto material = std::make_shared<KeyMaterial>();
   material->auth = NewKeyAuth();
   material->blob = tpm_->ImportKey(key, material->auth.view()).blob;
-  a.Set(CKA_PUBLIC_KEY_INFO, crypto::SubjectPublicKeyInfo(public_key.get()));
+  a.Set(CKA_PUBLIC_KEY_INFO, crypto::SubjectPublicKeyInfo(*public_key));
   a.SetBool(CKA_LOCAL, false);
   a.SetBool(CKA_ALWAYS_SENSITIVE, false);
   a.SetBool(CKA_NEVER_EXTRACTABLE, false);

@@ -12,7 +12,7 @@ size_t BitLength(ByteView big_endian);
 // The public shape (RSA modulus size or EC curve) of a key object.
 std::optional<mech::KeyShape> ShapeOf(const AttrSet& a);
 // The public key of a key object (either half), or nullptr.
-crypto::Pkey PublicKeyOf(const AttrSet& a);
+std::optional<crypto::PublicKey> PublicKeyOf(const AttrSet& a);
 // CKA_ALLOWED_MECHANISMS, when present and non-empty, must list the mechanism.
 bool Allowed(const AttrSet& a, CK_MECHANISM_TYPE type);
 // Keys the TPM holds are always private objects: their auth value lives only

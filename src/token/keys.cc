@@ -37,18 +37,20 @@ std::optional<mech::KeyShape> ShapeOf(const AttrSet& a) {
   return std::nullopt;
 }
 
-crypto::Pkey PublicKeyOf(const AttrSet& a) {
+std::optional<crypto::PublicKey> PublicKeyOf(const AttrSet& a) {
   if (a.Ulong(CKA_KEY_TYPE) == CKK_RSA) {
     const Bytes* n = a.Find(CKA_MODULUS);
     const Bytes* e = a.Find(CKA_PUBLIC_EXPONENT);
-    return (n && e) ? crypto::RsaPublicKey(*n, *e) : nullptr;
+    if (!n || !e) return std::nullopt;
+    return crypto::RsaPublic(*n, *e);
   }
   const Bytes* params = a.Find(CKA_EC_PARAMS);
   const Bytes* point = a.Find(CKA_EC_POINT);
   const crypto::Curve* curve = params ? crypto::CurveFromParams(*params) : nullptr;
-  if (!curve || !point) return nullptr;
+  if (!curve || !point) return std::nullopt;
   const auto raw = crypto::EcPointRaw(*point, *curve);
-  return raw ? crypto::EcPublicKey(*curve, *raw) : nullptr;
+  if (!raw) return std::nullopt;
+  return crypto::EcPublic(*curve, *raw);
 }
 
 // CKA_ALLOWED_MECHANISMS, when present and non-empty, must list the mechanism.
@@ -146,7 +148,7 @@ CK_RV Module::GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
   const tpm::CreatedKey created = tpm_->CreateKey(spec, key->auth.view());
   key->blob = created.blob;
 
-  crypto::Pkey public_key;
+  std::optional<crypto::PublicKey> public_key;
   Bytes id_source;
   if (rsa) {
     const Bytes exponent = {0x01, 0x00, 0x01};
@@ -154,7 +156,7 @@ CK_RV Module::GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
       a->Set(CKA_MODULUS, created.pub.modulus);
       a->Set(CKA_PUBLIC_EXPONENT, exponent);
     }
-    public_key = crypto::RsaPublicKey(created.pub.modulus, exponent);
+    public_key = crypto::RsaPublic(created.pub.modulus, exponent);
     id_source = created.pub.modulus;
   } else {
     const Bytes point = crypto::EcPointDer(created.pub.x, created.pub.y);
@@ -164,11 +166,11 @@ CK_RV Module::GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
     Bytes raw = {0x04};
     raw.insert(raw.end(), created.pub.x.begin(), created.pub.x.end());
     raw.insert(raw.end(), created.pub.y.begin(), created.pub.y.end());
-    public_key = crypto::EcPublicKey(*curve, raw);
+    public_key = crypto::EcPublic(*curve, raw);
     id_source = raw;
   }
   if (!public_key) throw std::runtime_error("the TPM returned an unusable public key");
-  const Bytes spki = crypto::SubjectPublicKeyInfo(public_key.get());
+  const Bytes spki = crypto::SubjectPublicKeyInfo(*public_key);
   for (AttrSet* a : {&pub, &priv}) {
     a->Set(CKA_PUBLIC_KEY_INFO, spki);
     a->SetBool(CKA_LOCAL, true);
@@ -304,7 +306,7 @@ CK_RV Module::Verify(CK_SESSION_HANDLE h, ByteView data, ByteView signature) {
     return state->hmac->Verify(HmacWith(*state->key), signature);
   }
   state->op->Update(data);
-  return state->op->Verify(state->public_key.get(), signature);
+  return state->op->Verify(*state->public_key, signature);
 }
 
 CK_RV Module::VerifyUpdate(CK_SESSION_HANDLE h, ByteView data) {

@@ -64,7 +64,7 @@ struct SignState {
   std::unique_ptr<mech::SignatureOp> op;  // RSA and ECDSA
   std::unique_ptr<mech::HmacOp> hmac;     // or HMAC with a secret key
   std::shared_ptr<Object> key;
-  crypto::Pkey public_key;  // verification only
+  std::optional<crypto::PublicKey> public_key;  // verification only
   bool needs_context_login = false;  // CKA_ALWAYS_AUTHENTICATE, not yet given
 };
 
@@ -74,7 +74,7 @@ struct CipherState {
   std::unique_ptr<mech::RsaCipherOp> op;  // RSA
   std::unique_ptr<mech::AesOp> aes;       // or AES with a secret key
   std::shared_ptr<Object> key;
-  crypto::Pkey public_key;  // encryption only
+  std::optional<crypto::PublicKey> public_key;  // encryption only
   std::optional<Secret> plain;
   bool needs_context_login = false;  // CKA_ALWAYS_AUTHENTICATE, not yet given
 };

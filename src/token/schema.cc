@@ -204,18 +204,18 @@ const std::vector<ClassSpec>& Classes() {
 // A public key object must be a usable key: build it, and record its
 // SubjectPublicKeyInfo (and CKA_MODULUS_BITS for RSA).
 CK_RV CompletePublicKey(AttrSet& a) {
-  crypto::Pkey key;
+  std::optional<crypto::PublicKey> key;
   if (a.Ulong(CKA_KEY_TYPE) == CKK_RSA) {
-    key = crypto::RsaPublicKey(*a.Find(CKA_MODULUS), *a.Find(CKA_PUBLIC_EXPONENT));
+    key = crypto::RsaPublic(*a.Find(CKA_MODULUS), *a.Find(CKA_PUBLIC_EXPONENT));
     if (!key) return CKR_ATTRIBUTE_VALUE_INVALID;
-    a.SetUlong(CKA_MODULUS_BITS, static_cast<CK_ULONG>(EVP_PKEY_get_bits(key.get())));
+    a.SetUlong(CKA_MODULUS_BITS, static_cast<CK_ULONG>(key->ModulusBits()));
   } else {
     const crypto::Curve* curve = crypto::CurveFromParams(*a.Find(CKA_EC_PARAMS));
     if (!curve) return CKR_CURVE_NOT_SUPPORTED;
     const auto point = crypto::EcPointRaw(*a.Find(CKA_EC_POINT), *curve);
-    if (!point || !(key = crypto::EcPublicKey(*curve, *point))) return CKR_ATTRIBUTE_VALUE_INVALID;
+    if (!point || !(key = crypto::EcPublic(*curve, *point))) return CKR_ATTRIBUTE_VALUE_INVALID;
   }
-  a.Set(CKA_PUBLIC_KEY_INFO, crypto::SubjectPublicKeyInfo(key.get()));
+  a.Set(CKA_PUBLIC_KEY_INFO, crypto::SubjectPublicKeyInfo(*key));
   return CKR_OK;
 }
 

@@ -46,10 +46,10 @@ CK_RV Module::WrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_H
     if (CK_RV rv = mech::RsaCipherOp::Create(*mech, BitLength(*w->attrs.Find(CKA_MODULUS)), &op);
         rv != CKR_OK)
       return rv;
-    crypto::Pkey pub = PublicKeyOf(w->attrs);
+    const auto pub = PublicKeyOf(w->attrs);
     if (!pub) return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
     op->Update(*value);
-    if (CK_RV rv = op->Encrypt(pub.get(), &wrapped); rv != CKR_OK)
+    if (CK_RV rv = op->Encrypt(*pub, &wrapped); rv != CKR_OK)
       return rv == CKR_DATA_LEN_RANGE ? CKR_KEY_SIZE_RANGE : rv;
   } else {
     if (mech->ulParameterLen != 0) return CKR_MECHANISM_PARAM_INVALID;
