@@ -47,7 +47,9 @@ int Status(const Options& o) {
               << ",\"max_tries\":" << da.max_tries << ",\"recovery_seconds\":" << da.recovery_seconds
               << ",\"in_lockout\":" << (da.in_lockout ? "true" : "false") << "}},"
               << "\"store\":{\"path\":" << JsonString(m.store().path())
-              << ",\"schema\":" << store::kSchemaVersion << "},\"tokens\":[";
+              << ",\"schema\":" << store::kSchemaVersion
+              << ",\"pcr_policy\":" << JsonString(m.store_key_pcrs().ToString())
+              << "},\"tokens\":[";
   } else {
     std::cout << "TPM        " << ti.manufacturer << " " << ti.vendor << ", firmware "
               << int(ti.fw_major) << "." << int(ti.fw_minor) << ", TPM 2.0 revision "
@@ -58,6 +60,11 @@ int Status(const Options& o) {
               << (da.in_lockout ? ", IN LOCKOUT" : "") << " (recovery " << da.recovery_seconds
               << " s); token PINs are counted per token, not here\n"
               << "Store      " << m.store().path() << " (schema " << store::kSchemaVersion << ")\n"
+              << "Store key  "
+              << (m.store_key_pcrs().empty()
+                      ? std::string("sealed to this TPM, not bound to PCRs")
+                      : "sealed to this TPM and bound to PCRs " + m.store_key_pcrs().ToString())
+              << "\n"
               << "PIN limits TPM PIN_FAIL counters per token and role\n"
               << "Tokens     " << tokens.size() << "\n";
   }

@@ -18,6 +18,7 @@ std::atomic<CK_ULONG> g_next_session{1};
 constexpr const char* kSkPub = "sk_seal_pub";
 constexpr const char* kSkPriv = "sk_seal_priv";
 constexpr const char* kSkCheck = "sk_check";
+constexpr const char* kSkPcrs = "sk_pcrs";
 
 }  // namespace
 
@@ -63,6 +64,7 @@ std::unique_ptr<Module> Module::Create() {
 }
 
 void Module::UnsealStoreKey() {
+  const PcrSelection& want = cfg_.pcr_policy;
   auto pub = store_->Meta(kSkPub);
   auto priv = store_->Meta(kSkPriv);
   if (!pub || !priv) {
@@ -71,20 +73,24 @@ void Module::UnsealStoreKey() {
     priv = store_->Meta(kSkPriv);
     if (!pub || !priv) {
       Secret sk = crypto::RandomSecret(crypto::kAeadKeySize);
-      const tpm::SealedBlob blob = tpm_->SealOpen(sk.view());
+      const tpm::SealedBlob blob = tpm_->SealOpen(sk.view(), want);
       store_->SetMeta(kSkPub, blob.pub);
       store_->SetMeta(kSkPriv, blob.priv);
+      store_->SetMeta(kSkPcrs, View(want.ToString()));
       store_->SetMeta(kSkCheck, crypto::AeadSeal(sk.view(), View(kSkCheck), {}));
       store_->SetMeta(kFreeSlotKey, EncodeBe32(static_cast<uint32_t>(NewSlotId())));
       txn.Commit();
-      log::Info("created store ", store_->path());
+      log::Info("created store ", store_->path(),
+                want.empty() ? std::string() : ", its key bound to PCRs " + want.ToString());
       sk_ = std::move(sk);
+      sk_pcrs_ = want;
       return;
     }
     txn.Commit();
   }
+  sk_pcrs_ = StoredPcrs();
   try {
-    sk_ = tpm_->UnsealOpen({*pub, *priv});
+    sk_ = tpm_->UnsealOpen({*pub, *priv}, sk_pcrs_);
   } catch (const tpm::TpmError& e) {
     // A blob that fails its integrity check was made under another storage
     // primary: another TPM, or this one after TPM2_Clear.
@@ -93,12 +99,54 @@ void Module::UnsealStoreKey() {
       throw std::runtime_error("the store key of " + store_->path() +
                                " cannot be unsealed by this TPM (" + e.what() +
                                "): the store was made on another TPM, or the TPM was cleared");
+    if (base == TPM2_RC_POLICY_FAIL && !sk_pcrs_.empty())
+      throw std::runtime_error(
+          "the store key of " + store_->path() + " is bound to PCRs " + sk_pcrs_.ToString() +
+          ", which no longer hold the values they had when it was sealed: the boot state "
+          "changed (firmware, boot loader or Secure Boot settings). Nothing in the store was "
+          "changed; boot the configuration the store was sealed under to use its tokens again");
     throw std::runtime_error("unsealing the store key of " + store_->path() + " failed: " +
                              e.what());
   }
   const auto check = store_->Meta(kSkCheck);
   if (!check || !crypto::AeadOpen(sk_.view(), View(kSkCheck), *check))
     throw std::runtime_error("the store key of " + store_->path() + " does not match the store");
+  if (sk_pcrs_ != want) RebindStoreKey(want);
+}
+
+PcrSelection Module::StoredPcrs() const {
+  const auto stored = store_->Meta(kSkPcrs);
+  const std::string text = stored ? std::string(stored->begin(), stored->end()) : std::string();
+  try {
+    return PcrSelection::Parse(text);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error("the store " + store_->path() +
+                             " records an unreadable PCR selection: " + e.what());
+  }
+}
+
+// The configured PCR selection changed (or was set for a store made without
+// one): the key, just unsealed under the old policy, is sealed again under
+// the new one. Only a process that could unseal it can do this, so a changed
+// boot state cannot be rebound away.
+void Module::RebindStoreKey(const PcrSelection& want) {
+  store::Db::Txn txn(store_->db());
+  const PcrSelection now = StoredPcrs();  // another process may have done it
+  if (now != sk_pcrs_) {
+    txn.Commit();
+    sk_pcrs_ = now;
+    return;
+  }
+  const tpm::SealedBlob blob = tpm_->SealOpen(sk_.view(), want);
+  store_->SetMeta(kSkPub, blob.pub);
+  store_->SetMeta(kSkPriv, blob.priv);
+  store_->SetMeta(kSkPcrs, View(want.ToString()));
+  txn.Commit();
+  log::Warn("the store key of ", store_->path(), " is now ",
+            want.empty() ? std::string("bound to no PCRs")
+                         : "bound to PCRs " + want.ToString(),
+            " (was: ", sk_pcrs_.empty() ? std::string("none") : sk_pcrs_.ToString(), ")");
+  sk_pcrs_ = want;
 }
 
 // What the TPM supports is probed once per TPM model and firmware and kept in

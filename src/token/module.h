@@ -192,10 +192,14 @@ class Module {
   store::Store& store() { return *store_; }
   tpm::Tpm& tpm() { return *tpm_; }
   const Config& config() const { return cfg_; }
+  // The PCRs the store key is sealed to (empty: not bound).
+  const PcrSelection& store_key_pcrs() const { return sk_pcrs_; }
 
  private:
   Module() = default;
   void UnsealStoreKey();
+  PcrSelection StoredPcrs() const;
+  void RebindStoreKey(const PcrSelection& want);
   void RefreshTokens();
   CK_SLOT_ID NewSlotId() const;
   Token* FindToken(CK_SLOT_ID slot);
@@ -247,6 +251,7 @@ class Module {
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<tpm::Tpm> tpm_;
   Secret sk_;
+  PcrSelection sk_pcrs_;
   mech::Caps caps_;
   std::vector<mech::MechEntry> table_;
   std::vector<std::unique_ptr<Token>> tokens_;

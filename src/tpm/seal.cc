@@ -30,6 +30,32 @@ Bytes Concat(ByteView a, ByteView b) {
   return out;
 }
 
+TPM2_ALG_ID BankAlg(const std::string& bank) {
+  if (bank == "sha1") return TPM2_ALG_SHA1;
+  if (bank == "sha256") return TPM2_ALG_SHA256;
+  if (bank == "sha384") return TPM2_ALG_SHA384;
+  if (bank == "sha512") return TPM2_ALG_SHA512;
+  throw std::invalid_argument("unknown PCR bank " + bank);
+}
+
+TPML_PCR_SELECTION ToTpm(const PcrSelection& sel) {
+  TPML_PCR_SELECTION out{};
+  out.count = 1;
+  out.pcrSelections[0].hash = BankAlg(sel.bank);
+  out.pcrSelections[0].sizeofSelect = 3;
+  for (unsigned i = 0; i < 24; ++i)
+    if (sel.mask & (1u << i)) out.pcrSelections[0].pcrSelect[i / 8] |= 1u << (i % 8);
+  return out;
+}
+
+uint32_t MaskOf(const TPML_PCR_SELECTION& sel) {
+  uint32_t mask = 0;
+  for (UINT32 n = 0; n < sel.count; ++n)
+    for (unsigned i = 0; i < 24 && i / 8 < sel.pcrSelections[n].sizeofSelect; ++i)
+      if (sel.pcrSelections[n].pcrSelect[i / 8] & (1u << (i % 8))) mask |= 1u << i;
+  return mask;
+}
+
 bool IsAuthFailure(TSS2_RC rc) {
   const TSS2_RC base = TpmError("", rc).base();
   return base == TPM2_RC_AUTH_FAIL || base == TPM2_RC_BAD_AUTH || base == TPM2_RC_NV_AUTHORIZATION;
@@ -37,17 +63,71 @@ bool IsAuthFailure(TSS2_RC rc) {
 
 }  // namespace
 
-SealedBlob Tpm::SealOpen(ByteView data) {
-  std::lock_guard lock(mu_);
-  return Retry([&] { return CreateChild(SealTemplate({}), data, {}, "TPM2_Create (seal)"); });
+// TPM2_PolicyPCR computed in software (TPM 2.0 Part 3, 23.7): the digest
+// of the selected PCRs' current values, read with TPM2_PCR_Read (which
+// returns at most eight values per call), in ascending PCR order.
+Bytes Tpm::PcrPolicy(const PcrSelection& pcrs) {
+  const TPML_PCR_SELECTION want = ToTpm(pcrs);
+  TPML_PCR_SELECTION left = want;
+  Bytes values;
+  while (MaskOf(left) != 0) {
+    UINT32 counter = 0;
+    TPML_PCR_SELECTION got{};
+    TPML_DIGEST digests{};
+    Check(Tss2_Sys_PCR_Read(Sys(), nullptr, &left, &counter, &got, &digests, nullptr),
+          "TPM2_PCR_Read");
+    const uint32_t read = MaskOf(got);
+    if (read == 0 || (read & ~MaskOf(left)) != 0)
+      throw std::runtime_error("the TPM has no " + pcrs.bank + " PCR bank holding " +
+                               pcrs.ToString() + " (check pcr_policy; tpm2_pcrread lists the banks)");
+    for (UINT32 i = 0; i < digests.count; ++i)
+      values.insert(values.end(), digests.digests[i].buffer,
+                    digests.digests[i].buffer + digests.digests[i].size);
+    left = ToTpm({pcrs.bank, MaskOf(left) & ~read});
+  }
+  uint8_t marshalled[sizeof(TPML_PCR_SELECTION)];
+  size_t used = 0;
+  Check(Tss2_MU_TPML_PCR_SELECTION_Marshal(&want, marshalled, sizeof marshalled, &used),
+        "marshalling the PCR selection");
+  Bytes in(32, 0);
+  const Bytes cc = EncodeBe32(TPM2_CC_PolicyPCR);
+  in.insert(in.end(), cc.begin(), cc.end());
+  in.insert(in.end(), marshalled, marshalled + used);
+  const Bytes pcr_digest = crypto::Sha256(values);
+  in.insert(in.end(), pcr_digest.begin(), pcr_digest.end());
+  return crypto::Sha256(in);
 }
 
-Secret Tpm::UnsealOpen(const SealedBlob& blob) {
+SealedBlob Tpm::SealOpen(ByteView data, const PcrSelection& pcrs) {
   std::lock_guard lock(mu_);
   return Retry([&] {
+    const Bytes policy = pcrs.empty() ? Bytes{} : PcrPolicy(pcrs);
+    return CreateChild(SealTemplate(policy), data, {}, "TPM2_Create (seal)");
+  });
+}
+
+Secret Tpm::UnsealOpen(const SealedBlob& blob, const PcrSelection& pcrs) {
+  std::lock_guard lock(mu_);
+  return Retry([&] {
+    if (pcrs.empty()) {
+      MakeRoomForObject(false);
+      TpmObject object = Load(blob);
+      return UnsealLoaded(Fast(), object, {});
+    }
+    Primary();
+    // A salted policy session: it carries the unsealed key back encrypted.
+    std::unique_ptr<FastSession> policy =
+        FastSession::Start(Sys(), primary_handle_, primary_x_, primary_y_, TPM2_SE_POLICY);
     MakeRoomForObject(false);
     TpmObject object = Load(blob);
-    return UnsealLoaded(Fast(), object, {});
+    // An empty pcrDigest makes the TPM use the PCRs' current values; the
+    // unseal then fails with TPM_RC_POLICY_FAIL if they differ from those
+    // the seal was made with.
+    TPM2B_DIGEST current{};
+    const TPML_PCR_SELECTION sel = ToTpm(pcrs);
+    Check(Tss2_Sys_PolicyPCR(Sys(), policy->handle(), nullptr, &current, &sel, nullptr),
+          "TPM2_PolicyPCR");
+    return UnsealLoaded(*policy, object, {});
   });
 }
 

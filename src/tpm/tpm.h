@@ -24,6 +24,7 @@
 
 #include "crypto/kdf.h"
 #include "util/bytes.h"
+#include "util/config.h"
 
 namespace tpmtoken::tpm {
 
@@ -134,9 +135,12 @@ class Tpm {
   Bytes GetRandom(size_t n);
   DaState ReadDaState();
 
-  // Seals data that opens with no authorization (the store key).
-  SealedBlob SealOpen(ByteView data);
-  Secret UnsealOpen(const SealedBlob& blob);
+  // Seals data that opens with no authorization (the store key). With a PCR
+  // selection the seal's policy is TPM2_PolicyPCR over the values those PCRs
+  // hold now: it opens only while they hold them. An unseal after they
+  // changed throws TpmError with base() == TPM2_RC_POLICY_FAIL.
+  SealedBlob SealOpen(ByteView data, const PcrSelection& pcrs = {});
+  Secret UnsealOpen(const SealedBlob& blob, const PcrSelection& pcrs = {});
 
   // PIN-protected seals (DESIGN.md, token key). The seal's policy requires
   // PolicySecret on a PIN_FAIL NV index (whose auth is the PIN's nv value; the
@@ -207,6 +211,7 @@ class Tpm {
   // temporary object such as a seal.
   void MakeRoomForObject(bool for_key);
   Bytes PinPolicy(ByteView nv_name);
+  Bytes PcrPolicy(const PcrSelection& pcrs);  // from the PCRs' current values
   void ReadFixedProperties();
   void RecoverTransientMemory();
   template <typename Fn>

@@ -47,6 +47,12 @@ void Apply(Config& c, const std::string& key, const std::string& value, const st
     c.nv_base = ParseNumber(value, where);
   } else if (key == "pbkdf2_iterations") {
     c.pbkdf2_iterations = ParseNumber(value, where);
+  } else if (key == "pcr_policy") {
+    try {
+      c.pcr_policy = PcrSelection::Parse(value);
+    } catch (const std::invalid_argument& e) {
+      throw std::runtime_error(where + ": pcr_policy: " + e.what());
+    }
   } else {
     throw std::runtime_error(where + ": unknown key '" + key + "'");
   }
@@ -71,6 +77,49 @@ void ReadFile(Config& c, const std::string& path, bool must_exist) {
 }
 
 }  // namespace
+
+PcrSelection PcrSelection::Parse(const std::string& text) {
+  PcrSelection sel;
+  if (text.empty() || text == "none") return sel;
+  const auto colon = text.find(':');
+  if (colon == std::string::npos)
+    throw std::invalid_argument("expected bank:pcr,pcr,... such as sha256:0,2,4,7, got '" + text +
+                                "'");
+  sel.bank = Trim(std::string_view(text).substr(0, colon));
+  if (sel.bank != "sha1" && sel.bank != "sha256" && sel.bank != "sha384" && sel.bank != "sha512")
+    throw std::invalid_argument("unknown PCR bank '" + sel.bank +
+                                "' (use sha1, sha256, sha384 or sha512)");
+  std::string_view rest = std::string_view(text).substr(colon + 1);
+  while (true) {
+    const auto comma = rest.find(',');
+    const std::string item = Trim(rest.substr(0, comma));
+    size_t used = 0;
+    unsigned long pcr = 0;
+    try {
+      pcr = std::stoul(item, &used, 10);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || pcr > 23)
+      throw std::invalid_argument("'" + item + "' is not a PCR number from 0 to 23");
+    sel.mask |= 1u << pcr;
+    if (comma == std::string_view::npos) break;
+    rest = rest.substr(comma + 1);
+  }
+  return sel;
+}
+
+std::string PcrSelection::ToString() const {
+  if (empty()) return {};
+  std::string out = bank + ":";
+  bool first = true;
+  for (int i = 0; i < 24; ++i) {
+    if (!(mask & (1u << i))) continue;
+    out += (first ? "" : ",") + std::to_string(i);
+    first = false;
+  }
+  return out;
+}
 
 std::string Config::DefaultStorePath() {
   if (geteuid() == 0) return "/var/lib/tpmtoken/tpmtoken.sqlite3";

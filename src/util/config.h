@@ -7,6 +7,18 @@
 
 namespace tpmtoken {
 
+// A PCR selection for the store key's policy ("sha256:0,2,4,7"): one bank
+// and PCRs 0..23. Empty (mask 0) means no binding.
+struct PcrSelection {
+  std::string bank;   // sha1, sha256, sha384 or sha512
+  uint32_t mask = 0;  // bit i = PCR i
+  bool empty() const { return mask == 0; }
+  bool operator==(const PcrSelection&) const = default;
+  // Throws std::invalid_argument naming what is wrong; "" and "none" are empty.
+  static PcrSelection Parse(const std::string& text);
+  std::string ToString() const;  // "" when empty, else the canonical form
+};
+
 struct Config {
   std::string tcti = "device:/dev/tpmrm0";
   std::string store_path;     // the SQLite file
@@ -16,6 +28,7 @@ struct Config {
   uint32_t so_pin_retries = 10;
   uint32_t nv_base = 0x01300000;  // where PIN counter NV indices are allocated
   uint32_t pbkdf2_iterations = 10000;
+  PcrSelection pcr_policy;  // binds the store key to these PCRs (DESIGN.md)
 
   // Throws std::runtime_error naming the file and line on a malformed file.
   static Config Load();
