@@ -1,4 +1,5 @@
 // tpmtoken status, token init|list|delete, pin change|unlock.
+#include <algorithm>
 #include <cstring>
 #include <iostream>
 #include <sstream>
@@ -65,7 +66,11 @@ int Status(const Options& o) {
                       ? std::string("sealed to this TPM, not bound to PCRs")
                       : "sealed to this TPM and bound to PCRs " + m.store_key_pcrs().ToString())
               << "\n"
-              << "PIN limits TPM PIN_FAIL counters per token and role\n"
+              << "PIN limits "
+              << (std::any_of(tokens.begin(), tokens.end(), [](const auto& t) { return t.da_fallback; })
+                      ? "FALLBACK: some tokens' PINs count against the TPM's dictionary-attack "
+                        "counter (marked below; the TPM refused PIN counters)\n"
+                      : "TPM PIN_FAIL counters per token and role\n")
               << "Tokens     " << tokens.size() << "\n";
   }
   bool first = true;
@@ -78,12 +83,15 @@ int Status(const Options& o) {
                 << ",\"user_pin\":" << JsonString(PinFlags(info.flags, false))
                 << ",\"so_pin\":" << JsonString(PinFlags(info.flags, true))
                 << ",\"public_objects\":" << t.public_objects
-                << ",\"private_objects\":" << t.private_objects << "}";
+                << ",\"private_objects\":" << t.private_objects << ",\"pin_counter\":"
+                << (t.da_fallback ? "\"dictionary-attack\"" : "\"per-token\"") << "}";
     } else {
       std::cout << "  " << t.label << "  serial " << t.serial << "  slot " << t.slot
                 << "  user PIN " << PinFlags(info.flags, false) << "  SO PIN "
                 << PinFlags(info.flags, true) << "  objects " << t.public_objects << " public, "
-                << t.private_objects << " private\n";
+                << t.private_objects << " private"
+                << (t.da_fallback ? "  PINs counted by the TPM's dictionary-attack counter" : "")
+                << "\n";
     }
     first = false;
   }

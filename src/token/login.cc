@@ -23,6 +23,16 @@ std::string TrimLabel(ByteView label) {
 
 void Module::FillPinFlags(const RoleSeal& role, bool so, CK_FLAGS* flags) {
   if (!role.present) return;
+  if (role.nv_index == 0) {
+    // The DA fallback: the TPM's global counter is this role's counter.
+    const tpm::DaState da = tpm_->ReadDaState();
+    if (da.failures > 0) *flags |= so ? CKF_SO_PIN_COUNT_LOW : CKF_USER_PIN_COUNT_LOW;
+    if (da.max_tries > 0 && da.failures + 1 == da.max_tries)
+      *flags |= so ? CKF_SO_PIN_FINAL_TRY : CKF_USER_PIN_FINAL_TRY;
+    if (da.in_lockout || da.failures >= da.max_tries)
+      *flags |= so ? CKF_SO_PIN_LOCKED : CKF_USER_PIN_LOCKED;
+    return;
+  }
   tpm::PinCounter c;
   try {
     c = tpm_->ReadPinCounter(role.nv_index);
@@ -41,9 +51,18 @@ void Module::FillPinFlags(const RoleSeal& role, bool so, CK_FLAGS* flags) {
 // Opens a role's seal with a PIN. The TPM counts a wrong PIN on the role's
 // PIN_FAIL index and refuses every try once the limit is reached.
 CK_RV Module::OpenRole(const Token& t, const RoleSeal& role, ByteView pin, Secret* tk) {
-  if (tpm_->ReadPinCounter(role.nv_index).locked()) return CKR_PIN_LOCKED;
+  const bool da = role.nv_index == 0;
+  if (da ? tpm_->ReadDaState().in_lockout : tpm_->ReadPinCounter(role.nv_index).locked())
+    return CKR_PIN_LOCKED;
   const crypto::PinAuth auth = crypto::DerivePinAuth(pin, role.salt, t.rec.kdf_iterations);
-  auto opened = tpm_->UnsealWithPin(role.seal, role.nv_index, auth);
+  std::optional<Secret> opened;
+  try {
+    opened = da ? tpm_->UnsealWithAuth(role.seal, auth)
+                : tpm_->UnsealWithPin(role.seal, role.nv_index, auth);
+  } catch (const tpm::TpmError& e) {
+    if (e.base() != TPM2_RC_LOCKOUT) throw;
+    return CKR_PIN_LOCKED;  // the TPM's dictionary-attack lockout
+  }
   if (!opened) return CKR_PIN_INCORRECT;
   if (opened->size() != crypto::kAeadKeySize) {
     log::Error("token ", t.rec.serial, ": the sealed token key has the wrong size");
@@ -61,15 +80,37 @@ RoleSeal Module::MakeRole(bool so, ByteView pin, ByteView tk, uint32_t old_index
   r.retry_limit = so ? cfg_.so_pin_retries : cfg_.user_pin_retries;
   r.salt = crypto::Random(16);
   const crypto::PinAuth auth = crypto::DerivePinAuth(pin, r.salt, cfg_.pbkdf2_iterations);
-  for (int attempt = 0;; ++attempt) {
+  std::string refused;
+  if (tpm_->OwnerAuthSet() && !tpm_->owner_auth_known())
+    refused = "the owner hierarchy has a password and owner_auth is not set";
+  for (int attempt = 0; refused.empty(); ++attempt) {
     r.nv_index = tpm_->FreeNvIndex(cfg_.nv_base, old_index);
     try {
       tpm_->DefinePinCounter(r.nv_index, auth, r.retry_limit);
       break;
     } catch (const tpm::TpmError& e) {
+      const TSS2_RC base = e.base();
       // Another process took the same index between the query and the define.
-      if (e.base() != TPM2_RC_NV_DEFINED || attempt >= 8) throw;
+      if (base == TPM2_RC_NV_DEFINED && attempt < 8) continue;
+      if (base == TPM2_RC_NV_SPACE) refused = "the TPM's NV memory is full";
+      else if (base == TPM2_RC_HIERARCHY) refused = "the owner hierarchy is disabled";
+      else if (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL)
+        throw tpm::TpmError("the TPM refused owner_auth for a PIN counter (fix owner_auth in "
+                            "tpmtoken.conf, or remove it and accept the dictionary-attack "
+                            "fallback)", e.rc);
+      else throw;
     }
+  }
+  if (!refused.empty()) {
+    // DESIGN.md: where the TPM refuses NV, the seal itself carries the PIN
+    // and the TPM's dictionary-attack counter counts wrong ones.
+    log::Warn(so ? "SO" : "user", " PIN: no per-token PIN counter (", refused,
+              "); wrong PINs count against the TPM's dictionary-attack counter, which "
+              "every user of the TPM shares");
+    r.nv_index = 0;
+    r.retry_limit = 0;
+    r.seal = tpm_->SealWithAuth(tk, auth);
+    return r;
   }
   try {
     r.seal = tpm_->SealForPin(tk, r.nv_index, auth);

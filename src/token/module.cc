@@ -51,7 +51,7 @@ std::unique_ptr<Module> Module::Create() {
                              " (set TPMTOKEN_STORE to a writable path, or fix the permissions)");
   }
   try {
-    m->tpm_ = tpm::Tpm::Open(m->cfg_.tcti, m->cfg_.owner_auth);
+    m->tpm_ = tpm::Tpm::Open(m->cfg_.tcti, m->cfg_.owner_auth, m->cfg_.primary_handle);
   } catch (const tpm::TpmError& e) {
     throw std::runtime_error("cannot reach the TPM through '" + m->cfg_.tcti + "': " + e.what() +
                              " (set TPMTOKEN_TCTI, or check that the TPM device or resource "
@@ -111,7 +111,16 @@ void Module::UnsealStoreKey() {
   const auto check = store_->Meta(kSkCheck);
   if (!check || !crypto::AeadOpen(sk_.view(), View(kSkCheck), *check))
     throw std::runtime_error("the store key of " + store_->path() + " does not match the store");
-  if (sk_pcrs_ != want) RebindStoreKey(want);
+  // Re-sealed when the configured PCRs changed, or when an earlier version
+  // sealed it without NODA (a DA lockout anywhere on the TPM then closed it).
+  if (sk_pcrs_ != want || !tpm::Tpm::IsNoDa({*pub, *priv})) {
+    try {
+      RebindStoreKey(want, *pub);
+    } catch (const std::exception& e) {
+      // A store this process cannot write keeps the seal it has.
+      log::Warn("could not re-seal the store key of ", store_->path(), ": ", e.what());
+    }
+  }
 }
 
 PcrSelection Module::StoredPcrs() const {
@@ -129,12 +138,12 @@ PcrSelection Module::StoredPcrs() const {
 // one): the key, just unsealed under the old policy, is sealed again under
 // the new one. Only a process that could unseal it can do this, so a changed
 // boot state cannot be rebound away.
-void Module::RebindStoreKey(const PcrSelection& want) {
+void Module::RebindStoreKey(const PcrSelection& want, const Bytes& unsealed_pub) {
   store::Db::Txn txn(store_->db());
-  const PcrSelection now = StoredPcrs();  // another process may have done it
-  if (now != sk_pcrs_) {
+  if (store_->Meta(kSkPub) != unsealed_pub) {
+    // Another process re-sealed it a moment ago.
     txn.Commit();
-    sk_pcrs_ = now;
+    sk_pcrs_ = StoredPcrs();
     return;
   }
   const tpm::SealedBlob blob = tpm_->SealOpen(sk_.view(), want);
@@ -142,6 +151,10 @@ void Module::RebindStoreKey(const PcrSelection& want) {
   store_->SetMeta(kSkPriv, blob.priv);
   store_->SetMeta(kSkPcrs, View(want.ToString()));
   txn.Commit();
+  if (want == sk_pcrs_) {
+    log::Info("the store key of ", store_->path(), " was re-sealed exempt from DA lockout");
+    return;
+  }
   log::Warn("the store key of ", store_->path(), " is now ",
             want.empty() ? std::string("bound to no PCRs")
                          : "bound to PCRs " + want.ToString(),

@@ -185,6 +185,9 @@ class Module {
     CK_SLOT_ID slot;
     std::string serial, label;
     size_t public_objects, private_objects;
+    // A role's PIN failures go to the TPM's dictionary-attack counter
+    // because the TPM refused PIN counters (DESIGN.md fallback).
+    bool da_fallback;
   };
   std::vector<TokenSummary> Tokens();
 
@@ -199,7 +202,7 @@ class Module {
   Module() = default;
   void UnsealStoreKey();
   PcrSelection StoredPcrs() const;
-  void RebindStoreKey(const PcrSelection& want);
+  void RebindStoreKey(const PcrSelection& want, const Bytes& unsealed_pub);
   void RefreshTokens();
   CK_SLOT_ID NewSlotId() const;
   Token* FindToken(CK_SLOT_ID slot);

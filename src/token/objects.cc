@@ -320,7 +320,9 @@ std::vector<Module::TokenSummary> Module::Tokens() {
   RefreshTokens();
   std::vector<TokenSummary> out;
   for (const auto& t : tokens_) {
-    TokenSummary sum{t->slot_id, t->rec.serial, t->rec.label, 0, 0};
+    const bool da = (t->rec.so.present && t->rec.so.nv_index == 0) ||
+                    (t->rec.user.present && t->rec.user.nv_index == 0);
+    TokenSummary sum{t->slot_id, t->rec.serial, t->rec.label, 0, 0, da};
     for (const store::ObjectStamp& st : store_->ObjectStamps(t->db_id))
       ++(st.is_private ? sum.private_objects : sum.public_objects);
     out.push_back(sum);

@@ -13,11 +13,16 @@
 namespace tpmtoken::tpm {
 namespace {
 
-TPM2B_PUBLIC SealTemplate(ByteView policy) {
+// da: the seal's auth value is guessable (the DA fallback's PIN seals), so
+// the TPM's dictionary-attack counter guards it. Every other seal is NODA:
+// its auth is empty or checked through a NO_DA PIN counter first, and it
+// must keep working while another user of the TPM has tripped the lockout.
+TPM2B_PUBLIC SealTemplate(ByteView policy, bool da = false) {
   TPM2B_PUBLIC t{};
   t.publicArea.type = TPM2_ALG_KEYEDHASH;
   t.publicArea.nameAlg = TPM2_ALG_SHA256;
   t.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT;
+  if (!da) t.publicArea.objectAttributes |= TPMA_OBJECT_NODA;
   if (policy.empty()) t.publicArea.objectAttributes |= TPMA_OBJECT_USERWITHAUTH;
   SetBuffer(t.publicArea.authPolicy, policy);
   t.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
@@ -98,6 +103,15 @@ Bytes Tpm::PcrPolicy(const PcrSelection& pcrs) {
   return crypto::Sha256(in);
 }
 
+bool Tpm::IsNoDa(const SealedBlob& blob) {
+  TPM2B_PUBLIC pub{};
+  size_t off = 0;
+  if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(blob.pub.data(), blob.pub.size(), &off, &pub) !=
+      TSS2_RC_SUCCESS)
+    return false;
+  return (pub.publicArea.objectAttributes & TPMA_OBJECT_NODA) != 0;
+}
+
 SealedBlob Tpm::SealOpen(ByteView data, const PcrSelection& pcrs) {
   std::lock_guard lock(mu_);
   return Retry([&] {
@@ -128,6 +142,26 @@ Secret Tpm::UnsealOpen(const SealedBlob& blob, const PcrSelection& pcrs) {
     Check(Tss2_Sys_PolicyPCR(Sys(), policy->handle(), nullptr, &current, &sel, nullptr),
           "TPM2_PolicyPCR");
     return UnsealLoaded(*policy, object, {});
+  });
+}
+
+SealedBlob Tpm::SealWithAuth(ByteView data, const crypto::PinAuth& pin) {
+  std::lock_guard lock(mu_);
+  return Retry(
+      [&] { return CreateChild(SealTemplate({}, true), data, pin.seal.view(), "TPM2_Create (seal)"); });
+}
+
+std::optional<Secret> Tpm::UnsealWithAuth(const SealedBlob& blob, const crypto::PinAuth& pin) {
+  std::lock_guard lock(mu_);
+  return Retry([&]() -> std::optional<Secret> {
+    MakeRoomForObject(false);
+    TpmObject object = Load(blob);
+    try {
+      return UnsealLoaded(Fast(), object, pin.seal.view());
+    } catch (const TpmError& e) {
+      if (IsAuthFailure(e.rc)) return std::nullopt;
+      throw;
+    }
   });
 }
 
@@ -195,6 +229,7 @@ void Tpm::DefinePinCounter(uint32_t index, const crypto::PinAuth& pin, uint32_t 
 }
 
 void Tpm::UndefinePinCounter(uint32_t index) {
+  if (index == 0) return;  // a role without a counter (the DA fallback)
   std::lock_guard lock(mu_);
   Bytes name;
   try {

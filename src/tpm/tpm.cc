@@ -5,6 +5,7 @@
 #include <tss2/tss2_tctildr.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -94,8 +95,10 @@ void Handle::Reset() {
   tr_ = ESYS_TR_NONE;
 }
 
-std::unique_ptr<Tpm> Tpm::Open(const std::string& tcti, const std::string& owner_auth) {
+std::unique_ptr<Tpm> Tpm::Open(const std::string& tcti, const std::string& owner_auth,
+                               uint32_t primary_handle) {
   std::unique_ptr<Tpm> t(new Tpm());
+  t->persistent_primary_ = primary_handle;
   Check(Tss2_TctiLdr_Initialize(tcti.c_str(), &t->tcti_), ("TCTI '" + tcti + "'").c_str());
   Check(Esys_Initialize(&t->ctx_, t->tcti_, nullptr), "Esys_Initialize");
   t->owner_auth_ = Secret(View(owner_auth));
@@ -208,13 +211,60 @@ Handle Tpm::CreatePrimary() {
   Esys_Free(creation);
   Esys_Free(creation_hash);
   Esys_Free(ticket);
+  const TSS2_RC base = TpmError("", rc).base();
+  if (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL)
+    throw TpmError("the TPM refused the owner authorization for TPM2_CreatePrimary (set owner_auth "
+                   "in tpmtoken.conf to the owner hierarchy's password, or primary_handle to a "
+                   "persistent storage key)", rc);
   Check(rc, "TPM2_CreatePrimary (storage primary under the owner hierarchy)");
   return Handle(ctx_, tr, Handle::Kind::kFlush);
 }
 
+// A storage key the platform provisioned (e.g. the TCG SRK at 0x81000001):
+// no owner authorization is needed to use it. The module's sessions are
+// salted to it, so it must be an ECC P-256 restricted decryption key with
+// SHA-256 as its name algorithm.
+Handle Tpm::PersistentPrimary() {
+  char where[64];
+  std::snprintf(where, sizeof where, "primary_handle 0x%08x", persistent_primary_);
+  ESYS_TR tr = ESYS_TR_NONE;
+  const TSS2_RC rc = Esys_TR_FromTPMPublic(ctx_, persistent_primary_, ESYS_TR_NONE, ESYS_TR_NONE,
+                                           ESYS_TR_NONE, &tr);
+  if (rc != TSS2_RC_SUCCESS)
+    throw TpmError(std::string(where) + " holds no key (TPM2_ReadPublic; tpm2_getcap "
+                   "handles-persistent lists them)", rc);
+  Handle h(ctx_, tr, Handle::Kind::kClose);
+  TPM2B_PUBLIC* raw = nullptr;
+  Check(Esys_ReadPublic(ctx_, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw, nullptr, nullptr),
+        "TPM2_ReadPublic (primary_handle)");
+  EsysPtr<TPM2B_PUBLIC> pub(raw);
+  const TPMT_PUBLIC& p = pub->publicArea;
+  const TPMA_OBJECT need = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
+  if (p.type != TPM2_ALG_ECC || p.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256 ||
+      p.nameAlg != TPM2_ALG_SHA256 || (p.objectAttributes & need) != need ||
+      (p.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT))
+    throw std::runtime_error(std::string(where) +
+                             " is not an ECC P-256 storage key with SHA-256 names (create one "
+                             "with tpm2_createprimary -C o -G ecc256:aes128cfb and persist it "
+                             "with tpm2_evictcontrol, or remove primary_handle)");
+  if (!(p.objectAttributes & TPMA_OBJECT_NODA))
+    log::Warn(where, " is protected by dictionary-attack lockout: while the TPM is locked out "
+              "nothing under it loads (persist a storage key with the noda attribute)");
+  primary_x_.assign(p.unique.ecc.x.buffer, p.unique.ecc.x.buffer + p.unique.ecc.x.size);
+  primary_y_.assign(p.unique.ecc.y.buffer, p.unique.ecc.y.buffer + p.unique.ecc.y.size);
+  return h;
+}
+
+bool Tpm::OwnerAuthSet() {
+  for (const TPMS_TAGGED_PROPERTY& p : VarProperties())
+    if (p.property == TPM2_PT_PERMANENT) return (p.value & TPMA_PERMANENT_OWNERAUTHSET) != 0;
+  return false;
+}
+
 const Handle& Tpm::Primary() {
   if (!primary_) {
-    primary_ = std::make_unique<Handle>(CreatePrimary());
+    primary_ = std::make_unique<Handle>(persistent_primary_ ? PersistentPrimary()
+                                                            : CreatePrimary());
     Check(Esys_TR_GetTpmHandle(ctx_, primary_->get(), &primary_handle_), "Esys_TR_GetTpmHandle");
     TPM2B_NAME* name = nullptr;
     Check(Esys_TR_GetName(ctx_, primary_->get(), &name), "Esys_TR_GetName");
@@ -345,7 +395,8 @@ Bytes Tpm::GetRandom(size_t n) {
   return out;
 }
 
-DaState Tpm::ReadDaState() {
+// TPM2_PT_PERMANENT onwards: the lockout state and the permanent flags.
+std::vector<TPMS_TAGGED_PROPERTY> Tpm::VarProperties() {
   std::lock_guard lock(mu_);
   TPMI_YES_NO more = TPM2_NO;
   TPMS_CAPABILITY_DATA* raw = nullptr;
@@ -353,11 +404,15 @@ DaState Tpm::ReadDaState() {
                            TPM2_PT_VAR, TPM2_MAX_TPM_PROPERTIES, &more, &raw),
         "TPM2_GetCapability (variable properties)");
   EsysPtr<TPMS_CAPABILITY_DATA> caps(raw);
-  DaState d;
   const auto& props = caps->data.tpmProperties;
-  for (UINT32 i = 0; i < props.count; ++i) {
-    const uint32_t v = props.tpmProperty[i].value;
-    switch (props.tpmProperty[i].property) {
+  return {props.tpmProperty, props.tpmProperty + props.count};
+}
+
+DaState Tpm::ReadDaState() {
+  DaState d;
+  for (const TPMS_TAGGED_PROPERTY& p : VarProperties()) {
+    const uint32_t v = p.value;
+    switch (p.property) {
       case TPM2_PT_LOCKOUT_COUNTER: d.failures = v; break;
       case TPM2_PT_MAX_AUTH_FAIL: d.max_tries = v; break;
       case TPM2_PT_LOCKOUT_RECOVERY: d.recovery_seconds = v; break;

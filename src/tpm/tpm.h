@@ -124,7 +124,10 @@ class Tpm {
  public:
   // Connects through the TCTI loader ("device:/dev/tpmrm0", "swtpm:port=…",
   // "tabrmd:…"). Throws TpmError naming the TCTI on failure.
-  static std::unique_ptr<Tpm> Open(const std::string& tcti, const std::string& owner_auth);
+  // primary_handle: a persistent ECC P-256 storage key to use as the storage
+  // primary (0: create the module's own under the owner hierarchy).
+  static std::unique_ptr<Tpm> Open(const std::string& tcti, const std::string& owner_auth,
+                                   uint32_t primary_handle = 0);
   ~Tpm();
   Tpm(const Tpm&) = delete;
   Tpm& operator=(const Tpm&) = delete;
@@ -134,12 +137,19 @@ class Tpm {
 
   Bytes GetRandom(size_t n);
   DaState ReadDaState();
+  // Whether the owner hierarchy has an authorization value set
+  // (TPMA_PERMANENT ownerAuthSet).
+  bool OwnerAuthSet();
+  bool owner_auth_known() const { return !owner_auth_.empty(); }
 
   // Seals data that opens with no authorization (the store key). With a PCR
   // selection the seal's policy is TPM2_PolicyPCR over the values those PCRs
   // hold now: it opens only while they hold them. An unseal after they
   // changed throws TpmError with base() == TPM2_RC_POLICY_FAIL.
   SealedBlob SealOpen(ByteView data, const PcrSelection& pcrs = {});
+  // Whether a seal is exempt from dictionary-attack lockout (store keys
+  // sealed by earlier versions are not, and are re-sealed on open).
+  static bool IsNoDa(const SealedBlob& blob);
   Secret UnsealOpen(const SealedBlob& blob, const PcrSelection& pcrs = {});
 
   // PIN-protected seals (DESIGN.md, token key). The seal's policy requires
@@ -153,6 +163,12 @@ class Tpm {
   // nullopt when the PIN is wrong (the TPM has counted the failure).
   std::optional<Secret> UnsealWithPin(const SealedBlob& blob, uint32_t index,
                                       const crypto::PinAuth& pin);
+  // The fallback where the TPM refuses PIN counters (DESIGN.md): a seal
+  // whose auth value is the PIN's seal value, protected by the TPM's
+  // dictionary-attack counter. nullopt when the PIN is wrong (counted there);
+  // throws TpmError with base() TPM2_RC_LOCKOUT while the TPM is locked out.
+  SealedBlob SealWithAuth(ByteView data, const crypto::PinAuth& pin);
+  std::optional<Secret> UnsealWithAuth(const SealedBlob& blob, const crypto::PinAuth& pin);
   // A free NV handle at or above base (owner range), or throws.
   uint32_t FreeNvIndex(uint32_t base, uint32_t avoid = 0);
 
@@ -191,6 +207,7 @@ class Tpm {
   Tpm() = default;
   void SetOwnerAuth();
   Handle CreatePrimary();
+  Handle PersistentPrimary();
   const Handle& Primary();  // cached
   TSS2_SYS_CONTEXT* Sys();
   TpmObject Load(const SealedBlob& blob);  // under the primary
@@ -213,6 +230,7 @@ class Tpm {
   Bytes PinPolicy(ByteView nv_name);
   Bytes PcrPolicy(const PcrSelection& pcrs);  // from the PCRs' current values
   void ReadFixedProperties();
+  std::vector<TPMS_TAGGED_PROPERTY> VarProperties();
   void RecoverTransientMemory();
   template <typename Fn>
   auto Retry(Fn&& fn);
@@ -221,6 +239,7 @@ class Tpm {
   TSS2_TCTI_CONTEXT* tcti_ = nullptr;
   ESYS_CONTEXT* ctx_ = nullptr;
   Secret owner_auth_;
+  uint32_t persistent_primary_ = 0;
   TpmInfo info_;
   bool has_rm_ = false;
   std::unique_ptr<Handle> primary_;

@@ -47,6 +47,11 @@ void Apply(Config& c, const std::string& key, const std::string& value, const st
     c.nv_base = ParseNumber(value, where);
   } else if (key == "pbkdf2_iterations") {
     c.pbkdf2_iterations = ParseNumber(value, where);
+  } else if (key == "primary_handle") {
+    c.primary_handle = ParseNumber(value, where);
+    if (c.primary_handle != 0 && (c.primary_handle >> 24) != 0x81)
+      throw std::runtime_error(where + ": primary_handle must be a persistent handle "
+                               "(0x81000000-0x81ffffff), such as 0x81000001");
   } else if (key == "pcr_policy") {
     try {
       c.pcr_policy = PcrSelection::Parse(value);

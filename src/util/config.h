@@ -27,6 +27,7 @@ struct Config {
   uint32_t user_pin_retries = 10;
   uint32_t so_pin_retries = 10;
   uint32_t nv_base = 0x01300000;  // where PIN counter NV indices are allocated
+  uint32_t primary_handle = 0;    // a persistent storage key to use (0: create one)
   uint32_t pbkdf2_iterations = 10000;
   PcrSelection pcr_policy;  // binds the store key to these PCRs (DESIGN.md)
 

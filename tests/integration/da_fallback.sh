@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# A TPM whose owner hierarchy has a password the module does not know, with a
+# storage key the platform persisted (primary_handle): the module uses that
+# key, cannot define per-token PIN counters, and falls back to seals that the
+# TPM's dictionary-attack counter protects (DESIGN.md), saying so in
+# `tpmtoken status`. Wrong PINs count there, the flags follow it, a lockout
+# refuses even the right PIN and clearing it restores the token. With the
+# right owner_auth, new PINs get per-token counters again; a wrong owner_auth
+# is named.
+source "$(dirname "$0")/lib.sh"
+fixture_start
+T=${TOOL:?TOOL must name the tpmtoken binary}
+export TPMTOKEN_CONF="$WORK/tpmtoken.conf"
+tpm() { tpm2_"$1" -T "$TPMTOKEN_TCTI" "${@:2}"; }
+da_failures() { echo $(( $(tpm getcap properties-variable | awk '/TPM2_PT_LOCKOUT_COUNTER/ { print $2 }') )); }
+nv_count() { tpm getcap handles-nv-index | grep -c '^- ' || true; }
+
+# A storage key as TCG provisioning makes it (noda: usable in a lockout).
+tpm createprimary -C o -G ecc256:aes128cfb -c "$WORK/srk.ctx" \
+  -a 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt' >/dev/null \
+  || fail "createprimary"
+tpm evictcontrol -C o -c "$WORK/srk.ctx" 0x81000001 >/dev/null || fail "evictcontrol"
+tpm flushcontext -t >/dev/null
+tpm dictionarylockout -s -n 4 -t 600 -l 600 >/dev/null || fail "dictionarylockout setup"
+tpm changeauth -c o owner-secret >/dev/null || fail "changeauth owner"
+
+# Without primary_handle the module cannot make its storage key.
+: >"$TPMTOKEN_CONF"
+expect_fail 'refused the owner authorization' p11 -L
+echo "primary_handle = 0x81000002" >"$TPMTOKEN_CONF"
+expect_fail 'primary_handle 0x81000002 holds no key' p11 -L
+echo "primary_handle = 0x40000001" >"$TPMTOKEN_CONF"
+expect_fail 'must be a persistent handle' p11 -L
+pass "an unknown owner password and a wrong primary_handle are named"
+
+echo "primary_handle = 0x81000001" >"$TPMTOKEN_CONF"
+init_token fallback 12345678 1234
+[ "$(nv_count)" -eq 0 ] || fail "PIN counters were defined: $(tpm getcap handles-nv-index)"
+"$T" status | grep -q 'FALLBACK' || fail "status does not show the fallback: $("$T" status)"
+"$T" --json status | python3 -c '
+import json, sys
+t = json.load(sys.stdin)["tokens"][0]
+assert t["pin_counter"] == "dictionary-attack", t' || fail "status --json pin_counter"
+printf 'secret-payload' >"$WORK/data"
+p11 --token-label fallback --login --pin 1234 --write-object "$WORK/data" --type data --label kept \
+  --private >/dev/null 2>&1 || fail "write private object"
+pass "token on a persistent storage key with DA-protected PIN seals; status says so"
+
+[ "$(da_failures)" -eq 0 ] || fail "DA counter not 0 before wrong PINs: $(da_failures)"
+expect_fail CKR_PIN_INCORRECT p11 --token-label fallback --login --pin 9999 -O
+[ "$(da_failures)" -eq 1 ] || fail "a wrong PIN did not reach the DA counter: $(da_failures)"
+token_flags fallback | grep -q 'user PIN count low' || fail "flags after one: $(token_flags fallback)"
+expect_fail CKR_PIN_INCORRECT p11 --token-label fallback --login --pin 9999 -O
+expect_fail CKR_PIN_INCORRECT p11 --token-label fallback --login --pin 9999 -O
+token_flags fallback | grep -q 'final user PIN try' || fail "flags after three: $(token_flags fallback)"
+expect_fail CKR_PIN_INCORRECT p11 --token-label fallback --login --pin 9999 -O
+token_flags fallback | grep -q 'user PIN locked' || fail "flags in lockout: $(token_flags fallback)"
+expect_fail CKR_PIN_LOCKED p11 --token-label fallback --login --pin 1234 -O
+pass "wrong PINs count on the TPM's DA counter; the flags follow it; lockout refuses the right PIN"
+
+tpm dictionarylockout -c >/dev/null || fail "clearing the lockout"
+p11 --token-label fallback --login --pin 1234 --read-object --type data --label kept 2>/dev/null \
+  | grep -q secret-payload || fail "private object after clearing the lockout"
+p11 --token-label fallback --login --pin 1234 --change-pin --new-pin 4321 >/dev/null 2>&1 || fail "change-pin"
+expect_fail CKR_PIN_INCORRECT p11 --token-label fallback --login --pin 1234 -O
+p11 --token-label fallback --login --pin 4321 --read-object --type data --label kept 2>/dev/null \
+  | grep -q secret-payload || fail "new PIN"
+tpm dictionarylockout -c >/dev/null
+pass "after the lockout is cleared the token and its objects are back; C_SetPIN works"
+
+printf 'primary_handle = 0x81000001\nowner_auth = not-the-password\n' >"$TPMTOKEN_CONF"
+out=$(p11 --token-label fallback --login --login-type so --so-pin 12345678 --init-pin --pin 5555 2>&1) \
+  && fail "init-pin with a wrong owner_auth succeeded"
+grep -q 'refused owner_auth' <<<"$out" || fail "a wrong owner_auth is not named: $out"
+p11 --token-label fallback --login --pin 4321 -O >/dev/null 2>&1 || fail "the old PIN stopped working"
+tpm dictionarylockout -c >/dev/null 2>&1 || true
+
+printf 'primary_handle = 0x81000001\nowner_auth = owner-secret\n' >"$TPMTOKEN_CONF"
+p11 --token-label fallback --login --login-type so --so-pin 12345678 --init-pin --pin 5555 >/dev/null 2>&1 \
+  || fail "init-pin with the right owner_auth"
+[ "$(nv_count)" -eq 1 ] || fail "expected one PIN counter: $(tpm getcap handles-nv-index)"
+before=$(da_failures)
+expect_fail CKR_PIN_INCORRECT p11 --token-label fallback --login --pin 9999 -O
+[ "$(da_failures)" -eq "$before" ] || fail "a wrong PIN on a per-token counter reached the DA counter"
+p11 --token-label fallback --login --pin 5555 --read-object --type data --label kept 2>/dev/null \
+  | grep -q secret-payload || fail "login with the new per-token PIN"
+pass "with owner_auth the user PIN gets a per-token counter again; a wrong owner_auth is named"
+
+# A DA lockout (here from wrong SO PINs, whose seal is still the fallback)
+# leaves the store key and the per-token user PIN working: both are NODA.
+for _ in 1 2 3 4; do
+  expect_fail CKR_PIN_INCORRECT p11 --token-label fallback --login --login-type so --so-pin 99999999 --init-pin --pin 5555
+done
+expect_fail CKR_PIN_LOCKED p11 --token-label fallback --login --login-type so --so-pin 12345678 --init-pin --pin 5555
+p11 --token-label fallback --login --pin 5555 --read-object --type data --label kept 2>/dev/null \
+  | grep -q secret-payload || fail "the per-token user PIN stopped working in a DA lockout"
+pass "a DA lockout closes the DA-protected SO seal only; the store and the per-token user PIN work"
