@@ -251,9 +251,37 @@ CK_RV Module::Login(CK_SESSION_HANDLE h, CK_USER_TYPE who, ByteView pin) {
   if (!role.present) return CKR_USER_PIN_NOT_INITIALIZED;
   Secret tk;
   if (CK_RV rv = OpenRole(t, role, pin, &tk); rv != CKR_OK) return rv;
+  if (role.nv_index != 0 && !tpm::Tpm::IsNoDa(role.seal)) ResealRole(t, who == CKU_SO, pin, tk);
   t.tk = std::move(tk);
   t.login = who;
   return CKR_OK;
+}
+
+// A PIN-counter seal made by an earlier version is subject to the TPM's
+// dictionary-attack lockout, which another program can trip: seal the token
+// key again, exempt, under the same counter and PIN. Best effort: the login
+// has succeeded either way.
+void Module::ResealRole(Token& t, bool so, ByteView pin, const Secret& tk) {
+  const RoleSeal& role = so ? t.rec.so : t.rec.user;
+  const tpm::SealedBlob old = role.seal;
+  try {
+    const crypto::PinAuth auth = crypto::DerivePinAuth(pin, role.salt, t.rec.kdf_iterations);
+    const tpm::SealedBlob fresh = tpm_->SealForPin(tk.view(), role.nv_index, auth);
+    store::Db::Txn txn(store_->db());
+    // Another process may have changed the PIN since: then its seal stays.
+    if (!ReloadRecord(t)) return;
+    RoleSeal& now = so ? t.rec.so : t.rec.user;
+    if (now.seal.pub != old.pub || now.seal.priv != old.priv) return;
+    now.seal = fresh;
+    SaveRecord(t);
+    txn.Commit();
+    log::Info("token ", t.rec.serial, ": ", so ? "SO" : "user",
+              " seal re-made exempt from DA lockout");
+  } catch (const std::exception& e) {
+    ReloadRecord(t);
+    log::Warn("token ", t.rec.serial, ": could not re-seal the ", so ? "SO" : "user", " PIN: ",
+              e.what());
+  }
 }
 
 void Module::LogoutToken(Token& t) {

@@ -215,6 +215,7 @@ class Module {
 
   // PIN roles (login.cc).
   CK_RV OpenRole(const Token& t, const RoleSeal& role, ByteView pin, Secret* tk);
+  void ResealRole(Token& t, bool so, ByteView pin, const Secret& tk);
   RoleSeal MakeRole(bool so, ByteView pin, ByteView tk, uint32_t old_index);
   void FillPinFlags(const RoleSeal& role, bool so, CK_FLAGS* flags);
 
