@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "crypto/ossl.h"
@@ -79,7 +80,7 @@ std::optional<Bytes> PssEncode(ByteView m_hash, size_t mod_bits, const EVP_MD* h
   Bytes em(em_len, 0);
   const size_t db_len = em_len - h_len - 1;
   em[db_len - salt_len - 1] = 0x01;
-  std::memcpy(em.data() + db_len - salt_len, salt.data(), salt_len);
+  std::copy(salt.begin(), salt.end(), em.begin() + static_cast<std::ptrdiff_t>(db_len - salt_len));
   const Bytes mask = Mgf1(h, db_len, mgf_hash);
   for (size_t i = 0; i < db_len; ++i) em[i] ^= mask[i];
   em[0] &= static_cast<uint8_t>(0xFF >> (8 * em_len - em_bits));

@@ -27,7 +27,7 @@ template <typename T>
 void SetBuffer(T& tpm2b, ByteView data) {
   if (data.size() > sizeof(tpm2b.buffer)) throw std::length_error("value too large for the TPM");
   tpm2b.size = static_cast<UINT16>(data.size());
-  std::memcpy(tpm2b.buffer, data.data(), data.size());
+  if (!data.empty()) std::memcpy(tpm2b.buffer, data.data(), data.size());
 }
 
 

@@ -59,7 +59,27 @@ fixture_start_shared() {
   fail "tpm2-abrmd did not come up (see $WORK/abrmd.log)"
 }
 
-p11() { pkcs11-tool --module "$MODULE" "$@"; }
+# On a -Db_sanitize=address build the module needs the ASan runtime in the
+# uninstrumented client that loads it: it is preloaded into pkcs11-tool
+# (with libstdc++: ASan's __cxa_throw interceptor needs the real one at
+# start-up, and pkcs11-tool is a C program), without leak checks on the
+# client's own allocations. Preloading it into every process of a test
+# (tpm2-tools, tpm2-abrmd) hangs them, so tests through openssl, curl,
+# mosquitto and p11-kit need an unsanitized build.
+export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$(cd "$(dirname "${BASH_SOURCE[0]}")/../sanitizers" && pwd)/lsan.supp}
+asan_runtime=$(ldd "$MODULE" 2>/dev/null | awk '/libasan|libstdc\+\+/ { printf "%s ", $3 }')
+[[ $asan_runtime == *libasan* ]] || asan_runtime=""
+# Full stacks at malloc time, so suppressions match inside libcrypto (built
+# without frame pointers). Uninstrumented programs ignore ASAN_OPTIONS.
+[ -z "$asan_runtime" ] || export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
+p11() {
+  if [ -n "$asan_runtime" ]; then
+    LD_PRELOAD="$asan_runtime" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
+      pkcs11-tool --module "$MODULE" "$@"
+  else
+    pkcs11-tool --module "$MODULE" "$@"
+  fi
+}
 
 # expect_fail PATTERN CMD...: CMD must fail and print PATTERN (e.g. a CKR name).
 expect_fail() {
