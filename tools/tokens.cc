@@ -38,6 +38,8 @@ int Status(const Options& o) {
   const tpm::DaState da = m.tpm().ReadDaState();
   const bool rm = m.tpm().has_resource_manager();
   const auto tokens = m.Tokens();
+  const bool fallback =
+      std::any_of(tokens.begin(), tokens.end(), [](const auto& t) { return t.da_fallback; });
   if (o.json) {
     std::cout << "{\"tpm\":{\"manufacturer\":" << JsonString(ti.manufacturer)
               << ",\"vendor\":" << JsonString(ti.vendor) << ",\"firmware\":\"" << int(ti.fw_major)
@@ -59,7 +61,9 @@ int Status(const Options& o) {
               << (rm ? " (resource manager)" : " (no resource manager)") << "\n"
               << "DA lockout " << da.failures << " of " << da.max_tries << " failures"
               << (da.in_lockout ? ", IN LOCKOUT" : "") << " (recovery " << da.recovery_seconds
-              << " s); token PINs are counted per token, not here\n"
+              << " s)"
+              << (fallback ? "; the PINs of tokens marked below count here\n"
+                           : "; token PINs are counted per token, not here\n")
               << "Store      " << m.store().path() << " (schema " << store::kSchemaVersion << ")\n"
               << "Store key  "
               << (m.store_key_pcrs().empty()
@@ -67,8 +71,7 @@ int Status(const Options& o) {
                       : "sealed to this TPM and bound to PCRs " + m.store_key_pcrs().ToString())
               << "\n"
               << "PIN limits "
-              << (std::any_of(tokens.begin(), tokens.end(), [](const auto& t) { return t.da_fallback; })
-                      ? "FALLBACK: some tokens' PINs count against the TPM's dictionary-attack "
+              << (fallback ? "FALLBACK: some tokens' PINs count against the TPM's dictionary-attack "
                         "counter (marked below; the TPM refused PIN counters)\n"
                       : "TPM PIN_FAIL counters per token and role\n")
               << "Tokens     " << tokens.size() << "\n";
