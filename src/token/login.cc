@@ -52,8 +52,19 @@ void Module::FillPinFlags(const RoleSeal& role, bool so, CK_FLAGS* flags) {
 // PIN_FAIL index and refuses every try once the limit is reached.
 CK_RV Module::OpenRole(const Token& t, const RoleSeal& role, ByteView pin, Secret* tk) {
   const bool da = role.nv_index == 0;
-  if (da ? tpm_->ReadDaState().in_lockout : tpm_->ReadPinCounter(role.nv_index).locked())
+  auto da_locked = [&] {
+    const tpm::DaState state = tpm_->ReadDaState();
+    log::Error("token ", t.rec.serial, ": the TPM is in dictionary-attack lockout, and ",
+               da ? "this token's PINs use the DA fallback"
+                  : "this PIN's seal predates the exemption (a login after the lockout "
+                    "re-seals it)",
+               ": wait ", state.recovery_seconds,
+               " s per failure or clear it with the lockout authorization "
+               "(tpm2_dictionarylockout -c)");
     return CKR_PIN_LOCKED;
+  };
+  if (da ? tpm_->ReadDaState().in_lockout : tpm_->ReadPinCounter(role.nv_index).locked())
+    return da ? da_locked() : CKR_PIN_LOCKED;
   const crypto::PinAuth auth = crypto::DerivePinAuth(pin, role.salt, t.rec.kdf_iterations);
   std::optional<Secret> opened;
   try {
@@ -61,7 +72,7 @@ CK_RV Module::OpenRole(const Token& t, const RoleSeal& role, ByteView pin, Secre
                 : tpm_->UnsealWithPin(role.seal, role.nv_index, auth);
   } catch (const tpm::TpmError& e) {
     if (e.base() != TPM2_RC_LOCKOUT) throw;
-    return CKR_PIN_LOCKED;  // the TPM's dictionary-attack lockout
+    return da_locked();
   }
   if (!opened) return CKR_PIN_INCORRECT;
   if (opened->size() != crypto::kAeadKeySize) {

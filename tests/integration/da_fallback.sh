@@ -56,6 +56,7 @@ token_flags fallback | grep -q 'final user PIN try' || fail "flags after three: 
 expect_fail CKR_PIN_INCORRECT p11 --token-label fallback --login --pin 9999 -O
 token_flags fallback | grep -q 'user PIN locked' || fail "flags in lockout: $(token_flags fallback)"
 expect_fail CKR_PIN_LOCKED p11 --token-label fallback --login --pin 1234 -O
+expect_fail 'dictionary-attack lockout' p11 --token-label fallback --login --pin 1234 -O
 pass "wrong PINs count on the TPM's DA counter; the flags follow it; lockout refuses the right PIN"
 
 tpm dictionarylockout -c >/dev/null || fail "clearing the lockout"
