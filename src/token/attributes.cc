@@ -54,12 +54,17 @@ bool AttrSet::Matches(const CK_ATTRIBUTE* tmpl, CK_ULONG count) const {
 // CK_BBOOL values keep the host's layout, which the store never leaves.
 Bytes AttrSet::Encode() const {
   Writer w;
+  w.Reserve(EncodedSize());
+  EncodeTo(w);
+  return w.Take();
+}
+
+void AttrSet::EncodeTo(Writer& w) const {
   w.U32(static_cast<uint32_t>(attrs_.size()));
   for (const auto& [type, value] : attrs_) {
     w.U64(type);
     w.Blob(value);
   }
-  return w.Take();
 }
 
 AttrSet AttrSet::Decode(ByteView in) {

@@ -28,6 +28,8 @@ class AttrSet {
   bool Matches(const CK_ATTRIBUTE* tmpl, CK_ULONG count) const;
 
   Bytes Encode() const;
+  // Appends the same encoding, EncodedSize() bytes, to w.
+  void EncodeTo(Writer& w) const;
   static AttrSet Decode(ByteView in);  // throws DecodeError
   size_t EncodedSize() const;
 

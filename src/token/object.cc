@@ -5,17 +5,25 @@ namespace {
 constexpr uint8_t kRecordVersion = 1;
 }
 
-Bytes EncodeObjectRecord(const Object& o) {
+// The record holds private values and the key's auth value: it is written
+// in place at its final size and handed out as a Secret, so no copy of it
+// outlives the call unwiped.
+Secret EncodeObjectRecord(const Object& o) {
+  const size_t attrs = o.attrs.EncodedSize();
+  const size_t key =
+      o.key ? 12 + o.key->blob.pub.size() + o.key->blob.priv.size() + o.key->auth.size() : 0;
   Writer w;
+  w.Reserve(1 + 4 + attrs + 1 + key);
   w.U8(kRecordVersion);
-  w.Blob(o.attrs.Encode());
+  w.U32(static_cast<uint32_t>(attrs));  // a Blob of the attributes, written in place
+  o.attrs.EncodeTo(w);
   w.U8(o.key ? 1 : 0);
   if (o.key) {
     w.Blob(o.key->blob.pub);
     w.Blob(o.key->blob.priv);
     w.Blob(o.key->auth.view());
   }
-  return w.Take();
+  return w.TakeSecret();
 }
 
 void DecodeObjectRecord(ByteView in, Object* o) {

@@ -31,7 +31,7 @@ struct Object {
 };
 
 // The plaintext of an object's store record: attributes and key material.
-Bytes EncodeObjectRecord(const Object& o);
+Secret EncodeObjectRecord(const Object& o);
 // Throws DecodeError.
 void DecodeObjectRecord(ByteView in, Object* o);
 

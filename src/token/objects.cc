@@ -114,10 +114,11 @@ CK_RV Module::CheckWriteAccess(const Session& s, bool token_object, bool private
 void Module::Persist(Token& t, Object& o) {
   const bool priv = o.is_private();
   const ByteView key = priv ? t.tk.view() : sk_.view();
+  const Secret plain = EncodeObjectRecord(o);
   store::Db::Txn txn(store_->db());
   const store::ObjectStamp st =
-      o.db_id ? store_->UpdateObject(t.db_id, o.db_id, priv, EncodeObjectRecord(o), key)
-              : store_->AddObject(t.db_id, priv, EncodeObjectRecord(o), key);
+      o.db_id ? store_->UpdateObject(t.db_id, o.db_id, priv, plain.view(), key)
+              : store_->AddObject(t.db_id, priv, plain.view(), key);
   txn.Commit();
   o.db_id = st.id;
   o.gen = st.gen;

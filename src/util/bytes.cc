@@ -41,6 +41,13 @@ void Writer::Blob(ByteView b) {
   out_.insert(out_.end(), b.begin(), b.end());
 }
 
+Secret Writer::TakeSecret() {
+  Secret s{ByteView(out_)};
+  Wipe(out_.data(), out_.size());
+  out_.clear();
+  return s;
+}
+
 ByteView Reader::Take(size_t n) {
   if (in_.size() - pos_ < n) throw DecodeError("record truncated");
   ByteView v = in_.subspan(pos_, n);

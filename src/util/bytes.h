@@ -77,6 +77,11 @@ class Writer {
   void Str(std::string_view s) { Blob(View(s)); }
   Bytes& bytes() { return out_; }
   Bytes Take() { return std::move(out_); }
+  // For records that hold secrets: reserve the final size first (no
+  // reallocation leaves a copy behind), then take the bytes as a Secret;
+  // the writer's buffer is wiped.
+  void Reserve(size_t n) { out_.reserve(n); }
+  Secret TakeSecret();
 
  private:
   Bytes out_;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "token/attributes.h"
+#include "token/object.h"
 
 namespace tpmtoken {
 namespace {
@@ -51,6 +52,33 @@ TEST(AttrSet, EncodeDecodeAndMatch) {
   EXPECT_FALSE(b.Matches(absent, 1));
   EXPECT_TRUE(b.Matches(nullptr, 0));
   EXPECT_EQ(a.EncodedSize(), a.Encode().size());
+}
+
+// The object record keeps the layout stores already hold: version, the
+// attributes as one length-prefixed blob, then the key material.
+TEST(ObjectRecord, LayoutAndRoundTrip) {
+  Object o;
+  o.attrs.SetUlong(CKA_CLASS, CKO_PRIVATE_KEY);
+  o.attrs.Set(CKA_LABEL, View("k"));
+  auto key = std::make_shared<KeyMaterial>();
+  key->blob = {Bytes{1, 2, 3}, Bytes{4, 5}};
+  key->auth = Secret(Bytes(32, 7));
+  o.key = key;
+  Writer w;
+  w.U8(1);
+  w.Blob(o.attrs.Encode());
+  w.U8(1);
+  w.Blob(key->blob.pub);
+  w.Blob(key->blob.priv);
+  w.Blob(key->auth.view());
+  const Secret plain = EncodeObjectRecord(o);
+  const Bytes expected = w.Take();
+  ASSERT_EQ(Bytes(plain.view().begin(), plain.view().end()), expected);
+  Object back;
+  DecodeObjectRecord(plain.view(), &back);
+  EXPECT_EQ(back.attrs.Encode(), o.attrs.Encode());
+  ASSERT_TRUE(back.key);
+  EXPECT_EQ(Bytes(back.key->auth.view().begin(), back.key->auth.view().end()), Bytes(32, 7));
 }
 
 TEST(AttrSet, RejectsMalformed) {
