@@ -19,14 +19,7 @@ constexpr CK_ATTRIBUTE_TYPE kSecretParts[] = {CKA_PRIVATE_EXPONENT, CKA_PRIME_1,
                                               CKA_VALUE};
 }  // namespace
 
-CK_RV Module::ImportPrivateKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n,
-                               CK_OBJECT_HANDLE* out) {
-  CK_RV rv = CKR_OK;
-  const schema::ClassSpec* cls = schema::ForTemplate(tmpl, n, &rv);
-  if (!cls) return rv;
-  AttrSet a;
-  if ((rv = schema::BuildForCreate(*cls, tmpl, n, s.token->login == CKU_SO, &a)) != CKR_OK)
-    return rv;
+CK_RV Module::ImportPrivateKey(Session& s, AttrSet a, CK_OBJECT_HANDLE* out) {
   // Take the secret parts out at once: they go to the TPM, never to the store.
   std::map<CK_ATTRIBUTE_TYPE, Secret> secret;
   for (CK_ATTRIBUTE_TYPE t : kSecretParts)

@@ -57,6 +57,9 @@ std::unique_ptr<Module> Module::Create() {
                              " (set TPMTOKEN_TCTI, or check that the TPM device or resource "
                              "manager exists and is readable by this user)");
   }
+  // The Tpm keeps the owner password as a Secret; the configuration's copy goes.
+  Wipe(m->cfg_.owner_auth.data(), m->cfg_.owner_auth.size());
+  m->cfg_.owner_auth.clear();
   m->UnsealStoreKey();
   m->LoadCaps();
   m->RefreshTokens();

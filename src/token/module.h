@@ -228,8 +228,9 @@ class Module {
   CK_RV StoreNewObject(Session& s, AttrSet attrs, CK_OBJECT_HANDLE* out,
                        std::shared_ptr<const KeyMaterial> key = nullptr);
   void LoadCaps();
-  CK_RV ImportPrivateKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n, CK_OBJECT_HANDLE* out);
-  CK_RV ImportSecretKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n, CK_OBJECT_HANDLE* out);
+  // C_CreateObject of a key: the built template's values go into the TPM.
+  CK_RV ImportPrivateKey(Session& s, AttrSet a, CK_OBJECT_HANDLE* out);
+  CK_RV ImportSecretKey(Session& s, AttrSet a, CK_OBJECT_HANDLE* out);
   // Puts a private key into the TPM: `a` holds its public attributes
   // (CKA_MODULUS and CKA_PUBLIC_EXPONENT, or CKA_EC_PARAMS), `secret` its
   // CKA_PRIVATE_EXPONENT / CKA_PRIME_1 or CKA_VALUE.

@@ -157,11 +157,12 @@ CK_RV Module::CreateObject(CK_SESSION_HANDLE h, const CK_ATTRIBUTE* tmpl, CK_ULO
   CK_RV rv = CKR_OK;
   const schema::ClassSpec* cls = schema::ForTemplate(tmpl, n, &rv);
   if (!cls) return rv;
-  if (cls->cls == CKO_PRIVATE_KEY) return ImportPrivateKey(*s, tmpl, n, out);
-  if (cls->cls == CKO_SECRET_KEY) return ImportSecretKey(*s, tmpl, n, out);
   AttrSet attrs;
   if ((rv = schema::BuildForCreate(*cls, tmpl, n, s->token->login == CKU_SO, &attrs)) != CKR_OK)
     return rv;
+  // Key values go to the TPM (TPM2_Import), never to the store.
+  if (cls->cls == CKO_PRIVATE_KEY) return ImportPrivateKey(*s, std::move(attrs), out);
+  if (cls->cls == CKO_SECRET_KEY) return ImportSecretKey(*s, std::move(attrs), out);
   return StoreNewObject(*s, std::move(attrs), out);
 }
 

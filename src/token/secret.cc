@@ -46,16 +46,9 @@ CK_RV Module::GenerateKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, const C
   return StoreNewObject(*s, std::move(a), out, std::move(key));
 }
 
-CK_RV Module::ImportSecretKey(Session& s, const CK_ATTRIBUTE* tmpl, CK_ULONG n,
-                              CK_OBJECT_HANDLE* out) {
-  CK_RV rv = CKR_OK;
-  const schema::ClassSpec* cls = schema::ForTemplate(tmpl, n, &rv);
-  if (!cls) return rv;
-  AttrSet a;
-  if ((rv = schema::BuildForCreate(*cls, tmpl, n, s.token->login == CKU_SO, &a)) != CKR_OK)
-    return rv;
+CK_RV Module::ImportSecretKey(Session& s, AttrSet a, CK_OBJECT_HANDLE* out) {
   Secret value = a.TakeSecret(CKA_VALUE);
-  if ((rv = TpmKeyPolicy(a)) != CKR_OK) return rv;
+  if (CK_RV rv = TpmKeyPolicy(a); rv != CKR_OK) return rv;
   a.SetBool(CKA_LOCAL, false);
   a.SetBool(CKA_ALWAYS_SENSITIVE, false);
   a.SetBool(CKA_NEVER_EXTRACTABLE, false);

@@ -15,36 +15,19 @@
 namespace tpmtoken::tpm {
 namespace {
 
+// The template of a generated key of the same kind, less the attributes
+// that say the TPM made it: not fixedTPM/fixedParent (it was made
+// elsewhere), no authPolicy (so it can never be duplicated out again), NODA
+// (its auth is random); the public part is the key's own.
 TPM2B_PUBLIC ImportTemplate(const ImportedKey& key) {
-  TPM2B_PUBLIC t{};
-  t.publicArea.nameAlg = TPM2_ALG_SHA256;
-  // Not fixedTPM/fixedParent (it was made elsewhere), no authPolicy (so it
-  // can never be duplicated out again), not DA-protected (random auth).
-  t.publicArea.objectAttributes = TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA |
-                                  TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT;
-  if (key.kind == KeyKind::kAes) {
-    t.publicArea.type = TPM2_ALG_SYMCIPHER;
-    t.publicArea.parameters.symDetail.sym = {
-        TPM2_ALG_AES, {.aes = static_cast<TPMI_AES_KEY_BITS>(key.secret.size() * 8)},
-        {.aes = TPM2_ALG_NULL}};
-  } else if (key.kind == KeyKind::kHmac) {
-    t.publicArea.type = TPM2_ALG_KEYEDHASH;  // sign + decrypt: the scheme may stay NULL
-    t.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
-  } else if (key.kind == KeyKind::kRsa) {
-    t.publicArea.type = TPM2_ALG_RSA;
-    auto& rsa = t.publicArea.parameters.rsaDetail;
-    rsa.symmetric.algorithm = TPM2_ALG_NULL;
-    rsa.scheme.scheme = TPM2_ALG_NULL;
-    rsa.keyBits = static_cast<TPMI_RSA_KEY_BITS>(key.modulus.size() * 8);
-    rsa.exponent = key.exponent == 65537 ? 0 : key.exponent;
+  TPM2B_PUBLIC t = KeyTemplate({key.kind, static_cast<uint32_t>(key.modulus.size() * 8), key.curve,
+                                static_cast<uint32_t>(key.secret.size() * 8)});
+  t.publicArea.objectAttributes &=
+      ~(TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN);
+  if (key.kind == KeyKind::kRsa) {
+    t.publicArea.parameters.rsaDetail.exponent = key.exponent == 65537 ? 0 : key.exponent;
     SetBuffer(t.publicArea.unique.rsa, key.modulus);
-  } else {
-    t.publicArea.type = TPM2_ALG_ECC;
-    auto& ecc = t.publicArea.parameters.eccDetail;
-    ecc.symmetric.algorithm = TPM2_ALG_NULL;
-    ecc.scheme.scheme = TPM2_ALG_NULL;
-    ecc.curveID = key.curve;
-    ecc.kdf.scheme = TPM2_ALG_NULL;
+  } else if (key.kind == KeyKind::kEcc) {
     SetBuffer(t.publicArea.unique.ecc.x, key.x);
     SetBuffer(t.publicArea.unique.ecc.y, key.y);
   }

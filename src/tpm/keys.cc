@@ -18,6 +18,41 @@
 namespace tpmtoken::tpm {
 namespace {
 
+
+size_t CurveBytes(TPM2_ECC_CURVE curve) {
+  switch (curve) {
+    case TPM2_ECC_NIST_P384: return 48;
+    case TPM2_ECC_NIST_P521: return 66;
+    default: return 32;
+  }
+}
+
+// Left-pads a big-endian number to n bytes (the TPM drops leading zeros).
+Bytes Pad(const uint8_t* p, size_t len, size_t n) {
+  Bytes out(n > len ? n - len : 0, 0);
+  out.insert(out.end(), p, p + len);
+  return out;
+}
+
+KeyPublic ToKeyPublic(const TPMT_PUBLIC& p) {
+  KeyPublic k;
+  if (p.type == TPM2_ALG_RSA) {
+    k.kind = KeyKind::kRsa;
+    const auto& n = p.unique.rsa;
+    k.modulus.assign(n.buffer, n.buffer + n.size);
+    k.exponent = p.parameters.rsaDetail.exponent ? p.parameters.rsaDetail.exponent : 65537;
+  } else {
+    k.kind = KeyKind::kEcc;
+    k.curve = p.parameters.eccDetail.curveID;
+    const size_t n = CurveBytes(k.curve);
+    k.x = Pad(p.unique.ecc.x.buffer, p.unique.ecc.x.size, n);
+    k.y = Pad(p.unique.ecc.y.buffer, p.unique.ecc.y.size, n);
+  }
+  return k;
+}
+
+}  // namespace
+
 TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
   TPM2B_PUBLIC t{};
   t.publicArea.nameAlg = TPM2_ALG_SHA256;
@@ -58,40 +93,6 @@ TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
   }
   return t;
 }
-
-size_t CurveBytes(TPM2_ECC_CURVE curve) {
-  switch (curve) {
-    case TPM2_ECC_NIST_P384: return 48;
-    case TPM2_ECC_NIST_P521: return 66;
-    default: return 32;
-  }
-}
-
-// Left-pads a big-endian number to n bytes (the TPM drops leading zeros).
-Bytes Pad(const uint8_t* p, size_t len, size_t n) {
-  Bytes out(n > len ? n - len : 0, 0);
-  out.insert(out.end(), p, p + len);
-  return out;
-}
-
-KeyPublic ToKeyPublic(const TPMT_PUBLIC& p) {
-  KeyPublic k;
-  if (p.type == TPM2_ALG_RSA) {
-    k.kind = KeyKind::kRsa;
-    const auto& n = p.unique.rsa;
-    k.modulus.assign(n.buffer, n.buffer + n.size);
-    k.exponent = p.parameters.rsaDetail.exponent ? p.parameters.rsaDetail.exponent : 65537;
-  } else {
-    k.kind = KeyKind::kEcc;
-    k.curve = p.parameters.eccDetail.curveID;
-    const size_t n = CurveBytes(k.curve);
-    k.x = Pad(p.unique.ecc.x.buffer, p.unique.ecc.x.size, n);
-    k.y = Pad(p.unique.ecc.y.buffer, p.unique.ecc.y.size, n);
-  }
-  return k;
-}
-
-}  // namespace
 
 SealedBlob Tpm::CreateHmacKey(ByteView value, ByteView auth) {
   std::lock_guard lock(mu_);

@@ -46,6 +46,10 @@ auto Tpm::Retry(Fn&& fn) {
   return fn();
 }
 
+// A TPM-generated key's template (keys.cc): fixedTPM, fixedParent, NODA,
+// sign and decrypt, the kind's parameters, no unique value.
+TPM2B_PUBLIC KeyTemplate(const KeySpec& spec);
+
 Bytes MarshalPublic(const TPM2B_PUBLIC& p);
 Bytes MarshalPrivate(const TPM2B_PRIVATE& p);
 
