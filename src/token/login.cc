@@ -63,8 +63,9 @@ CK_RV Module::OpenRole(const Token& t, const RoleSeal& role, ByteView pin, Secre
                "(tpm2_dictionarylockout -c)");
     return CKR_PIN_LOCKED;
   };
-  if (da ? tpm_->ReadDaState().in_lockout : tpm_->ReadPinCounter(role.nv_index).locked())
-    return da ? da_locked() : CKR_PIN_LOCKED;
+  // A locked PIN_FAIL counter is read first. A DA lockout needs no extra
+  // round trip: the TPM refuses the unseal with TPM_RC_LOCKOUT.
+  if (!da && tpm_->ReadPinCounter(role.nv_index).locked()) return CKR_PIN_LOCKED;
   const crypto::PinAuth auth = crypto::DerivePinAuth(pin, role.salt, t.rec.kdf_iterations);
   std::optional<Secret> opened;
   try {
