@@ -9,14 +9,11 @@
 namespace tpmtoken::test {
 namespace {
 
-class UnderEngine : public ModuleTest {
+class UnderEngine : public UserTest {
  protected:
   void SetUp() override {
-    ModuleTest::SetUp();
-    Init();
-    slot_ = MakeToken();
-    s_ = Open(slot_, true);
-    ASSERT_EQ(LoginUser(s_), CKR_OK);
+    UserTest::SetUp();
+    if (HasFatalFailure()) return;
     ENGINE_load_builtin_engines();
     engine_ = ENGINE_by_id("pkcs11");
     if (!engine_) GTEST_SKIP() << "libengine-pkcs11-openssl is not installed";
@@ -35,8 +32,6 @@ class UnderEngine : public ModuleTest {
     ModuleTest::TearDown();
   }
   ENGINE* engine_ = nullptr;
-  CK_SLOT_ID slot_ = 0;
-  CK_SESSION_HANDLE s_ = 0;
 };
 
 TEST_F(UnderEngine, KeysSignVerifyEncryptDerive) {

@@ -6,15 +6,8 @@
 namespace tpmtoken::test {
 namespace {
 
-class Keys : public ModuleTest {
+class Keys : public UserTest {
  protected:
-  void SetUp() override {
-    ModuleTest::SetUp();
-    Init();
-    slot_ = MakeToken();
-    s_ = Open(slot_, true);
-    ASSERT_EQ(LoginUser(s_), CKR_OK);
-  }
 
   void GenerateEc(CK_OBJECT_HANDLE* pub, CK_OBJECT_HANDLE* priv, bool token = false) {
     CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, nullptr, 0};
@@ -57,8 +50,6 @@ class Keys : public ModuleTest {
     return f_->C_Verify(s_, data.data(), data.size(), sig.data(), sig.size());
   }
 
-  CK_SLOT_ID slot_ = 0;
-  CK_SESSION_HANDLE s_ = 0;
 };
 
 TEST_F(Keys, TwentyKeysInTurnOnABareTpm) {

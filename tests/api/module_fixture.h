@@ -126,4 +126,24 @@ class ModuleTest : public ::testing::Test {
   CK_C_GetInterfaceList get_interface_list_ = nullptr;
 };
 
+// An initialized module with one token (user PIN set) and a R/W session on
+// it; with login, the user is logged in.
+template <bool login>
+class TokenTestT : public ModuleTest {
+ protected:
+  void SetUp() override {
+    ModuleTest::SetUp();
+    Init();
+    slot_ = MakeToken();
+    s_ = Open(slot_, true);
+    if (login) {
+      ASSERT_EQ(LoginUser(s_), CKR_OK);
+    }
+  }
+  CK_SLOT_ID slot_ = 0;
+  CK_SESSION_HANDLE s_ = 0;
+};
+using TokenTest = TokenTestT<false>;
+using UserTest = TokenTestT<true>;
+
 }  // namespace tpmtoken::test

@@ -5,17 +5,7 @@
 namespace tpmtoken::test {
 namespace {
 
-class Objects : public ModuleTest {
- protected:
-  void SetUp() override {
-    ModuleTest::SetUp();
-    Init();
-    slot_ = MakeToken();
-    s_ = Open(slot_, true);
-  }
-  CK_SLOT_ID slot_ = 0;
-  CK_SESSION_HANDLE s_ = 0;
-};
+class Objects : public TokenTest {};
 
 TEST_F(Objects, GetAttributeValueSemantics) {
   CK_OBJECT_HANDLE o;
