@@ -34,6 +34,13 @@ Bytes Pad(const uint8_t* p, size_t len, size_t n) {
   return out;
 }
 
+// The same for a secret result (ECDH Z, a raw RSA output): built in place.
+Secret PadSecret(const uint8_t* p, size_t len, size_t n) {
+  Secret out(std::max(n, len));
+  std::memcpy(out.data() + (out.size() - len), p, len);
+  return out;
+}
+
 KeyPublic ToKeyPublic(const TPMT_PUBLIC& p) {
   KeyPublic k;
   if (p.type == TPM2_ALG_RSA) {
@@ -173,6 +180,7 @@ Secret Tpm::AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_AL
                                              mode, &iv_in),
             "TPM2_EncryptDecrypt2 prepare");
       Wipe(&data, sizeof data);
+      const ResponseWipe wipe(sys);
       RunFast(session, TPM2_CC_EncryptDecrypt2, k.object.name(), auth, true, "TPM2_EncryptDecrypt2", true);
       auto result = std::make_unique<TPM2B_MAX_BUFFER>();
       TPM2B_IV iv_out{};
@@ -199,10 +207,11 @@ Secret Tpm::EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y) 
     SetBuffer(in.point.y, y);
     FastSession& session = Fast();
     Check(Tss2_Sys_ECDH_ZGen_Prepare(sys, k.object.handle(), &in), "TPM2_ECDH_ZGen prepare");
+    const ResponseWipe wipe(sys);
     RunFast(session, TPM2_CC_ECDH_ZGen, k.object.name(), auth, true, "TPM2_ECDH_ZGen");
     auto out = std::make_unique<TPM2B_ECC_POINT>();
     Check(Tss2_Sys_ECDH_ZGen_Complete(sys, out.get()), "TPM2_ECDH_ZGen complete");
-    Secret z(ByteView(Pad(out->point.x.buffer, out->point.x.size, x.size())));
+    Secret z = PadSecret(out->point.x.buffer, out->point.x.size, x.size());
     Wipe(out.get(), sizeof *out);
     return z;
   });
@@ -325,10 +334,11 @@ Secret Tpm::RsaPrivate(const SealedBlob& key, ByteView auth, ByteView input) {
     Check(Tss2_Sys_RSA_Decrypt_Prepare(sys, k.object.handle(), &in, &scheme, &label),
           "TPM2_RSA_Decrypt prepare");
     // The result may be a decrypted secret: the session encrypts it.
+    const ResponseWipe wipe(sys);
     RunFast(session, TPM2_CC_RSA_Decrypt, k.object.name(), auth, true, "TPM2_RSA_Decrypt (raw)");
     auto msg = std::make_unique<TPM2B_PUBLIC_KEY_RSA>();
     Check(Tss2_Sys_RSA_Decrypt_Complete(sys, msg.get()), "TPM2_RSA_Decrypt complete");
-    Secret out(ByteView(Pad(msg->buffer, msg->size, input.size())));
+    Secret out = PadSecret(msg->buffer, msg->size, input.size());
     Wipe(msg.get(), sizeof *msg);
     return out;
   });

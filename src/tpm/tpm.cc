@@ -372,6 +372,7 @@ SealedBlob Tpm::CreateChild(const TPM2B_PUBLIC& tmpl, ByteView data, ByteView au
 Secret Tpm::UnsealLoaded(FastSession& session, const TpmObject& object, ByteView auth) {
   TSS2_SYS_CONTEXT* sys = Sys();
   Check(Tss2_Sys_Unseal_Prepare(sys, object.handle()), "TPM2_Unseal prepare");
+  const ResponseWipe wipe(sys);
   RunFast(session, TPM2_CC_Unseal, object.name(), auth, true, "TPM2_Unseal");
   auto out = std::make_unique<TPM2B_SENSITIVE_DATA>();
   Check(Tss2_Sys_Unseal_Complete(sys, out.get()), "TPM2_Unseal complete");

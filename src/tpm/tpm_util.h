@@ -50,6 +50,26 @@ auto Tpm::Retry(Fn&& fn) {
 // sign and decrypt, the kind's parameters, no unique value.
 TPM2B_PUBLIC KeyTemplate(const KeySpec& spec);
 
+// FastSession decrypts a response parameter in place in the system API's
+// buffer, where it stays after *_Complete has copied it out. Declared before
+// a command whose response carries a secret, this wipes that buffer when the
+// scope ends (after *_Complete, or on any exception).
+class ResponseWipe {
+ public:
+  explicit ResponseWipe(TSS2_SYS_CONTEXT* sys) : sys_(sys) {}
+  ~ResponseWipe() {
+    size_t len = 0;
+    const uint8_t* rp = nullptr;
+    if (Tss2_Sys_GetRpBuffer(sys_, &len, &rp) == TSS2_RC_SUCCESS && rp)
+      Wipe(const_cast<uint8_t*>(rp), len);
+  }
+  ResponseWipe(const ResponseWipe&) = delete;
+  ResponseWipe& operator=(const ResponseWipe&) = delete;
+
+ private:
+  TSS2_SYS_CONTEXT* sys_;
+};
+
 Bytes MarshalPublic(const TPM2B_PUBLIC& p);
 Bytes MarshalPrivate(const TPM2B_PRIVATE& p);
 
