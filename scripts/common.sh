@@ -74,3 +74,21 @@ init = 0
 ${2:-}
 CNF
 }
+
+# mosquitto_start DIR PORT CA CERT KEY: an MQTT broker on 127.0.0.1:PORT with
+# TLS that requires client certificates issued by CA; its configuration and
+# log go in DIR. Sets MOSQUITTO_PID.
+mosquitto_start() {
+  local dir=$1 port=$2
+  cat >"$dir/mosquitto.conf" <<CONF
+user $(id -un)
+listener $port 127.0.0.1
+cafile $3
+certfile $4
+keyfile $5
+require_certificate true
+allow_anonymous true
+CONF
+  mosquitto -c "$dir/mosquitto.conf" >"$dir/mosquitto.log" 2>&1 &
+  MOSQUITTO_PID=$!
+}

@@ -75,17 +75,8 @@ cert_uri="pkcs11:token=device;object=thing-42;type=cert"
 
 step "5. An MQTT broker on 127.0.0.1 that requires client certificates."
 mport=$(free_port)
-cat >"$WORK/mosquitto.conf" <<CONF
-user $(id -un)
-listener $mport 127.0.0.1
-cafile $WORK/ca.pem
-certfile $WORK/server.pem
-keyfile $WORK/server.key
-require_certificate true
-allow_anonymous true
-CONF
-mosquitto -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.log" 2>&1 &
-PIDS+=($!)
+mosquitto_start "$WORK" "$mport" "$WORK/ca.pem" "$WORK/server.pem" "$WORK/server.key"
+PIDS+=("$MOSQUITTO_PID")
 wait_port "$mport" || { echo "demo: the broker did not start" >&2; exit 1; }
 openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=dashboard \
   -keyout "$WORK/sub.key" -out "$WORK/sub.csr" 2>/dev/null

@@ -20,17 +20,8 @@ openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=subscri
 sign_csr "$WORK/sub.csr" "$WORK/sub.pem"
 
 port=$(free_port_pair)
-cat >"$WORK/mosquitto.conf" <<CONF
-user root
-listener $port 127.0.0.1
-cafile $WORK/ca.pem
-certfile $WORK/srv.pem
-keyfile $WORK/srv.key
-require_certificate true
-allow_anonymous true
-CONF
-mosquitto -c "$WORK/mosquitto.conf" >"$WORK/broker.log" 2>&1 &
-CLEANUP_PIDS+=($!)
+mosquitto_start "$WORK" "$port" "$WORK/ca.pem" "$WORK/srv.pem" "$WORK/srv.key"
+CLEANUP_PIDS+=("$MOSQUITTO_PID")
 wait_for "$port"
 
 tls=(-h 127.0.0.1 -p "$port" --cafile "$WORK/ca.pem")
