@@ -25,8 +25,42 @@ Secret AttrSet::TakeSecret(CK_ATTRIBUTE_TYPE type) {
   return out;
 }
 
-void AttrSet::SetBool(CK_ATTRIBUTE_TYPE type, bool v) { attrs_[type] = BoolBytes(v); }
-void AttrSet::SetUlong(CK_ATTRIBUTE_TYPE type, CK_ULONG v) { attrs_[type] = UlongBytes(v); }
+AttrSet& AttrSet::operator=(const AttrSet& o) {
+  if (this != &o) {
+    WipeAll();
+    attrs_ = o.attrs_;
+  }
+  return *this;
+}
+
+AttrSet& AttrSet::operator=(AttrSet&& o) noexcept {
+  if (this != &o) {
+    WipeAll();
+    attrs_ = std::move(o.attrs_);
+    o.attrs_.clear();
+  }
+  return *this;
+}
+
+void AttrSet::WipeAll() noexcept {
+  for (auto& [type, value] : attrs_) Wipe(value.data(), value.size());
+}
+
+void AttrSet::Put(CK_ATTRIBUTE_TYPE type, Bytes value) {
+  Bytes& slot = attrs_[type];
+  Wipe(slot.data(), slot.size());
+  slot = std::move(value);
+}
+
+void AttrSet::Erase(CK_ATTRIBUTE_TYPE type) {
+  auto it = attrs_.find(type);
+  if (it == attrs_.end()) return;
+  Wipe(it->second.data(), it->second.size());
+  attrs_.erase(it);
+}
+
+void AttrSet::SetBool(CK_ATTRIBUTE_TYPE type, bool v) { Put(type, BoolBytes(v)); }
+void AttrSet::SetUlong(CK_ATTRIBUTE_TYPE type, CK_ULONG v) { Put(type, UlongBytes(v)); }
 
 bool AttrSet::Bool(CK_ATTRIBUTE_TYPE type, bool fallback) const {
   const Bytes* v = Find(type);
@@ -74,7 +108,7 @@ AttrSet AttrSet::Decode(ByteView in) {
   for (uint32_t i = 0; i < n; ++i) {
     const CK_ATTRIBUTE_TYPE type = r.U64();
     ByteView v = r.Blob();
-    out.attrs_[type] = Bytes(v.begin(), v.end());
+    out.Put(type, Bytes(v.begin(), v.end()));
   }
   if (!r.done()) throw DecodeError("trailing bytes after attributes");
   return out;

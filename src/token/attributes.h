@@ -10,17 +10,27 @@
 
 namespace tpmtoken {
 
+// Values may be private (a private data object's CKA_VALUE, an extractable
+// key's value): every value is wiped when it is replaced, erased or the set
+// is destroyed.
 class AttrSet {
  public:
+  AttrSet() = default;
+  AttrSet(const AttrSet&) = default;
+  AttrSet(AttrSet&&) noexcept = default;
+  AttrSet& operator=(const AttrSet& o);
+  AttrSet& operator=(AttrSet&& o) noexcept;
+  ~AttrSet() { WipeAll(); }
+
   const Bytes* Find(CK_ATTRIBUTE_TYPE type) const;
   bool Has(CK_ATTRIBUTE_TYPE type) const { return attrs_.count(type) != 0; }
-  void Set(CK_ATTRIBUTE_TYPE type, ByteView value) { attrs_[type] = Bytes(value.begin(), value.end()); }
+  void Set(CK_ATTRIBUTE_TYPE type, ByteView value) { Put(type, Bytes(value.begin(), value.end())); }
   void SetBool(CK_ATTRIBUTE_TYPE type, bool v);
   void SetUlong(CK_ATTRIBUTE_TYPE type, CK_ULONG v);
   // Absent or malformed values read as the fallback.
   bool Bool(CK_ATTRIBUTE_TYPE type, bool fallback = false) const;
   std::optional<CK_ULONG> Ulong(CK_ATTRIBUTE_TYPE type) const;
-  void Erase(CK_ATTRIBUTE_TYPE type) { attrs_.erase(type); }
+  void Erase(CK_ATTRIBUTE_TYPE type);
   // Wipes a secret value's bytes, then drops it; returns a wiped-on-release copy.
   Secret TakeSecret(CK_ATTRIBUTE_TYPE type);
 
@@ -37,6 +47,8 @@ class AttrSet {
   auto end() const { return attrs_.end(); }
 
  private:
+  void Put(CK_ATTRIBUTE_TYPE type, Bytes value);
+  void WipeAll() noexcept;
   std::map<CK_ATTRIBUTE_TYPE, Bytes> attrs_;
 };
 
