@@ -35,6 +35,13 @@ int main(int argc, char** argv) {
   app.footer(kFooter);
   app.require_subcommand(1);
   app.add_flag("--json", o.json, "machine-readable output for status and the list commands");
+  // --token, --json and the PIN options go before or after the subcommand:
+  // the app holds them too, and subcommands hand options they lack up to it.
+  app.fallthrough();
+  app.add_option("--token", token, "the token's label (default: the only token)");
+  PinOptions(&app, o.pin, "pin");
+  PinOptions(&app, o.so_pin, "so-pin");
+  PinOptions(&app, o.new_pin, "new-pin");
 
   auto needs_token = [&](CLI::App* c) {
     c->add_option("--token", token, "the token's label (default: the only token)");
@@ -141,7 +148,7 @@ int main(int argc, char** argv) {
         if (all.size() != 1)
           throw ToolError(all.empty() ? "there is no token: create one with `tpmtoken token init`"
                                       : "there are several tokens: name one with --token",
-                          kUsage);
+                          all.empty() ? kNotFound : kUsage);
         token = all[0].label;
       }
       o.label = token;

@@ -95,9 +95,6 @@ CK_RV Initialize(CK_VOID_PTR init_args) {
       g_app_mutex = mutex;
     }
   }
-  // ESAPI logs every TPM error to stderr; the module reports what matters in
-  // its own words. TSS2_LOG set by the user still wins.
-  setenv("TSS2_LOG", "all+NONE", 0);
   try {
     g_module = Module::Create().release();
   } catch (const std::exception& e) {
@@ -133,8 +130,9 @@ CK_RV FillInfo(CK_INFO_PTR info, CK_VERSION version) {
   std::memset(info, 0, sizeof *info);
   info->cryptokiVersion = version;
   PadField(info->manufacturerID, sizeof info->manufacturerID, "tpmtoken project");
-  PadField(info->libraryDescription, sizeof info->libraryDescription,
-           "tpmtoken: TPM 2.0 PKCS#11 module");
+  // Under 32 characters: clients print it whole (a full field showed as
+  // "...PKCS#11 modul" in OpenSSH and strongSwan).
+  PadField(info->libraryDescription, sizeof info->libraryDescription, "tpmtoken TPM 2.0 PKCS#11 token");
   info->libraryVersion = {kLibraryVersionMajor, kLibraryVersionMinor};
   return CKR_OK;
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <cstring>
 
 #include "crypto/aead.h"
@@ -44,6 +45,10 @@ void PadField(CK_UTF8CHAR* field, size_t size, std::string_view text) {
 std::unique_ptr<Module> Module::Create() {
   std::unique_ptr<Module> m(new Module());
   m->cfg_ = Config::Load();
+  // tpm2-tss logs every TPM error to stderr on its own; the module and the
+  // tool report what matters in one line of their own. TSS2_LOG set by the
+  // user still wins, and TPMTOKEN_LOG=debug leaves tpm2-tss's lines on.
+  if (!log::Enabled(log::Level::kDebug)) setenv("TSS2_LOG", "all+NONE", 0);
   try {
     m->store_ = store::Store::Open(m->cfg_.store_path);
   } catch (const std::exception& e) {
@@ -281,8 +286,15 @@ CK_RV Module::GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO* info) {
     if (slot != free_slot_ && !FindToken(slot)) return CKR_SLOT_ID_INVALID;
   }
   const tpm::TpmInfo& ti = tpm_->info();
-  PadField(info->slotDescription, sizeof info->slotDescription,
-           "tpmtoken slot on TPM " + ti.manufacturer + " " + ti.vendor);
+  // Clients (OpenSSH, strongSwan, p11tool) show this line to tell slots
+  // apart: it names the token, by label when that fits in 31 characters, else
+  // by serial, so nothing is cut mid-word.
+  std::string desc = "tpmtoken free slot (no token)";
+  if (const Token* t = FindToken(slot)) {
+    desc = "tpmtoken " + t->rec.label;
+    if (desc.size() > 31) desc = "tpmtoken serial " + t->rec.serial;
+  }
+  PadField(info->slotDescription, sizeof info->slotDescription, desc);
   PadField(info->manufacturerID, sizeof info->manufacturerID, "tpmtoken");
   info->flags = CKF_TOKEN_PRESENT | CKF_HW_SLOT;
   info->hardwareVersion = {ti.spec_major, ti.spec_minor};

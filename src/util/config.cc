@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <stdexcept>
 #include <string_view>
@@ -145,6 +146,10 @@ Config Config::Load() {
   if (const char* tcti = std::getenv("TPMTOKEN_TCTI"); tcti && *tcti) c.tcti = tcti;
   if (const char* store = std::getenv("TPMTOKEN_STORE"); store && *store) c.store_path = store;
   if (c.store_path.empty()) c.store_path = DefaultStorePath();
+  // Like other modules' store variables, the path may name a directory: the
+  // store file is made inside it.
+  if (c.store_path.back() == '/' || std::filesystem::is_directory(c.store_path))
+    c.store_path = (std::filesystem::path(c.store_path) / "tpmtoken.sqlite3").string();
   if (!std::getenv("TPMTOKEN_LOG")) log::SetLevel(log::ParseLevel(c.log_level, log::Level::kError));
   if (c.user_pin_retries == 0 || c.so_pin_retries == 0 || c.user_pin_retries > 1000 ||
       c.so_pin_retries > 1000)

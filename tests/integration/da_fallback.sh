@@ -8,6 +8,7 @@
 # right owner_auth, new PINs get per-token counters again; a wrong owner_auth
 # is named.
 source "$(dirname "$0")/lib.sh"
+swtpm_only "this test sets an owner password and changes the lockout settings"
 fixture_start
 T=${TOOL:?TOOL must name the tpmtoken binary}
 export TPMTOKEN_CONF="$WORK/tpmtoken.conf"

@@ -25,6 +25,17 @@ trap fixture_cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok: $*"; }
+# skip REASON: the test cannot run here; meson counts exit 77 as a skip.
+skip() { echo "SKIP: $*"; exit 77; }
+
+# swtpm_only WHAT: a test that changes a TPM's lasting state (owner password,
+# lockout settings, NV space) runs only on the simulated TPM it starts itself;
+# with TPMTOKEN_TCTI naming anything else (a real TPM) it skips, saying why.
+swtpm_only() {
+  if [ -n "${TPMTOKEN_TCTI:-}" ] && [[ $TPMTOKEN_TCTI != swtpm:* ]]; then
+    skip "$1: it would change the TPM at '$TPMTOKEN_TCTI' for good; it runs only on swtpm (unset TPMTOKEN_TCTI)"
+  fi
+}
 
 source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/common.sh"
 

@@ -4,6 +4,7 @@
 # status` says so, and once NV has room again a new PIN gets a per-token
 # counter.
 source "$(dirname "$0")/lib.sh"
+swtpm_only "this test fills the NV memory"
 fixture_start
 T=${TOOL:?TOOL must name the tpmtoken binary}
 tpm() { tpm2_"$1" -T "$TPMTOKEN_TCTI" "${@:2}"; }
