@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# A copy of the store reveals no label, ID, certificate bytes or data value;
-# swapping two records breaks those two objects only, with a log line, and
-# the rest of the token stays usable.
+# A copy of the store reveals no label, ID, certificate bytes or data value,
+# and no private key material: keys imported from files whose private parts
+# the test knows (EC d, RSA d, p and q) are searched for in every store file
+# (and -wal), after the imported keys are shown to sign. Swapping two records
+# breaks those two objects only, with a log line, and the rest of the token
+# stays usable.
 source "$(dirname "$0")/lib.sh"
 fixture_start
 init_token vault-token 12345678 1234
@@ -20,8 +23,46 @@ p11 --token-label vault-token --login --pin 1234 --write-object "$WORK/private.t
 p11 --token-label vault-token --login --pin 1234 --write-object "$WORK/public.txt" --type data \
   --label bystander-marker >/dev/null 2>&1 || fail "write bystander"
 
+# Private keys whose secret parts the test knows, imported into the TPM.
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/ec.pem" 2>/dev/null
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/rsa.pem" 2>/dev/null
+for k in ec rsa; do
+  openssl pkey -in "$WORK/$k.pem" -outform DER -out "$WORK/$k.der"
+  p11 --token-label vault-token --login --pin 1234 --write-object "$WORK/$k.der" --type privkey \
+    --label "imported-$k" --id "$([ $k = ec ] && echo 0e || echo 0a)" >/dev/null 2>&1 || fail "import $k key"
+done
+# The imported keys work (so their material did go in): signatures verify
+# with the original public keys.
+echo "imported" >"$WORK/msg"
+p11 --token-label vault-token --login --pin 1234 --sign -m ECDSA-SHA256 --id 0e -i "$WORK/msg" \
+  -o "$WORK/ec.sig" --signature-format openssl >/dev/null 2>&1 || fail "sign with the imported EC key"
+openssl dgst -sha256 -verify <(openssl pkey -in "$WORK/ec.pem" -pubout) -signature "$WORK/ec.sig" "$WORK/msg" \
+  >/dev/null || fail "the imported EC key's signature does not verify"
+p11 --token-label vault-token --login --pin 1234 --sign -m SHA256-RSA-PKCS --id 0a -i "$WORK/msg" \
+  -o "$WORK/rsa.sig" >/dev/null 2>&1 || fail "sign with the imported RSA key"
+openssl dgst -sha256 -verify <(openssl pkey -in "$WORK/rsa.pem" -pubout) -signature "$WORK/rsa.sig" "$WORK/msg" \
+  >/dev/null || fail "the imported RSA key's signature does not verify"
+# field KEY NAME: a private field of the key as plain hex (no leading zero byte).
+field() {
+  openssl pkey -in "$WORK/$1.pem" -text -noout \
+    | awk -v f="$2:" '$1 == f { on = 1; next } /^[a-zA-Z]/ { on = 0 } on' \
+    | tr -d ' :\n' | sed 's/^00//'
+}
+
 mkdir "$WORK/copy"
 cp "$TPMTOKEN_STORE"* "$WORK/copy/"
+store_hex=$(cat "$WORK/copy/"* | xxd -p | tr -d '\n')
+for secret in ec:priv rsa:privateExponent rsa:prime1 rsa:prime2; do
+  hex=$(field "${secret%%:*}" "${secret#*:}")
+  [ "${#hex}" -ge 64 ] || fail "could not read $secret from the key file"
+  # The search finds it where it is: in the key's own DER file.
+  xxd -p "$WORK/${secret%%:*}.der" | tr -d '\n' | grep -q "${hex:0:32}" || fail "the search misses $secret in its key file"
+  # Any 16-byte run of the secret, at any offset in the files.
+  for ((i = 0; i + 32 <= ${#hex}; i += 32)); do
+    if grep -q "${hex:i:32}" <<<"$store_hex"; then fail "bytes of $secret are in the store copy"; fi
+  done
+done
+pass "no private key material (EC d, RSA d, p, q of imported keys) in the store copy"
 for needle in vault-token cert-label-marker public-label-marker private-label-marker \
   bystander-marker public-value-marker private-value-marker secrecy-subject-cn; do
   if grep -r -a -q -- "$needle" "$WORK/copy"; then fail "'$needle' found in the store copy"; fi
