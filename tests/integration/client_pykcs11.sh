@@ -3,7 +3,8 @@
 # tests/integration/clients/pykcs11_check.py: RSA PKCS#1 v1.5, RSA-PSS and
 # ECDSA signatures that the token and OpenSSL both verify, OAEP-SHA256 with
 # OpenSSL's ciphertext and a round trip, ECDH whose shared secret equals
-# OpenSSL's. Refusals, each by its CKR: a wrong PIN (CKR_PIN_INCORRECT), a
+# OpenSSL's; the AWS IoT Device SDK's calls (an exact 2.40 C_GetFunctionList,
+# CKM_RSA_PKCS over a DigestInfo, CKM_ECDSA over a hash). Refusals, each by its CKR: a wrong PIN (CKR_PIN_INCORRECT), a
 # changed signature (CKR_SIGNATURE_INVALID), a changed ciphertext
 # (CKR_ENCRYPTED_DATA_INVALID), a peer point off the curve
 # (CKR_MECHANISM_PARAM_INVALID), an EC key with an RSA mechanism
@@ -28,7 +29,8 @@ openssl pkey -in "$WORK/peer.key" -pubout -outform DER | tail -c 65 >"$WORK/peer
 
 out=$("$py" "$(dirname "$0")/clients/pykcs11_check.py" "$MODULE" 1234 "$WORK" 2>&1) || fail "PyKCS11: $out"
 echo "$out"
-for want in 'ok: library: tpmtoken TPM 2.0 PKCS#11 token' 'ok: signed and verified' 'ok: OAEP-SHA256' \
+for want in 'ok: C_GetFunctionList version 2.40' 'ok: library: tpmtoken TPM 2.0 PKCS#11 token' \
+  'ok: signed and verified' 'ok: CKM_RSA_PKCS over a DigestInfo and CKM_ECDSA over a hash' 'ok: OAEP-SHA256' \
   'ok: ECDH derive' 'refused: CKR_PIN_INCORRECT' 'refused: CKR_SIGNATURE_INVALID' \
   'refused: CKR_ENCRYPTED_DATA_INVALID' 'refused: CKR_MECHANISM_PARAM_INVALID' 'refused: CKR_KEY_TYPE_INCONSISTENT'; do
   grep -qF "$want" <<<"$out" || fail "PyKCS11 did not report '$want': $out"

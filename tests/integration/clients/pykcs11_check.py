@@ -7,6 +7,8 @@ key, uncompressed). Writes rsa.sig, ec.sig (DER) and z.bin (the ECDH shared
 secret) there for OpenSSL to check, and prints one "ok:" or "refused: CKR_..."
 line per step; an unexpected outcome raises and exits non-zero.
 """
+import ctypes
+import hashlib
 import os
 import sys
 
@@ -47,6 +49,12 @@ def refused(expected, call):
     raise SystemExit(f"expected {expected}, but the call succeeded")
 
 
+# What the AWS IoT Device SDK (aws-c-io) checks first: C_GetFunctionList's
+# table says exactly 2.40 (it refuses another major version).
+fl = ctypes.POINTER(ctypes.c_ubyte * 2)()
+assert ctypes.CDLL(module).C_GetFunctionList(ctypes.byref(fl)) == 0, "C_GetFunctionList failed"
+print("ok: C_GetFunctionList version %d.%d" % tuple(fl.contents))
+
 lib = PyKCS11.PyKCS11Lib()
 lib.load(module)
 print("ok: library:", lib.getInfo().libraryDescription.strip())
@@ -82,6 +90,16 @@ raw = bytes(session.sign(ec, msg, mech))
 assert session.verify(ec_pub, msg, raw, mech), "ECDSA signature does not verify in the token"
 write("ec.sig", ecdsa_der(raw))
 print("ok: signed and verified (RSA PKCS#1 v1.5, RSA-PSS, ECDSA)")
+# As the AWS IoT Device SDK signs: CKM_RSA_PKCS over a DigestInfo it built
+# (the same bytes as CKM_SHA256_RSA_PKCS: v1.5 is deterministic), and
+# CKM_ECDSA over the hash.
+digest_info = bytes.fromhex("3031300d060960864801650304020105000420") + hashlib.sha256(msg).digest()
+raw_rsa = bytes(session.sign(rsa, digest_info, PyKCS11.Mechanism(PyKCS11.CKM_RSA_PKCS)))
+assert raw_rsa == sig, "CKM_RSA_PKCS over the DigestInfo differs from CKM_SHA256_RSA_PKCS"
+hashed = hashlib.sha256(msg).digest()
+raw_ec = bytes(session.sign(ec, hashed, PyKCS11.Mechanism(PyKCS11.CKM_ECDSA)))
+assert session.verify(ec_pub, msg, raw_ec, PyKCS11.Mechanism(PyKCS11.CKM_ECDSA_SHA256)), "CKM_ECDSA over the hash"
+print("ok: CKM_RSA_PKCS over a DigestInfo and CKM_ECDSA over a hash (the AWS IoT SDK's calls)")
 bad = bytearray(sig)
 bad[10] ^= 1
 if session.verify(rsa_pub, msg, bytes(bad), PyKCS11.Mechanism(PyKCS11.CKM_SHA256_RSA_PKCS)):
