@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "util/access.h"
 #include "util/log.h"
 
 namespace tpmtoken::store {
@@ -61,12 +62,19 @@ std::unique_ptr<Db> Db::Open(const std::string& path) {
     if (std::filesystem::create_directories(dir, ec)) ::chmod(dir.c_str(), 0700);
     if (ec) throw StoreError("cannot create " + dir.string() + ": " + ec.message());
   }
-  const mode_t old = ::umask(077);
+  // One line naming the group and the fix, rather than SQLite's "unable to
+  // open database file" (a service's user outside the store's group).
+  if (const std::string why = access::Problem(path, true); !why.empty())
+    throw StoreError("cannot open store " + path + ": " + why);
+  // A setgid, group-writable directory shares the store with its group;
+  // SQLite gives -wal and -shm the store file's mode.
+  const mode_t old = ::umask(access::CreateMask(dir.string()));
   const int rc = sqlite3_open_v2(path.c_str(), &db->db_,
                                  SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                                  nullptr);
   ::umask(old);
   if (rc != SQLITE_OK) Fail(db->db_, "cannot open store " + path);
+  access::ShareInGroupDir(path);
   sqlite3_busy_timeout(db->db_, 10000);
   db->Exec("PRAGMA journal_mode=WAL");
   db->Exec("PRAGMA synchronous=NORMAL");

@@ -8,6 +8,7 @@
 #include "crypto/aead.h"
 #include "crypto/ossl.h"
 #include "mech/table.h"
+#include "util/access.h"
 #include "util/log.h"
 
 namespace tpmtoken {
@@ -58,9 +59,15 @@ std::unique_ptr<Module> Module::Create() {
   try {
     m->tpm_ = tpm::Tpm::Open(m->cfg_.tcti, m->cfg_.owner_auth, m->cfg_.primary_handle);
   } catch (const tpm::TpmError& e) {
-    throw std::runtime_error("cannot reach the TPM through '" + m->cfg_.tcti + "': " + e.what() +
-                             " (set TPMTOKEN_TCTI, or check that the TPM device or resource "
-                             "manager exists and is readable by this user)");
+    // A device this user may not open: name its group (tss on Debian).
+    const std::string& tcti = m->cfg_.tcti;
+    const std::string why = tcti.rfind("device:", 0) == 0
+                                ? access::Problem(tcti.substr(7), false)
+                                : std::string();
+    throw std::runtime_error("cannot reach the TPM through '" + tcti + "': " + e.what() +
+                             (why.empty() ? " (set TPMTOKEN_TCTI, or check that the TPM device or "
+                                            "resource manager exists and is readable by this user)"
+                                          : ": " + why));
   }
   // The Tpm keeps the owner password as a Secret; the configuration's copy goes.
   Wipe(m->cfg_.owner_auth.data(), m->cfg_.owner_auth.size());
