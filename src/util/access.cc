@@ -54,8 +54,8 @@ std::string Explain(const std::string& what, const struct stat& st, mode_t group
     return "this user (" + user + ") is not in group " + grp + ", which may use " + what +
            " (mode " + Mode(st.st_mode) + "): add it (adduser " + user + " " + grp +
            ") and start the program again";
-  return "this user (" + user + ") may not use " + what + " (owner " +
-         std::to_string(st.st_uid) + ", group " + grp + ", mode " + Mode(st.st_mode) +
+  return "this user (" + user + ") may not use " + what + " (owner " + std::to_string(st.st_uid) +
+         ", group " + grp + ", mode " + Mode(st.st_mode) +
          "): use a store of this user's own, or share this one with a group (README: "
          "\"Sharing a token between services\")";
 }
