@@ -107,7 +107,17 @@ RoleSeal Module::MakeRole(bool so, ByteView pin, ByteView tk, uint32_t old_index
       if (base == TPM2_RC_NV_DEFINED && attempt < 8) continue;
       if (base == TPM2_RC_NV_SPACE) refused = "the TPM's NV memory is full";
       else if (base == TPM2_RC_HIERARCHY) refused = "the owner hierarchy is disabled";
-      if (!refused.empty()) refused_rc = e.rc;
+      if (!refused.empty()) {
+        refused_rc = e.rc;
+        // The answer may be forged after the TPM defined the index: remove
+        // it if it is there (a missing one is not an error).
+        try {
+          tpm_->UndefinePinCounter(r.nv_index);
+        } catch (const std::exception& u) {
+          log::Warn("PIN counter 0x", Hex(EncodeBe32(r.nv_index)), " may be left in the TPM: ",
+                    u.what());
+        }
+      }
       else if (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL)
         throw tpm::TpmError("the TPM refused owner_auth for a PIN counter (fix owner_auth in "
                             "tpmtoken.conf, or remove it and set pin_fallback = "
