@@ -3,6 +3,8 @@
 the NTH answer to command code CC (hex); every other command passes through.
 MODE stall: that answer goes out up to its middle, then the connection hangs.
 MODE nvspace: the TPM's answer is replaced by TPM_RC_NV_SPACE.
+MODE log: nothing is changed; every command and answer is appended to
+LISTEN_PORT_FILE.bus (a passive bus log).
 MODE paramsize: the answer's parameterSize claims 0xFFFFFFFF bytes.
 MODE ownerauth: in a TPM2_GetCapability answer, TPMA_PERMANENT ownerAuthSet
 is flipped (with no session, as before; with one, the HMAC no longer fits).
@@ -33,6 +35,9 @@ def serve(client):
         rhead = read_exact(up, 10)
         rsp = rhead + read_exact(up, int.from_bytes(rhead[2:6], "big") - 10)
         up.close()
+        if mode == "log":
+            with lock, open(port_file + ".bus", "ab") as log:
+                log.write(cmd + rsp)
         match = int.from_bytes(cmd[6:10], "big") == cc
         if mode == "ownerauth":  # only answers that carry TPM2_PT_PERMANENT count
             match = match and rsp.find((0x200).to_bytes(4, "big"), 10) > 0
