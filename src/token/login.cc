@@ -33,15 +33,16 @@ void Module::FillPinFlags(const RoleSeal& role, bool so, CK_FLAGS* flags) {
       *flags |= so ? CKF_SO_PIN_LOCKED : CKF_USER_PIN_LOCKED;
     return;
   }
+  // A counter that cannot be read (or whose answer does not verify) is not a
+  // locked PIN: the caller gets CKR_DEVICE_ERROR, and nothing here advises
+  // re-initializing, which would wipe the token.
   tpm::PinCounter c;
   try {
-    c = tpm_->ReadPinCounter(role.nv_index);
+    c = tpm_->ReadPinCounter(role.nv_index, role.seal);
   } catch (const tpm::TpmError& e) {
-    log::Error("cannot read the ", so ? "SO" : "user", " PIN counter (NV index 0x", std::hex,
-               role.nv_index, std::dec, "): ", e.what(),
-               "; re-run C_InitPIN (user) or C_InitToken (SO) to recreate it");
-    *flags |= so ? CKF_SO_PIN_LOCKED : CKF_USER_PIN_LOCKED;
-    return;
+    throw tpm::TpmError(std::string("reading the ") + (so ? "SO" : "user") +
+                            " PIN counter (NV index 0x" + Hex(EncodeBe32(role.nv_index)) + ")",
+                        e.rc);
   }
   if (c.count > 0) *flags |= so ? CKF_SO_PIN_COUNT_LOW : CKF_USER_PIN_COUNT_LOW;
   if (c.limit > 0 && c.count + 1 == c.limit) *flags |= so ? CKF_SO_PIN_FINAL_TRY : CKF_USER_PIN_FINAL_TRY;
@@ -56,8 +57,7 @@ CK_RV Module::OpenRole(const Token& t, const RoleSeal& role, ByteView pin, Secre
     const tpm::DaState state = tpm_->ReadDaState();
     log::Error("token ", t.rec.serial, ": the TPM is in dictionary-attack lockout, and ",
                da ? "this token's PINs use the DA fallback"
-                  : "this PIN's seal predates the exemption (a login after the lockout "
-                    "re-seals it)",
+                  : "PIN seals are guarded by it as well (README: Why it is safe)",
                ": wait ", state.recovery_seconds,
                " s per failure or clear it with the lockout authorization "
                "(tpm2_dictionarylockout -c)");
@@ -65,7 +65,7 @@ CK_RV Module::OpenRole(const Token& t, const RoleSeal& role, ByteView pin, Secre
   };
   // A locked PIN_FAIL counter is read first. A DA lockout needs no extra
   // round trip: the TPM refuses the unseal with TPM_RC_LOCKOUT.
-  if (!da && tpm_->ReadPinCounter(role.nv_index).locked()) return CKR_PIN_LOCKED;
+  if (!da && tpm_->ReadPinCounter(role.nv_index, role.seal).locked()) return CKR_PIN_LOCKED;
   const crypto::PinAuth auth = crypto::DerivePinAuth(pin, role.salt, t.rec.kdf_iterations);
   std::optional<Secret> opened;
   try {
@@ -93,7 +93,8 @@ RoleSeal Module::MakeRole(bool so, ByteView pin, ByteView tk, uint32_t old_index
   r.salt = crypto::Random(16);
   const crypto::PinAuth auth = crypto::DerivePinAuth(pin, r.salt, cfg_.pbkdf2_iterations);
   std::string refused;
-  if (tpm_->OwnerAuthSet() && !tpm_->owner_auth_known())
+  TSS2_RC refused_rc = TPM2_RC_AUTH_MISSING;
+  if (!tpm_->owner_auth_known() && tpm_->OwnerAuthSet())
     refused = "the owner hierarchy has a password and owner_auth is not set";
   for (int attempt = 0; refused.empty(); ++attempt) {
     r.nv_index = tpm_->FreeNvIndex(cfg_.nv_base, old_index);
@@ -106,16 +107,35 @@ RoleSeal Module::MakeRole(bool so, ByteView pin, ByteView tk, uint32_t old_index
       if (base == TPM2_RC_NV_DEFINED && attempt < 8) continue;
       if (base == TPM2_RC_NV_SPACE) refused = "the TPM's NV memory is full";
       else if (base == TPM2_RC_HIERARCHY) refused = "the owner hierarchy is disabled";
+      if (!refused.empty()) {
+        refused_rc = e.rc;
+        // The answer may be forged after the TPM defined the index: remove
+        // it if it is there (a missing one is not an error).
+        try {
+          tpm_->UndefinePinCounter(r.nv_index);
+        } catch (const std::exception& u) {
+          log::Warn("PIN counter 0x", Hex(EncodeBe32(r.nv_index)), " may be left in the TPM: ",
+                    u.what());
+        }
+      }
       else if (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL)
         throw tpm::TpmError("the TPM refused owner_auth for a PIN counter (fix owner_auth in "
-                            "tpmtoken.conf, or remove it and accept the dictionary-attack "
-                            "fallback)", e.rc);
+                            "tpmtoken.conf, or remove it and set pin_fallback = "
+                            "dictionary-attack)", e.rc);
       else throw;
     }
   }
   if (!refused.empty()) {
     // DESIGN.md: where the TPM refuses NV, the seal itself carries the PIN
-    // and the TPM's dictionary-attack counter counts wrong ones.
+    // and the TPM's dictionary-attack counter counts wrong ones. The causes
+    // above come from answers a bus attacker can forge, so the fallback is
+    // taken only where the configuration accepts it, never silently.
+    if (cfg_.pin_fallback != "dictionary-attack")
+      throw tpm::TpmError(std::string(so ? "SO" : "user") + " PIN not set: no per-token PIN counter "
+                          "can be made (" + refused + "); to accept PIN seals guarded by the "
+                          "TPM's dictionary-attack counter instead, which every user of the "
+                          "TPM shares, set pin_fallback = dictionary-attack in tpmtoken.conf",
+                          refused_rc);
     log::Warn(so ? "SO" : "user", " PIN: no per-token PIN counter (", refused,
               "); wrong PINs count against the TPM's dictionary-attack counter, which "
               "every user of the TPM shares");
@@ -263,16 +283,17 @@ CK_RV Module::Login(CK_SESSION_HANDLE h, CK_USER_TYPE who, ByteView pin) {
   if (!role.present) return CKR_USER_PIN_NOT_INITIALIZED;
   Secret tk;
   if (CK_RV rv = OpenRole(t, role, pin, &tk); rv != CKR_OK) return rv;
-  if (role.nv_index != 0 && !tpm::Tpm::IsNoDa(role.seal)) ResealRole(t, who == CKU_SO, pin, tk);
+  if (role.nv_index != 0 && tpm::Tpm::IsNoDa(role.seal)) ResealRole(t, who == CKU_SO, pin, tk);
   t.tk = std::move(tk);
   t.login = who;
   return CKR_OK;
 }
 
-// A PIN-counter seal made by an earlier version is subject to the TPM's
-// dictionary-attack lockout, which another program can trip: seal the token
-// key again, exempt, under the same counter and PIN. Best effort: the login
-// has succeeded either way.
+// A PIN-counter seal made by an earlier version is NODA: an owner who
+// re-creates the counter with an auth he knows could then guess its seal
+// value without limit. Seal the token key again, DA-protected, under the
+// same counter and PIN (README: Why it is safe). Best effort: the login has
+// succeeded either way.
 void Module::ResealRole(Token& t, bool so, ByteView pin, const Secret& tk) {
   const RoleSeal& role = so ? t.rec.so : t.rec.user;
   const tpm::SealedBlob old = role.seal;
@@ -288,7 +309,7 @@ void Module::ResealRole(Token& t, bool so, ByteView pin, const Secret& tk) {
     SaveRecord(t);
     txn.Commit();
     log::Info("token ", t.rec.serial, ": ", so ? "SO" : "user",
-              " seal re-made exempt from DA lockout");
+              " seal re-made under the TPM's dictionary-attack protection");
   } catch (const std::exception& e) {
     ReloadRecord(t);
     log::Warn("token ", t.rec.serial, ": could not re-seal the ", so ? "SO" : "user", " PIN: ",

@@ -21,6 +21,9 @@ constexpr const char* kSkPub = "sk_seal_pub";
 constexpr const char* kSkPriv = "sk_seal_priv";
 constexpr const char* kSkCheck = "sk_check";
 constexpr const char* kSkPcrs = "sk_pcrs";
+// The storage primary's name when the store was made (DESIGN.md, "The bus
+// and the caller are hostile"): every session is salted to that key.
+constexpr const char* kPrimaryName = "primary_name";
 
 }  // namespace
 
@@ -57,7 +60,8 @@ std::unique_ptr<Module> Module::Create() {
                              " (set TPMTOKEN_STORE to a writable path, or fix the permissions)");
   }
   try {
-    m->tpm_ = tpm::Tpm::Open(m->cfg_.tcti, m->cfg_.owner_auth, m->cfg_.primary_handle);
+    m->tpm_ = tpm::Tpm::Open(m->cfg_.tcti, m->cfg_.owner_auth, m->cfg_.primary_handle,
+                             static_cast<int>(m->cfg_.tpm_timeout * 1000));
   } catch (const tpm::TpmError& e) {
     // A device this user may not open: name its group (tss on Debian).
     const std::string& tcti = m->cfg_.tcti;
@@ -80,6 +84,10 @@ std::unique_ptr<Module> Module::Create() {
 
 void Module::UnsealStoreKey() {
   const PcrSelection& want = cfg_.pcr_policy;
+  // The salt key is checked before any session is salted to it: a mismatch
+  // throws here, before anything secret is sent or anything is written.
+  std::optional<Bytes> pinned = store_->Meta(kPrimaryName);
+  if (pinned) tpm_->PinPrimary(*pinned);
   auto pub = store_->Meta(kSkPub);
   auto priv = store_->Meta(kSkPriv);
   if (!pub || !priv) {
@@ -87,6 +95,10 @@ void Module::UnsealStoreKey() {
     pub = store_->Meta(kSkPub);  // another process may have won the race
     priv = store_->Meta(kSkPriv);
     if (!pub || !priv) {
+      // A new store pins the storage primary it meets (trust on first use).
+      const Bytes name = tpm_->PrimaryName();
+      tpm_->PinPrimary(name);
+      store_->SetMeta(kPrimaryName, name);
       Secret sk = crypto::RandomSecret(crypto::kAeadKeySize);
       const tpm::SealedBlob blob = tpm_->SealOpen(sk.view(), want);
       store_->SetMeta(kSkPub, blob.pub);
@@ -126,6 +138,16 @@ void Module::UnsealStoreKey() {
   const auto check = store_->Meta(kSkCheck);
   if (!check || !crypto::AeadOpen(sk_.view(), View(kSkCheck), *check))
     throw std::runtime_error("the store key of " + store_->path() + " does not match the store");
+  if (!pinned) {
+    // A store made before the pin existed gets it now: this first contact is
+    // trusted as it is (README).
+    try {
+      store_->SetMeta(kPrimaryName, tpm_->PrimaryName());
+      log::Info("the storage key of this TPM is now pinned in ", store_->path());
+    } catch (const store::StoreError& e) {
+      log::Warn("could not pin the TPM's storage key in ", store_->path(), ": ", e.what());
+    }
+  }
   // Re-sealed when the configured PCRs changed, or when an earlier version
   // sealed it without NODA (a DA lockout anywhere on the TPM then closed it).
   if (sk_pcrs_ != want || !tpm::Tpm::IsNoDa({*pub, *priv})) {
@@ -181,15 +203,19 @@ void Module::RebindStoreKey(const PcrSelection& want, const Bytes& unsealed_pub)
 // the store, so a start costs no probing.
 void Module::LoadCaps() {
   const tpm::TpmInfo& ti = tpm_->info();
-  const std::string key = "caps-v3/" + ti.manufacturer + "/" + ti.vendor + "/" +
+  // Sealed under the store key (the key name is the additional data): a
+  // cache someone edited in the file is probed again, not believed.
+  const std::string key = "caps-v4/" + ti.manufacturer + "/" + ti.vendor + "/" +
                           std::to_string(ti.fw_major) + "." + std::to_string(ti.fw_minor);
   if (auto cached = store_->Meta(key)) {
     try {
-      caps_ = mech::Caps::Decode(*cached);
+      const std::optional<Secret> plain = crypto::AeadOpen(sk_.view(), View(key), *cached);
+      if (!plain) throw DecodeError("fails authentication");
+      caps_ = mech::Caps::Decode(plain->view());
       table_ = mech::BuildTable(caps_);
       return;
-    } catch (const DecodeError&) {
-      log::Warn("cached TPM capabilities are malformed; probing again");
+    } catch (const DecodeError& e) {
+      log::Warn("cached TPM capabilities in the store ", e.what(), "; probing again");
     }
   }
   caps_ = {};
@@ -202,7 +228,7 @@ void Module::LoadCaps() {
   caps_.hmac = tpm_->SupportsKey({tpm::KeyKind::kHmac});
   for (uint16_t mode : {TPM2_ALG_ECB, TPM2_ALG_CBC, TPM2_ALG_CTR})
     if (tpm_->HasAlgorithm(mode)) caps_.aes_modes.push_back(mode);
-  store_->SetMeta(key, caps_.Encode());
+  store_->SetMeta(key, crypto::AeadSeal(sk_.view(), View(key), caps_.Encode()));
   table_ = mech::BuildTable(caps_);
 }
 

@@ -11,6 +11,7 @@
 #include "crypto/keymath.h"
 #include "crypto/pubkey.h"
 #include "tpm/tpm.h"
+#include "tpm/transport.h"
 #include "util/log.h"
 
 namespace tpmtoken::tpm {
@@ -93,27 +94,32 @@ Bytes KdfE(ByteView z, const char* label, ByteView party_u, ByteView party_v, si
 
 std::unique_ptr<FastSession> FastSession::Start(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE primary,
                                                 ByteView x, ByteView y, TPM2_SE type) {
-  // ECDH with the primary by point arithmetic in the private context: an
-  // EVP_PKEY_CTX would consult OpenSSL's global ENGINE table, which a host
-  // (openssl -engine pkcs11, mosquitto) may have pointed at a PKCS#11 engine.
-  const auto shared = crypto::EcdhEphemeral(*crypto::CurveFromTpm(TPM2_ECC_NIST_P256), x, y);
-  if (!shared) throw TpmError("the storage primary's public point is invalid", TSS2_ESYS_RC_BAD_VALUE);
-  const Secret& z = shared->z;
-  const ByteView eph_x = ByteView(shared->point).subspan(1, 32);
-  const ByteView eph_y = ByteView(shared->point).subspan(33, 32);
-  Secret salt(KdfE(z.view(), "SECRET", eph_x, x, 256));
-
   TPM2B_ENCRYPTED_SECRET encrypted{};
-  TPMS_ECC_POINT point{};
-  point.x.size = 32;
-  std::memcpy(point.x.buffer, eph_x.data(), 32);
-  point.y.size = 32;
-  std::memcpy(point.y.buffer, eph_y.data(), 32);
-  size_t off = 0;
-  if (Tss2_MU_TPMS_ECC_POINT_Marshal(&point, encrypted.secret, sizeof encrypted.secret, &off) !=
-      TSS2_RC_SUCCESS)
-    throw TpmError("marshal salt point", TSS2_ESYS_RC_BAD_VALUE);
-  encrypted.size = static_cast<UINT16>(off);
+  Secret salt;
+  if (primary != 0) {
+    // ECDH with the primary by point arithmetic in the private context: an
+    // EVP_PKEY_CTX would consult OpenSSL's global ENGINE table, which a host
+    // (openssl -engine pkcs11, mosquitto) may have pointed at a PKCS#11 engine.
+    const auto shared = crypto::EcdhEphemeral(*crypto::CurveFromTpm(TPM2_ECC_NIST_P256), x, y);
+    if (!shared)
+      throw TpmError("the storage primary's public point is invalid", TSS2_ESYS_RC_BAD_VALUE);
+    const Secret& z = shared->z;
+    const ByteView eph_x = ByteView(shared->point).subspan(1, 32);
+    const ByteView eph_y = ByteView(shared->point).subspan(33, 32);
+    Bytes kdf = KdfE(z.view(), "SECRET", eph_x, x, 256);
+    salt = Secret(kdf);
+    Wipe(kdf.data(), kdf.size());
+    TPMS_ECC_POINT point{};
+    point.x.size = 32;
+    std::memcpy(point.x.buffer, eph_x.data(), 32);
+    point.y.size = 32;
+    std::memcpy(point.y.buffer, eph_y.data(), 32);
+    size_t off = 0;
+    if (Tss2_MU_TPMS_ECC_POINT_Marshal(&point, encrypted.secret, sizeof encrypted.secret, &off) !=
+        TSS2_RC_SUCCESS)
+      throw TpmError("marshal salt point", TSS2_ESYS_RC_BAD_VALUE);
+    encrypted.size = static_cast<UINT16>(off);
+  }
 
   std::unique_ptr<FastSession> s(new FastSession());
   s->sys_ = sys;
@@ -123,26 +129,37 @@ std::unique_ptr<FastSession> FastSession::Start(TSS2_SYS_CONTEXT* sys, TPM2_HAND
   TPM2B_NONCE tpm_nonce{};
   tpm_nonce.size = sizeof tpm_nonce.buffer;
   const TPMT_SYM_DEF sym = {TPM2_ALG_AES, {.aes = 128}, {.aes = TPM2_ALG_CFB}};
-  const TSS2_RC rc = Tss2_Sys_StartAuthSession(sys, primary, TPM2_RH_NULL, nullptr, &caller,
-                                               &encrypted, type, &sym, TPM2_ALG_SHA256,
-                                               &s->handle_, &tpm_nonce, nullptr);
+  const TSS2_RC rc = Tss2_Sys_StartAuthSession(sys, primary ? primary : TPM2_RH_NULL,
+                                               TPM2_RH_NULL, nullptr, &caller, &encrypted, type,
+                                               &sym, TPM2_ALG_SHA256, &s->handle_, &tpm_nonce,
+                                               nullptr);
   if (rc != TSS2_RC_SUCCESS) throw TpmError("TPM2_StartAuthSession (module session)", rc);
+  if (tpm_nonce.size < 16)
+    throw TpmError("TPM2_StartAuthSession: nonceTPM too short", TSS2_SYS_RC_MALFORMED_RESPONSE);
   s->nonce_tpm_.assign(tpm_nonce.buffer, tpm_nonce.buffer + tpm_nonce.size);
-  // sessionKey = KDFa(SHA256, bind.auth || salt, "ATH", nonceTPM, nonceCaller); unbound.
-  s->key_ = Secret(KdfA(salt.view(), "ATH", s->nonce_tpm_, ByteView(caller.buffer, caller.size),
-                        256));
+  // sessionKey = KDFa(SHA256, bind.auth || salt, "ATH", nonceTPM, nonceCaller);
+  // unbound; an unsalted session has no sessionKey (Part 1, 19.6.8).
+  if (primary != 0) {
+    Bytes key = KdfA(salt.view(), "ATH", s->nonce_tpm_, ByteView(caller.buffer, caller.size), 256);
+    s->key_ = Secret(key);
+    Wipe(key.data(), key.size());
+  }
   return s;
 }
 
 FastSession::~FastSession() {
-  if (handle_ && Tss2_Sys_FlushContext(sys_, handle_) != TSS2_RC_SUCCESS)
+  if (!handle_) return;
+  ResetSys(sys_);  // this may run while an error unwinds mid-command
+  if (Tss2_Sys_FlushContext(sys_, handle_) != TSS2_RC_SUCCESS)
     log::Debug("flushing the module session failed");
 }
 
 namespace {
 // AES-128-CFB over a parameter with key and IV from KDFa (Part 1, 21.3).
 Secret CfbParam(ByteView hmac_key, ByteView newer, ByteView older, ByteView in, bool encrypt) {
-  const Secret kiv(KdfA(hmac_key, "CFB", newer, older, 256));
+  Bytes kdf = KdfA(hmac_key, "CFB", newer, older, 256);
+  const Secret kiv(kdf);
+  Wipe(kdf.data(), kdf.size());
   Secret out(in.size());
   crypto::CipherCtx ctx(EVP_CIPHER_CTX_new());
   int len = 0;
@@ -158,21 +175,26 @@ Secret CfbParam(ByteView hmac_key, ByteView newer, ByteView older, ByteView in, 
 }  // namespace
 
 TSS2_RC FastSession::Execute(TPM2_CC command, ByteView names, ByteView auth,
-                             bool decrypt_response, bool encrypt_command) {
+                             bool decrypt_response, bool encrypt_command, bool audit,
+                             const SysContext* sys) {
   const uint8_t attrs = TPMA_SESSION_CONTINUESESSION |
                         (decrypt_response ? TPMA_SESSION_ENCRYPT : 0) |
-                        (encrypt_command ? TPMA_SESSION_DECRYPT : 0);
+                        (encrypt_command ? TPMA_SESSION_DECRYPT : 0) |
+                        (audit ? TPMA_SESSION_AUDIT : 0);
   const uint8_t attr_byte[1] = {attrs};
-  Bytes hmac_key(key_.view().begin(), key_.view().end());
+  // hmac_key = sessionKey || authValue: a secret, wiped on every way out.
   const ByteView trimmed = TrimAuth(auth);
-  hmac_key.insert(hmac_key.end(), trimmed.begin(), trimmed.end());
+  Secret hmac_key(key_.size() + trimmed.size());
+  if (!key_.empty()) std::memcpy(hmac_key.data(), key_.data(), key_.size());
+  if (!trimmed.empty()) std::memcpy(hmac_key.data() + key_.size(), trimmed.data(), trimmed.size());
+  const ByteView hk = hmac_key.view();
   Bytes nonce_caller = crypto::Random(kDigest);
   if (encrypt_command) {
     // The command's first parameter, encrypted with nonceNewer = nonceCaller.
     size_t len = 0;
     const uint8_t* param = nullptr;
     if (TSS2_RC r = Tss2_Sys_GetDecryptParam(sys_, &len, &param); r != TSS2_RC_SUCCESS) return r;
-    const Secret enc = CfbParam(hmac_key, nonce_caller, nonce_tpm_, ByteView(param, len), true);
+    const Secret enc = CfbParam(hk, nonce_caller, nonce_tpm_, ByteView(param, len), true);
     if (TSS2_RC r = Tss2_Sys_SetDecryptParam(sys_, enc.size(), enc.data()); r != TSS2_RC_SUCCESS)
       return r;
   }
@@ -194,7 +216,7 @@ TSS2_RC FastSession::Execute(TPM2_CC command, ByteView names, ByteView auth,
   cmd.auths[0].nonce.size = kDigest;
   std::memcpy(cmd.auths[0].nonce.buffer, nonce_caller.data(), kDigest);
   cmd.auths[0].sessionAttributes = attrs;
-  const Bytes cmd_hmac = Hmac(hmac_key, {cp_hash, nonce_caller, nonce_tpm_, attr_byte});
+  const Bytes cmd_hmac = Hmac(hk, {cp_hash, nonce_caller, nonce_tpm_, attr_byte});
   cmd.auths[0].hmac.size = kDigest;
   std::memcpy(cmd.auths[0].hmac.buffer, cmd_hmac.data(), kDigest);
   if (TSS2_RC rc = Tss2_Sys_SetCmdAuths(sys_, &cmd); rc != TSS2_RC_SUCCESS) return rc;
@@ -209,18 +231,20 @@ TSS2_RC FastSession::Execute(TPM2_CC command, ByteView names, ByteView auth,
       break;
     rc = Tss2_Sys_Execute(sys_);
   }
-  if (rc != TSS2_RC_SUCCESS) {
-    // A failed command ends its nonce chain only if the TPM says the session
-    // is unusable; the caller starts a new session on any error.
-    Wipe(hmac_key.data(), hmac_key.size());
-    return rc;
-  }
+  // On any failure the caller drops this session: the nonces may be out of
+  // step with the TPM's.
+  if (rc != TSS2_RC_SUCCESS) return rc;
   TSS2L_SYS_AUTH_RESPONSE rsp{};
   if (TSS2_RC r = Tss2_Sys_GetRspAuths(sys_, &rsp); r != TSS2_RC_SUCCESS) return r;
-  nonce_tpm_.assign(rsp.auths[0].nonce.buffer, rsp.auths[0].nonce.buffer + rsp.auths[0].nonce.size);
+  if (rsp.count != 1 || rsp.auths[0].nonce.size < 16 || rsp.auths[0].hmac.size != kDigest)
+    return TSS2_SYS_RC_MALFORMED_RESPONSE;
+  const Bytes nonce_tpm(rsp.auths[0].nonce.buffer,
+                        rsp.auths[0].nonce.buffer + rsp.auths[0].nonce.size);
   size_t rp_len = 0;
   const uint8_t* rp = nullptr;
   if (TSS2_RC r = Tss2_Sys_GetRpBuffer(sys_, &rp_len, &rp); r != TSS2_RC_SUCCESS) return r;
+  // parameterSize is the response's claim: it must fit in what arrived.
+  if (sys && !sys->InResponse(rp, rp_len)) return TSS2_SYS_RC_MALFORMED_RESPONSE;
   const Bytes rp_hash = crypto::Sha256([&] {
     Bytes b = Be32(0);  // responseCode: success
     b.insert(b.end(), cc.begin(), cc.end());
@@ -228,24 +252,25 @@ TSS2_RC FastSession::Execute(TPM2_CC command, ByteView names, ByteView auth,
     return b;
   }());
   const uint8_t rsp_attr[1] = {rsp.auths[0].sessionAttributes};
-  const Bytes expect = Hmac(hmac_key, {rp_hash, nonce_tpm_, nonce_caller, rsp_attr});
-  if (rsp.auths[0].hmac.size != kDigest ||
-      CRYPTO_memcmp(expect.data(), rsp.auths[0].hmac.buffer, kDigest) != 0) {
-    Wipe(hmac_key.data(), hmac_key.size());
+  const Bytes expect = Hmac(hk, {rp_hash, nonce_tpm, nonce_caller, rsp_attr});
+  if (CRYPTO_memcmp(expect.data(), rsp.auths[0].hmac.buffer, kDigest) != 0) {
     log::Error("the TPM's response HMAC does not verify: the response was altered on the way");
     return TSS2_SYS_RC_MALFORMED_RESPONSE;
   }
+  nonce_tpm_ = nonce_tpm;
   if (decrypt_response) {
     // The response's first parameter, with nonceNewer = nonceTPM.
     size_t enc_len = 0;
     const uint8_t* enc = nullptr;
     if (TSS2_RC r = Tss2_Sys_GetEncryptParam(sys_, &enc_len, &enc); r != TSS2_RC_SUCCESS) return r;
-    const Secret plain =
-        CfbParam(hmac_key, nonce_tpm_, nonce_caller, ByteView(enc, enc_len), false);
+    // Its size field is inside the verified parameters; still, it must lie
+    // within them before anything is written.
+    if (enc < rp || enc_len > rp_len || static_cast<size_t>(enc - rp) > rp_len - enc_len)
+      return TSS2_SYS_RC_MALFORMED_RESPONSE;
+    const Secret plain = CfbParam(hk, nonce_tpm_, nonce_caller, ByteView(enc, enc_len), false);
     if (TSS2_RC r = Tss2_Sys_SetEncryptParam(sys_, plain.size(), plain.data()); r != TSS2_RC_SUCCESS)
       return r;
   }
-  Wipe(hmac_key.data(), hmac_key.size());
   return TSS2_RC_SUCCESS;
 }
 

@@ -20,11 +20,15 @@ Bytes KdfA(ByteView key, const char* label, ByteView context_u, ByteView context
 // KDFe with SHA-256 (exposed for tests).
 Bytes KdfE(ByteView z, const char* label, ByteView party_u, ByteView party_v, size_t bits);
 
+class SysContext;
+
 class FastSession {
  public:
   // Starts a session (TPM2_SE_HMAC or TPM2_SE_POLICY) salted to the storage
   // primary (an ECC P-256 key whose public point is x, y), with AES-128-CFB
-  // for parameter encryption.
+  // for parameter encryption. primary 0 (x, y empty): an unsalted session,
+  // whose HMACs hide an authorization value but whose key a bus observer
+  // could search for if that value is weak.
   static std::unique_ptr<FastSession> Start(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE primary,
                                             ByteView x, ByteView y, TPM2_SE type = TPM2_SE_HMAC);
   TPMI_SH_AUTH_SESSION handle() const { return handle_; }
@@ -38,8 +42,14 @@ class FastSession {
   // command parameter is encrypted before it leaves; the response HMAC is
   // verified; with decrypt_response the first response parameter is
   // decrypted in place.
+  // With audit the command has no authorization handle and the session is
+  // used for audit only (TPMA_SESSION_AUDIT): the response is verified the
+  // same way. sys, when given, bounds every length taken from the response.
   TSS2_RC Execute(TPM2_CC command, ByteView names, ByteView auth, bool decrypt_response,
-                  bool encrypt_command = false);
+                  bool encrypt_command = false, bool audit = false,
+                  const SysContext* sys = nullptr);
+  // Forget the session without flushing it (its connection is gone).
+  void Abandon() { handle_ = 0; }
 
  private:
   FastSession() = default;

@@ -34,22 +34,10 @@ TPM2B_PUBLIC ImportTemplate(const ImportedKey& key) {
   return t;
 }
 
-// Name = nameAlg || H(TPMT_PUBLIC).
-Bytes NameOf(const TPMT_PUBLIC& pub) {
-  Bytes buf(sizeof(TPMT_PUBLIC));
-  size_t off = 0;
-  Check(Tss2_MU_TPMT_PUBLIC_Marshal(&pub, buf.data(), buf.size(), &off), "marshal public area");
-  buf.resize(off);
-  Bytes name = {0x00, 0x0B};  // TPM2_ALG_SHA256
-  const Bytes h = crypto::Sha256(buf);
-  name.insert(name.end(), h.begin(), h.end());
-  return name;
-}
-
 }  // namespace
 
 CreatedKey Tpm::ImportKey(const ImportedKey& key, ByteView auth) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   TPM2B_PUBLIC pub = ImportTemplate(key);
   TPMT_SENSITIVE sens{};
   sens.sensitiveType = pub.publicArea.type;

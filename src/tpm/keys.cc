@@ -19,6 +19,15 @@ namespace tpmtoken::tpm {
 namespace {
 
 
+size_t HashSize(TPM2_ALG_ID hash) {
+  switch (hash) {
+    case TPM2_ALG_SHA1: return 20;
+    case TPM2_ALG_SHA384: return 48;
+    case TPM2_ALG_SHA512: return 64;
+    default: return 32;
+  }
+}
+
 size_t CurveBytes(TPM2_ECC_CURVE curve) {
   switch (curve) {
     case TPM2_ECC_NIST_P384: return 48;
@@ -28,15 +37,18 @@ size_t CurveBytes(TPM2_ECC_CURVE curve) {
 }
 
 // Left-pads a big-endian number to n bytes (the TPM drops leading zeros).
+// A longer one is not a value of this size: the response is wrong.
 Bytes Pad(const uint8_t* p, size_t len, size_t n) {
-  Bytes out(n > len ? n - len : 0, 0);
+  if (len > n) throw TpmError("a TPM response value is longer than its type allows", TPM2_RC_SIZE);
+  Bytes out(n - len, 0);
   out.insert(out.end(), p, p + len);
   return out;
 }
 
 // The same for a secret result (ECDH Z, a raw RSA output): built in place.
 Secret PadSecret(const uint8_t* p, size_t len, size_t n) {
-  Secret out(std::max(n, len));
+  if (len > n) throw TpmError("a TPM response value is longer than its type allows", TPM2_RC_SIZE);
+  Secret out(n);
   std::memcpy(out.data() + (out.size() - len), p, len);
   return out;
 }
@@ -102,14 +114,14 @@ TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
 }
 
 SealedBlob Tpm::CreateHmacKey(ByteView value, ByteView auth) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   return Retry([&] {
     return CreateChild(KeyTemplate({KeyKind::kHmac}), value, auth, "TPM2_Create (HMAC key)");
   });
 }
 
 Bytes Tpm::Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID hash) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   return Retry([&] {
     const CachedKey& k = LoadKey(key, auth);
     TSS2_SYS_CONTEXT* sys = Sys();
@@ -121,6 +133,7 @@ Bytes Tpm::Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID
       RunFast(session, TPM2_CC_HMAC, k.object.name(), auth, false, "TPM2_HMAC");
       TPM2B_DIGEST out{};
       Check(Tss2_Sys_HMAC_Complete(sys, &out), "TPM2_HMAC complete");
+      if (out.size != HashSize(hash)) throw TpmError("TPM2_HMAC output size", TPM2_RC_SIZE);
       return Bytes(out.buffer, out.buffer + out.size);
     }
     // Longer data: an HMAC sequence, fed in TPM-sized pieces. A sequence
@@ -157,13 +170,15 @@ Bytes Tpm::Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID
     TPMT_TK_HASHCHECK ticket{};
     Check(Tss2_Sys_SequenceComplete_Complete(sys, &result, &ticket), "TPM2_SequenceComplete complete");
     sequence.Release();  // SequenceComplete flushed it
+    if (result.size != HashSize(hash))
+      throw TpmError("TPM2_SequenceComplete output size", TPM2_RC_SIZE);
     return Bytes(result.buffer, result.buffer + result.size);
   });
 }
 
 Secret Tpm::AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_ALG_ID mode,
                      Bytes* iv, ByteView in) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   Secret out(in.size());
   size_t done = 0;
   while (done < in.size()) {
@@ -180,13 +195,14 @@ Secret Tpm::AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_AL
                                              mode, &iv_in),
             "TPM2_EncryptDecrypt2 prepare");
       Wipe(&data, sizeof data);
-      const ResponseWipe wipe(sys);
+      const ResponseWipe wipe(*sys_);
       RunFast(session, TPM2_CC_EncryptDecrypt2, k.object.name(), auth, true, "TPM2_EncryptDecrypt2", true);
       auto result = std::make_unique<TPM2B_MAX_BUFFER>();
       TPM2B_IV iv_out{};
       Check(Tss2_Sys_EncryptDecrypt2_Complete(sys, result.get(), &iv_out),
             "TPM2_EncryptDecrypt2 complete");
-      if (result->size != n) throw TpmError("TPM2_EncryptDecrypt2 output size", TPM2_RC_SIZE);
+      if (result->size != n || iv_out.size != iv->size())
+        throw TpmError("TPM2_EncryptDecrypt2 output size", TPM2_RC_SIZE);
       std::memcpy(out.data() + done, result->buffer, n);
       Wipe(result.get(), sizeof *result);
       iv->assign(iv_out.buffer, iv_out.buffer + iv_out.size);
@@ -198,7 +214,7 @@ Secret Tpm::AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_AL
 }
 
 Secret Tpm::EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   return Retry([&] {
     const CachedKey& k = LoadKey(key, auth);
     TSS2_SYS_CONTEXT* sys = Sys();
@@ -207,7 +223,7 @@ Secret Tpm::EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y) 
     SetBuffer(in.point.y, y);
     FastSession& session = Fast();
     Check(Tss2_Sys_ECDH_ZGen_Prepare(sys, k.object.handle(), &in), "TPM2_ECDH_ZGen prepare");
-    const ResponseWipe wipe(sys);
+    const ResponseWipe wipe(*sys_);
     RunFast(session, TPM2_CC_ECDH_ZGen, k.object.name(), auth, true, "TPM2_ECDH_ZGen");
     auto out = std::make_unique<TPM2B_ECC_POINT>();
     Check(Tss2_Sys_ECDH_ZGen_Complete(sys, out.get()), "TPM2_ECDH_ZGen complete");
@@ -218,28 +234,26 @@ Secret Tpm::EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y) 
 }
 
 bool Tpm::HasAlgorithm(TPM2_ALG_ID alg) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   TPMI_YES_NO more = TPM2_NO;
-  TPMS_CAPABILITY_DATA* raw = nullptr;
-  Check(Esys_GetCapability(ctx_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_ALGS, alg, 1,
-                           &more, &raw),
+  TPMS_CAPABILITY_DATA caps{};
+  Check(Tss2_Sys_GetCapability(Sys(), nullptr, TPM2_CAP_ALGS, alg, 1, &more, &caps, nullptr),
         "TPM2_GetCapability (algorithms)");
-  EsysPtr<TPMS_CAPABILITY_DATA> caps(raw);
-  return caps->data.algorithms.count == 1 && caps->data.algorithms.algProperties[0].alg == alg;
+  return caps.capability == TPM2_CAP_ALGS && caps.data.algorithms.count == 1 &&
+         caps.data.algorithms.algProperties[0].alg == alg;
 }
 
 bool Tpm::SupportsKey(const KeySpec& spec) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   TPMT_PUBLIC_PARMS parms{};
   const TPM2B_PUBLIC t = KeyTemplate(spec);
   parms.type = t.publicArea.type;
   parms.parameters = t.publicArea.parameters;
-  return Esys_TestParms(ctx_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &parms) ==
-         TSS2_RC_SUCCESS;
+  return Tss2_Sys_TestParms(Sys(), nullptr, &parms, nullptr) == TSS2_RC_SUCCESS;
 }
 
 CreatedKey Tpm::CreateKey(const KeySpec& spec, ByteView auth) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   return Retry([&] {
     CreatedKey k;
     k.blob = CreateChild(KeyTemplate(spec), {}, auth, "TPM2_Create (key)");
@@ -276,18 +290,19 @@ Tpm::CachedKey& Tpm::LoadKey(const SealedBlob& key, ByteView auth) {
 }
 
 void Tpm::FlushKeys() {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   keys_.clear();
 }
 
 void Tpm::FlushCached() {
   fast_.reset();
   keys_.clear();
-  primary_.reset();
+  primary_.Reset();
+  primary_loaded_ = false;
 }
 
 Bytes Tpm::SignEcdsa(const SealedBlob& key, ByteView auth, ByteView digest, TPM2_ALG_ID hash) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   return Retry([&] {
     const CachedKey& k = LoadKey(key, auth);
     TPM2B_DIGEST d{};
@@ -321,7 +336,7 @@ Bytes Tpm::SignEcdsa(const SealedBlob& key, ByteView auth, ByteView digest, TPM2
 }
 
 Secret Tpm::RsaPrivate(const SealedBlob& key, ByteView auth, ByteView input) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   return Retry([&] {
     const CachedKey& k = LoadKey(key, auth);
     TPM2B_PUBLIC_KEY_RSA in{};
@@ -334,7 +349,7 @@ Secret Tpm::RsaPrivate(const SealedBlob& key, ByteView auth, ByteView input) {
     Check(Tss2_Sys_RSA_Decrypt_Prepare(sys, k.object.handle(), &in, &scheme, &label),
           "TPM2_RSA_Decrypt prepare");
     // The result may be a decrypted secret: the session encrypts it.
-    const ResponseWipe wipe(sys);
+    const ResponseWipe wipe(*sys_);
     RunFast(session, TPM2_CC_RSA_Decrypt, k.object.name(), auth, true, "TPM2_RSA_Decrypt (raw)");
     auto msg = std::make_unique<TPM2B_PUBLIC_KEY_RSA>();
     Check(Tss2_Sys_RSA_Decrypt_Complete(sys, msg.get()), "TPM2_RSA_Decrypt complete");

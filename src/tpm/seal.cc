@@ -13,10 +13,12 @@
 namespace tpmtoken::tpm {
 namespace {
 
-// da: the seal's auth value is guessable (the DA fallback's PIN seals), so
-// the TPM's dictionary-attack counter guards it. Every other seal is NODA:
-// its auth is empty or checked through a NO_DA PIN counter first, and it
-// must keep working while another user of the TPM has tripped the lockout.
+// da: the seal's auth value is guessable (a PIN's seal value), so the TPM's
+// dictionary-attack counter guards it. For a PIN-counter seal a wrong PIN
+// fails PolicySecret on the NO_DA counter first and the seal is never tried;
+// only someone who got past the counter (an owner who re-created it with an
+// auth he knows) meets the DA limit. The store key's seal (empty auth) is
+// NODA so it keeps working while someone has tripped the lockout.
 TPM2B_PUBLIC SealTemplate(ByteView policy, bool da = false) {
   TPM2B_PUBLIC t{};
   t.publicArea.type = TPM2_ALG_KEYEDHASH;
@@ -41,6 +43,13 @@ TPM2_ALG_ID BankAlg(const std::string& bank) {
   if (bank == "sha384") return TPM2_ALG_SHA384;
   if (bank == "sha512") return TPM2_ALG_SHA512;
   throw std::invalid_argument("unknown PCR bank " + bank);
+}
+
+size_t BankSize(const std::string& bank) {
+  if (bank == "sha1") return 20;
+  if (bank == "sha384") return 48;
+  if (bank == "sha512") return 64;
+  return 32;
 }
 
 TPML_PCR_SELECTION ToTpm(const PcrSelection& sel) {
@@ -73,21 +82,33 @@ bool IsAuthFailure(TSS2_RC rc) {
 // returns at most eight values per call), in ascending PCR order.
 Bytes Tpm::PcrPolicy(const PcrSelection& pcrs) {
   const TPML_PCR_SELECTION want = ToTpm(pcrs);
+  const size_t digest_size = BankSize(pcrs.bank);
   TPML_PCR_SELECTION left = want;
   Bytes values;
   while (MaskOf(left) != 0) {
+    // In the audit session: the values the seal is bound to are the TPM's.
+    TSS2_SYS_CONTEXT* sys = Sys();
+    Fast();
+    Check(Tss2_Sys_PCR_Read_Prepare(sys, &left), "TPM2_PCR_Read prepare");
+    RunAudited(TPM2_CC_PCR_Read, false, "TPM2_PCR_Read");
     UINT32 counter = 0;
     TPML_PCR_SELECTION got{};
     TPML_DIGEST digests{};
-    Check(Tss2_Sys_PCR_Read(Sys(), nullptr, &left, &counter, &got, &digests, nullptr),
-          "TPM2_PCR_Read");
+    Check(Tss2_Sys_PCR_Read_Complete(sys, &counter, &got, &digests), "TPM2_PCR_Read complete");
     const uint32_t read = MaskOf(got);
-    if (read == 0 || (read & ~MaskOf(left)) != 0)
+    if (read == 0 || (read & ~MaskOf(left)) != 0 || got.count != 1 ||
+        got.pcrSelections[0].hash != want.pcrSelections[0].hash)
       throw std::runtime_error("the TPM has no " + pcrs.bank + " PCR bank holding " +
                                pcrs.ToString() + " (check pcr_policy; tpm2_pcrread lists the banks)");
-    for (UINT32 i = 0; i < digests.count; ++i)
+    // One digest of the bank's size per PCR read, in PCR order.
+    if (digests.count != static_cast<UINT32>(__builtin_popcount(read)))
+      throw TpmError("TPM2_PCR_Read: digest count does not match the selection", TPM2_RC_SIZE);
+    for (UINT32 i = 0; i < digests.count; ++i) {
+      if (digests.digests[i].size != digest_size)
+        throw TpmError("TPM2_PCR_Read: a digest of the wrong size for the bank", TPM2_RC_SIZE);
       values.insert(values.end(), digests.digests[i].buffer,
                     digests.digests[i].buffer + digests.digests[i].size);
+    }
     left = ToTpm({pcrs.bank, MaskOf(left) & ~read});
   }
   uint8_t marshalled[sizeof(TPML_PCR_SELECTION)];
@@ -113,7 +134,7 @@ bool Tpm::IsNoDa(const SealedBlob& blob) {
 }
 
 SealedBlob Tpm::SealOpen(ByteView data, const PcrSelection& pcrs) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   return Retry([&] {
     const Bytes policy = pcrs.empty() ? Bytes{} : PcrPolicy(pcrs);
     return CreateChild(SealTemplate(policy), data, {}, "TPM2_Create (seal)");
@@ -121,7 +142,7 @@ SealedBlob Tpm::SealOpen(ByteView data, const PcrSelection& pcrs) {
 }
 
 Secret Tpm::UnsealOpen(const SealedBlob& blob, const PcrSelection& pcrs) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   return Retry([&] {
     if (pcrs.empty()) {
       MakeRoomForObject(false);
@@ -146,13 +167,13 @@ Secret Tpm::UnsealOpen(const SealedBlob& blob, const PcrSelection& pcrs) {
 }
 
 SealedBlob Tpm::SealWithAuth(ByteView data, const crypto::PinAuth& pin) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   return Retry(
       [&] { return CreateChild(SealTemplate({}, true), data, pin.seal.view(), "TPM2_Create (seal)"); });
 }
 
 std::optional<Secret> Tpm::UnsealWithAuth(const SealedBlob& blob, const crypto::PinAuth& pin) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   return Retry([&]() -> std::optional<Secret> {
     MakeRoomForObject(false);
     TpmObject object = Load(blob);
@@ -165,16 +186,60 @@ std::optional<Secret> Tpm::UnsealWithAuth(const SealedBlob& blob, const crypto::
   });
 }
 
-// An NV index's name, from TPM2_NV_ReadPublic (no session; ESAPI hashes it).
-Bytes Tpm::NvName(uint32_t index) {
-  ESYS_TR tr = ESYS_TR_NONE;
-  Check(Esys_TR_FromTPMPublic(ctx_, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &tr),
-        "TPM2_NV_ReadPublic");
-  Handle nv(ctx_, tr, Handle::Kind::kClose);
-  TPM2B_NAME* raw = nullptr;
-  Check(Esys_TR_GetName(ctx_, tr, &raw), "Esys_TR_GetName");
-  EsysPtr<TPM2B_NAME> name(raw);
-  return Bytes(name->name, name->name + name->size);
+namespace {
+// The counter's write policy: TPM2_PolicyCommandCode(NV_Write) then
+// TPM2_PolicyAuthValue (Part 3, 23.11 and 23.19), i.e. only a holder of the
+// index's own auth (the PIN's nv value) may write it.
+Bytes PinWritePolicy() {
+  auto extend = [](const Bytes& digest, std::initializer_list<Bytes> parts) {
+    Bytes in = digest;
+    for (const Bytes& p : parts) in.insert(in.end(), p.begin(), p.end());
+    return crypto::Sha256(in);
+  };
+  Bytes d(32, 0);
+  d = extend(d, {EncodeBe32(TPM2_CC_PolicyCommandCode), EncodeBe32(TPM2_CC_NV_Write)});
+  return extend(d, {EncodeBe32(TPM2_CC_PolicyAuthValue)});
+}
+
+// PIN_FAIL, NO_DA, readable with the owner authorization, written only
+// through its policy (the TPM forbids AUTHWRITE on PIN indices). Earlier
+// versions had OWNERWRITE, which let whoever holds the (usually empty) owner
+// authorization reset it.
+TPMS_NV_PUBLIC PinCounterPublic(uint32_t index, bool legacy, bool written) {
+  TPMS_NV_PUBLIC p{};
+  p.nvIndex = index;
+  p.nameAlg = TPM2_ALG_SHA256;
+  p.attributes = (TPM2_NT_PIN_FAIL << TPMA_NV_TPM2_NT_SHIFT) | TPMA_NV_OWNERREAD | TPMA_NV_NO_DA |
+                 (legacy ? TPMA_NV_OWNERWRITE : TPMA_NV_POLICYWRITE) |
+                 (written ? TPMA_NV_WRITTEN : 0);
+  if (!legacy) SetBuffer(p.authPolicy, PinWritePolicy());
+  p.dataSize = sizeof(TPMS_NV_PIN_COUNTER_PARAMETERS);
+  return p;
+}
+
+Bytes PolicyOf(const SealedBlob& seal) {
+  TPM2B_PUBLIC pub{};
+  size_t off = 0;
+  if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(seal.pub.data(), seal.pub.size(), &off, &pub) !=
+      TSS2_RC_SUCCESS)
+    throw TpmError("sealed blob public part is malformed", TSS2_MU_RC_BAD_SIZE);
+  return Bytes(pub.publicArea.authPolicy.buffer,
+               pub.publicArea.authPolicy.buffer + pub.publicArea.authPolicy.size);
+}
+}  // namespace
+
+Bytes Tpm::PinCounterName(uint32_t index, bool legacy) {
+  return NvNameOf(PinCounterPublic(index, legacy, true));
+}
+
+Bytes Tpm::PinCounterNameFor(uint32_t index, const SealedBlob& seal) {
+  const Bytes policy = PolicyOf(seal);
+  for (bool legacy : {false, true}) {
+    Bytes name = PinCounterName(index, legacy);
+    if (PinPolicy(name) == policy) return name;
+  }
+  throw TpmError("the PIN seal is not bound to its PIN counter (the token record is damaged)",
+                 TPM2_RC_POLICY_FAIL);
 }
 
 // TPM2_PolicySecret(nv) then TPM2_PolicyAuthValue, computed in software from
@@ -194,18 +259,15 @@ Bytes Tpm::PinPolicy(ByteView nv_name) {
 }
 
 void Tpm::DefinePinCounter(uint32_t index, const crypto::PinAuth& pin, uint32_t limit) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   Retry([&] {
     TSS2_SYS_CONTEXT* sys = Sys();
     TPM2B_AUTH auth{};
     SetBuffer(auth, pin.nv.view());
     TPM2B_NV_PUBLIC info{};
-    info.nvPublic.nvIndex = index;
-    info.nvPublic.nameAlg = TPM2_ALG_SHA256;
-    info.nvPublic.attributes = (TPM2_NT_PIN_FAIL << TPMA_NV_TPM2_NT_SHIFT) | TPMA_NV_OWNERWRITE |
-                               TPMA_NV_OWNERREAD | TPMA_NV_NO_DA;
-    info.nvPublic.dataSize = sizeof(TPMS_NV_PIN_COUNTER_PARAMETERS);
+    info.nvPublic = PinCounterPublic(index, false, false);
     FastSession& session = Fast();
+    const ResponseWipe wipe(*sys_);  // the command held the (encrypted) auth
     const TSS2_RC prc = Tss2_Sys_NV_DefineSpace_Prepare(sys, TPM2_RH_OWNER, &auth, &info);
     Wipe(&auth, sizeof auth);
     Check(prc, "TPM2_NV_DefineSpace prepare");
@@ -216,13 +278,38 @@ void Tpm::DefinePinCounter(uint32_t index, const crypto::PinAuth& pin, uint32_t 
     TPM2B_MAX_NV_BUFFER data{};
     const Bytes init = Concat(EncodeBe32(0), EncodeBe32(limit));
     SetBuffer(data, init);
-    // Names first: ESAPI shares the system context, so nothing may run
-    // between a Prepare and its Execute.
-    const Bytes names = Concat(HandleName(TPM2_RH_OWNER), NvName(index));
-    FastSession& write_session = Fast();
-    Check(Tss2_Sys_NV_Write_Prepare(sys, TPM2_RH_OWNER, index, &data, 0), "TPM2_NV_Write prepare");
-    RunFast(write_session, TPM2_CC_NV_Write, names, owner_auth_.view(), false,
+    // The first write goes through the index's policy with the PIN's nv
+    // value, in a salted policy session (the HMAC over that value must not
+    // be searchable by whoever watches the bus). If it fails, the index just
+    // defined goes again (written or not: the answer may have been lost).
+    const Bytes name = NvNameOf(info.nvPublic);
+    try {
+      std::unique_ptr<FastSession> policy =
+          FastSession::Start(sys, primary_handle_, primary_x_, primary_y_, TPM2_SE_POLICY);
+      Check(Tss2_Sys_PolicyCommandCode(sys, policy->handle(), nullptr, TPM2_CC_NV_Write, nullptr),
+            "TPM2_PolicyCommandCode");
+      Check(Tss2_Sys_PolicyAuthValue(sys, policy->handle(), nullptr, nullptr),
+            "TPM2_PolicyAuthValue");
+      Check(Tss2_Sys_NV_Write_Prepare(sys, index, index, &data, 0), "TPM2_NV_Write prepare");
+      Check(policy->Execute(TPM2_CC_NV_Write, Concat(name, name), pin.nv.view(), false, false,
+                            false, sys_.get()),
             "TPM2_NV_Write (PIN counter)");
+    } catch (const TpmError&) {
+      fast_.reset();
+      for (const Bytes& n : {name, PinCounterName(index)}) {
+        try {
+          FastSession& undo = Fast();
+          Check(Tss2_Sys_NV_UndefineSpace_Prepare(Sys(), TPM2_RH_OWNER, index),
+                "TPM2_NV_UndefineSpace prepare");
+          RunFast(undo, TPM2_CC_NV_UndefineSpace, Concat(HandleName(TPM2_RH_OWNER), n),
+                  owner_auth_.view(), false, "TPM2_NV_UndefineSpace (PIN counter)");
+          break;
+        } catch (const std::exception& e) {
+          log::Debug("removing the half-made PIN counter: ", e.what());
+        }
+      }
+      throw;
+    }
     Check(Tss2_Sys_NV_Write_Complete(sys), "TPM2_NV_Write complete");
     return 0;
   });
@@ -230,14 +317,24 @@ void Tpm::DefinePinCounter(uint32_t index, const crypto::PinAuth& pin, uint32_t 
 
 void Tpm::UndefinePinCounter(uint32_t index) {
   if (index == 0) return;  // a role without a counter (the DA fallback)
-  std::lock_guard lock(mu_);
-  Bytes name;
-  try {
-    name = NvName(index);
-  } catch (const TpmError& e) {
-    log::Debug("PIN counter ", index, " already gone: ", e.what());
+  auto lock = Enter();
+  // TPM2_NV_ReadPublic cannot be audited without knowing the name it
+  // answers (cpHash covers it), so the answer only chooses between the two
+  // public areas this module defines: anything else is not ours to delete.
+  TPM2B_NV_PUBLIC pub{};
+  TPM2B_NAME answered{};
+  answered.size = sizeof answered.name;
+  const TSS2_RC rrc = Tss2_Sys_NV_ReadPublic(Sys(), index, nullptr, &pub, &answered, nullptr);
+  if (TpmError("", rrc).base() == TPM2_RC_HANDLE) {
+    log::Debug("PIN counter ", index, " already gone");
     return;
   }
+  Check(rrc, "TPM2_NV_ReadPublic (PIN counter)");
+  const Bytes name = NvNameOf(pub.nvPublic);
+  if (name != PinCounterName(index, false) && name != PinCounterName(index, true) &&
+      name != NvNameOf(PinCounterPublic(index, false, false)))
+    throw TpmError("NV index 0x" + Hex(EncodeBe32(index)) + " is not a PIN counter of this module",
+                   TPM2_RC_NV_AUTHORIZATION);
   TSS2_SYS_CONTEXT* sys = Sys();
   FastSession& session = Fast();
   Check(Tss2_Sys_NV_UndefineSpace_Prepare(sys, TPM2_RH_OWNER, index),
@@ -247,44 +344,38 @@ void Tpm::UndefinePinCounter(uint32_t index) {
   Check(Tss2_Sys_NV_UndefineSpace_Complete(sys), "TPM2_NV_UndefineSpace complete");
 }
 
-PinCounter Tpm::ReadPinCounter(uint32_t index) {
-  std::lock_guard lock(mu_);
-  TSS2_SYS_CONTEXT* sys = Sys();
-  TPM2B_MAX_NV_BUFFER data{};
-  data.size = sizeof data.buffer;
-  if (owner_auth_.empty()) {
-    // With the usual empty owner auth a password session carries no secret
-    // and saves the session's work.
-    TSS2L_SYS_AUTH_COMMAND cmd{};
-    cmd.count = 1;
-    cmd.auths[0].sessionHandle = TPM2_RH_PW;
-    Check(Tss2_Sys_NV_Read(sys, TPM2_RH_OWNER, index, &cmd, 8, 0, &data, nullptr),
-          "TPM2_NV_Read (PIN counter)");
-  } else {
-    const Bytes names = Concat(HandleName(TPM2_RH_OWNER), NvName(index));
+// In the module session even with an empty owner authorization: the
+// response HMAC proves the count is the TPM's.
+PinCounter Tpm::ReadPinCounter(uint32_t index, const SealedBlob& seal) {
+  auto lock = Enter();
+  const Bytes names = Concat(HandleName(TPM2_RH_OWNER), PinCounterNameFor(index, seal));
+  return Retry([&] {
+    TSS2_SYS_CONTEXT* sys = Sys();
+    TPM2B_MAX_NV_BUFFER data{};
+    data.size = sizeof data.buffer;
     FastSession& session = Fast();
     Check(Tss2_Sys_NV_Read_Prepare(sys, TPM2_RH_OWNER, index, 8, 0), "TPM2_NV_Read prepare");
     RunFast(session, TPM2_CC_NV_Read, names, owner_auth_.view(), false,
             "TPM2_NV_Read (PIN counter)");
     Check(Tss2_Sys_NV_Read_Complete(sys, &data), "TPM2_NV_Read complete");
-  }
-  if (data.size != 8) throw TpmError("PIN counter has the wrong size", TSS2_MU_RC_BAD_SIZE);
-  return {DecodeBe32(ByteView(data.buffer, 4)), DecodeBe32(ByteView(data.buffer + 4, 4))};
+    if (data.size != 8) throw TpmError("PIN counter has the wrong size", TSS2_MU_RC_BAD_SIZE);
+    return PinCounter{DecodeBe32(ByteView(data.buffer, 4)), DecodeBe32(ByteView(data.buffer + 4, 4))};
+  });
 }
 
 SealedBlob Tpm::SealForPin(ByteView data, uint32_t index, const crypto::PinAuth& pin) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   return Retry([&] {
-    const Bytes policy = PinPolicy(NvName(index));
-    return CreateChild(SealTemplate(policy), data, pin.seal.view(), "TPM2_Create (seal)");
+    const Bytes policy = PinPolicy(PinCounterName(index));
+    return CreateChild(SealTemplate(policy, true), data, pin.seal.view(), "TPM2_Create (seal)");
   });
 }
 
 std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
                                          const crypto::PinAuth& pin) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   return Retry([&]() -> std::optional<Secret> {
-    const Bytes nv_name = NvName(index);
+    const Bytes nv_name = PinCounterNameFor(index, blob);
     Primary();
     TSS2_SYS_CONTEXT* sys = Sys();
     // A salted policy session: it will carry the unsealed key back encrypted.
@@ -304,9 +395,11 @@ std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
           "TPM2_PolicySecret prepare");
     const TSS2_RC rc = session.Execute(TPM2_CC_PolicySecret,
                                        Concat(nv_name, HandleName(policy->handle())),
-                                       pin.nv.view(), false);
+                                       pin.nv.view(), false, false, false, sys_.get());
     if (rc != TSS2_RC_SUCCESS) {
-      fast_.reset();  // a failed command leaves the nonces as they were; start afresh anyway
+      // Whatever failed, the nonces may be out of step: a later PolicySecret
+      // with the right PIN in this session would fail and count.
+      fast_.reset();
       if (IsAuthFailure(rc)) return std::nullopt;
       throw TpmError("TPM2_PolicySecret (PIN)", rc);
     }

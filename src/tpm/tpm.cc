@@ -2,7 +2,6 @@
 
 #include <tss2/tss2_mu.h>
 #include <tss2/tss2_rc.h>
-#include <tss2/tss2_tctildr.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -12,6 +11,7 @@
 #include "crypto/ossl.h"
 #include "tpm/fast_session.h"
 #include "tpm/tpm_util.h"
+#include "tpm/transport.h"
 #include "util/log.h"
 
 namespace tpmtoken::tpm {
@@ -77,57 +77,96 @@ TSS2_RC TpmError::base() const {
   return (tpm & TPM2_RC_FMT1) ? (tpm & 0xBF) : tpm;
 }
 
-Handle& Handle::operator=(Handle&& o) noexcept {
-  if (this != &o) {
-    Reset();
-    ctx_ = o.ctx_;
-    tr_ = o.tr_;
-    kind_ = o.kind_;
-    o.tr_ = ESYS_TR_NONE;
-  }
-  return *this;
+Bytes NameOf(const TPMT_PUBLIC& pub) {
+  Bytes buf(sizeof(TPMT_PUBLIC));
+  size_t off = 0;
+  Check(Tss2_MU_TPMT_PUBLIC_Marshal(&pub, buf.data(), buf.size(), &off), "marshal public area");
+  buf.resize(off);
+  Bytes name = {0x00, 0x0B};  // TPM2_ALG_SHA256
+  const Bytes h = crypto::Sha256(buf);
+  name.insert(name.end(), h.begin(), h.end());
+  return name;
 }
 
-void Handle::Reset() {
-  if (tr_ == ESYS_TR_NONE || !ctx_) return;
-  const TSS2_RC rc = kind_ == Kind::kFlush ? Esys_FlushContext(ctx_, tr_) : Esys_TR_Close(ctx_, &tr_);
-  if (rc != TSS2_RC_SUCCESS) log::Debug("releasing a TPM handle: ", Tss2_RC_Decode(rc));
-  tr_ = ESYS_TR_NONE;
+Bytes NvNameOf(const TPMS_NV_PUBLIC& pub) {
+  Bytes buf(sizeof(TPMS_NV_PUBLIC));
+  size_t off = 0;
+  Check(Tss2_MU_TPMS_NV_PUBLIC_Marshal(&pub, buf.data(), buf.size(), &off), "marshal NV public");
+  buf.resize(off);
+  Bytes name = {0x00, 0x0B};
+  const Bytes h = crypto::Sha256(buf);
+  name.insert(name.end(), h.begin(), h.end());
+  return name;
 }
+
+Tpm::Tpm() = default;
 
 std::unique_ptr<Tpm> Tpm::Open(const std::string& tcti, const std::string& owner_auth,
-                               uint32_t primary_handle) {
+                               uint32_t primary_handle, int timeout_ms) {
   std::unique_ptr<Tpm> t(new Tpm());
   t->persistent_primary_ = primary_handle;
-  Check(Tss2_TctiLdr_Initialize(tcti.c_str(), &t->tcti_), ("TCTI '" + tcti + "'").c_str());
-  Check(Esys_Initialize(&t->ctx_, t->tcti_, nullptr), "Esys_Initialize");
+  t->transport_ = Transport::Open(tcti, timeout_ms);
+  t->sys_ = std::make_unique<SysContext>(t->transport_->tcti());
   t->owner_auth_ = Secret(View(owner_auth));
   t->has_rm_ = !IsSimulatorTcti(tcti) && tcti.find("/dev/tpm0") == std::string::npos;
   if (IsSimulatorTcti(tcti)) {
     // A bare simulator may not have been started; a started one answers
     // TPM2_RC_INITIALIZE, which is fine.
-    const TSS2_RC rc = Esys_Startup(t->ctx_, TPM2_SU_CLEAR);
-    if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE)
+    const TSS2_RC rc = Tss2_Sys_Startup(t->Sys(), TPM2_SU_CLEAR);
+    if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) {
+      if (t->transport_->broken()) throw TpmError("TPM2_Startup", rc);
       log::Debug("TPM2_Startup: ", Tss2_RC_Decode(rc));
+    }
   }
   t->ReadFixedProperties();
   return t;
 }
 
 Tpm::~Tpm() {
-  FlushCached();
-  if (ctx_) Esys_Finalize(&ctx_);
-  if (tcti_) Tss2_TctiLdr_Finalize(&tcti_);
+  try {
+    FlushCached();
+  } catch (...) {
+  }
 }
 
-void Tpm::ReadFixedProperties() {
+std::unique_lock<std::mutex> Tpm::Enter() {
+  std::unique_lock lock(mu_);
+  if (transport_->broken()) transport_->Reconnect();
+  if (transport_->generation() != generation_) {
+    generation_ = transport_->generation();
+    // A resource manager flushed what the old connection loaded; a bare TPM
+    // still holds it (our handles stay valid, the session was dropped).
+    if (has_rm_) {
+      if (fast_) fast_->Abandon();
+      fast_.reset();
+      for (auto& k : keys_) k->object.Release();
+      keys_.clear();
+      primary_.Release();
+      primary_loaded_ = false;
+    }
+  }
+  sys_->Reset();
+  return lock;
+}
+
+namespace {
+// Capability data from a response: the count is bounded by tpm2-tss's
+// unmarshalling (at most the array size).
+TPMS_CAPABILITY_DATA GetCapability(TSS2_SYS_CONTEXT* sys, TPM2_CAP cap, UINT32 property,
+                                   UINT32 count, const char* what) {
   TPMI_YES_NO more = TPM2_NO;
-  TPMS_CAPABILITY_DATA* raw = nullptr;
-  Check(Esys_GetCapability(ctx_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES,
-                           TPM2_PT_FIXED, TPM2_MAX_TPM_PROPERTIES, &more, &raw),
-        "TPM2_GetCapability");
-  EsysPtr<TPMS_CAPABILITY_DATA> caps(raw);
-  std::string vendor(16, '\0');
+  TPMS_CAPABILITY_DATA data{};
+  Check(Tss2_Sys_GetCapability(sys, nullptr, cap, property, count, &more, &data, nullptr), what);
+  if (data.capability != cap) throw TpmError(std::string(what) + ": another capability came back",
+                                             TSS2_SYS_RC_MALFORMED_RESPONSE);
+  return data;
+}
+}  // namespace
+
+void Tpm::ReadFixedProperties() {
+  const TPMS_CAPABILITY_DATA caps =
+      GetCapability(Sys(), TPM2_CAP_TPM_PROPERTIES, TPM2_PT_FIXED, TPM2_MAX_TPM_PROPERTIES,
+                    "TPM2_GetCapability");
   auto chars = [](uint32_t v) {
     std::string s;
     for (int shift = 24; shift >= 0; shift -= 8) {
@@ -136,7 +175,7 @@ void Tpm::ReadFixedProperties() {
     }
     return s;
   };
-  const auto& props = caps->data.tpmProperties;
+  const auto& props = caps.data.tpmProperties;
   for (UINT32 i = 0; i < props.count; ++i) {
     const uint32_t v = props.tpmProperty[i].value;
     switch (props.tpmProperty[i].property) {
@@ -164,85 +203,114 @@ void Tpm::ReadFixedProperties() {
 // session and try once more.
 void Tpm::RecoverTransientMemory() {
   for (TPM2_HANDLE first : {TPM2_TRANSIENT_FIRST, TPM2_LOADED_SESSION_FIRST}) {
-    TPMI_YES_NO more = TPM2_NO;
-    TPMS_CAPABILITY_DATA* raw = nullptr;
-    if (Esys_GetCapability(ctx_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES, first,
-                           TPM2_MAX_CAP_HANDLES, &more, &raw) != TSS2_RC_SUCCESS)
+    TPMS_CAPABILITY_DATA caps{};
+    try {
+      caps = GetCapability(Sys(), TPM2_CAP_HANDLES, first, TPM2_MAX_CAP_HANDLES,
+                           "TPM2_GetCapability (handles)");
+    } catch (const TpmError&) {
       continue;
-    EsysPtr<TPMS_CAPABILITY_DATA> caps(raw);
-    for (UINT32 i = 0; i < caps->data.handles.count; ++i) {
-      ESYS_TR tr = ESYS_TR_NONE;
-      if (Esys_TR_FromTPMPublic(ctx_, caps->data.handles.handle[i], ESYS_TR_NONE, ESYS_TR_NONE,
-                                ESYS_TR_NONE, &tr) == TSS2_RC_SUCCESS)
-        Esys_FlushContext(ctx_, tr);
     }
+    for (UINT32 i = 0; i < caps.data.handles.count; ++i)
+      Tss2_Sys_FlushContext(Sys(), caps.data.handles.handle[i]);
   }
   log::Warn("the TPM was full of objects left by another process; flushed them");
 }
 
-
-void Tpm::SetOwnerAuth() {
-  TPM2B_AUTH owner{};
-  SetBuffer(owner, owner_auth_.view());
-  Check(Esys_TR_SetAuth(ctx_, ESYS_TR_RH_OWNER, &owner), "Esys_TR_SetAuth");
-  Wipe(&owner, sizeof owner);
+namespace {
+// The public area the TPM answered for the storage primary must be the one
+// the template asked for: the same type, name algorithm, attributes and
+// parameters, no policy, and a P-256 point (checked on the curve when the
+// session is salted to it).
+bool MatchesTemplate(const TPMT_PUBLIC& got, const TPMT_PUBLIC& want) {
+  const auto& g = got.parameters.eccDetail;
+  const auto& w = want.parameters.eccDetail;
+  return got.type == want.type && got.nameAlg == want.nameAlg &&
+         got.objectAttributes == want.objectAttributes && got.authPolicy.size == 0 &&
+         g.symmetric.algorithm == w.symmetric.algorithm &&
+         g.symmetric.keyBits.aes == w.symmetric.keyBits.aes &&
+         g.symmetric.mode.aes == w.symmetric.mode.aes && g.scheme.scheme == w.scheme.scheme &&
+         g.curveID == w.curveID && g.kdf.scheme == w.kdf.scheme &&
+         got.unique.ecc.x.size == 32 && got.unique.ecc.y.size == 32;
 }
+}  // namespace
 
-Handle Tpm::CreatePrimary() {
+// TPM2_CreatePrimary under the owner hierarchy. With an owner password the
+// authorization is an HMAC over it in a session, never the password itself.
+void Tpm::CreatePrimary() {
   TPM2B_SENSITIVE_CREATE sensitive{};
-  TPM2B_PUBLIC in_public = PrimaryTemplate();
+  const TPM2B_PUBLIC in_public = PrimaryTemplate();
   TPM2B_DATA outside{};
   TPML_PCR_SELECTION pcrs{};
-  ESYS_TR tr = ESYS_TR_NONE;
-  SetOwnerAuth();
-  TPM2B_PUBLIC* out_public = nullptr;
-  TPM2B_CREATION_DATA* creation = nullptr;
-  TPM2B_DIGEST* creation_hash = nullptr;
-  TPMT_TK_CREATION* ticket = nullptr;
-  const TSS2_RC rc = Esys_CreatePrimary(ctx_, ESYS_TR_RH_OWNER, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                                        ESYS_TR_NONE, &sensitive, &in_public, &outside, &pcrs, &tr,
-                                        &out_public, &creation, &creation_hash, &ticket);
-  if (rc == TSS2_RC_SUCCESS) {
-    const auto& ecc = out_public->publicArea.unique.ecc;
-    primary_x_.assign(ecc.x.buffer, ecc.x.buffer + ecc.x.size);
-    primary_y_.assign(ecc.y.buffer, ecc.y.buffer + ecc.y.size);
+  TPM2_HANDLE handle = 0;
+  TPM2B_PUBLIC out_public{};
+  TPM2B_CREATION_DATA creation{};
+  TPM2B_DIGEST creation_hash{};
+  creation_hash.size = sizeof creation_hash.buffer;
+  TPMT_TK_CREATION ticket{};
+  TPM2B_NAME name{};
+  name.size = sizeof name.name;
+  TSS2_SYS_CONTEXT* sys = Sys();
+  TSS2_RC rc;
+  if (owner_auth_.empty()) {
+    TSS2L_SYS_AUTH_COMMAND cmd{};
+    cmd.count = 1;
+    cmd.auths[0].sessionHandle = TPM2_RH_PW;
+    rc = Tss2_Sys_CreatePrimary(sys, TPM2_RH_OWNER, &cmd, &sensitive, &in_public, &outside, &pcrs,
+                                &handle, &out_public, &creation, &creation_hash, &ticket, &name,
+                                nullptr);
+  } else {
+    // No storage key is known yet to salt to: an unsalted HMAC session keeps
+    // the owner password off the bus (DESIGN.md; see README for what a bus
+    // attacker can still try against a weak one).
+    std::unique_ptr<FastSession> hmac = FastSession::Start(sys, 0, {}, {});
+    Check(Tss2_Sys_CreatePrimary_Prepare(sys, TPM2_RH_OWNER, &sensitive, &in_public, &outside,
+                                         &pcrs),
+          "TPM2_CreatePrimary prepare");
+    rc = hmac->Execute(TPM2_CC_CreatePrimary, HandleName(TPM2_RH_OWNER), owner_auth_.view(), false);
+    if (rc == TSS2_RC_SUCCESS)
+      rc = Tss2_Sys_CreatePrimary_Complete(sys, &handle, &out_public, &creation, &creation_hash,
+                                           &ticket, &name);
   }
-  Esys_Free(out_public);
-  Esys_Free(creation);
-  Esys_Free(creation_hash);
-  Esys_Free(ticket);
   const TSS2_RC base = TpmError("", rc).base();
   if (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL)
     throw TpmError("the TPM refused the owner authorization for TPM2_CreatePrimary (set owner_auth "
                    "in tpmtoken.conf to the owner hierarchy's password, or primary_handle to a "
                    "persistent storage key)", rc);
   Check(rc, "TPM2_CreatePrimary (storage primary under the owner hierarchy)");
-  return Handle(ctx_, tr, Handle::Kind::kFlush);
+  primary_ = TpmObject(sys, handle, {});
+  if (!MatchesTemplate(out_public.publicArea, in_public.publicArea))
+    throw PrimaryMismatch(
+        "the TPM answered TPM2_CreatePrimary with a key that does not match the storage "
+        "primary's template: something between the module and the TPM altered it");
+  const auto& ecc = out_public.publicArea.unique.ecc;
+  primary_x_.assign(ecc.x.buffer, ecc.x.buffer + ecc.x.size);
+  primary_y_.assign(ecc.y.buffer, ecc.y.buffer + ecc.y.size);
+  primary_name_ = NameOf(out_public.publicArea);
 }
 
 // A storage key the platform provisioned (e.g. the TCG SRK at 0x81000001):
 // no owner authorization is needed to use it. The module's sessions are
 // salted to it, so it must be an ECC P-256 restricted decryption key with
 // SHA-256 as its name algorithm.
-Handle Tpm::PersistentPrimary() {
+void Tpm::PersistentPrimary() {
   char where[64];
   std::snprintf(where, sizeof where, "primary_handle 0x%08x", persistent_primary_);
-  ESYS_TR tr = ESYS_TR_NONE;
-  const TSS2_RC rc = Esys_TR_FromTPMPublic(ctx_, persistent_primary_, ESYS_TR_NONE, ESYS_TR_NONE,
-                                           ESYS_TR_NONE, &tr);
+  TPM2B_PUBLIC pub{};
+  TPM2B_NAME name{};
+  name.size = sizeof name.name;
+  TPM2B_NAME qualified{};
+  qualified.size = sizeof qualified.name;
+  const TSS2_RC rc =
+      Tss2_Sys_ReadPublic(Sys(), persistent_primary_, nullptr, &pub, &name, &qualified, nullptr);
   if (rc != TSS2_RC_SUCCESS)
     throw TpmError(std::string(where) + " holds no key (TPM2_ReadPublic; tpm2_getcap "
                    "handles-persistent lists them)", rc);
-  Handle h(ctx_, tr, Handle::Kind::kClose);
-  TPM2B_PUBLIC* raw = nullptr;
-  Check(Esys_ReadPublic(ctx_, tr, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &raw, nullptr, nullptr),
-        "TPM2_ReadPublic (primary_handle)");
-  EsysPtr<TPM2B_PUBLIC> pub(raw);
-  const TPMT_PUBLIC& p = pub->publicArea;
+  const TPMT_PUBLIC& p = pub.publicArea;
   const TPMA_OBJECT need = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
   if (p.type != TPM2_ALG_ECC || p.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256 ||
       p.nameAlg != TPM2_ALG_SHA256 || (p.objectAttributes & need) != need ||
-      (p.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT))
+      (p.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT) || p.unique.ecc.x.size != 32 ||
+      p.unique.ecc.y.size != 32)
     throw std::runtime_error(std::string(where) +
                              " is not an ECC P-256 storage key with SHA-256 names (create one "
                              "with tpm2_createprimary -C o -G ecc256:aes128cfb and persist it "
@@ -252,33 +320,49 @@ Handle Tpm::PersistentPrimary() {
               "nothing under it loads (persist a storage key with the noda attribute)");
   primary_x_.assign(p.unique.ecc.x.buffer, p.unique.ecc.x.buffer + p.unique.ecc.x.size);
   primary_y_.assign(p.unique.ecc.y.buffer, p.unique.ecc.y.buffer + p.unique.ecc.y.size);
-  return h;
+  primary_name_ = NameOf(p);
 }
 
-bool Tpm::OwnerAuthSet() {
-  for (const TPMS_TAGGED_PROPERTY& p : VarProperties())
-    if (p.property == TPM2_PT_PERMANENT) return (p.value & TPMA_PERMANENT_OWNERAUTHSET) != 0;
-  return false;
-}
-
-const Handle& Tpm::Primary() {
-  if (!primary_) {
-    primary_ = std::make_unique<Handle>(persistent_primary_ ? PersistentPrimary()
-                                                            : CreatePrimary());
-    Check(Esys_TR_GetTpmHandle(ctx_, primary_->get(), &primary_handle_), "Esys_TR_GetTpmHandle");
-    TPM2B_NAME* name = nullptr;
-    Check(Esys_TR_GetName(ctx_, primary_->get(), &name), "Esys_TR_GetName");
-    primary_name_.assign(name->name, name->name + name->size);
-    Esys_Free(name);
+void Tpm::Primary() {
+  if (primary_loaded_) return;
+  primary_x_.clear();
+  primary_y_.clear();
+  if (persistent_primary_) {
+    PersistentPrimary();
+    primary_handle_ = persistent_primary_;
+  } else {
+    CreatePrimary();
+    primary_handle_ = primary_.handle();
   }
-  return *primary_;
+  if (!pinned_name_.empty() && pinned_name_ != primary_name_) {
+    primary_.Reset();
+    throw PrimaryMismatch(
+        "the TPM's storage key does not match the one this store was made with: another TPM, a "
+        "cleared TPM, or something between the module and the TPM substituting it (nothing "
+        "secret was sent)");
+  }
+  primary_loaded_ = true;
 }
 
-TSS2_SYS_CONTEXT* Tpm::Sys() {
-  TSS2_SYS_CONTEXT* sys = nullptr;
-  Check(Esys_GetSysContext(ctx_, &sys), "Esys_GetSysContext");
-  return sys;
+Bytes Tpm::PrimaryName() {
+  auto lock = Enter();
+  Primary();
+  return primary_name_;
 }
+
+void Tpm::PinPrimary(ByteView name) {
+  auto lock = Enter();
+  pinned_name_.assign(name.begin(), name.end());
+  if (primary_loaded_ && pinned_name_ != primary_name_) {
+    fast_.reset();
+    keys_.clear();
+    primary_.Reset();
+    primary_loaded_ = false;
+    Primary();  // throws PrimaryMismatch
+  }
+}
+
+TSS2_SYS_CONTEXT* Tpm::Sys() { return sys_->get(); }
 
 FastSession& Tpm::Fast() {
   if (!fast_) {
@@ -289,12 +373,20 @@ FastSession& Tpm::Fast() {
 }
 
 void Tpm::RunFast(FastSession& session, TPM2_CC command, ByteView names, ByteView auth,
-                  bool decrypt_response, const char* what, bool encrypt_command) {
-  const TSS2_RC rc = session.Execute(command, names, auth, decrypt_response, encrypt_command);
+                  bool decrypt_response, const char* what, bool encrypt_command, bool audit) {
+  const TSS2_RC rc =
+      session.Execute(command, names, auth, decrypt_response, encrypt_command, audit, sys_.get());
   if (rc != TSS2_RC_SUCCESS) {
+    // Whatever failed (the TPM, the bus, the response HMAC), the nonces may
+    // no longer be in step with the TPM's: a later command in this session
+    // would fail its HMAC, and on a PIN counter count as a wrong PIN.
     if (&session == fast_.get()) fast_.reset();
     throw TpmError(what, rc);
   }
+}
+
+void Tpm::RunAudited(TPM2_CC command, bool decrypt_response, const char* what) {
+  RunFast(Fast(), command, {}, {}, decrypt_response, what, false, true);
 }
 
 TpmObject& TpmObject::operator=(TpmObject&& o) noexcept {
@@ -309,8 +401,11 @@ TpmObject& TpmObject::operator=(TpmObject&& o) noexcept {
 }
 
 void TpmObject::Reset() {
-  if (handle_ && sys_ && Tss2_Sys_FlushContext(sys_, handle_) != TSS2_RC_SUCCESS)
-    log::Debug("flushing a TPM object failed");
+  if (handle_ && sys_) {
+    ResetSys(sys_);  // this may run while an error unwinds mid-command
+    if (Tss2_Sys_FlushContext(sys_, handle_) != TSS2_RC_SUCCESS)
+      log::Debug("flushing a TPM object failed");
+  }
   handle_ = 0;
 }
 
@@ -336,7 +431,12 @@ TpmObject Tpm::Load(const SealedBlob& blob) {
   TPM2B_NAME name{};
   name.size = sizeof name.name;
   Check(Tss2_Sys_Load_Complete(sys, &handle, &name), "TPM2_Load complete");
-  return TpmObject(sys, handle, Bytes(name.name, name.name + name.size));
+  TpmObject object(sys, handle, NameOf(pub.publicArea));
+  // The name enters every later HMAC; the TPM's must be the one we compute.
+  if (ByteView(name.name, name.size).size() != object.name().size() ||
+      !std::equal(object.name().begin(), object.name().end(), name.name))
+    throw TpmError("TPM2_Load answered another object's name", TSS2_SYS_RC_MALFORMED_RESPONSE);
+  return object;
 }
 
 // TPM2_Create under the primary, with data and auth value in inSensitive,
@@ -351,6 +451,7 @@ SealedBlob Tpm::CreateChild(const TPM2B_PUBLIC& tmpl, ByteView data, ByteView au
   Primary();
   TSS2_SYS_CONTEXT* sys = Sys();
   FastSession& session = Fast();
+  const ResponseWipe wipe(*sys_);  // the command held the sensitive area
   const TSS2_RC prc = Tss2_Sys_Create_Prepare(sys, primary_handle_, &sensitive, &tmpl, &outside,
                                               &pcrs);
   Wipe(&sensitive, sizeof sensitive);
@@ -365,6 +466,15 @@ SealedBlob Tpm::CreateChild(const TPM2B_PUBLIC& tmpl, ByteView data, ByteView au
   Check(Tss2_Sys_Create_Complete(sys, priv.get(), pub.get(), creation.get(), creation_hash.get(),
                                  ticket.get()),
         "TPM2_Create complete");
+  // The object must be the one asked for (the TPM fills in only unique).
+  const TPMT_PUBLIC& got = pub->publicArea;
+  const TPMT_PUBLIC& want = tmpl.publicArea;
+  if (got.type != want.type || got.nameAlg != want.nameAlg ||
+      got.objectAttributes != want.objectAttributes || got.authPolicy.size != want.authPolicy.size ||
+      !std::equal(want.authPolicy.buffer, want.authPolicy.buffer + want.authPolicy.size,
+                  got.authPolicy.buffer))
+    throw TpmError(std::string(what) + ": the TPM answered another template",
+                   TSS2_SYS_RC_MALFORMED_RESPONSE);
   return {MarshalPublic(*pub), MarshalPrivate(*priv)};
 }
 
@@ -372,7 +482,7 @@ SealedBlob Tpm::CreateChild(const TPM2B_PUBLIC& tmpl, ByteView data, ByteView au
 Secret Tpm::UnsealLoaded(FastSession& session, const TpmObject& object, ByteView auth) {
   TSS2_SYS_CONTEXT* sys = Sys();
   Check(Tss2_Sys_Unseal_Prepare(sys, object.handle()), "TPM2_Unseal prepare");
-  const ResponseWipe wipe(sys);
+  const ResponseWipe wipe(*sys_);
   RunFast(session, TPM2_CC_Unseal, object.name(), auth, true, "TPM2_Unseal");
   auto out = std::make_unique<TPM2B_SENSITIVE_DATA>();
   Check(Tss2_Sys_Unseal_Complete(sys, out.get()), "TPM2_Unseal complete");
@@ -382,31 +492,60 @@ Secret Tpm::UnsealLoaded(FastSession& session, const TpmObject& object, ByteView
 }
 
 Bytes Tpm::GetRandom(size_t n) {
-  std::lock_guard lock(mu_);
-  Bytes out;
-  out.reserve(n);
-  while (out.size() < n) {
-    TPM2B_DIGEST* raw = nullptr;
-    const auto want = static_cast<UINT16>(std::min<size_t>(n - out.size(), 32));
-    Check(Esys_GetRandom(ctx_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, want, &raw),
-          "TPM2_GetRandom");
-    EsysPtr<TPM2B_DIGEST> r(raw);
-    out.insert(out.end(), r->buffer, r->buffer + r->size);
+  auto lock = Enter();
+  Secret out(n);
+  size_t have = 0;
+  // A TPM may return fewer bytes than asked (never more); one that keeps
+  // returning none is broken, not slow.
+  for (int empty = 0; have < n;) {
+    const auto want = static_cast<UINT16>(std::min<size_t>(n - have, 32));
+    Retry([&] {
+      TSS2_SYS_CONTEXT* sys = Sys();
+      FastSession& session = Fast();
+      (void)session;
+      const ResponseWipe wipe(*sys_);
+      Check(Tss2_Sys_GetRandom_Prepare(sys, want), "TPM2_GetRandom prepare");
+      RunAudited(TPM2_CC_GetRandom, true, "TPM2_GetRandom");
+      TPM2B_DIGEST r{};
+      Check(Tss2_Sys_GetRandom_Complete(sys, &r), "TPM2_GetRandom complete");
+      if (r.size > want) throw TpmError("TPM2_GetRandom returned more than asked", TPM2_RC_SIZE);
+      std::memcpy(out.data() + have, r.buffer, r.size);
+      have += r.size;
+      if (r.size == 0 && ++empty > 8) throw TpmError("TPM2_GetRandom returns no bytes", TPM2_RC_SIZE);
+      Wipe(&r, sizeof r);
+      return 0;
+    });
   }
-  return out;
+  return Bytes(out.view().begin(), out.view().end());
 }
 
-// TPM2_PT_PERMANENT onwards: the lockout state and the permanent flags.
+// TPM2_PT_PERMANENT onwards: the lockout state and the permanent flags, read
+// in the audit session so the answer is the TPM's.
 std::vector<TPMS_TAGGED_PROPERTY> Tpm::VarProperties() {
-  std::lock_guard lock(mu_);
-  TPMI_YES_NO more = TPM2_NO;
-  TPMS_CAPABILITY_DATA* raw = nullptr;
-  Check(Esys_GetCapability(ctx_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_TPM_PROPERTIES,
-                           TPM2_PT_VAR, TPM2_MAX_TPM_PROPERTIES, &more, &raw),
-        "TPM2_GetCapability (variable properties)");
-  EsysPtr<TPMS_CAPABILITY_DATA> caps(raw);
-  const auto& props = caps->data.tpmProperties;
-  return {props.tpmProperty, props.tpmProperty + props.count};
+  auto lock = Enter();
+  return Retry([&] {
+    TSS2_SYS_CONTEXT* sys = Sys();
+    Fast();
+    Check(Tss2_Sys_GetCapability_Prepare(sys, TPM2_CAP_TPM_PROPERTIES, TPM2_PT_VAR,
+                                         TPM2_MAX_TPM_PROPERTIES),
+          "TPM2_GetCapability prepare");
+    RunAudited(TPM2_CC_GetCapability, false, "TPM2_GetCapability (variable properties)");
+    TPMI_YES_NO more = TPM2_NO;
+    TPMS_CAPABILITY_DATA caps{};
+    Check(Tss2_Sys_GetCapability_Complete(sys, &more, &caps), "TPM2_GetCapability complete");
+    if (caps.capability != TPM2_CAP_TPM_PROPERTIES)
+      throw TpmError("TPM2_GetCapability: another capability came back",
+                     TSS2_SYS_RC_MALFORMED_RESPONSE);
+    const auto& props = caps.data.tpmProperties;
+    return std::vector<TPMS_TAGGED_PROPERTY>(props.tpmProperty, props.tpmProperty + props.count);
+  });
+}
+
+bool Tpm::OwnerAuthSet() {
+  for (const TPMS_TAGGED_PROPERTY& p : VarProperties())
+    if (p.property == TPM2_PT_PERMANENT) return (p.value & TPMA_PERMANENT_OWNERAUTHSET) != 0;
+  throw TpmError("TPM2_GetCapability did not report TPM2_PT_PERMANENT",
+                 TSS2_SYS_RC_MALFORMED_RESPONSE);
 }
 
 DaState Tpm::ReadDaState() {
@@ -425,15 +564,13 @@ DaState Tpm::ReadDaState() {
 }
 
 uint32_t Tpm::FreeNvIndex(uint32_t base, uint32_t avoid) {
-  std::lock_guard lock(mu_);
-  TPMI_YES_NO more = TPM2_NO;
-  TPMS_CAPABILITY_DATA* raw = nullptr;
-  Check(Esys_GetCapability(ctx_, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES, base,
-                           TPM2_MAX_CAP_HANDLES, &more, &raw),
-        "TPM2_GetCapability (NV handles)");
-  EsysPtr<TPMS_CAPABILITY_DATA> caps(raw);
-  std::vector<uint32_t> used(caps->data.handles.handle,
-                             caps->data.handles.handle + caps->data.handles.count);
+  auto lock = Enter();
+  // Not a security decision: a forged list only makes the define fail.
+  const TPMS_CAPABILITY_DATA caps =
+      GetCapability(Sys(), TPM2_CAP_HANDLES, base, TPM2_MAX_CAP_HANDLES,
+                    "TPM2_GetCapability (NV handles)");
+  std::vector<uint32_t> used(caps.data.handles.handle,
+                             caps.data.handles.handle + caps.data.handles.count);
   for (uint32_t h = base; h < base + 0x10000; ++h) {
     if (h == avoid) continue;
     if (std::find(used.begin(), used.end(), h) == used.end()) return h;

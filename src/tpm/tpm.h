@@ -1,17 +1,17 @@
-// The TPM as tpmtoken uses it: one ESAPI context over the TCTI loader and the
-// seal/unseal, PIN-counter and key operations of DESIGN.md. Every command
-// that uses an authorization session runs over the system API in the
-// module's own salted session (fast_session.h), whose crypto lives in the
-// module's private OpenSSL context; ESAPI is used only for commands without
-// sessions. (ESAPI's own session salting calls OpenSSL's default context,
-// which a host may have routed to a PKCS#11 engine: that breaks.) The
-// storage primary, one salted HMAC session and recently used keys stay loaded
-// between calls (a warm sign is one TPM command); on a TPM without a resource
-// manager at most one key stays, so the three object slots of a bare
-// simulator suffice. Everything is flushed when the Tpm is destroyed. Methods
-// are serialized by an internal mutex.
+// The TPM as tpmtoken uses it: the module's own system API context over a
+// time-bounded transport (transport.h), and the seal/unseal, PIN-counter and
+// key operations of DESIGN.md. Every command that carries a secret or whose
+// answer decides something runs in the module's own salted session
+// (fast_session.h), whose crypto lives in the module's private OpenSSL
+// context, with the response HMAC verified (commands without authorization
+// handles use it as an audit session). The salt key, the storage primary, is
+// checked against the name pinned in the store before the first session
+// starts. The storage primary, one salted HMAC session and recently used keys
+// stay loaded between calls (a warm sign is one TPM command); on a TPM
+// without a resource manager at most one key stays, so the three object
+// slots of a bare simulator suffice. Everything is flushed when the Tpm is
+// destroyed. Methods are serialized by an internal mutex.
 #pragma once
-#include <tss2/tss2_esys.h>
 #include <tss2/tss2_sys.h>
 
 #include <cstdint>
@@ -63,8 +63,15 @@ struct TpmInfo {
   uint8_t fw_major = 0, fw_minor = 0;      // from TPM2_PT_FIRMWARE_VERSION_1
 };
 
-class Handle;
 class FastSession;
+class Transport;
+class SysContext;
+
+// The storage key the TPM answered with is not the one the store was made
+// with (Tpm::PinPrimary).
+struct PrimaryMismatch : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 // A transient object loaded over the system API; flushed on release.
 class TpmObject {
@@ -126,8 +133,9 @@ class Tpm {
   // "tabrmd:…"). Throws TpmError naming the TCTI on failure.
   // primary_handle: a persistent ECC P-256 storage key to use as the storage
   // primary (0: create the module's own under the owner hierarchy).
+  // timeout_ms bounds every exchange with the TPM (config tpm_timeout).
   static std::unique_ptr<Tpm> Open(const std::string& tcti, const std::string& owner_auth,
-                                   uint32_t primary_handle = 0);
+                                   uint32_t primary_handle = 0, int timeout_ms = 120000);
   ~Tpm();
   Tpm(const Tpm&) = delete;
   Tpm& operator=(const Tpm&) = delete;
@@ -135,10 +143,21 @@ class Tpm {
   const TpmInfo& info() const { return info_; }
   bool has_resource_manager() const { return has_rm_; }
 
+  // The storage primary's name (nameAlg || H(public)), computed here from
+  // the public area the TPM returned after checking it against the template;
+  // no session is used and nothing secret is sent.
+  Bytes PrimaryName();
+  // From now on the storage primary must have this name (the store's pin):
+  // any other is refused with PrimaryMismatch before a session is salted to it.
+  void PinPrimary(ByteView name);
+
+  // Random bytes from the TPM, in the salted session with the response
+  // encrypted (they are often key material); throws if the TPM keeps
+  // returning nothing.
   Bytes GetRandom(size_t n);
   DaState ReadDaState();
   // Whether the owner hierarchy has an authorization value set
-  // (TPMA_PERMANENT ownerAuthSet).
+  // (TPMA_PERMANENT ownerAuthSet), read in the audit session (verified).
   bool OwnerAuthSet();
   bool owner_auth_known() const { return !owner_auth_.empty(); }
 
@@ -156,9 +175,21 @@ class Tpm {
   // PolicySecret on a PIN_FAIL NV index (whose auth is the PIN's nv value; the
   // TPM counts failures there, outside the dictionary-attack counter) and
   // PolicyAuthValue with the PIN's seal value.
+  // The counter is defined with AUTHWRITE and OWNERREAD, not OWNERWRITE: the
+  // owner authorization cannot rewrite it (its first write uses the PIN's
+  // nv value); reads go through the verified session.
   void DefinePinCounter(uint32_t index, const crypto::PinAuth& pin, uint32_t limit);
   void UndefinePinCounter(uint32_t index);  // missing index is not an error
-  PinCounter ReadPinCounter(uint32_t index);
+  // seal: the role's seal, whose policy names the counter (so the counter's
+  // name is computed, never taken from an unauthenticated answer).
+  PinCounter ReadPinCounter(uint32_t index, const SealedBlob& seal);
+  // The name of a PIN counter as this module defines it (written), current
+  // (AUTHWRITE) or from earlier versions (OWNERWRITE); exposed for tests.
+  static Bytes PinCounterName(uint32_t index, bool legacy = false);
+  // Which of the two a seal's policy is bound to; throws if neither.
+  static Bytes PinCounterNameFor(uint32_t index, const SealedBlob& seal);
+  // TPM2_PolicySecret(nv) then TPM2_PolicyAuthValue (exposed for tests).
+  static Bytes PinPolicy(ByteView nv_name);
   SealedBlob SealForPin(ByteView data, uint32_t index, const crypto::PinAuth& pin);
   // nullopt when the PIN is wrong (the TPM has counted the failure).
   std::optional<Secret> UnsealWithPin(const SealedBlob& blob, uint32_t index,
@@ -201,33 +232,35 @@ class Tpm {
   // Flushes the cached keys only (at logout: their auth values go with it).
   void FlushKeys();
 
-  ESYS_CONTEXT* ctx() { return ctx_; }
-
  private:
-  Tpm() = default;
-  void SetOwnerAuth();
-  Handle CreatePrimary();
-  Handle PersistentPrimary();
-  const Handle& Primary();  // cached
+  Tpm();
+  // Takes the mutex and readies the bus: a connection that failed is
+  // re-made (under a resource manager the handles it held are gone).
+  std::unique_lock<std::mutex> Enter();
+  void CreatePrimary();
+  void PersistentPrimary();
+  void Primary();  // loads and checks it once; primary_handle_ then holds it
   TSS2_SYS_CONTEXT* Sys();
+  // A command without authorization handles in the module session used for
+  // audit: the response is verified (and decrypted with decrypt_response).
+  void RunAudited(TPM2_CC command, bool decrypt_response, const char* what);
   TpmObject Load(const SealedBlob& blob);  // under the primary
   SealedBlob CreateChild(const TPM2B_PUBLIC& tmpl, ByteView data, ByteView auth,
                          const char* what);
   Secret UnsealLoaded(FastSession& session, const TpmObject& object, ByteView auth);
-  Bytes NvName(uint32_t index);
   struct CachedKey;
   CachedKey& LoadKey(const SealedBlob& key, ByteView auth);  // through the key cache
   FastSession& Fast();  // the module's own salted HMAC session
   // Runs a prepared command in a session; on failure a failed module session
   // is dropped (a new one starts next time) and the TPM's code is thrown.
   void RunFast(FastSession& session, TPM2_CC command, ByteView names, ByteView auth,
-               bool decrypt_response, const char* what, bool encrypt_command = false);
+               bool decrypt_response, const char* what, bool encrypt_command = false,
+               bool audit = false);
   // The name of a permanent handle (the owner hierarchy): the handle itself.
   static Bytes HandleName(TPM2_HANDLE h) { return EncodeBe32(h); }
   // Evicts cached keys so one more object fits: a key (for_key) or a
   // temporary object such as a seal.
   void MakeRoomForObject(bool for_key);
-  Bytes PinPolicy(ByteView nv_name);
   Bytes PcrPolicy(const PcrSelection& pcrs);  // from the PCRs' current values
   void ReadFixedProperties();
   std::vector<TPMS_TAGGED_PROPERTY> VarProperties();
@@ -236,41 +269,21 @@ class Tpm {
   auto Retry(Fn&& fn);
 
   std::mutex mu_;
-  TSS2_TCTI_CONTEXT* tcti_ = nullptr;
-  ESYS_CONTEXT* ctx_ = nullptr;
+  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<SysContext> sys_;
+  uint64_t generation_ = 0;
   Secret owner_auth_;
   uint32_t persistent_primary_ = 0;
   TpmInfo info_;
   bool has_rm_ = false;
-  std::unique_ptr<Handle> primary_;
+  bool primary_loaded_ = false;
+  TpmObject primary_;  // the transient primary (empty when persistent)
   TPM2_HANDLE primary_handle_ = 0;
   Bytes primary_name_;
+  Bytes pinned_name_;  // from the store; empty until pinned
   Bytes primary_x_, primary_y_;  // the storage primary's public point
   std::unique_ptr<FastSession> fast_;
   std::vector<std::unique_ptr<CachedKey>> keys_;  // most recently used last
-};
-
-// Owns one ESYS_TR: transient objects and sessions are flushed, other
-// handles (NV, hierarchies) are closed in ESAPI only.
-class Handle {
- public:
-  enum class Kind { kFlush, kClose };
-  Handle() = default;
-  Handle(ESYS_CONTEXT* ctx, ESYS_TR tr, Kind kind) : ctx_(ctx), tr_(tr), kind_(kind) {}
-  Handle(Handle&& o) noexcept : ctx_(o.ctx_), tr_(o.tr_), kind_(o.kind_) { o.tr_ = ESYS_TR_NONE; }
-  Handle& operator=(Handle&& o) noexcept;
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-  ~Handle() { Reset(); }
-  void Reset();
-  // Forget the handle without releasing it (the TPM command consumed it).
-  void Release() { tr_ = ESYS_TR_NONE; }
-  ESYS_TR get() const { return tr_; }
-
- private:
-  ESYS_CONTEXT* ctx_ = nullptr;
-  ESYS_TR tr_ = ESYS_TR_NONE;
-  Kind kind_ = Kind::kFlush;
 };
 
 struct Tpm::CachedKey {

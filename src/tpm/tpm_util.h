@@ -1,25 +1,19 @@
 // Small helpers shared by the TPM layer's files.
 #pragma once
-#include <tss2/tss2_esys.h>
+#include <tss2/tss2_sys.h>
 
 #include <cstring>
 #include <memory>
 #include <stdexcept>
 
 #include "tpm/tpm.h"
+#include "tpm/transport.h"
 
 namespace tpmtoken::tpm {
 
 inline void Check(TSS2_RC rc, const char* call) {
   if (rc != TSS2_RC_SUCCESS) throw TpmError(call, rc);
 }
-
-template <typename T>
-struct EsysDeleter {
-  void operator()(T* p) const { Esys_Free(p); }
-};
-template <typename T>
-using EsysPtr = std::unique_ptr<T, EsysDeleter<T>>;
 
 inline constexpr TPMA_SESSION kContinue = TPMA_SESSION_CONTINUESESSION;
 
@@ -52,23 +46,23 @@ TPM2B_PUBLIC KeyTemplate(const KeySpec& spec);
 
 // FastSession decrypts a response parameter in place in the system API's
 // buffer, where it stays after *_Complete has copied it out. Declared before
-// a command whose response carries a secret, this wipes that buffer when the
+// a command whose response carries a secret, this wipes that whole buffer
+// (its bounds are the module's, never a length from the response) when the
 // scope ends (after *_Complete, or on any exception).
 class ResponseWipe {
  public:
-  explicit ResponseWipe(TSS2_SYS_CONTEXT* sys) : sys_(sys) {}
-  ~ResponseWipe() {
-    size_t len = 0;
-    const uint8_t* rp = nullptr;
-    if (Tss2_Sys_GetRpBuffer(sys_, &len, &rp) == TSS2_RC_SUCCESS && rp)
-      Wipe(const_cast<uint8_t*>(rp), len);
-  }
+  explicit ResponseWipe(SysContext& sys) : sys_(sys) {}
+  ~ResponseWipe() { sys_.WipeBuffer(); }
   ResponseWipe(const ResponseWipe&) = delete;
   ResponseWipe& operator=(const ResponseWipe&) = delete;
 
  private:
-  TSS2_SYS_CONTEXT* sys_;
+  SysContext& sys_;
 };
+
+// Name = nameAlg (SHA-256) || SHA-256(marshalled public area).
+Bytes NameOf(const TPMT_PUBLIC& pub);
+Bytes NvNameOf(const TPMS_NV_PUBLIC& pub);
 
 Bytes MarshalPublic(const TPM2B_PUBLIC& p);
 Bytes MarshalPrivate(const TPM2B_PRIVATE& p);

@@ -48,6 +48,18 @@ void Apply(Config& c, const std::string& key, const std::string& value, const st
     c.nv_base = ParseNumber(value, where);
   } else if (key == "pbkdf2_iterations") {
     c.pbkdf2_iterations = ParseNumber(value, where);
+    if (c.pbkdf2_iterations < Config::kMinPbkdf2Iterations)
+      throw std::runtime_error(where + ": pbkdf2_iterations must be at least " +
+                               std::to_string(Config::kMinPbkdf2Iterations) +
+                               " (fewer makes a PIN cheap to search from a stolen store)");
+  } else if (key == "tpm_timeout") {
+    c.tpm_timeout = ParseNumber(value, where);
+    if (c.tpm_timeout == 0 || c.tpm_timeout > 3600)
+      throw std::runtime_error(where + ": tpm_timeout must be between 1 and 3600 seconds");
+  } else if (key == "pin_fallback") {
+    if (value != "refuse" && value != "dictionary-attack")
+      throw std::runtime_error(where + ": pin_fallback must be 'refuse' or 'dictionary-attack'");
+    c.pin_fallback = value;
   } else if (key == "primary_handle") {
     c.primary_handle = ParseNumber(value, where);
     if (c.primary_handle != 0 && (c.primary_handle >> 24) != 0x81)
@@ -150,6 +162,11 @@ Config Config::Load() {
   // store file is made inside it.
   if (c.store_path.back() == '/' || std::filesystem::is_directory(c.store_path))
     c.store_path = (std::filesystem::path(c.store_path) / "tpmtoken.sqlite3").string();
+  if (const char* t = std::getenv("TPMTOKEN_TPM_TIMEOUT"); t && *t) {
+    c.tpm_timeout = ParseNumber(t, "TPMTOKEN_TPM_TIMEOUT");
+    if (c.tpm_timeout == 0 || c.tpm_timeout > 3600)
+      throw std::runtime_error("TPMTOKEN_TPM_TIMEOUT must be between 1 and 3600 seconds");
+  }
   if (!std::getenv("TPMTOKEN_LOG")) log::SetLevel(log::ParseLevel(c.log_level, log::Level::kError));
   if (c.user_pin_retries == 0 || c.so_pin_retries == 0 || c.user_pin_retries > 1000 ||
       c.so_pin_retries > 1000)

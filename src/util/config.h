@@ -28,7 +28,15 @@ struct Config {
   uint32_t so_pin_retries = 10;
   uint32_t nv_base = 0x01300000;  // where PIN counter NV indices are allocated
   uint32_t primary_handle = 0;    // a persistent storage key to use (0: create one)
-  uint32_t pbkdf2_iterations = 10000;
+  uint32_t pbkdf2_iterations = 10000;  // at least kMinPbkdf2Iterations
+  static constexpr uint32_t kMinPbkdf2Iterations = 1000;
+  // Seconds any one exchange with the TPM may take (TPMTOKEN_TPM_TIMEOUT
+  // overrides): generous, since a real TPM creating an RSA key takes long.
+  uint32_t tpm_timeout = 120;
+  // "refuse" (default) or "dictionary-attack": whether a PIN may be set with
+  // a seal guarded by the TPM-wide dictionary-attack counter when no
+  // per-token PIN counter can be made.
+  std::string pin_fallback = "refuse";
   PcrSelection pcr_policy;  // binds the store key to these PCRs (DESIGN.md)
 
   // Throws std::runtime_error naming the file and line on a malformed file.

@@ -26,15 +26,21 @@ tpm dictionarylockout -s -n 4 -t 600 -l 600 >/dev/null || fail "dictionarylockou
 tpm changeauth -c o owner-secret >/dev/null || fail "changeauth owner"
 
 # Without primary_handle the module cannot make its storage key.
-: >"$TPMTOKEN_CONF"
+echo "pin_fallback = dictionary-attack" >"$TPMTOKEN_CONF"
 expect_fail 'refused the owner authorization' p11 -L
-echo "primary_handle = 0x81000002" >"$TPMTOKEN_CONF"
+printf 'pin_fallback = dictionary-attack\nprimary_handle = 0x81000002\n' >"$TPMTOKEN_CONF"
 expect_fail 'primary_handle 0x81000002 holds no key' p11 -L
-echo "primary_handle = 0x40000001" >"$TPMTOKEN_CONF"
+printf 'pin_fallback = dictionary-attack\nprimary_handle = 0x40000001\n' >"$TPMTOKEN_CONF"
 expect_fail 'must be a persistent handle' p11 -L
 pass "an unknown owner password and a wrong primary_handle are named"
 
+# Without pin_fallback the owner password refuses the PIN, naming the setting.
 echo "primary_handle = 0x81000001" >"$TPMTOKEN_CONF"
+free=$(p11 -L 2>/dev/null | awk '/^Slot/ { slot = $3 } /uninitialized/ { print slot; exit }' | tr -d '()')
+expect_fail 'owner hierarchy has a password.*pin_fallback = dictionary-attack' \
+  p11 --slot "$free" --init-token --label fallback --so-pin 12345678
+pass "without pin_fallback the DA fallback is refused with the cause and the setting"
+printf 'pin_fallback = dictionary-attack\nprimary_handle = 0x81000001\n' >"$TPMTOKEN_CONF"
 init_token fallback 12345678 1234
 [ "$(nv_count)" -eq 0 ] || fail "PIN counters were defined: $(tpm getcap handles-nv-index)"
 "$T" status | grep -q 'FALLBACK' || fail "status does not show the fallback: $("$T" status)"
@@ -70,14 +76,14 @@ p11 --token-label fallback --login --pin 4321 --read-object --type data --label 
 tpm dictionarylockout -c >/dev/null
 pass "after the lockout is cleared the token and its objects are back; C_SetPIN works"
 
-printf 'primary_handle = 0x81000001\nowner_auth = not-the-password\n' >"$TPMTOKEN_CONF"
+printf 'pin_fallback = dictionary-attack\nprimary_handle = 0x81000001\nowner_auth = not-the-password\n' >"$TPMTOKEN_CONF"
 out=$(p11 --token-label fallback --login --login-type so --so-pin 12345678 --init-pin --pin 5555 2>&1) \
   && fail "init-pin with a wrong owner_auth succeeded"
 grep -q 'refused owner_auth' <<<"$out" || fail "a wrong owner_auth is not named: $out"
 p11 --token-label fallback --login --pin 4321 -O >/dev/null 2>&1 || fail "the old PIN stopped working"
 tpm dictionarylockout -c >/dev/null 2>&1 || true
 
-printf 'primary_handle = 0x81000001\nowner_auth = owner-secret\n' >"$TPMTOKEN_CONF"
+printf 'pin_fallback = dictionary-attack\nprimary_handle = 0x81000001\nowner_auth = owner-secret\n' >"$TPMTOKEN_CONF"
 p11 --token-label fallback --login --login-type so --so-pin 12345678 --init-pin --pin 5555 >/dev/null 2>&1 \
   || fail "init-pin with the right owner_auth"
 [ "$(nv_count)" -eq 1 ] || fail "expected one PIN counter: $(tpm getcap handles-nv-index)"
@@ -89,11 +95,21 @@ p11 --token-label fallback --login --pin 5555 --read-object --type data --label 
 pass "with owner_auth the user PIN gets a per-token counter again; a wrong owner_auth is named"
 
 # A DA lockout (here from wrong SO PINs, whose seal is still the fallback)
-# leaves the store key and the per-token user PIN working: both are NODA.
+# leaves the store key working (NODA: the token is listed, public objects
+# read), but now also blocks the per-token user PIN, whose seal is
+# DA-protected so that a re-created counter cannot give unlimited guesses
+# (README: Why it is safe); clearing the lockout restores it. A wrong user
+# PIN still counts only on the token's counter.
 for _ in 1 2 3 4; do
   expect_fail CKR_PIN_INCORRECT p11 --token-label fallback --login --login-type so --so-pin 99999999 --init-pin --pin 5555
 done
 expect_fail CKR_PIN_LOCKED p11 --token-label fallback --login --login-type so --so-pin 12345678 --init-pin --pin 5555
+p11 -L 2>/dev/null | grep -q 'token label *: fallback' || fail "the store key stopped working in a DA lockout"
+expect_fail 'dictionary-attack lockout' p11 --token-label fallback --login --pin 5555 -O
+tpm dictionarylockout -c >/dev/null || fail "clearing the lockout"
+before=$(da_failures)
+expect_fail CKR_PIN_INCORRECT p11 --token-label fallback --login --pin 9999 -O
+[ "$(da_failures)" -eq "$before" ] || fail "a wrong per-token PIN reached the DA counter"
 p11 --token-label fallback --login --pin 5555 --read-object --type data --label kept 2>/dev/null \
-  | grep -q secret-payload || fail "the per-token user PIN stopped working in a DA lockout"
-pass "a DA lockout closes the DA-protected SO seal only; the store and the per-token user PIN work"
+  | grep -q secret-payload || fail "the per-token user PIN after clearing the lockout"
+pass "a DA lockout blocks DA-protected PIN seals until cleared; the store key keeps working"

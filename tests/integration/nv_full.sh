@@ -19,6 +19,14 @@ tpm nvdefine -C o -s 8 -a 'ownerread|ownerwrite|no_da|nt=pinfail' 0x01700000 >/d
   && fail "NV still has room for a PIN counter after $n indices"
 
 free=$(p11 -L 2>/dev/null | awk '/^Slot/ { slot = $3 } /uninitialized/ { print slot; exit }' | tr -d '()')
+# Without pin_fallback the fallback is refused, naming the cause and the setting.
+out=$(p11 --slot "$free" --init-token --label full --so-pin 12345678 2>&1) \
+  && fail "init-token fell back to the DA seal without pin_fallback"
+grep -q "NV memory is full.*pin_fallback = dictionary-attack" <<<"$out" || fail "refusal not named: $out"
+[ "$(tpm getcap handles-nv-index | grep -c 0x13)" -eq 0 ] || fail "a refused init left a PIN counter"
+pass "without pin_fallback a full NV refuses the PIN, naming the cause and the setting"
+export TPMTOKEN_CONF="$WORK/tpmtoken.conf"
+echo "pin_fallback = dictionary-attack" >"$TPMTOKEN_CONF"
 out=$(TPMTOKEN_LOG=warn p11 --slot "$free" --init-token --label full --so-pin 12345678 2>&1) \
   || fail "init-token on a TPM with full NV: $out"
 grep -q "NV memory is full" <<<"$out" || fail "no warning names the cause: $out"

@@ -1,0 +1,309 @@
+#include "tpm/transport.h"
+
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <tss2/tss2_tctildr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "tpm/tpm.h"
+#include "util/log.h"
+
+namespace tpmtoken::tpm {
+
+struct Transport::Wrapper {
+  TSS2_TCTI_CONTEXT_COMMON_V2 common;  // first: tpm2-tss casts the context to it
+  Transport* self;
+};
+
+namespace {
+
+constexpr uint64_t kMagic = 0x7470'6d74'6f6b'656eULL;  // "tpmtoken"
+
+Transport* Self(TSS2_TCTI_CONTEXT* ctx) {
+  // Wrapper is standard-layout: the context pointer is the Wrapper's.
+  auto* w = reinterpret_cast<Transport::Wrapper*>(ctx);
+  return w->common.v1.magic == kMagic ? w->self : nullptr;
+}
+
+TSS2_RC WrapTransmit(TSS2_TCTI_CONTEXT* ctx, size_t size, const uint8_t* cmd) {
+  Transport* t = Self(ctx);
+  return t ? t->Transmit(size, cmd) : TSS2_TCTI_RC_BAD_CONTEXT;
+}
+TSS2_RC WrapReceive(TSS2_TCTI_CONTEXT* ctx, size_t* size, uint8_t* rsp, int32_t timeout) {
+  Transport* t = Self(ctx);
+  return t ? t->Receive(size, rsp, timeout) : TSS2_TCTI_RC_BAD_CONTEXT;
+}
+void WrapFinalize(TSS2_TCTI_CONTEXT*) {}  // the Transport owns everything
+TSS2_RC WrapCancel(TSS2_TCTI_CONTEXT*) { return TSS2_TCTI_RC_NOT_IMPLEMENTED; }
+TSS2_RC WrapPollHandles(TSS2_TCTI_CONTEXT*, TSS2_TCTI_POLL_HANDLE*, size_t*) {
+  return TSS2_TCTI_RC_NOT_IMPLEMENTED;
+}
+TSS2_RC WrapLocality(TSS2_TCTI_CONTEXT*, uint8_t locality) {
+  return locality == 0 ? TSS2_RC_SUCCESS : TSS2_TCTI_RC_NOT_IMPLEMENTED;
+}
+TSS2_RC WrapSticky(TSS2_TCTI_CONTEXT*, TPM2_HANDLE*, uint8_t) {
+  return TSS2_TCTI_RC_NOT_IMPLEMENTED;
+}
+
+// "host=127.0.0.1,port=2321" or "path=/run/swtpm.sock".
+void ParseSwtpm(const std::string& conf, std::string* host, std::string* port, std::string* path) {
+  size_t pos = 0;
+  while (pos < conf.size()) {
+    size_t comma = conf.find(',', pos);
+    if (comma == std::string::npos) comma = conf.size();
+    const std::string item = conf.substr(pos, comma - pos);
+    const size_t eq = item.find('=');
+    const std::string key = item.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    if (key == "host") *host = value;
+    else if (key == "port") *port = value;
+    else if (key == "path") *path = value;
+    else if (!item.empty())
+      throw TpmError("TCTI 'swtpm:" + conf + "': unknown key '" + key + "'", TSS2_TCTI_RC_BAD_VALUE);
+    pos = comma + 1;
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Transport> Transport::Open(const std::string& conf, int timeout_ms) {
+  std::unique_ptr<Transport> t(new Transport());
+  t->conf_ = conf;
+  t->timeout_ms_ = timeout_ms;
+  t->swtpm_ = conf == "swtpm" || conf.rfind("swtpm:", 0) == 0;
+  if (t->swtpm_ && conf.size() > 6) ParseSwtpm(conf.substr(6), &t->host_, &t->port_, &t->path_);
+  t->wrapper_ = std::make_unique<Wrapper>();
+  std::memset(&t->wrapper_->common, 0, sizeof t->wrapper_->common);
+  auto& v1 = t->wrapper_->common.v1;
+  v1.magic = kMagic;
+  v1.version = 2;
+  v1.transmit = WrapTransmit;
+  v1.receive = WrapReceive;
+  v1.finalize = WrapFinalize;
+  v1.cancel = WrapCancel;
+  v1.getPollHandles = WrapPollHandles;
+  v1.setLocality = WrapLocality;
+  t->wrapper_->common.makeSticky = WrapSticky;
+  t->wrapper_->self = t.get();
+  t->Connect();
+  return t;
+}
+
+Transport::~Transport() { Disconnect(); }
+
+TSS2_TCTI_CONTEXT* Transport::tcti() {
+  return reinterpret_cast<TSS2_TCTI_CONTEXT*>(&wrapper_->common);
+}
+
+void Transport::Connect() {
+  if (swtpm_) {
+    // tpm2-tss connects once at initialization as a sanity check; so do we,
+    // so a wrong port is named at open, not at the first command.
+    deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
+    const TSS2_RC rc = SwtpmTransmit(0, nullptr);
+    if (sock_ >= 0) close(sock_);
+    sock_ = -1;
+    if (rc != TSS2_RC_SUCCESS) throw TpmError("TCTI 'swtpm:" + conf_.substr(std::min<size_t>(6, conf_.size())) + "'", rc);
+    return;
+  }
+  TSS2_RC rc = Tss2_TctiLdr_Initialize(conf_.c_str(), &inner_);
+  if (rc != TSS2_RC_SUCCESS) throw TpmError("TCTI '" + conf_ + "'", rc);
+}
+
+void Transport::Disconnect() {
+  if (sock_ >= 0) close(sock_);
+  sock_ = -1;
+  have_header_ = false;
+  if (inner_) Tss2_TctiLdr_Finalize(&inner_);
+  inner_ = nullptr;
+}
+
+void Transport::Reconnect() {
+  Disconnect();
+  broken_ = true;
+  Connect();
+  broken_ = false;
+  ++generation_;
+  log::Info("reconnected to the TPM through '", conf_, "' after a failed exchange");
+}
+
+int Transport::RemainingMs() const {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline_ - std::chrono::steady_clock::now());
+  return left.count() > 0 ? static_cast<int>(left.count()) : 0;
+}
+
+TSS2_RC Transport::Transmit(size_t size, const uint8_t* cmd) {
+  if (broken_) {
+    try {
+      Reconnect();
+    } catch (const TpmError& e) {
+      log::Error("the TPM connection could not be re-made: ", e.what());
+      return TSS2_TCTI_RC_IO_ERROR;
+    }
+  }
+  deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
+  const TSS2_RC rc = swtpm_ ? SwtpmTransmit(size, cmd) : Tss2_Tcti_Transmit(inner_, size, cmd);
+  if (rc != TSS2_RC_SUCCESS) broken_ = true;
+  return rc;
+}
+
+TSS2_RC Transport::Receive(size_t* size, uint8_t* rsp, int32_t timeout) {
+  if (broken_) return TSS2_TCTI_RC_BAD_SEQUENCE;
+  TSS2_RC rc;
+  if (swtpm_) {
+    rc = SwtpmReceive(size, rsp);
+  } else {
+    // The caller's TSS2_TCTI_TIMEOUT_BLOCK (ESAPI and the system API's
+    // one-call functions always block) becomes the configured deadline.
+    const int left = RemainingMs();
+    rc = Tss2_Tcti_Receive(inner_, size, rsp, timeout >= 0 && timeout < left ? timeout : left);
+    if ((rc & 0xFFFF) == TSS2_BASE_RC_TRY_AGAIN && timeout >= 0 && timeout < left) return rc;
+    if ((rc & 0xFFFF) == TSS2_BASE_RC_TRY_AGAIN) rc = TSS2_TCTI_RC_IO_ERROR;
+  }
+  if (rc != TSS2_RC_SUCCESS && rc != TSS2_TCTI_RC_INSUFFICIENT_BUFFER) {
+    broken_ = true;
+    if (RemainingMs() == 0)
+      log::Error("the TPM did not answer within ", timeout_ms_ / 1000,
+                 " s (tpm_timeout in tpmtoken.conf); the connection will be re-made");
+  }
+  return rc;
+}
+
+// One connection per command, as tpm2-tss's swtpm TCTI does; size 0 only
+// connects (the check at open).
+TSS2_RC Transport::SwtpmTransmit(size_t size, const uint8_t* cmd) {
+  if (sock_ >= 0) close(sock_);
+  sock_ = -1;
+  have_header_ = false;
+  const int ms = std::max(RemainingMs(), 1);
+  const timeval tv{ms / 1000, (ms % 1000) * 1000};
+  auto configure = [&](int fd) {
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  };
+  if (!path_.empty()) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path_.size() >= sizeof addr.sun_path) return TSS2_TCTI_RC_BAD_VALUE;
+    std::memcpy(addr.sun_path, path_.data(), path_.size());
+    const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return TSS2_TCTI_RC_IO_ERROR;
+    configure(fd);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      close(fd);
+      return TSS2_TCTI_RC_IO_ERROR;
+    }
+    sock_ = fd;
+  } else {
+    addrinfo hints{};
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* list = nullptr;
+    if (getaddrinfo(host_.c_str(), port_.c_str(), &hints, &list) != 0) return TSS2_TCTI_RC_BAD_VALUE;
+    for (addrinfo* a = list; a && sock_ < 0; a = a->ai_next) {
+      const int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+      if (fd < 0) continue;
+      configure(fd);  // SO_SNDTIMEO bounds connect() too (Linux)
+      if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) sock_ = fd;
+      else close(fd);
+    }
+    freeaddrinfo(list);
+    if (sock_ < 0) return TSS2_TCTI_RC_IO_ERROR;
+  }
+  for (size_t off = 0; off < size;) {
+    const ssize_t n = send(sock_, cmd + off, size - off, MSG_NOSIGNAL);
+    if (n <= 0) {
+      if (n < 0 && errno == EINTR) continue;
+      return TSS2_TCTI_RC_IO_ERROR;
+    }
+    off += static_cast<size_t>(n);
+  }
+  return TSS2_RC_SUCCESS;
+}
+
+TSS2_RC Transport::SwtpmReceive(size_t* size, uint8_t* rsp) {
+  if (sock_ < 0 || !size) return TSS2_TCTI_RC_BAD_SEQUENCE;
+  auto read_all = [&](uint8_t* out, size_t n) -> bool {
+    for (size_t off = 0; off < n;) {
+      pollfd p{sock_, POLLIN, 0};
+      const int ms = RemainingMs();
+      const int r = ms > 0 ? poll(&p, 1, ms) : 0;
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) return false;
+      const ssize_t got = recv(sock_, out + off, n - off, 0);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) return false;
+      off += static_cast<size_t>(got);
+    }
+    return true;
+  };
+  if (!have_header_) {
+    if (!read_all(header_, sizeof header_)) return TSS2_TCTI_RC_IO_ERROR;
+    have_header_ = true;
+  }
+  const uint32_t total = DecodeBe32(ByteView(header_ + 2, 4));
+  if (total < sizeof header_ || total > SysContext::kMaxCommand) return TSS2_TCTI_RC_MALFORMED_RESPONSE;
+  if (!rsp) {
+    *size = total;
+    return TSS2_RC_SUCCESS;
+  }
+  if (*size < total) {
+    *size = total;
+    return TSS2_TCTI_RC_INSUFFICIENT_BUFFER;
+  }
+  std::memcpy(rsp, header_, sizeof header_);
+  if (!read_all(rsp + sizeof header_, total - sizeof header_)) return TSS2_TCTI_RC_IO_ERROR;
+  *size = total;
+  close(sock_);
+  sock_ = -1;
+  have_header_ = false;
+  return TSS2_RC_SUCCESS;
+}
+
+namespace {
+size_t SysSize() { return Tss2_Sys_GetContextSize(SysContext::kMaxCommand); }
+}  // namespace
+
+SysContext::SysContext(TSS2_TCTI_CONTEXT* tcti) : size_(SysSize()), tcti_(tcti) {
+  block_.reset(new uint8_t[size_]());
+  Reset();
+}
+
+SysContext::~SysContext() { Wipe(block_.get(), size_); }
+
+void SysContext::Reset() {
+  WipeBuffer();
+  if (TSS2_RC rc = Tss2_Sys_Initialize(get(), size_, tcti_, nullptr); rc != TSS2_RC_SUCCESS)
+    throw TpmError("Tss2_Sys_Initialize", rc);
+}
+
+// tpm2-tss puts the buffer right after its context structure and sizes it
+// as the block less that structure (Tss2_Sys_GetContextSize).
+uint8_t* SysContext::buffer() const { return block_.get() + (size_ - kMaxCommand); }
+
+void SysContext::WipeBuffer() { Wipe(buffer(), kMaxCommand); }
+
+ByteView SysContext::Response() const {
+  const uint32_t claimed = DecodeBe32(ByteView(buffer() + 2, 4));
+  if (claimed < 10 || claimed > kMaxCommand) return {};
+  return {buffer(), claimed};
+}
+
+bool SysContext::InResponse(const uint8_t* p, size_t n) const {
+  const ByteView r = Response();
+  if (r.empty() || p < r.data() || p > r.data() + r.size()) return false;
+  return n <= static_cast<size_t>(r.data() + r.size() - p);
+}
+
+void ResetSys(TSS2_SYS_CONTEXT* sys) {
+  TSS2_TCTI_CONTEXT* tcti = nullptr;
+  if (Tss2_Sys_GetTctiContext(sys, &tcti) == TSS2_RC_SUCCESS && tcti)
+    Tss2_Sys_Initialize(sys, SysSize(), tcti, nullptr);
+}
+
+}  // namespace tpmtoken::tpm

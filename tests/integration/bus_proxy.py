@@ -1,0 +1,79 @@
+#!/usr/bin/env python3
+"""A TCP proxy between the module and swtpm's data port that tampers with
+the NTH answer to command code CC (hex); every other command passes through.
+MODE stall: that answer goes out up to its middle, then the connection hangs.
+MODE nvspace: the TPM's answer is replaced by TPM_RC_NV_SPACE.
+MODE log: nothing is changed; every command and answer is appended to
+LISTEN_PORT_FILE.bus (a passive bus log).
+MODE paramsize: the answer's parameterSize claims 0xFFFFFFFF bytes.
+MODE ownerauth: in a TPM2_GetCapability answer, TPMA_PERMANENT ownerAuthSet
+is flipped (with no session, as before; with one, the HMAC no longer fits).
+Usage: bus_proxy.py LISTEN_PORT_FILE UPSTREAM_PORT CC NTH MODE"""
+import socket, sys, threading, time
+
+port_file, upstream, cc, nth = sys.argv[1], int(sys.argv[2]), int(sys.argv[3], 16), int(sys.argv[4])
+mode = sys.argv[5]
+seen = 0
+lock = threading.Lock()
+
+def read_exact(s, n):
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise EOFError
+        out += chunk
+    return out
+
+def serve(client):
+    global seen
+    try:
+        up = socket.create_connection(("127.0.0.1", upstream))
+        head = read_exact(client, 10)
+        cmd = head + read_exact(client, int.from_bytes(head[2:6], "big") - 10)
+        up.sendall(cmd)
+        rhead = read_exact(up, 10)
+        rsp = rhead + read_exact(up, int.from_bytes(rhead[2:6], "big") - 10)
+        up.close()
+        if mode == "log":
+            with lock, open(port_file + ".bus", "ab") as log:
+                log.write(cmd + rsp)
+        match = int.from_bytes(cmd[6:10], "big") == cc
+        if mode == "ownerauth":  # only answers that carry TPM2_PT_PERMANENT count
+            match = match and rsp.find((0x200).to_bytes(4, "big"), 10) > 0
+        with lock:
+            stall = match and (seen := seen + 1) == nth
+        if stall and mode == "nvspace":
+            rsp = (0x8001).to_bytes(2, "big") + (10).to_bytes(4, "big") + (0x14B).to_bytes(4, "big")
+            print("answered TPM_RC_NV_SPACE", flush=True)
+        elif stall and mode == "ownerauth":
+            b = bytearray(rsp)
+            key = (0x200).to_bytes(4, "big")  # TPM2_PT_PERMANENT
+            at = b.find(key, 10)
+            if at > 0:
+                b[at + 7] ^= 0x01
+                print("flipped ownerAuthSet", flush=True)
+            rsp = bytes(b)
+        elif stall and mode == "paramsize" and rsp[0:2] == b"\x80\x02":
+            rsp = rsp[:10] + b"\xff\xff\xff\xff" + rsp[14:]
+            print("patched parameterSize", flush=True)
+        if stall and mode == "stall":
+            client.sendall(rsp[: len(rsp) // 2])
+            print("stalled a response of %d bytes" % len(rsp), flush=True)
+            time.sleep(60)
+        else:
+            client.sendall(rsp)
+    except (EOFError, OSError):
+        pass
+    finally:
+        client.close()
+
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", 0))
+srv.listen(16)
+with open(port_file, "w") as f:
+    f.write(str(srv.getsockname()[1]))
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()

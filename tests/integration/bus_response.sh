@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# No length from a response is trusted (issue 8 item 3): a proxy patches the
+# parameterSize of the TPM2_Unseal answer at login to 0xFFFFFFFF. The old
+# wipe-after-response zeroed that many bytes of the heap; now the response
+# fails its bounds check: CKR_DEVICE_ERROR, no crash, and the next login in
+# a new process works (the PIN counter was not charged).
+source "$(dirname "$0")/lib.sh"
+fixture_start
+direct=$TPMTOKEN_TCTI
+upstream=${TPMTOKEN_TCTI##*port=}
+init_token bus 12345678 1234
+
+python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 15e 2 paramsize >"$WORK/proxy.log" 2>&1 &
+CLEANUP_PIDS+=($!)
+for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
+[ -s "$WORK/proxy.port" ] || fail "the proxy did not start"
+export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
+# The first unseal is the store key's at C_Initialize; the login's is the second.
+if out=$(p11 --token-label bus --login --pin 1234 -O 2>&1); then rc=0; else rc=$?; fi
+grep -q "patched parameterSize" "$WORK/proxy.log" || fail "the proxy patched nothing"
+[ "$rc" -ne 0 ] || fail "a response claiming 4 GiB of parameters was accepted"
+[ "$rc" -lt 128 ] || fail "pkcs11-tool died of signal $((rc - 128)): $out"
+grep -q "CKR_FUNCTION_FAILED\|CKR_DEVICE_ERROR" <<<"$out" || fail "unexpected outcome: $out"
+TPMTOKEN_TCTI=$direct token_flags bus | grep -q 'count low' && fail "the PIN counter was charged"
+TPMTOKEN_TCTI=$direct p11 --token-label bus --login --pin 1234 -O >/dev/null 2>&1 || fail "login after"
+pass "a 0xFFFFFFFF parameterSize: refused without a crash ($(grep -o 'CKR_[A-Z_]*' <<<"$out" | head -1)); the token is intact"
