@@ -31,6 +31,27 @@ Secret Pbkdf2Sha256(ByteView password, ByteView salt, uint32_t iterations, size_
   return out;
 }
 
+Secret HmacSha256(ByteView key, std::initializer_list<ByteView> parts) {
+  static EVP_MAC* mac = [] {
+    EVP_MAC* m = EVP_MAC_fetch(LibCtx(), "HMAC", nullptr);
+    if (!m) Fail("HMAC unavailable");
+    return m;
+  }();
+  std::unique_ptr<EVP_MAC_CTX, Deleter<EVP_MAC_CTX_free>> ctx(EVP_MAC_CTX_new(mac));
+  char digest[] = "SHA256";
+  const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+                               OSSL_PARAM_construct_end()};
+  static const uint8_t kZero = 0;
+  if (!ctx || EVP_MAC_init(ctx.get(), key.empty() ? &kZero : key.data(), key.size(), params) != 1)
+    Fail("HMAC init");
+  for (ByteView p : parts)
+    if (!p.empty() && EVP_MAC_update(ctx.get(), p.data(), p.size()) != 1) Fail("HMAC update");
+  Secret out(32);
+  size_t len = 0;
+  if (EVP_MAC_final(ctx.get(), out.data(), &len, out.size()) != 1 || len != 32) Fail("HMAC final");
+  return out;
+}
+
 PinAuth DerivePinAuth(ByteView pin, ByteView salt, uint32_t iterations) {
   Secret both = Pbkdf2Sha256(pin, salt, iterations, 64);
   both.data()[31] |= 1;

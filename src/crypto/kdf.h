@@ -2,6 +2,7 @@
 // the barrier; it keeps the raw PIN off the TPM and salts it per token and role.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 
 #include "util/bytes.h"
 
@@ -17,6 +18,10 @@ struct PinAuth {
 // Each value is 32 bytes with a non-zero last byte: the TPM drops trailing
 // zero octets of an authValue, so a value ending in zero would not round-trip.
 PinAuth DerivePinAuth(ByteView pin, ByteView salt, uint32_t iterations);
+
+// HMAC-SHA256 over the concatenation of parts, in the private library
+// context; the result is a Secret (it keys further derivations).
+Secret HmacSha256(ByteView key, std::initializer_list<ByteView> parts);
 
 // ANSI X9.63 KDF (the CKD_SHA*_KDF of ECDH): H(Z || counter || sharedInfo)...
 Secret X963Kdf(const char* md, ByteView z, ByteView shared_info, size_t length);

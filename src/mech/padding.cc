@@ -24,15 +24,25 @@ Bytes Hash(const EVP_MD* md, std::initializer_list<ByteView> parts) {
 
 }  // namespace
 
-Bytes Mgf1(ByteView seed, size_t len, const EVP_MD* hash) {
-  Bytes out;
-  out.reserve(len + EVP_MAX_MD_SIZE);
-  for (uint32_t counter = 0; out.size() < len; ++counter) {
-    const Bytes c = EncodeBe32(counter);
-    const Bytes block = Hash(hash, {seed, c});
-    out.insert(out.end(), block.begin(), block.end());
+Secret Mgf1(ByteView seed, size_t len, const EVP_MD* hash) {
+  // The mask XORed with public data gives the plaintext (OAEP) or the salt
+  // and hash (PSS): it is built in a Secret and each block is wiped.
+  Secret out(len);
+  uint8_t block[EVP_MAX_MD_SIZE];
+  for (size_t off = 0, counter = 0; off < len; ++counter) {
+    const uint8_t c[4] = {static_cast<uint8_t>(counter >> 24), static_cast<uint8_t>(counter >> 16),
+                          static_cast<uint8_t>(counter >> 8), static_cast<uint8_t>(counter)};
+    crypto::MdCtx ctx(EVP_MD_CTX_new());
+    unsigned int n = 0;
+    if (!ctx || EVP_DigestInit_ex(ctx.get(), hash, nullptr) != 1 ||
+        EVP_DigestUpdate(ctx.get(), seed.data(), seed.size()) != 1 ||
+        EVP_DigestUpdate(ctx.get(), c, 4) != 1 || EVP_DigestFinal_ex(ctx.get(), block, &n) != 1)
+      crypto::Fail("MGF1");
+    const size_t take = std::min<size_t>(n, len - off);
+    std::memcpy(out.data() + off, block, take);
+    off += take;
   }
-  out.resize(len);
+  Wipe(block, sizeof block);
   return out;
 }
 
@@ -72,7 +82,9 @@ std::optional<Bytes> PssEncode(ByteView m_hash, size_t mod_bits, const EVP_MD* h
   const size_t h_len = EVP_MD_get_size(hash);
   const size_t em_bits = mod_bits - 1;
   const size_t em_len = (em_bits + 7) / 8;
-  if (m_hash.size() != h_len || em_len < h_len + salt_len + 2) return std::nullopt;
+  // In this order so that no sum can wrap (salt_len comes from a caller).
+  if (m_hash.size() != h_len || em_len < h_len + 2 || salt_len > em_len - h_len - 2)
+    return std::nullopt;
   const Bytes salt = crypto::Random(salt_len);
   const Bytes zeros(8, 0);
   const Bytes h = Hash(hash, {zeros, m_hash, salt});
@@ -81,8 +93,8 @@ std::optional<Bytes> PssEncode(ByteView m_hash, size_t mod_bits, const EVP_MD* h
   const size_t db_len = em_len - h_len - 1;
   em[db_len - salt_len - 1] = 0x01;
   std::copy(salt.begin(), salt.end(), em.begin() + static_cast<std::ptrdiff_t>(db_len - salt_len));
-  const Bytes mask = Mgf1(h, db_len, mgf_hash);
-  for (size_t i = 0; i < db_len; ++i) em[i] ^= mask[i];
+  const Secret mask = Mgf1(h, db_len, mgf_hash);
+  for (size_t i = 0; i < db_len; ++i) em[i] ^= mask.data()[i];
   em[0] &= static_cast<uint8_t>(0xFF >> (8 * em_len - em_bits));
   std::memcpy(em.data() + db_len, h.data(), h_len);
   em[em_len - 1] = 0xBC;
@@ -93,6 +105,7 @@ std::optional<Bytes> PssEncode(ByteView m_hash, size_t mod_bits, const EVP_MD* h
 
 bool PssVerify(ByteView m_hash, ByteView em_full, size_t mod_bits, const EVP_MD* hash,
                const EVP_MD* mgf_hash, size_t salt_len) {
+  if (mod_bits < 2) return false;
   const size_t h_len = EVP_MD_get_size(hash);
   const size_t em_bits = mod_bits - 1;
   const size_t em_len = (em_bits + 7) / 8;
@@ -102,15 +115,16 @@ bool PssVerify(ByteView m_hash, ByteView em_full, size_t mod_bits, const EVP_MD*
   for (size_t i = 0; i < em_full.size() - em_len; ++i)
     if (em_full[i] != 0) return false;
   ByteView em = em_full.subspan(em_full.size() - em_len);
-  if (em_len < h_len + salt_len + 2 || em.back() != 0xBC) return false;
+  // No sum with salt_len (a caller's CK_ULONG) that could wrap.
+  if (em_len < h_len + 2 || salt_len > em_len - h_len - 2 || em.back() != 0xBC) return false;
   const size_t db_len = em_len - h_len - 1;
   ByteView masked_db = em.first(db_len);
   ByteView h = em.subspan(db_len, h_len);
   const uint8_t top_mask = static_cast<uint8_t>(0xFF >> (8 * em_len - em_bits));
   if (masked_db[0] & ~top_mask) return false;
-  const Bytes mask = Mgf1(h, db_len, mgf_hash);
+  const Secret mask = Mgf1(h, db_len, mgf_hash);
   Bytes db(db_len);
-  for (size_t i = 0; i < db_len; ++i) db[i] = masked_db[i] ^ mask[i];
+  for (size_t i = 0; i < db_len; ++i) db[i] = masked_db[i] ^ mask.data()[i];
   db[0] &= top_mask;
   const size_t ps_len = db_len - salt_len - 1;
   for (size_t i = 0; i < ps_len; ++i)
@@ -138,16 +152,16 @@ std::optional<Bytes> OaepEncode(ByteView m, size_t k, const EVP_MD* hash, const 
   const size_t h_len = EVP_MD_get_size(hash);
   if (k < 2 * h_len + 2 || m.size() > k - 2 * h_len - 2) return std::nullopt;
   const Bytes l_hash = Hash(hash, {label});
-  Bytes db(k - h_len - 1, 0);  // lHash || PS || 0x01 || M
+  Secret db(k - h_len - 1);  // lHash || PS || 0x01 || M: holds the plaintext
   std::memcpy(db.data(), l_hash.data(), h_len);
-  db[db.size() - m.size() - 1] = 0x01;
-  std::memcpy(db.data() + db.size() - m.size(), m.data(), m.size());
-  const Bytes seed = crypto::Random(h_len);
-  const Bytes db_mask = Mgf1(seed, db.size(), mgf_hash);
-  for (size_t i = 0; i < db.size(); ++i) db[i] ^= db_mask[i];
-  const Bytes seed_mask = Mgf1(db, h_len, mgf_hash);
+  db.data()[db.size() - m.size() - 1] = 0x01;
+  if (!m.empty()) std::memcpy(db.data() + db.size() - m.size(), m.data(), m.size());
+  const Secret seed = crypto::RandomSecret(h_len);
+  const Secret db_mask = Mgf1(seed.view(), db.size(), mgf_hash);
+  for (size_t i = 0; i < db.size(); ++i) db.data()[i] ^= db_mask.data()[i];
+  const Secret seed_mask = Mgf1(db.view(), h_len, mgf_hash);
   Bytes em(k, 0);
-  for (size_t i = 0; i < h_len; ++i) em[1 + i] = seed[i] ^ seed_mask[i];
+  for (size_t i = 0; i < h_len; ++i) em[1 + i] = seed.data()[i] ^ seed_mask.data()[i];
   std::memcpy(em.data() + 1 + h_len, db.data(), db.size());
   return em;
 }
@@ -156,39 +170,32 @@ std::optional<Secret> OaepDecode(ByteView em, const EVP_MD* hash, const EVP_MD* 
                                  ByteView label) {
   const size_t h_len = EVP_MD_get_size(hash);
   const size_t k = em.size();
-  if (k < 2 * h_len + 2) return std::nullopt;
+  if (k < 2 * h_len + 2) return std::nullopt;  // public: the modulus size
   const Bytes l_hash = Hash(hash, {label});
   ByteView masked_seed = em.subspan(1, h_len);
   ByteView masked_db = em.subspan(1 + h_len);
-  const Bytes seed_mask = Mgf1(masked_db, h_len, mgf_hash);
+  const Secret seed_mask = Mgf1(masked_db, h_len, mgf_hash);
   Secret seed(h_len);
-  for (size_t i = 0; i < h_len; ++i) seed.data()[i] = masked_seed[i] ^ seed_mask[i];
-  const Bytes db_mask = Mgf1(seed.view(), masked_db.size(), mgf_hash);
+  for (size_t i = 0; i < h_len; ++i) seed.data()[i] = masked_seed[i] ^ seed_mask.data()[i];
+  const Secret db_mask = Mgf1(seed.view(), masked_db.size(), mgf_hash);
   Secret db(masked_db.size());
-  for (size_t i = 0; i < db.size(); ++i) db.data()[i] = masked_db[i] ^ db_mask[i];
-  // Check Y, lHash' and the 0x01 separator without branching on secret data.
-  unsigned bad = em[0];
-  bad |= static_cast<unsigned>(CRYPTO_memcmp(db.data(), l_hash.data(), h_len));
-  size_t sep = 0;
-  unsigned found = 0;
+  for (size_t i = 0; i < db.size(); ++i) db.data()[i] = masked_db[i] ^ db_mask.data()[i];
+  // Y, lHash' and the 0x01 separator are checked with masks, never a branch
+  // on the decrypted bytes; every failure is the same nullopt, decided once
+  // at the end (Manger's attack needs to tell them apart).
+  size_t good = ct::IsZero(em[0]);
+  good &= ct::IsZero(static_cast<size_t>(CRYPTO_memcmp(db.data(), l_hash.data(), h_len)));
+  size_t found = 0, sep = 0;
   for (size_t i = h_len; i < db.size(); ++i) {
-    const unsigned is_one = db.data()[i] == 0x01;
-    const unsigned is_zero = db.data()[i] == 0x00;
-    const unsigned take = is_one & !found;
-    sep = take ? i : sep;
+    const size_t is_one = ct::Eq(db.data()[i], 1);
+    const size_t is_zero = ct::IsZero(db.data()[i]);
+    sep = ct::Select(~found & is_one, i, sep);
+    good &= found | is_zero | is_one;  // before the separator only zeros
     found |= is_one;
-    bad |= !found & !is_zero & !is_one;
   }
-  if (bad || !found) return std::nullopt;
+  good &= found;
+  if (!good) return std::nullopt;
   return Secret(db.view().subspan(sep + 1));
-}
-
-std::optional<Secret> Pkcs1DecryptUnpad(ByteView em) {
-  if (em.size() < 11 || em[0] != 0x00 || em[1] != 0x02) return std::nullopt;
-  size_t i = 2;
-  while (i < em.size() && em[i] != 0x00) ++i;
-  if (i == em.size() || i < 10) return std::nullopt;  // at least 8 bytes of padding
-  return Secret(em.subspan(i + 1));
 }
 
 }  // namespace tpmtoken::mech

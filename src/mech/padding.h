@@ -6,6 +6,7 @@
 
 #include <optional>
 
+#include "mech/rsa_unpad.h"
 #include "util/bytes.h"
 
 namespace tpmtoken::mech {
@@ -34,13 +35,13 @@ std::optional<Bytes> OaepEncode(ByteView m, size_t k, const EVP_MD* hash, const 
                                 ByteView label);
 
 // RSAES-OAEP decoding (7.1.2 step 3) of a k-byte block; nullopt when it does
-// not decode (one answer for every failure).
+// not decode (one answer for every failure, decided in constant time).
 std::optional<Secret> OaepDecode(ByteView em, const EVP_MD* hash, const EVP_MD* mgf_hash,
                                  ByteView label);
-// RSAES-PKCS1-v1_5 decoding (7.2.2 step 3); nullopt when it does not decode.
-std::optional<Secret> Pkcs1DecryptUnpad(ByteView em);
+// RSAES-PKCS1-v1_5 decoding: mech/rsa_unpad.h (constant time, implicit
+// rejection).
 
-// MGF1 (B.2.1).
-Bytes Mgf1(ByteView seed, size_t len, const EVP_MD* hash);
+// MGF1 (B.2.1); a Secret, as a mask reveals what it masks.
+Secret Mgf1(ByteView seed, size_t len, const EVP_MD* hash);
 
 }  // namespace tpmtoken::mech

@@ -88,8 +88,12 @@ CK_RV SignatureOp::Create(const CK_MECHANISM& mechanism, const KeyShape& key,
     op->pss_salt_ = p->sLen;
     if (!op->pss_md_ || !op->pss_mgf_ || (mech->hash && p->hashAlg != mech->hash))
       return CKR_MECHANISM_PARAM_INVALID;
+    // RFC 8017 9.1.1 step 3: emLen >= hLen + sLen + 2, written so that no
+    // sum can wrap: sLen is the caller's CK_ULONG (2^64 - 34 wrapped the old
+    // check to 0 and PssVerify then read past its buffer).
     const size_t em_len = (key.modulus_bits - 1 + 7) / 8;
-    if (em_len < static_cast<size_t>(EVP_MD_get_size(op->pss_md_)) + op->pss_salt_ + 2)
+    const size_t h_len = static_cast<size_t>(EVP_MD_get_size(op->pss_md_));
+    if (key.modulus_bits < 2 || em_len < h_len + 2 || p->sLen > em_len - h_len - 2)
       return CKR_MECHANISM_PARAM_INVALID;
   } else if (mechanism.ulParameterLen != 0) {
     return CKR_MECHANISM_PARAM_INVALID;
@@ -99,8 +103,14 @@ CK_RV SignatureOp::Create(const CK_MECHANISM& mechanism, const KeyShape& key,
 }
 
 void SignatureOp::Update(ByteView data) {
+  // Raw mechanisms take at most a modulus or a hash; past a bound the data
+  // is dropped and the operation answers CKR_DATA_LEN_RANGE, so no caller
+  // makes it grow without bound.
+  constexpr size_t kMaxRaw = 8192;
   if (digest_)
     digest_->Update(data);
+  else if (overlong_ || data.size() > kMaxRaw - data_.size())
+    overlong_ = true;
   else
     data_.insert(data_.end(), data.begin(), data.end());
 }
@@ -117,6 +127,7 @@ Bytes SignatureOp::Message() {
 }
 
 CK_RV SignatureOp::Sign(const PrivateKeyOps& key, Bytes* signature) {
+  if (overlong_) return CKR_DATA_LEN_RANGE;
   const Bytes m = Message();
   const size_t k = (key_.modulus_bits + 7) / 8;
   if (key_.family == KeyFamily::kEc) {
@@ -150,6 +161,7 @@ CK_RV SignatureOp::Sign(const PrivateKeyOps& key, Bytes* signature) {
 }
 
 CK_RV SignatureOp::Verify(const crypto::PublicKey& public_key, ByteView signature) {
+  if (overlong_) return CKR_DATA_LEN_RANGE;
   const Bytes m = Message();
   if (signature.size() != SignatureLength()) return CKR_SIGNATURE_LEN_RANGE;
   bool ok = false;

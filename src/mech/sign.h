@@ -60,6 +60,7 @@ class SignatureOp {
   KeyShape key_;
   std::unique_ptr<DigestOp> digest_;
   Bytes data_;
+  bool overlong_ = false;
   const EVP_MD* pss_md_ = nullptr;
   const EVP_MD* pss_mgf_ = nullptr;
   size_t pss_salt_ = 0;

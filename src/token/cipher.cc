@@ -97,8 +97,12 @@ CK_RV Module::CipherFinish(std::unique_ptr<CipherState>& st, bool decrypt, ByteV
     } else if (decrypt) {
       st->op->Update(data);
       const KeyMaterial& key = *st->key->key;
+      const Bytes& modulus = *st->key->attrs.Find(CKA_MODULUS);
+      const Secret rejection = RejectionKey(key.auth.view(), modulus);
       rv = st->op->Decrypt(
-          [&](ByteView in) { return tpm_->RsaPrivate(key.blob, key.auth.view(), in); }, &result);
+          {[&](ByteView in) { return tpm_->RsaPrivate(key.blob, key.auth.view(), in); }, modulus,
+           rejection.view()},
+          &result);
     } else {
       st->op->Update(data);
       Bytes cipher;

@@ -26,6 +26,12 @@ const char* KdfHash(CK_ULONG kdf) {
   }
 }
 
+// Bounds on the caller's lengths (PKCS#11 names none): a DER-wrapped P-521
+// point is 136 bytes; X9.63 shared info is a few dozen in every protocol.
+constexpr CK_ULONG kMaxPublicData = 1024;
+constexpr CK_ULONG kMaxSharedData = 64 * 1024;
+constexpr size_t kMaxSecretLen = 128;
+
 }  // namespace
 
 CK_RV Module::DeriveKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE base,
@@ -39,7 +45,8 @@ CK_RV Module::DeriveKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
   const auto* p = static_cast<const CK_ECDH1_DERIVE_PARAMS*>(mech->pParameter);
   const char* kdf_hash = KdfHash(p->kdf);
   if ((p->kdf != CKD_NULL && !kdf_hash) || (p->kdf == CKD_NULL && p->ulSharedDataLen) ||
-      (p->ulSharedDataLen && !p->pSharedData) || !p->pPublicData)
+      (p->ulSharedDataLen && !p->pSharedData) || !p->pPublicData ||
+      p->ulSharedDataLen > kMaxSharedData || p->ulPublicDataLen > kMaxPublicData)
     return CKR_MECHANISM_PARAM_INVALID;
 
   auto o = Resolve(*s, base);
@@ -82,6 +89,9 @@ CK_RV Module::DeriveKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
     return CKR_TEMPLATE_INCOMPLETE;
   }
   if (len == 0 || (!kdf_hash && len > z.size())) return CKR_TEMPLATE_INCONSISTENT;
+  // The TPM holds at most a 128-byte keyed-hash value; a caller's length
+  // past it fails here, before the KDF would try to allocate it.
+  if (len > kMaxSecretLen) return CKR_ATTRIBUTE_VALUE_INVALID;
   Secret value = kdf_hash ? crypto::X963Kdf(kdf_hash, z.view(), ByteView(p->pSharedData,
                                                                            p->ulSharedDataLen),
                                             len)

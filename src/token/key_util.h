@@ -26,6 +26,15 @@ CK_RV TpmKeyPolicy(AttrSet& a);
 // TPM drops trailing zero octets of auth values).
 Secret NewKeyAuth();
 
+// The secret behind an RSA key's implicit rejection (mech/rsa_unpad.h):
+// HMAC-SHA256 keyed with the key's TPM auth value over a fixed label and the
+// modulus. The auth value is a random 32-byte secret of this one key, kept
+// where the key's use needs it (its private record under the token key, or
+// process memory for a session key), so every key, old ones included, has
+// the secret without a new record field, and whoever could learn it could
+// already run the key's raw RSA operation in the TPM and needs no oracle.
+Secret RejectionKey(ByteView key_auth, ByteView modulus);
+
 // The length-query convention of 2.40 section 5.2: answers the length when
 // out is NULL or too short (proceed = false), else lets the caller write.
 CK_RV QueryOrFits(size_t need, const CK_BYTE* out, CK_ULONG* out_len, bool* proceed);

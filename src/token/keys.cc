@@ -3,7 +3,9 @@
 // its blobs and random auth value in the private key's (private) record.
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 
+#include "crypto/kdf.h"
 #include "crypto/ossl.h"
 #include "token/key_util.h"
 #include "token/module.h"
@@ -70,6 +72,11 @@ Secret NewKeyAuth() {
   Secret auth = crypto::RandomSecret(32);
   auth.data()[31] |= 1;
   return auth;
+}
+
+Secret RejectionKey(ByteView key_auth, ByteView modulus) {
+  static constexpr std::string_view kLabel = "tpmtoken RSA PKCS#1 v1.5 implicit rejection v1";
+  return crypto::HmacSha256(key_auth, {View(kLabel), modulus});
 }
 
 CK_RV TpmKeyPolicy(AttrSet& a) {

@@ -135,6 +135,9 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
   if ((rv = schema::BuildForDerive(*cls, tmpl, n, s->token->login == CKU_SO, &a)) != CKR_OK)
     return rv;
 
+  // Everything that does not depend on the plaintext is checked before the
+  // unwrapping step; everything after it answers one code.
+  if ((rv = CheckWriteAccess(*s, a.Bool(CKA_TOKEN), true)) != CKR_OK) return rv;
   Secret value;
   if (IsRsaWrap(mech->mechanism)) {
     if (u->attrs.Ulong(CKA_CLASS) != CKO_PRIVATE_KEY || u->attrs.Ulong(CKA_KEY_TYPE) != CKK_RSA ||
@@ -144,10 +147,29 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
     if ((rv = mech::RsaCipherOp::Create(*mech, BitLength(*u->attrs.Find(CKA_MODULUS)), &op)) !=
         CKR_OK)
       return rv;
+    // PKCS#1 v1.5 (Bardou et al. attacked exactly this call): implicit
+    // rejection, and with a known key length the TLS countermeasure on top,
+    // so that a wrong length is rejected the same silent way as a bad
+    // padding and the unwrap succeeds with an unusable key either way. An
+    // AES key without CKA_VALUE_LEN would leave "the length is 16, 24 or
+    // 32" as an oracle, so the template must name it.
+    std::optional<size_t> fixed_len;
+    if (!op->oaep() && cls->cls == CKO_SECRET_KEY) {
+      if (auto want = a.Ulong(CKA_VALUE_LEN)) {
+        fixed_len = *want;
+      } else if (a.Ulong(CKA_KEY_TYPE) == CKK_AES) {
+        log::Warn("C_UnwrapKey with CKM_RSA_PKCS: give CKA_VALUE_LEN for an AES key (without "
+                  "it the answer would tell whether the padding held a valid AES length)");
+        return CKR_TEMPLATE_INCOMPLETE;
+      }
+    }
     op->Update(wrapped);
     const KeyMaterial& key = *u->key;
-    rv = op->Decrypt([&](ByteView in) { return tpm_->RsaPrivate(key.blob, key.auth.view(), in); },
-                     &value);
+    const Bytes& modulus = *u->attrs.Find(CKA_MODULUS);
+    const Secret rejection = RejectionKey(key.auth.view(), modulus);
+    rv = op->Decrypt({[&](ByteView in) { return tpm_->RsaPrivate(key.blob, key.auth.view(), in); },
+                      modulus, rejection.view()},
+                     &value, fixed_len);
     if (rv == CKR_ENCRYPTED_DATA_LEN_RANGE) return CKR_WRAPPED_KEY_LEN_RANGE;
     if (rv != CKR_OK) return CKR_WRAPPED_KEY_INVALID;
   } else {
@@ -155,7 +177,9 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
     if (u->attrs.Ulong(CKA_CLASS) != CKO_SECRET_KEY || u->attrs.Ulong(CKA_KEY_TYPE) != CKK_AES ||
         !u->key)
       return CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT;
-    if (wrapped.size() < 16 || wrapped.size() % 8) return CKR_WRAPPED_KEY_LEN_RANGE;
+    // 16 KiB holds any key this token takes (a 4096-bit RSA PKCS#8 is 2.4K).
+    if (wrapped.size() < 16 || wrapped.size() % 8 || wrapped.size() > 16384)
+      return CKR_WRAPPED_KEY_LEN_RANGE;
     const KeyMaterial& kek = *u->key;
     auto plain = mech::AesKeyUnwrapPad(wrapped, [&](ByteView block) {
       Bytes iv;
@@ -164,19 +188,30 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
     if (!plain) return CKR_WRAPPED_KEY_INVALID;
     value = std::move(*plain);
   }
-  if (cls->cls == CKO_PRIVATE_KEY) return UnwrappedPrivateKey(*s, std::move(a), value.view(), out);
-  if (auto want = a.Ulong(CKA_VALUE_LEN); want && *want != value.size())
-    return CKR_TEMPLATE_INCONSISTENT;
-  if (!a.Bool(CKA_PRIVATE, true)) {
-    log::Info("a TPM-held key is always private: CKA_PRIVATE set to true");
-    a.SetBool(CKA_PRIVATE, true);
+  // After the unwrapping step: the value becomes a key, or the call fails.
+  auto store = [&]() -> CK_RV {
+    if (cls->cls == CKO_PRIVATE_KEY)
+      return UnwrappedPrivateKey(*s, std::move(a), value.view(), out);
+    if (auto want = a.Ulong(CKA_VALUE_LEN); want && *want != value.size())
+      return CKR_TEMPLATE_INCONSISTENT;
+    if (!a.Bool(CKA_PRIVATE, true)) {
+      log::Info("a TPM-held key is always private: CKA_PRIVATE set to true");
+      a.SetBool(CKA_PRIVATE, true);
+    }
+    a.SetBool(CKA_LOCAL, false);
+    a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+    a.SetBool(CKA_ALWAYS_SENSITIVE, false);
+    a.SetBool(CKA_NEVER_EXTRACTABLE, false);
+    if (a.Bool(CKA_EXTRACTABLE)) a.Set(CKA_VALUE, value.view());
+    return StoreSecretValue(*s, std::move(a), std::move(value), out);
+  };
+  if ((rv = store()) != CKR_OK) {
+    // The true cause, for whoever reads the log; the caller gets one code
+    // for every failure the plaintext decides (issue 8: no oracle).
+    log::Debug("C_UnwrapKey: the unwrapped value is not a usable key (CKR 0x", std::hex, rv, ")");
+    return CKR_WRAPPED_KEY_INVALID;
   }
-  a.SetBool(CKA_LOCAL, false);
-  a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
-  a.SetBool(CKA_ALWAYS_SENSITIVE, false);
-  a.SetBool(CKA_NEVER_EXTRACTABLE, false);
-  if (a.Bool(CKA_EXTRACTABLE)) a.Set(CKA_VALUE, value.view());
-  return StoreSecretValue(*s, std::move(a), std::move(value), out);
+  return CKR_OK;
 }
 
 }  // namespace tpmtoken
