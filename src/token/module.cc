@@ -41,15 +41,11 @@ void PadField(CK_UTF8CHAR* field, size_t size, std::string_view text) {
   std::memcpy(field, text.data(), std::min(size, text.size()));
 }
 
-std::unique_ptr<Module> Module::Create() {
+std::unique_ptr<Module> Module::Create(OpenMode mode) {
   std::unique_ptr<Module> m(new Module());
   m->cfg_ = Config::Load();
-  try {
-    m->store_ = store::Store::Open(m->cfg_.store_path);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(std::string(e.what()) +
-                             " (set TPMTOKEN_STORE to a writable path, or fix the permissions)");
-  }
+  // The TPM first: whether a missing or empty store may be made anew
+  // depends on whether this TPM anchors one at that path.
   try {
     m->tpm_ = tpm::Tpm::Open(m->cfg_.tcti, m->cfg_.owner_auth, m->cfg_.primary_handle);
   } catch (const tpm::TpmError& e) {
@@ -60,7 +56,29 @@ std::unique_ptr<Module> Module::Create() {
   // The Tpm keeps the owner password as a Secret; the configuration's copy goes.
   Wipe(m->cfg_.owner_auth.data(), m->cfg_.owner_auth.size());
   m->cfg_.owner_auth.clear();
+  const std::string& path = m->cfg_.store_path;
+  const StoreFile file = InspectStoreFile(path);
+  if (file.state != StoreFile::kPresent) {
+    if (const std::string refusal = m->OrphanAnchorRefusal(file); !refusal.empty()) {
+      log::Error(refusal);
+      throw std::runtime_error(refusal);
+    }
+    if (mode == OpenMode::kRecover) throw std::runtime_error("there is no store at " + path);
+  }
+  try {
+    m->store_ = store::Store::Open(path, file.read_only);
+  } catch (const store::StoreError& e) {
+    const std::string what = e.what();
+    // Corruption and read-only stores name themselves (store/db.cc).
+    if (what.find("corrupted") != std::string::npos || what.find("read-only") != std::string::npos)
+      throw std::runtime_error(what);
+    throw std::runtime_error(what + " (set TPMTOKEN_STORE to a writable path, or fix the permissions)");
+  }
+  if (file.read_only)
+    log::Warn("the store ", path, " is read-only for this process: login and signing work, "
+              "changes are refused (CKR_TOKEN_WRITE_PROTECTED)");
   m->UnsealStoreKey();
+  m->CheckAnchor(mode);
   m->LoadCaps();
   m->RefreshTokens();
   return m;
