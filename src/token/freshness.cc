@@ -395,6 +395,20 @@ CK_RV Module::AcceptRestore(ByteView so_pin, bool owner) {
     anchor_problem_.clear();
     BindAnchor();
   }
+  // A copy from before a PIN change holds seals whose PIN counters the
+  // change removed: say which role needs a new PIN.
+  RefreshTokens();
+  for (const auto& t : tokens_) {
+    for (const bool so : {true, false}) {
+      const RoleSeal& role = so ? t->rec.so : t->rec.user;
+      if (role.present && role.nv_index && !tpm_->ReadNvPublic(role.nv_index))
+        log::Warn("token '", t->rec.label, "': the restored ", so ? "SO" : "user",
+                  " PIN's counter (NV index ", HexIndex(role.nv_index),
+                  ") no longer exists; ",
+                  so ? "re-initialize the token, or delete it with `tpmtoken token delete --owner`"
+                     : "the SO sets a new user PIN (`tpmtoken pin unlock`, C_InitPIN)");
+    }
+  }
   log::Warn("store ", store_->path(), ": restore accepted (",
             owner ? "TPM owner authorization" : "every token's SO PIN",
             "); the store is bound to the TPM's counter as it is now");
