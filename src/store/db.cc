@@ -83,7 +83,14 @@ std::unique_ptr<Db> Db::OpenReadOnly(const std::string& path) {
   std::unique_ptr<Db> db(new Db());
   db->path_ = path;
   db->read_only_ = true;
-  const int rc = sqlite3_open_v2(path.c_str(), &db->db_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+  // A WAL database needs its -shm index; where it is absent (the last
+  // writer closed cleanly) and cannot be created, nothing can change the
+  // file under us either: read it as immutable.
+  std::error_code ec;
+  const bool shm = std::filesystem::exists(path + "-shm", ec);
+  const std::string uri = shm ? path : "file:" + path + "?immutable=1";
+  const int rc = sqlite3_open_v2(uri.c_str(), &db->db_,
+                                 SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI,
                                  nullptr);
   if (rc != SQLITE_OK) Fail(db->db_, "cannot open store " + path + " read-only");
   sqlite3_busy_timeout(db->db_, 10000);

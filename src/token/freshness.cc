@@ -153,7 +153,7 @@ std::string Module::TokenName(int64_t row) {
       }
     }
   }
-  return "in store row " + std::to_string(row);
+  return "of store row " + std::to_string(row);
 }
 
 void Module::CheckAnchor(OpenMode mode) {
@@ -217,14 +217,16 @@ void Module::CheckAnchor(OpenMode mode) {
       const auto want = rec->token_macs.find(id);
       if (have != macs.end() && want != rec->token_macs.end() && have->second == want->second)
         continue;
+      const auto rows = store_->Tokens();
+      const bool has_row = std::any_of(rows.begin(), rows.end(),
+                                       [&](const store::TokenRow& r) { return r.id == id; });
       const std::string what =
-          want == rec->token_macs.end()
+          !has_row ? "no token row: it was deleted outside tpmtoken"
+          : want == rec->token_macs.end()
               ? "rows that its anchor does not know (re-inserted or added outside tpmtoken)"
-              : have == macs.end() ? "no token row: it was deleted outside tpmtoken"
-                                   : "a token or object row removed, re-inserted or replaced "
-                                     "by an older copy";
+              : "a token or object row removed, re-inserted or replaced by an older copy";
       problem = "token " + TokenName(id) + " in " + store_->path() + " has " + what +
-                ". Nothing was changed. Restore the store from a backup; " + RestoreHint();
+                ". Nothing was changed. Restore the store from a backup. " + RestoreHint();
       break;
     }
   }

@@ -341,6 +341,7 @@ CK_RV Module::GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO* info) {
   PadField(info->label, sizeof info->label, t->rec.label);
   PadField(info->serialNumber, sizeof info->serialNumber, t->rec.serial);
   info->flags |= CKF_TOKEN_INITIALIZED;
+  if (store_->read_only()) info->flags |= CKF_WRITE_PROTECTED;
   for (const auto& [h, s] : sessions_) {
     if (s->token != t) continue;
     ++info->ulSessionCount;

@@ -115,6 +115,8 @@ std::shared_ptr<Object> Module::Resolve(Session& s, CK_OBJECT_HANDLE h) {
 // objects need the user logged in.
 CK_RV Module::CheckWriteAccess(const Session& s, bool token_object, bool private_object) const {
   if (token_object && !s.rw) return CKR_SESSION_READ_ONLY;
+  // A store this process cannot write serves reads, login and signing.
+  if (token_object && store_->read_only()) return CKR_TOKEN_WRITE_PROTECTED;
   if (private_object && s.token->login != CKU_USER) return CKR_USER_NOT_LOGGED_IN;
   return CKR_OK;
 }
