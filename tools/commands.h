@@ -18,6 +18,8 @@ struct Options {
   std::string out;       // output file ("" = stdout)
   std::string finish;    // rotate --finish CERT
   bool so = false;
+  bool owner = false;  // store accept-restore / token delete: the TPM owner authorization
+  bool yes = false;    // store delete: confirmed
   PinSource pin;
   PinSource so_pin{"", "", "TPMTOKEN_SO_PIN", "SO PIN: "};
   PinSource new_pin{"", "", "TPMTOKEN_NEW_PIN", "New PIN: "};
@@ -37,5 +39,7 @@ int Csr(const Options& o);
 int CertImport(const Options& o);
 int CertList(const Options& o);
 int Rotate(const Options& o);
+int StoreAcceptRestore(const Options& o);
+int StoreDelete(const Options& o);
 
 }  // namespace tpmtoken::tool

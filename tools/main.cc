@@ -134,6 +134,20 @@ int main(int argc, char** argv) {
   PinOptions(rot, o.pin, "pin");
   rot->callback([&] { run = Rotate; });
 
+  auto* st = app.add_subcommand("store", "the store's anchor in the TPM: accept a restore, delete");
+  st->require_subcommand(1);
+  auto* acc = st->add_subcommand(
+      "accept-restore",
+      "bind a store restored from a backup to the TPM's counter (every token's SO PIN, or --owner)");
+  acc->add_flag("--owner", o.owner,
+                "use the TPM owner authorization (owner_auth) instead of the SO PINs");
+  PinOptions(acc, o.so_pin, "so-pin");
+  acc->callback([&] { run = StoreAcceptRestore; });
+  auto* sdel = st->add_subcommand(
+      "delete", "remove the store, its tokens and their TPM state (TPM owner authorization)");
+  sdel->add_flag("--yes", o.yes, "yes: every token in the store is destroyed")->required();
+  sdel->callback([&] { run = StoreDelete; });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -141,7 +155,8 @@ int main(int argc, char** argv) {
     return rc == 0 ? kOk : kUsage;
   }
   try {
-    if (run != Status && run != TokenList && run != TokenInit) {
+    if (run != Status && run != TokenList && run != TokenInit && run != StoreAcceptRestore &&
+        run != StoreDelete) {
       if (token.empty()) {
         Context probe;
         const auto all = probe.module().Tokens();

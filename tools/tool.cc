@@ -57,6 +57,7 @@ std::string CkrName(CK_RV rv) {
     case CKR_KEY_SIZE_RANGE: return "CKR_KEY_SIZE_RANGE";
     case CKR_CURVE_NOT_SUPPORTED: return "CKR_CURVE_NOT_SUPPORTED";
     case CKR_SESSION_EXISTS: return "CKR_SESSION_EXISTS";
+    case CKR_TOKEN_WRITE_PROTECTED: return "CKR_TOKEN_WRITE_PROTECTED";
     default: {
       char buf[32];
       std::snprintf(buf, sizeof buf, "CKR 0x%lx", rv);
@@ -74,6 +75,10 @@ void Check(CK_RV rv, const std::string& what) {
     case CKR_PIN_LOCKED:
       throw ToolError(what + ": the PIN is locked; the SO unlocks it with `tpmtoken pin unlock`", kAuth);
     case CKR_PIN_LEN_RANGE: throw ToolError(what + ": PINs are 4 to 128 characters", kUsage);
+    case CKR_TOKEN_WRITE_PROTECTED:
+      throw ToolError(what + ": the store is read-only for this user (file or directory not "
+                      "writable); run as its owner, or fix the permissions",
+                      kFailure);
     case CKR_DEVICE_ERROR:
       throw ToolError(what + ": the TPM or the store failed (see the line above)", kFailure);
     default: throw ToolError(what + ": " + CkrName(rv), kFailure);

@@ -76,10 +76,34 @@ std::unique_ptr<Db> Db::Open(const std::string& path) {
   if (rc != SQLITE_OK) Fail(db->db_, "cannot open store " + path);
   access::ShareInGroupDir(path);
   sqlite3_busy_timeout(db->db_, 10000);
+  // A file that is not a database says so here, not as a permission problem.
+  db->Exec("PRAGMA schema_version");
   db->Exec("PRAGMA journal_mode=WAL");
-  db->Exec("PRAGMA synchronous=NORMAL");
+  // FULL: a commit is on disk before the call returns, so the TPM counter
+  // (store/anchor.cc) never moves past a commit a power cut could undo.
+  db->Exec("PRAGMA synchronous=FULL");
   db->Exec("PRAGMA foreign_keys=ON");
   db->Exec("PRAGMA secure_delete=ON");
+  return db;
+}
+
+std::unique_ptr<Db> Db::OpenReadOnly(const std::string& path) {
+  std::unique_ptr<Db> db(new Db());
+  db->path_ = path;
+  db->read_only_ = true;
+  // A WAL database needs its -shm index; where it is absent (the last
+  // writer closed cleanly) and cannot be created, nothing can change the
+  // file under us either: read it as immutable.
+  std::error_code ec;
+  const bool shm = std::filesystem::exists(path + "-shm", ec);
+  const std::string uri = shm ? path : "file:" + path + "?immutable=1";
+  const int rc = sqlite3_open_v2(uri.c_str(), &db->db_,
+                                 SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI,
+                                 nullptr);
+  if (rc != SQLITE_OK) Fail(db->db_, "cannot open store " + path + " read-only");
+  sqlite3_busy_timeout(db->db_, 10000);
+  db->Exec("PRAGMA schema_version");
+  db->Exec("PRAGMA foreign_keys=ON");
   return db;
 }
 
@@ -90,9 +114,17 @@ Db::~Db() {
 
 void Db::Exec(const char* sql) {
   char* err = nullptr;
-  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+  const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &err);
+  if (rc != SQLITE_OK) {
     std::string msg = err ? err : sqlite3_errmsg(db_);
     sqlite3_free(err);
+    const int base = rc & 0xFF;
+    if (base == SQLITE_CORRUPT || base == SQLITE_NOTADB)
+      throw StoreError("the store " + path_ + " is corrupted (" + msg +
+                       "): restore it from a backup (then `tpmtoken store accept-restore`)");
+    if (base == SQLITE_READONLY)
+      throw StoreError("the store " + path_ + " is read-only (" + msg +
+                       "): this change needs a writable store file and directory");
     throw StoreError(std::string("store: ") + msg);
   }
 }
@@ -106,8 +138,14 @@ int64_t Db::DataVersion() {
 }
 
 Db::Txn::Txn(Db& db) : db_(db), level_(db.txn_depth_) {
-  db_.Exec(level_ == 0 ? "BEGIN IMMEDIATE"
-                       : ("SAVEPOINT tpmtoken_" + std::to_string(level_)).c_str());
+  if (level_ == 0 && db_.hooks_) db_.hooks_->Begin();
+  try {
+    db_.Exec(level_ == 0 ? "BEGIN IMMEDIATE"
+                         : ("SAVEPOINT tpmtoken_" + std::to_string(level_)).c_str());
+  } catch (...) {
+    if (level_ == 0 && db_.hooks_) db_.hooks_->Ended();
+    throw;
+  }
   ++db_.txn_depth_;
 }
 Db::Txn::~Txn() {
@@ -115,7 +153,7 @@ Db::Txn::~Txn() {
   --db_.txn_depth_;
   try {
     if (level_ == 0) {
-      db_.Exec("ROLLBACK");
+      if (sqlite3_get_autocommit(db_.db_) == 0) db_.Exec("ROLLBACK");
     } else {
       const std::string sp = "tpmtoken_" + std::to_string(level_);
       db_.Exec(("ROLLBACK TO " + sp + "; RELEASE " + sp).c_str());
@@ -123,11 +161,25 @@ Db::Txn::~Txn() {
   } catch (const StoreError& e) {
     log::Error("store rollback failed: ", e.what());
   }
+  if (level_ == 0 && db_.hooks_) db_.hooks_->Ended();
 }
 void Db::Txn::Commit() {
-  db_.Exec(level_ == 0 ? "COMMIT" : ("RELEASE tpmtoken_" + std::to_string(level_)).c_str());
+  if (level_ != 0) {
+    db_.Exec(("RELEASE tpmtoken_" + std::to_string(level_)).c_str());
+    --db_.txn_depth_;
+    done_ = true;
+    return;
+  }
+  if (db_.hooks_) db_.hooks_->BeforeCommit();
+  db_.Exec("COMMIT");
   --db_.txn_depth_;
   done_ = true;
+  if (!db_.hooks_) return;
+  struct End {
+    TxnHooks* h;
+    ~End() { h->Ended(); }
+  } end{db_.hooks_};
+  db_.hooks_->AfterCommit();
 }
 
 }  // namespace tpmtoken::store

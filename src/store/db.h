@@ -40,11 +40,25 @@ class Stmt {
   sqlite3_stmt* s_ = nullptr;
 };
 
+// What the owner of a Db (the Store) does around each outermost transaction:
+// the one write path of DESIGN.md (lock, freshness step, audit).
+class TxnHooks {
+ public:
+  virtual ~TxnHooks() = default;
+  virtual void Begin() = 0;         // before BEGIN IMMEDIATE
+  virtual void BeforeCommit() = 0;  // inside the transaction, last writes
+  virtual void AfterCommit() = 0;   // the commit is durable
+  virtual void Ended() = 0;         // after commit or rollback
+};
+
 class Db {
  public:
   // Opens (creating the file and its directory, mode 0700/0600) in WAL mode
   // with a busy timeout, so several processes can share it.
   static std::unique_ptr<Db> Open(const std::string& path);
+  // Opens an existing file read-only (a store on a read-only mount or in a
+  // directory this user cannot write): reads work, writes fail.
+  static std::unique_ptr<Db> OpenReadOnly(const std::string& path);
   ~Db();
   Db(const Db&) = delete;
   Db& operator=(const Db&) = delete;
@@ -56,6 +70,9 @@ class Db {
   // Changes whenever another connection commits (PRAGMA data_version).
   int64_t DataVersion();
   const std::string& path() const { return path_; }
+  bool read_only() const { return read_only_; }
+  bool in_transaction() const { return txn_depth_ > 0; }
+  void set_hooks(TxnHooks* hooks) { hooks_ = hooks; }
 
   // The outermost Txn is BEGIN IMMEDIATE; nested ones are savepoints, so
   // several changes can be made one transaction (rotate --finish).
@@ -79,6 +96,8 @@ class Db {
   std::string path_;
   std::optional<Stmt> data_version_;
   int txn_depth_ = 0;
+  bool read_only_ = false;
+  TxnHooks* hooks_ = nullptr;
 };
 
 }  // namespace tpmtoken::store

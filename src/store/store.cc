@@ -1,5 +1,8 @@
 #include "store/store.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <functional>
 
 #include "crypto/aead.h"
@@ -24,16 +27,49 @@ const std::vector<std::function<void(Db&)>>& Migrations() {
             "CREATE INDEX objects_by_token ON objects(token_id);"
             "INSERT INTO meta VALUES ('gen', 0);");
       },
+      // 2: token rows get a generation, and records written from now on bind
+      // it in their additional data; rows at or below legacy_gen keep their
+      // v1 records until they are next written.
+      [](Db& db) {
+        db.Exec(
+            "ALTER TABLE tokens ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;"
+            "INSERT INTO meta SELECT 'legacy_gen', value FROM meta WHERE key = 'gen';");
+      },
   };
   return kSteps;
 }
 
 }  // namespace
 
-std::unique_ptr<Store> Store::Open(const std::string& path) {
-  std::unique_ptr<Store> s(new Store(Db::Open(path)));
-  s->Migrate();
+std::unique_ptr<Store> Store::Open(const std::string& path, bool read_only) {
+  std::unique_ptr<Store> s(new Store(read_only ? Db::OpenReadOnly(path) : Db::Open(path)));
+  // The lock descriptor stays open as long as the connection: closing any
+  // descriptor of the file would drop SQLite's POSIX locks on it.
+  s->lock_fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (s->lock_fd_ < 0) throw StoreError("cannot open " + path + " to lock it");
+  s->db_->set_hooks(s.get());
+  if (read_only) {
+    Stmt q = s->db_->Prepare("PRAGMA user_version");
+    const int64_t v = q.Step() ? q.Int(0) : 0;
+    q.Run();
+    if (v != kSchemaVersion)
+      throw StoreError(path + " has schema " + std::to_string(v) + " and is read-only: open it "
+                       "once writable so tpmtoken can bring it to schema " +
+                       std::to_string(kSchemaVersion));
+  } else {
+    s->Migrate();
+  }
+  if (auto g = s->Meta("legacy_gen")) {
+    Stmt q = s->db_->Prepare("SELECT value FROM meta WHERE key = 'legacy_gen'");
+    s->legacy_gen_ = q.Step() ? q.Int(0) : -1;
+    q.Run();
+  }
   return s;
+}
+
+Store::~Store() {
+  db_.reset();
+  if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
 void Store::Migrate() {
@@ -72,6 +108,18 @@ void Store::SetMeta(const std::string& key, ByteView value) {
   db_->Prepare("INSERT OR REPLACE INTO meta VALUES (?, ?)").Bind(1, key).Bind(2, value).Run();
 }
 
+Bytes Store::RecordAadV2(const char* table, int64_t token_id, int64_t row_id, bool is_private,
+                         int64_t gen) {
+  Writer w;
+  w.Str("tpmtoken record v2");
+  w.Str(table);
+  w.U64(static_cast<uint64_t>(token_id));
+  w.U64(static_cast<uint64_t>(row_id));
+  w.U8(is_private ? 1 : 0);
+  w.U64(static_cast<uint64_t>(gen));
+  return w.Take();
+}
+
 Bytes Store::RecordAad(const char* table, int64_t token_id, int64_t row_id, bool is_private) {
   Writer w;
   w.Str("tpmtoken record v1");
@@ -84,36 +132,50 @@ Bytes Store::RecordAad(const char* table, int64_t token_id, int64_t row_id, bool
 
 std::vector<TokenRow> Store::Tokens() {
   std::vector<TokenRow> out;
-  Stmt q = db_->Prepare("SELECT id, slot_id, record FROM tokens ORDER BY id");
+  Stmt q = db_->Prepare("SELECT id, slot_id, gen, record FROM tokens ORDER BY id");
   while (q.Step()) {
-    ByteView r = q.Blob(2);
-    out.push_back({q.Int(0), static_cast<uint32_t>(q.Int(1)), Bytes(r.begin(), r.end())});
+    ByteView r = q.Blob(3);
+    const int64_t gen = q.Int(2);
+    out.push_back({q.Int(0), static_cast<uint32_t>(q.Int(1)), gen, Bytes(r.begin(), r.end()),
+                   gen <= legacy_gen_});
   }
   return out;
 }
 
 std::optional<Secret> Store::OpenToken(const TokenRow& row, ByteView sk) {
-  return crypto::AeadOpen(sk, RecordAad("tokens", row.id, row.id, false), row.sealed);
+  auto plain =
+      crypto::AeadOpen(sk, RecordAadV2("tokens", row.id, row.id, false, row.gen), row.sealed);
+  if (!plain && row.legacy)
+    plain = crypto::AeadOpen(sk, RecordAad("tokens", row.id, row.id, false), row.sealed);
+  return plain;
 }
 
 int64_t Store::AddToken(uint32_t slot_id, ByteView plain, ByteView sk) {
   // Reserve the row id first: the record's AAD names it.
   db_->Prepare("INSERT INTO tokens (slot_id, record) VALUES (?, x'')").Bind(1, slot_id).Run();
   const int64_t id = db_->LastInsertId();
-  UpdateToken(id, slot_id, plain, sk);
+  WriteToken(id, slot_id, plain, sk);
   return id;
 }
 
 void Store::UpdateToken(int64_t id, uint32_t slot_id, ByteView plain, ByteView sk) {
-  const Bytes sealed = crypto::AeadSeal(sk, RecordAad("tokens", id, id, false), plain);
-  db_->Prepare("UPDATE tokens SET slot_id = ?, record = ? WHERE id = ?")
+  MarkDestructive();  // a PIN change or re-init replaces what an old copy holds
+  WriteToken(id, slot_id, plain, sk);
+}
+
+void Store::WriteToken(int64_t id, uint32_t slot_id, ByteView plain, ByteView sk) {
+  const int64_t gen = NextGen();
+  const Bytes sealed = crypto::AeadSeal(sk, RecordAadV2("tokens", id, id, false, gen), plain);
+  db_->Prepare("UPDATE tokens SET slot_id = ?, record = ?, gen = ? WHERE id = ?")
       .Bind(1, slot_id)
       .Bind(2, sealed)
-      .Bind(3, id)
+      .Bind(3, gen)
+      .Bind(4, id)
       .Run();
 }
 
 void Store::DeleteToken(int64_t id) {
+  MarkDestructive();
   db_->Prepare("DELETE FROM objects WHERE token_id = ?").Bind(1, id).Run();
   db_->Prepare("DELETE FROM tokens WHERE id = ?").Bind(1, id).Run();
 }
@@ -136,12 +198,27 @@ std::vector<ObjectStamp> Store::ObjectStamps(int64_t token_id) {
 
 std::optional<Secret> Store::LoadObject(int64_t token_id, int64_t id, bool is_private,
                                         ByteView key) {
-  Stmt q = db_->Prepare("SELECT record FROM objects WHERE id = ? AND token_id = ?");
-  q.Bind(1, id).Bind(2, token_id);
-  if (!q.Step()) return std::nullopt;
-  auto plain = crypto::AeadOpen(key, RecordAad("objects", token_id, id, is_private), q.Blob(0));
+  std::optional<Secret> out;
+  int64_t gen = 0;
+  LoadObject(token_id, id, is_private, key, &out, &gen);
+  return out;
+}
+
+LoadResult Store::LoadObject(int64_t token_id, int64_t id, bool is_private, ByteView key,
+                             std::optional<Secret>* out, int64_t* gen) {
+  // Record and gen come from one statement, one snapshot: a concurrent
+  // update cannot pair a new record with an old gen.
+  Stmt q = db_->Prepare(
+      "SELECT record, gen FROM objects WHERE id = ? AND token_id = ? AND private = ?");
+  q.Bind(1, id).Bind(2, token_id).Bind(3, is_private ? 1 : 0);
+  out->reset();
+  if (!q.Step()) return LoadResult::kGone;
+  *gen = q.Int(1);
+  *out = crypto::AeadOpen(key, RecordAadV2("objects", token_id, id, is_private, *gen), q.Blob(0));
+  if (!*out && *gen <= legacy_gen_)
+    *out = crypto::AeadOpen(key, RecordAad("objects", token_id, id, is_private), q.Blob(0));
   q.Run();
-  return plain;
+  return *out ? LoadResult::kOk : LoadResult::kFailed;
 }
 
 ObjectStamp Store::AddObject(int64_t token_id, bool is_private, ByteView plain, ByteView key) {
@@ -149,14 +226,20 @@ ObjectStamp Store::AddObject(int64_t token_id, bool is_private, ByteView plain, 
       .Bind(1, token_id)
       .Bind(2, is_private ? 1 : 0)
       .Run();
-  return UpdateObject(token_id, db_->LastInsertId(), is_private, plain, key);
+  return WriteObject(token_id, db_->LastInsertId(), is_private, plain, key);
 }
 
 ObjectStamp Store::UpdateObject(int64_t token_id, int64_t id, bool is_private, ByteView plain,
                                 ByteView key) {
-  const Bytes sealed =
-      crypto::AeadSeal(key, RecordAad("objects", token_id, id, is_private), plain);
+  MarkDestructive();  // an attribute change replaces what an old copy holds
+  return WriteObject(token_id, id, is_private, plain, key);
+}
+
+ObjectStamp Store::WriteObject(int64_t token_id, int64_t id, bool is_private, ByteView plain,
+                               ByteView key) {
   const int64_t gen = NextGen();
+  const Bytes sealed =
+      crypto::AeadSeal(key, RecordAadV2("objects", token_id, id, is_private, gen), plain);
   db_->Prepare("UPDATE objects SET private = ?, gen = ?, record = ? WHERE id = ? AND token_id = ?")
       .Bind(1, is_private ? 1 : 0)
       .Bind(2, gen)
@@ -168,11 +251,13 @@ ObjectStamp Store::UpdateObject(int64_t token_id, int64_t id, bool is_private, B
 }
 
 bool Store::DeleteObject(int64_t token_id, int64_t id) {
+  MarkDestructive();
   db_->Prepare("DELETE FROM objects WHERE id = ? AND token_id = ?").Bind(1, id).Bind(2, token_id).Run();
   return db_->Changes() > 0;
 }
 
 void Store::DeleteObjects(int64_t token_id) {
+  MarkDestructive();
   db_->Prepare("DELETE FROM objects WHERE token_id = ?").Bind(1, token_id).Run();
 }
 

@@ -3,9 +3,14 @@
 // (TK), each with AES-256-GCM whose additional data binds the record to its
 // table, token, row and privacy, so rows cannot be swapped or replayed.
 // TPM-wrapped blobs that are useless without the TPM (the SK seal) sit in
-// the meta table in clear.
+// the meta table in clear. Since schema 2 the additional data also names the
+// row's generation, and an anchor record (anchor.cc) authenticates the set
+// of rows and ties the store to a TPM counter (DESIGN.md, State anchored in
+// the TPM).
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,13 +21,33 @@
 
 namespace tpmtoken::store {
 
-inline constexpr int kSchemaVersion = 1;
+inline constexpr int kSchemaVersion = 2;
 
 struct TokenRow {
   int64_t id = 0;
   uint32_t slot_id = 0;
+  int64_t gen = 0;
   Bytes sealed;
+  bool legacy = false;  // written before schema 2: sealed without its gen
 };
+
+// The anchor record (meta "anchor", sealed under the store key): the store's
+// freshness counter in the TPM, the counter value this store expects, and a
+// MAC per token over its row and its objects' (row, gen, privacy).
+struct AnchorRecord {
+  uint32_t nv_index = 0;
+  Bytes nv_name;
+  Secret auth;         // the counter's auth value
+  uint64_t value = 0;  // the counter value this store expects
+  std::map<int64_t, Bytes> token_macs;
+  Bytes audit_head;    // the audit chain's last hash (32 zero bytes: none)
+  Secret Encode() const;
+  static AnchorRecord Decode(ByteView in);  // throws DecodeError
+};
+
+// How a record load ended: another process may delete a row between a
+// listing and the read (gone), which is not tampering (failed).
+enum class LoadResult { kOk, kGone, kFailed };
 
 struct ObjectStamp {
   int64_t id = 0;
@@ -30,11 +55,14 @@ struct ObjectStamp {
   bool is_private = false;
 };
 
-class Store {
+class Store : private TxnHooks {
  public:
   // Opens or creates the store and brings its schema up to date. Throws
-  // StoreError naming the file and the cause.
-  static std::unique_ptr<Store> Open(const std::string& path);
+  // StoreError naming the file and the cause. read_only: an existing file
+  // this process cannot write (reads work, every change is refused).
+  static std::unique_ptr<Store> Open(const std::string& path, bool read_only = false);
+  ~Store() override;
+  bool read_only() const { return db_->read_only(); }
 
   Db& db() { return *db_; }
   const std::string& path() const { return db_->path(); }
@@ -51,6 +79,10 @@ class Store {
   std::vector<ObjectStamp> ObjectStamps(int64_t token_id);
   // nullopt if the row is gone or fails authentication under key.
   std::optional<Secret> LoadObject(int64_t token_id, int64_t id, bool is_private, ByteView key);
+  // The same, telling a row that is gone (or changed privacy) from one that
+  // fails authentication; *gen is the generation that was read.
+  LoadResult LoadObject(int64_t token_id, int64_t id, bool is_private, ByteView key,
+                        std::optional<Secret>* out, int64_t* gen);
   ObjectStamp AddObject(int64_t token_id, bool is_private, ByteView plain, ByteView key);
   ObjectStamp UpdateObject(int64_t token_id, int64_t id, bool is_private, ByteView plain,
                            ByteView key);
@@ -58,14 +90,64 @@ class Store {
   bool DeleteObject(int64_t token_id, int64_t id);
   void DeleteObjects(int64_t token_id);
 
-  // The additional data that binds a record to its place (exposed for tests).
+  // The additional data that binds a record to its place (exposed for tests);
+  // schema 2 adds the row's generation, so an older copy of a row fails.
   static Bytes RecordAad(const char* table, int64_t token_id, int64_t row_id, bool is_private);
+  static Bytes RecordAadV2(const char* table, int64_t token_id, int64_t row_id, bool is_private,
+                           int64_t gen);
+
+  // Freshness (anchor.cc). The anchor record, nullopt when there is none;
+  // throws StoreError when it fails authentication under sk.
+  std::optional<AnchorRecord> Anchor(ByteView sk);
+  void SetAnchor(const AnchorRecord& rec, ByteView sk);
+  // The MAC of each token's row and objects, as the anchor keeps them.
+  std::map<int64_t, Bytes> TokenMacs(ByteView sk);
+  // From now on every outermost commit re-seals the anchor record with the
+  // current MACs; one that removed, replaced or revoked something
+  // (MarkDestructive) also moves the expected counter value one up, commits
+  // with synchronous=FULL and then calls advance (the TPM's NV_Increment),
+  // all under an exclusive lock of the store file, so no other process can
+  // check the counter between the commit and the increment.
+  void Bind(ByteView sk, std::function<void(const AnchorRecord&)> advance);
+  bool bound() const { return !bound_sk_.empty(); }
+  void MarkDestructive() { destructive_ = true; }
+  // An advisory lock on the store file (flock), shared or exclusive, held
+  // while this object lives. Opens check the counter under a shared lock.
+  class FileLock {
+   public:
+    FileLock(int fd, bool exclusive);
+    ~FileLock();
+    FileLock(const FileLock&) = delete;
+    FileLock& operator=(const FileLock&) = delete;
+
+   private:
+    int fd_;
+  };
+  std::unique_ptr<FileLock> Lock(bool exclusive) {
+    return std::make_unique<FileLock>(lock_fd_, exclusive);
+  }
 
  private:
   explicit Store(std::unique_ptr<Db> db) : db_(std::move(db)) {}
   void Migrate();
   int64_t NextGen();
+  void WriteToken(int64_t id, uint32_t slot_id, ByteView plain, ByteView sk);
+  ObjectStamp WriteObject(int64_t token_id, int64_t id, bool is_private, ByteView plain,
+                          ByteView key);
+  // TxnHooks: the one write path.
+  void Begin() override;
+  void BeforeCommit() override;
+  void AfterCommit() override;
+  void Ended() override;
+
   std::unique_ptr<Db> db_;
+  int lock_fd_ = -1;
+  std::unique_ptr<FileLock> txn_lock_;
+  int64_t legacy_gen_ = -1;  // rows at or below this gen may carry v1 AAD
+  Secret bound_sk_;
+  std::function<void(const AnchorRecord&)> advance_;
+  bool destructive_ = false;
+  std::optional<AnchorRecord> advanced_;  // committed, waiting for the TPM step
 };
 
 }  // namespace tpmtoken::store

@@ -155,6 +155,7 @@ RoleSeal Module::MakeRole(bool so, ByteView pin, ByteView tk, uint32_t old_index
 
 CK_RV Module::InitToken(CK_SLOT_ID slot, ByteView so_pin, ByteView label_field) {
   if (!PinLengthOk(so_pin)) return CKR_PIN_LEN_RANGE;
+  if (store_->read_only()) return CKR_TOKEN_WRITE_PROTECTED;
   const std::string label = TrimLabel(label_field);
   Token* t = FindToken(slot);
   if (!t && slot != free_slot_) {
@@ -354,6 +355,7 @@ CK_RV Module::InitPIN(CK_SESSION_HANDLE h, ByteView pin) {
   Token& t = *s->token;
   if (t.login != CKU_SO) return CKR_USER_NOT_LOGGED_IN;
   if (!PinLengthOk(pin)) return CKR_PIN_LEN_RANGE;
+  if (store_->read_only()) return CKR_TOKEN_WRITE_PROTECTED;
   if (!ReloadRecord(t)) return CKR_DEVICE_ERROR;
   const RoleSeal old = t.rec.user;
   const RoleSeal fresh = MakeRole(false, pin, t.tk.view(), old.present ? old.nv_index : 0);
@@ -381,6 +383,7 @@ CK_RV Module::SetPIN(CK_SESSION_HANDLE h, ByteView old_pin, ByteView new_pin) {
   RoleSeal& role = so ? t.rec.so : t.rec.user;
   if (!role.present) return CKR_USER_PIN_NOT_INITIALIZED;
   if (!PinLengthOk(new_pin)) return CKR_PIN_LEN_RANGE;
+  if (store_->read_only()) return CKR_TOKEN_WRITE_PROTECTED;
   Secret tk;
   if (CK_RV rv = OpenRole(t, role, old_pin, &tk); rv != CKR_OK) return rv;
   const RoleSeal old = role;

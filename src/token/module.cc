@@ -46,19 +46,15 @@ void PadField(CK_UTF8CHAR* field, size_t size, std::string_view text) {
   std::memcpy(field, text.data(), std::min(size, text.size()));
 }
 
-std::unique_ptr<Module> Module::Create() {
+std::unique_ptr<Module> Module::Create(OpenMode mode) {
   std::unique_ptr<Module> m(new Module());
   m->cfg_ = Config::Load();
   // tpm2-tss logs every TPM error to stderr on its own; the module and the
   // tool report what matters in one line of their own. TSS2_LOG set by the
   // user still wins, and TPMTOKEN_LOG=debug leaves tpm2-tss's lines on.
   if (!log::Enabled(log::Level::kDebug)) setenv("TSS2_LOG", "all+NONE", 0);
-  try {
-    m->store_ = store::Store::Open(m->cfg_.store_path);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(std::string(e.what()) +
-                             " (set TPMTOKEN_STORE to a writable path, or fix the permissions)");
-  }
+  // The TPM first: whether a missing or empty store may be made anew
+  // depends on whether this TPM anchors one at that path.
   try {
     m->tpm_ = tpm::Tpm::Open(m->cfg_.tcti, m->cfg_.owner_auth, m->cfg_.primary_handle,
                              static_cast<int>(m->cfg_.tpm_timeout * 1000));
@@ -76,7 +72,29 @@ std::unique_ptr<Module> Module::Create() {
   // The Tpm keeps the owner password as a Secret; the configuration's copy goes.
   Wipe(m->cfg_.owner_auth.data(), m->cfg_.owner_auth.size());
   m->cfg_.owner_auth.clear();
+  const std::string& path = m->cfg_.store_path;
+  const StoreFile file = InspectStoreFile(path);
+  if (file.state != StoreFile::kPresent) {
+    if (const std::string refusal = m->OrphanAnchorRefusal(file); !refusal.empty()) {
+      log::Error(refusal);
+      throw std::runtime_error(refusal);
+    }
+    if (mode == OpenMode::kRecover) throw std::runtime_error("there is no store at " + path);
+  }
+  try {
+    m->store_ = store::Store::Open(path, file.read_only);
+  } catch (const store::StoreError& e) {
+    const std::string what = e.what();
+    // Corruption and read-only stores name themselves (store/db.cc).
+    if (what.find("corrupted") != std::string::npos || what.find("read-only") != std::string::npos)
+      throw std::runtime_error(what);
+    throw std::runtime_error(what + " (set TPMTOKEN_STORE to a writable path, or fix the permissions)");
+  }
+  if (file.read_only)
+    log::Warn("the store ", path, " is read-only for this process: login and signing work, "
+              "changes are refused (CKR_TOKEN_WRITE_PROTECTED)");
   m->UnsealStoreKey();
+  m->CheckAnchor(mode);
   m->LoadCaps();
   m->RefreshTokens();
   return m;
@@ -368,6 +386,7 @@ CK_RV Module::GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO* info) {
   PadField(info->label, sizeof info->label, t->rec.label);
   PadField(info->serialNumber, sizeof info->serialNumber, t->rec.serial);
   info->flags |= CKF_TOKEN_INITIALIZED;
+  if (store_->read_only()) info->flags |= CKF_WRITE_PROTECTED;
   for (const auto& [h, s] : sessions_) {
     if (s->token != t) continue;
     ++info->ulSessionCount;

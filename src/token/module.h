@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -94,8 +95,12 @@ struct Session {
 class Module {
  public:
   // Loads the configuration, opens the store and the TPM, unseals the store
-  // key. Throws with a message that names the cause and the fix.
-  static std::unique_ptr<Module> Create();
+  // key and checks the store against its anchor in the TPM. Throws with a
+  // message that names the cause and the fix. kRecover (the tool's
+  // accept-restore and store delete) opens a store the anchor refuses and
+  // keeps the refusal in anchor_problem().
+  enum class OpenMode { kNormal, kRecover };
+  static std::unique_ptr<Module> Create(OpenMode mode = OpenMode::kNormal);
 
   CK_RV GetSlotList(bool token_present, CK_SLOT_ID* list, CK_ULONG* count);
   CK_RV GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO* info);
@@ -191,6 +196,24 @@ class Module {
   };
   std::vector<TokenSummary> Tokens();
 
+  // Freshness (freshness.cc). Why the anchor refused this store ("" when
+  // it did not); only a kRecover module opens such a store.
+  const std::string& anchor_problem() const { return anchor_problem_; }
+  // Binds the store, as it is, to the TPM's counter: an administrator who
+  // restored a backup on purpose. Needs every token's SO PIN (so_pin opens
+  // each) or, with owner, the TPM owner authorization (the counter is then
+  // defined anew). Audited.
+  CK_RV AcceptRestore(ByteView so_pin, bool owner);
+  // Removes the store at the configured path and frees its anchor and its
+  // tokens' PIN counters (the owner authorization undefines them), also
+  // when the store file is gone or empty. Returns what it did.
+  static std::string DeleteStore();
+  struct AnchorInfo {
+    uint32_t nv_index = 0;
+    uint64_t store_value = 0, tpm_value = 0;
+  };
+  std::optional<AnchorInfo> anchor_info();
+
   // For tests and the admin tool.
   store::Store& store() { return *store_; }
   tpm::Tpm& tpm() { return *tpm_; }
@@ -201,6 +224,19 @@ class Module {
  private:
   Module() = default;
   void UnsealStoreKey();
+  // Freshness (freshness.cc).
+  struct StoreFile {
+    enum State { kMissing, kEmpty, kPresent } state = kMissing;
+    bool read_only = false;  // present, but this process cannot write it
+  };
+  static StoreFile InspectStoreFile(const std::string& path);
+  // The refusal when the store is missing or empty but this TPM anchors a
+  // store at its path ("" when it does not).
+  std::string OrphanAnchorRefusal(const StoreFile& file);
+  void CheckAnchor(OpenMode mode);
+  void CreateAnchor(OpenMode mode);
+  void BindAnchor();
+  std::string TokenName(int64_t row);
   PcrSelection StoredPcrs() const;
   void RebindStoreKey(const PcrSelection& want, const Bytes& unsealed_pub);
   void RefreshTokens();
@@ -252,6 +288,7 @@ class Module {
   CK_RV FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
   void Persist(Token& t, Object& o);
 
+  std::string anchor_problem_;
   Config cfg_;
   std::unique_ptr<store::Store> store_;
   std::unique_ptr<tpm::Tpm> tpm_;

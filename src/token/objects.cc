@@ -46,7 +46,15 @@ void Module::Sync(Token& t) {
     if (it != t.objects.end() && it->second->gen == st.gen) continue;
     if (t.unreadable.count(st.id) && it == t.objects.end()) continue;
     const ByteView key = st.is_private ? t.tk.view() : sk_.view();
-    auto plain = store_->LoadObject(t.db_id, st.id, st.is_private, key);
+    std::optional<Secret> plain;
+    int64_t gen = st.gen;
+    // Another process may delete (or rewrite) the row between the listing
+    // and this read: gone is not tampered. The next Sync sees the change.
+    if (store_->LoadObject(t.db_id, st.id, st.is_private, key, &plain, &gen) ==
+        store::LoadResult::kGone) {
+      present.erase(st.id);
+      continue;
+    }
     auto o = std::make_shared<Object>();
     bool readable = false;
     if (plain) {
@@ -69,7 +77,7 @@ void Module::Sync(Token& t) {
     }
     t.unreadable.erase(st.id);
     o->db_id = st.id;
-    o->gen = st.gen;
+    o->gen = gen;
     auto [h, fresh] = t.handles.try_emplace(st.id, 0);
     if (fresh) h->second = NextObjectHandle();
     o->handle = h->second;
@@ -107,6 +115,8 @@ std::shared_ptr<Object> Module::Resolve(Session& s, CK_OBJECT_HANDLE h) {
 // objects need the user logged in.
 CK_RV Module::CheckWriteAccess(const Session& s, bool token_object, bool private_object) const {
   if (token_object && !s.rw) return CKR_SESSION_READ_ONLY;
+  // A store this process cannot write serves reads, login and signing.
+  if (token_object && store_->read_only()) return CKR_TOKEN_WRITE_PROTECTED;
   if (private_object && s.token->login != CKU_USER) return CKR_USER_NOT_LOGGED_IN;
   return CKR_OK;
 }

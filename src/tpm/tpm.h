@@ -284,6 +284,33 @@ class Tpm {
   Bytes primary_x_, primary_y_;  // the storage primary's public point
   std::unique_ptr<FastSession> fast_;
   std::vector<std::unique_ptr<CachedKey>> keys_;  // most recently used last
+
+ public:
+  // Freshness anchors (nv_anchor.cc): a TPM_NT_COUNTER NV index per store,
+  // AUTHWRITE|AUTHREAD|NO_DA with a random auth value, its authPolicy set to
+  // a public tag naming the store (no policy read or write: never usable).
+  // Reads and increments run in the module's salted session with the
+  // index's auth, so the response HMAC proves the value came from the TPM.
+  struct NvInfo {
+    uint32_t attributes = 0;
+    Bytes auth_policy;
+    uint16_t data_size = 0;
+    Bytes name;  // computed from the public area, not taken from the answer
+  };
+  // Defines the counter, not yet written (a counter cannot be read before
+  // its first increment, so an unwritten one was never bound to a store).
+  void DefineAnchorCounter(uint32_t index, ByteView auth, ByteView tag);
+  static Bytes AnchorCounterName(uint32_t index, ByteView tag, bool written);
+  uint64_t ReadAnchorCounter(uint32_t index, ByteView name, ByteView auth);
+  void IncrementAnchorCounter(uint32_t index, ByteView name, ByteView auth);
+  // TPM2_NV_ReadPublic (unauthenticated: used to find, never to trust);
+  // nullopt when the index does not exist.
+  std::optional<NvInfo> ReadNvPublic(uint32_t index);
+  // TPM2_NV_UndefineSpace with the owner authorization; false when the index
+  // did not exist.
+  bool UndefineNvByOwner(uint32_t index);
+  // Defined NV indices in [from, to).
+  std::vector<uint32_t> NvIndices(uint32_t from, uint32_t to);
 };
 
 struct Tpm::CachedKey {
