@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# An interposer on the TPM bus (issue 8, "How it is checked"): tpmproxy.py
+# between the module and swtpm forges answers, and each check below states
+# what the module must do about it. Every check prints one line, "ok: ..." or
+# "FAIL: ... (reason)", and the test fails if any failed; later checks run on
+# their own stores, so one failure does not hide another.
+#  a  a substituted storage primary against an existing store: refused before
+#     any salt is sent (no StartAuthSession, no session-protected command)
+#  b  forged PCR values while a pcr_policy binding is added: no seal bound to
+#     them (the store opens afterwards without the proxy)
+#  c  a forged NV_ReadPublic name during C_SetPIN: refused, or the new PIN
+#     logs in afterwards
+#  d  a forged TPM_RC_NV_SPACE on NV_DefineSpace, a forged ownerAuthSet bit:
+#     the PIN is not moved to the dictionary-attack fallback without a line
+#  e  forged PIN-counter reads: no "locked" flag with CKR_OK, no advice to
+#     re-initialize the token
+#  f  a stalled answer (none, or half): CKR_DEVICE_ERROR within the module's
+#     TPM timeout (TPMTOKEN_TPM_TIMEOUT), and the next call works
+source "$(dirname "$0")/lib.sh"
+fixture_start
+proxy_start
+T=${TOOL:?TOOL must name the tpmtoken binary}
+export TPMTOKEN_CONF="$WORK/tpmtoken.conf"
+: >"$TPMTOKEN_CONF"
+FAILED=()
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*"; FAILED+=("$1"); }
+# use NAME: a fresh store for the next check.
+use() { export TPMTOKEN_STORE="$WORK/$1/tpmtoken.sqlite3"; mkdir -p "$WORK/$1"; rules '[]'; }
+status_field() {  # status_field LABEL KEY (status through the direct path)
+  direct "$T" --json status 2>/dev/null | "$PY" -c '
+import json, sys
+for t in json.load(sys.stdin)["tokens"]:
+    if t.get("label") == sys.argv[1]:
+        print(t.get(sys.argv[2], "")); break' "$1" "$2"
+}
+logs_in() {  # logs_in LABEL PIN (direct to swtpm)
+  direct p11 --token-label "$1" --login --pin "$2" -O >/dev/null 2>&1
+}
+
+# ---- a: storage primary substituted against an existing store
+use a
+direct init_token a 12345678 1234
+before=$(sqlite3 "$TPMTOKEN_STORE" .dump | sha256sum)
+mark a
+rules '[{"kind": "substitute_primary", "cc": "CreatePrimary", "count": 0},
+        {"kind": "substitute_primary", "cc": "ReadPublic", "count": 0}]'
+out=$(p11 --token-label a --login --pin 1234 -O 2>&1) && rc=0 || rc=$?
+rules '[]'
+after_sub=$(since a | awk '/^! .* substitute_primary unique point/ { f = 1; next } f && /^> / { print $3 }')
+subst=$(since a | grep -c '^! .* substitute_primary unique point' || true)
+if [ "$subst" -eq 0 ]; then
+  bad a "the proxy substituted nothing (no CreatePrimary/ReadPublic answer seen)"
+elif grep -qx StartAuthSession <<<"$after_sub"; then
+  bad a "a salt was sent to the substituted key: StartAuthSession followed the forged answer" \
+    "(then: $(echo $after_sub | tr ' ' '\n' | sort | uniq -c | tr '\n' ' '))"
+elif since a | awk '/substitute_primary unique point/ { f = 1 } f && /^> / && $4 ~ /^8002/ && $3 != "CreatePrimary"' | grep -q .; then
+  bad a "a session-protected command followed the forged answer"
+elif [ "$rc" -eq 0 ]; then
+  bad a "the login succeeded through a substituted storage key"
+elif ! grep -qiE 'storage (key|primary).*(does not match|substitut|not the one)' <<<"$out"; then
+  bad a "refused, but no line names a mismatched storage key: $(head -c 300 <<<"$out")"
+elif [ "$(sqlite3 "$TPMTOKEN_STORE" .dump | sha256sum)" != "$before" ]; then
+  bad a "the store changed under the substituted key"
+elif ! logs_in a 1234; then
+  bad a "the token no longer opens without the proxy"
+else
+  ok "a: a substituted storage primary is refused before any salt is sent, with a line"
+fi
+
+# ---- b: forged PCR values when the store key is (re)bound to PCRs
+use b
+direct init_token b 12345678 1234
+echo "pcr_policy = sha256:16" >"$TPMTOKEN_CONF"
+mark b
+# TPM2_PCR_Read's parameters: updateCounter (4), one selection (4+2+1+3),
+# digest count (4), digest size (2), then the digest.
+rules '[{"kind": "xor", "cc": "PCR_Read", "offset": 20, "hex": "5a5a5a5a", "count": 0}]'
+out=$(p11 --token-label b -O 2>&1) && rc=0 || rc=$?
+rules '[]'
+forged=$(since b | grep -c '^! .* PCR_Read xor' || true)
+if [ "$forged" -eq 0 ]; then
+  bad b "the module read no PCR through the proxy (nothing forged)"
+elif ! out2=$(direct p11 --token-label b --login --pin 1234 -O 2>&1); then
+  bad b "after forged PCR values the store no longer opens on the real PCRs (the seal is bound to the forged values): $(grep -m1 -i 'tpmtoken' <<<"$out2")"
+elif [ "$(direct "$T" --json status 2>/dev/null | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["store"]["pcr_policy"])')" != "sha256:16" ]; then
+  bad b "the binding was not added by the direct open afterwards"
+else
+  ok "b: forged PCR values bind no seal (rc=$rc through the proxy; the store opens on the real PCRs)"
+fi
+: >"$TPMTOKEN_CONF"
+
+# ---- c: forged NV_ReadPublic during C_SetPIN: the name, then the public
+# area (TPMA_NV_WRITTEN flipped: parameters are size (2), nvIndex (4),
+# nameAlg (2), then the attributes, bit 29 in their first byte)
+use c
+direct init_token c 12345678 1234
+setpin_check() {  # setpin_check WHAT RULE OLD NEW
+  mark "c $1"
+  rules "$2"
+  out=$(p11 --token-label c --login --pin "$3" --change-pin --new-pin "$4" 2>&1) && rc=0 || rc=$?
+  rules '[]'
+  if ! since "c $1" | grep -q '^! .* NV_ReadPublic xor'; then
+    bad c "$1: no NV_ReadPublic crossed the proxy during C_SetPIN (nothing forged)"
+  elif [ "$rc" -eq 0 ]; then
+    if logs_in c "$4"; then ok "c: C_SetPIN with a forged NV $1: CKR_OK and the new PIN logs in"; PIN_C=$4
+    else bad c "C_SetPIN with a forged NV $1 returned CKR_OK but the new PIN can never log in"; fi
+  else
+    if logs_in c "$3"; then ok "c: C_SetPIN with a forged NV $1 refused; the old PIN still logs in"
+    elif logs_in c "$4"; then bad c "C_SetPIN with a forged NV $1 reported failure but the PIN was changed"; PIN_C=$4
+    else bad c "C_SetPIN with a forged NV $1 failed and neither PIN logs in"; fi
+  fi
+}
+PIN_C=1234
+setpin_check name '[{"kind": "xor", "cc": "NV_ReadPublic", "offset": -1, "hex": "01", "count": 0}]' "$PIN_C" 5678
+setpin_check "public area" '[{"kind": "xor", "cc": "NV_ReadPublic", "offset": 8, "hex": "20", "count": 0}]' "$PIN_C" 9012
+
+# ---- d: forged NV_SPACE and ownerAuthSet while a PIN gets its counter
+check_no_silent_fallback() {  # check_no_silent_fallback LABEL WHAT RC OUT
+  local pc
+  pc=$(status_field "$1" pin_counter)
+  if [ "$pc" = "dictionary-attack" ]; then
+    if [ "$3" -eq 0 ] && ! grep -qiE 'dictionary.attack' <<<"$4"; then
+      bad d "$2: the PIN moved to the dictionary-attack fallback silently (CKR_OK, no line)"
+    elif [ "$3" -eq 0 ]; then
+      bad d "$2: the PIN moved to the dictionary-attack fallback on a forged answer (a line, but no setting asked for it)"
+    else
+      bad d "$2: the PIN moved to the dictionary-attack fallback although the call failed"
+    fi
+  elif [ "$3" -ne 0 ] && ! grep -q 'tpmtoken' <<<"$4"; then
+    bad d "$2: refused without a line naming the cause"
+  else
+    ok "d: $2: no silent fallback (rc=$3, pin_counter=${pc:-none})"
+  fi
+}
+use d1
+direct p11 --slot-index 0 --init-token --label d1 --so-pin 12345678 >/dev/null 2>&1 || bad d "init-token d1"
+mark d1
+rules '[{"kind": "rc", "cc": "NV_DefineSpace", "rc": "NV_SPACE", "count": 0}]'
+out=$(p11 --token-label d1 --login --login-type so --so-pin 12345678 --init-pin --pin 1234 2>&1) && rc=0 || rc=$?
+rules '[]'
+if ! since d1 | grep -q '^! .* NV_DefineSpace rc'; then bad d "no NV_DefineSpace crossed the proxy"
+else check_no_silent_fallback d1 "forged TPM_RC_NV_SPACE on NV_DefineSpace" "$rc" "$out"; fi
+use d2
+direct p11 --slot-index 0 --init-token --label d2 --so-pin 12345678 >/dev/null 2>&1 || bad d "init-token d2"
+mark d2
+# GetCapability(TPM_CAP_TPM_PROPERTIES, TPM_PT_PERMANENT): moreData (1),
+# capability (4), count (4), property (4), then TPMA_PERMANENT; bit 0 is
+# ownerAuthSet.
+rules '[{"kind": "set_bits", "cc": "GetCapability", "match": "0000000600000200", "offset": 13,
+         "mask": 1, "count": 0}]'
+out=$(p11 --token-label d2 --login --login-type so --so-pin 12345678 --init-pin --pin 1234 2>&1) && rc=0 || rc=$?
+rules '[]'
+if ! since d2 | grep -q '^! .* GetCapability set_bits'; then
+  ok "d: the module did not read ownerAuthSet while setting a PIN (nothing to forge)"
+else check_no_silent_fallback d2 "forged ownerAuthSet bit in GetCapability" "$rc" "$out"; fi
+
+# ---- e: forged PIN-counter reads
+use e
+direct init_token e 12345678 1234
+mark e
+# TPM2_NV_Read's parameters: size (2), then pinCount (4), pinLimit (4).
+rules '[{"kind": "patch", "cc": "NV_Read", "offset": 2, "hex": "0000ffff", "count": 0}]'
+out=$(TPMTOKEN_LOG=info p11 -L 2>&1) && rc=0 || rc=$?
+flags=$(awk '/token label/ { f = ($4 == "e") } f && /token flags/ { print; exit }' <<<"$out")
+rules '[]'
+if ! since e | grep -q '^! .* NV_Read patch'; then
+  bad e "no NV_Read crossed the proxy for C_GetTokenInfo (nothing forged)"
+elif grep -qi 'locked' <<<"$flags"; then
+  bad e "C_GetTokenInfo returned CKR_OK with a locked PIN from a forged counter read ($flags)"
+elif grep -qiE 'C_InitToken|init-token|re-?initiali[sz]e' <<<"$out"; then
+  bad e "a log line advises re-initializing the token: $(grep -m1 -iE 'C_InitToken|init-token|initiali' <<<"$out")"
+else
+  ok "e: forged PIN-counter reads: no locked flag with CKR_OK, no advice to wipe"
+fi
+if ! logs_in e 1234; then bad e "the correct PIN no longer logs in after forged counter reads"; fi
+
+# ---- f: stalled answers
+use f
+direct init_token f 12345678 1234
+export TPMTOKEN_TPM_TIMEOUT=2
+for kind in stall stall_half; do
+  rules "[{\"kind\": \"$kind\", \"cc\": \"GetRandom\"}]"
+  start=$(date +%s.%N)
+  out=$(timeout 30 env ${asan_runtime:+LD_PRELOAD="$asan_runtime" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1} \
+    pkcs11-tool --module "$MODULE" --token-label f --generate-random 16 2>&1) && rc=0 || rc=$?
+  took=$("$PY" -c "import time; print(round(time.time() - $start, 1))")
+  rules '[]'
+  if [ "$rc" -eq 124 ]; then
+    bad f "$kind: C_GenerateRandom hung past 30 s (TPMTOKEN_TPM_TIMEOUT=2)"
+  elif "$PY" -c "import sys; sys.exit(0 if $took <= 2 + 3 else 1)"; [ $? -ne 0 ]; then
+    bad f "$kind: the call took ${took} s, past the 2 s timeout"
+  elif ! grep -q CKR_DEVICE_ERROR <<<"$out"; then
+    bad f "$kind: expected CKR_DEVICE_ERROR after ${took} s, got: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+  elif ! p11 --token-label f --generate-random 16 >/dev/null 2>&1; then
+    bad f "$kind: the next call through the now honest bus failed"
+  else
+    ok "f: $kind: CKR_DEVICE_ERROR after ${took} s; the next call works"
+  fi
+done
+unset TPMTOKEN_TPM_TIMEOUT
+
+if [ ${#FAILED[@]} -ne 0 ]; then
+  echo "interposer: ${#FAILED[@]} check(s) failed: ${FAILED[*]} (bus log: KEEP_WORK=1 keeps $WORK)"
+  exit 1
+fi
+echo "interposer: all checks passed"
