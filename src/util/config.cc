@@ -148,7 +148,8 @@ Config Config::Load() {
   if (c.store_path.empty()) c.store_path = DefaultStorePath();
   // Like other modules' store variables, the path may name a directory: the
   // store file is made inside it.
-  if (c.store_path.back() == '/' || std::filesystem::is_directory(c.store_path))
+  std::error_code ec;  // unreadable parents: the store's own open names the cause
+  if (c.store_path.back() == '/' || std::filesystem::is_directory(c.store_path, ec))
     c.store_path = (std::filesystem::path(c.store_path) / "tpmtoken.sqlite3").string();
   if (!std::getenv("TPMTOKEN_LOG")) log::SetLevel(log::ParseLevel(c.log_level, log::Level::kError));
   if (c.user_pin_retries == 0 || c.so_pin_retries == 0 || c.user_pin_retries > 1000 ||
