@@ -132,7 +132,8 @@ CK_RV FillInfo(CK_INFO_PTR info, CK_VERSION version) {
   PadField(info->manufacturerID, sizeof info->manufacturerID, "tpmtoken project");
   // Under 32 characters: clients print it whole (a full field showed as
   // "...PKCS#11 modul" in OpenSSH and strongSwan).
-  PadField(info->libraryDescription, sizeof info->libraryDescription, "tpmtoken TPM 2.0 PKCS#11 token");
+  PadField(info->libraryDescription, sizeof info->libraryDescription,
+           "tpmtoken TPM 2.0 PKCS#11 token");
   info->libraryVersion = {kLibraryVersionMajor, kLibraryVersionMinor};
   return CKR_OK;
 }

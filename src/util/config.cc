@@ -160,7 +160,8 @@ Config Config::Load() {
   if (c.store_path.empty()) c.store_path = DefaultStorePath();
   // Like other modules' store variables, the path may name a directory: the
   // store file is made inside it.
-  if (c.store_path.back() == '/' || std::filesystem::is_directory(c.store_path))
+  std::error_code ec;  // unreadable parents: the store's own open names the cause
+  if (c.store_path.back() == '/' || std::filesystem::is_directory(c.store_path, ec))
     c.store_path = (std::filesystem::path(c.store_path) / "tpmtoken.sqlite3").string();
   if (const char* t = std::getenv("TPMTOKEN_TPM_TIMEOUT"); t && *t) {
     c.tpm_timeout = ParseNumber(t, "TPMTOKEN_TPM_TIMEOUT");

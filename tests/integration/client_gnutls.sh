@@ -52,6 +52,20 @@ for k in rsa ec; do
 done
 pass "gnutls-cli mutual TLS 1.3 and 1.2 with the token's RSA and EC keys"
 
+# Without --provider GnuTLS takes the modules p11-kit knows; as root p11-kit
+# reads only the system's module directory, so a private mount namespace
+# puts tpmtoken's module file there.
+if p11kit_isolated true 2>/dev/null; then
+  out=$(printf 'GET / HTTP/1.0\r\n\r\n' | GNUTLS_PIN=1234 p11kit_isolated timeout 60 gnutls-cli \
+    --x509cafile "$WORK/ca.pem" --x509certfile "$WORK/ec.pem" \
+    --x509keyfile "pkcs11:token=device;object=ec-key;type=private" -p "$port" 127.0.0.1 2>&1) \
+    || fail "gnutls-cli through p11-kit's module list: $out"
+  grep -q 'Protocol  *: TLSv1.3' <<<"$out" || fail "gnutls-cli through p11-kit's module list: $out"
+  pass "gnutls-cli finds the token through p11-kit's module list (no --provider)"
+else
+  echo "not checked: gnutls-cli through p11-kit's module list (unshare -m needs root)"
+fi
+
 # The token's RSA key with a certificate for another RSA key.
 openssl req -newkey rsa:2048 -nodes -subj /CN=other -keyout "$WORK/other.key" -out "$WORK/other.csr" 2>/dev/null
 sign_csr "$WORK/other.csr" "$WORK/other.pem"

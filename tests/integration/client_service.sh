@@ -23,6 +23,12 @@ trap 'rc=$?; remove_accounts; (exit $rc); fixture_cleanup' EXIT
 groupadd "$g" || fail "groupadd"
 useradd -M -N -g nogroup -G "$g" -s /usr/sbin/nologin "$uin" || fail "useradd $uin"
 useradd -M -N -g nogroup -s /usr/sbin/nologin "$uout" || fail "useradd $uout"
+# On a real TPM the service's user also needs the device's group (tss).
+case "$TPMTOKEN_TCTI" in
+  swtpm:*) ;;
+  device:*) usermod -a -G "$(stat -c %G "${TPMTOKEN_TCTI#device:}")" "$uin" || fail "adding $uin to the TPM device's group" ;;
+  *) skip "the test users cannot be given access to the TPM at '$TPMTOKEN_TCTI' (swtpm or device: only)" ;;
+esac
 as() {  # as USER CMD...: CMD as USER with its groups, this test's TPM and store
   local u=$1
   shift
