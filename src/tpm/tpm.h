@@ -190,7 +190,10 @@ class Tpm {
   static Bytes PinCounterNameFor(uint32_t index, const SealedBlob& seal);
   // TPM2_PolicySecret(nv) then TPM2_PolicyAuthValue (exposed for tests).
   static Bytes PinPolicy(ByteView nv_name);
-  SealedBlob SealForPin(ByteView data, uint32_t index, const crypto::PinAuth& pin);
+  // like: a seal bound to the same counter (a re-seal keeps the counter's
+  // form, which may be an earlier version's); without it, the current form.
+  SealedBlob SealForPin(ByteView data, uint32_t index, const crypto::PinAuth& pin,
+                        const SealedBlob* like = nullptr);
   // nullopt when the PIN is wrong (the TPM has counted the failure).
   std::optional<Secret> UnsealWithPin(const SealedBlob& blob, uint32_t index,
                                       const crypto::PinAuth& pin);
