@@ -59,19 +59,25 @@ ByteView TrimAuth(ByteView auth) {
 
 }  // namespace
 
+// Both KDFs produce key material: the output is reserved at its final size
+// (no reallocation leaves a copy) and each block is wiped after use.
 Bytes KdfA(ByteView key, const char* label, ByteView context_u, ByteView context_v, size_t bits) {
   Bytes out;
+  out.reserve((bits + 255) / 256 * kDigest);
   for (uint32_t counter = 1; out.size() * 8 < bits; ++counter) {
-    const Bytes block =
+    Bytes block =
         Hmac(key, {Be32(counter), Label(label), context_u, context_v, Be32(static_cast<uint32_t>(bits))});
     out.insert(out.end(), block.begin(), block.end());
+    Wipe(block.data(), block.size());
   }
+  Wipe(out.data() + (bits + 7) / 8, out.size() - (bits + 7) / 8);
   out.resize((bits + 7) / 8);
   return out;
 }
 
 Bytes KdfE(ByteView z, const char* label, ByteView party_u, ByteView party_v, size_t bits) {
   Bytes out;
+  out.reserve((bits + 255) / 256 * kDigest);
   for (uint32_t counter = 1; out.size() * 8 < bits; ++counter) {
     crypto::MdCtx ctx(EVP_MD_CTX_new());
     Bytes block(kDigest);
@@ -87,7 +93,9 @@ Bytes KdfE(ByteView z, const char* label, ByteView party_u, ByteView party_v, si
         EVP_DigestFinal_ex(ctx.get(), block.data(), &len) != 1)
       crypto::Fail("KDFe");
     out.insert(out.end(), block.begin(), block.end());
+    Wipe(block.data(), block.size());
   }
+  Wipe(out.data() + (bits + 7) / 8, out.size() - (bits + 7) / 8);
   out.resize((bits + 7) / 8);
   return out;
 }
