@@ -5,6 +5,7 @@ MODE stall: that answer goes out up to its middle, then the connection hangs.
 MODE nvspace: the TPM's answer is replaced by TPM_RC_NV_SPACE.
 MODE log: nothing is changed; every command and answer is appended to
 LISTEN_PORT_FILE.bus (a passive bus log).
+MODE drop: the TPM runs the command, its answer is lost (connection closed).
 MODE paramsize: the answer's parameterSize claims 0xFFFFFFFF bytes.
 MODE ownerauth: in a TPM2_GetCapability answer, TPMA_PERMANENT ownerAuthSet
 is flipped (with no session, as before; with one, the HMAC no longer fits).
@@ -57,6 +58,9 @@ def serve(client):
         elif stall and mode == "paramsize" and rsp[0:2] == b"\x80\x02":
             rsp = rsp[:10] + b"\xff\xff\xff\xff" + rsp[14:]
             print("patched parameterSize", flush=True)
+        if stall and mode == "drop":
+            print("dropped an answer", flush=True)
+            return
         if stall and mode == "stall":
             client.sendall(rsp[: len(rsp) // 2])
             print("stalled a response of %d bytes" % len(rsp), flush=True)
