@@ -147,6 +147,10 @@ class Tpm {
   // the public area the TPM returned after checking it against the template;
   // no session is used and nothing secret is sent.
   Bytes PrimaryName();
+  // The same, confirmed in a session salted to the TPM's EK, whose RSA EK
+  // certificate (NV 0x01c00002) ca_file must verify (ek.cc). Throws
+  // PrimaryMismatch or std::runtime_error naming what failed.
+  Bytes PrimaryNameViaEk(const std::string& ca_file);
   // From now on the storage primary must have this name (the store's pin):
   // any other is refused with PrimaryMismatch before a session is salted to it.
   void PinPrimary(ByteView name);

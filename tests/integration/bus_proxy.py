@@ -6,6 +6,7 @@ MODE nvspace: the TPM's answer is replaced by TPM_RC_NV_SPACE.
 MODE log: nothing is changed; every command and answer is appended to
 LISTEN_PORT_FILE.bus (a passive bus log).
 MODE drop: the TPM runs the command, its answer is lost (connection closed).
+MODE flip: one byte in the middle of that answer's parameters is flipped.
 MODE paramsize: the answer's parameterSize claims 0xFFFFFFFF bytes.
 MODE ownerauth: in a TPM2_GetCapability answer, TPMA_PERMANENT ownerAuthSet
 is flipped (with no session, as before; with one, the HMAC no longer fits).
@@ -58,6 +59,11 @@ def serve(client):
         elif stall and mode == "paramsize" and rsp[0:2] == b"\x80\x02":
             rsp = rsp[:10] + b"\xff\xff\xff\xff" + rsp[14:]
             print("patched parameterSize", flush=True)
+        if stall and mode == "flip":
+            b = bytearray(rsp)
+            b[len(b) // 2] ^= 0x01
+            rsp = bytes(b)
+            print("flipped a byte", flush=True)
         if stall and mode == "drop":
             print("dropped an answer", flush=True)
             return
