@@ -266,7 +266,8 @@ void Tpm::CreatePrimary() {
     Check(Tss2_Sys_CreatePrimary_Prepare(sys, TPM2_RH_OWNER, &sensitive, &in_public, &outside,
                                          &pcrs),
           "TPM2_CreatePrimary prepare");
-    rc = hmac->Execute(TPM2_CC_CreatePrimary, HandleName(TPM2_RH_OWNER), owner_auth_.view(), false);
+    rc = hmac->Execute(TPM2_CC_CreatePrimary, HandleName(TPM2_RH_OWNER), owner_auth_.view(), false,
+                       false, false, sys_.get());
     if (rc == TSS2_RC_SUCCESS)
       rc = Tss2_Sys_CreatePrimary_Complete(sys, &handle, &out_public, &creation, &creation_hash,
                                            &ticket, &name);

@@ -54,3 +54,18 @@ out=$("$H" login "$MODULE" 1234 4 2>/dev/null) || fail "login helper"
 [ "$(tr '\n' ' ' <<<"$out")" = "0x30 0x0 0x0 0x0 " ] || fail "logins in one process after a lost answer: $out"
 TPMTOKEN_TCTI=$direct token_flags bus | grep -q 'count low' && fail "a correct PIN was charged"
 pass "in one process: the lost answer fails one login (CKR_DEVICE_ERROR); the next three succeed, nothing charged"
+
+# A PIN-counter answer altered on the way: C_GetTokenInfo and C_Login say
+# CKR_DEVICE_ERROR, never "locked", and nothing advises re-initializing.
+kill "${CLEANUP_PIDS[-1]}"
+rm -f "$WORK/proxy.port"
+python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 14e 1 flip >"$WORK/proxy.log" 2>&1 &
+CLEANUP_PIDS+=($!)
+for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
+export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
+out=$(p11 -L 2>&1) || true  # pkcs11-tool -L goes on after a failed C_GetTokenInfo
+grep -q "flipped a byte" "$WORK/proxy.log" || fail "the proxy altered nothing"
+grep -q "C_GetTokenInfo() failed: rv = CKR_DEVICE_ERROR" <<<"$out" || fail "expected CKR_DEVICE_ERROR: $out"
+grep -q "reading the user PIN counter" <<<"$out" || fail "the cause is not named: $out"
+grep -qi "locked\|C_InitToken\|C_InitPIN" <<<"$out" && fail "a locked PIN or a wipe advised: $out"
+pass "an altered PIN-counter answer: CKR_DEVICE_ERROR from C_GetTokenInfo, no 'locked', no wipe advised"
