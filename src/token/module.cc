@@ -74,6 +74,7 @@ void Module::UnsealStoreKey() {
   const PcrSelection& want = cfg_.pcr_policy;
   // The salt key is checked before any session is salted to it: a mismatch
   // throws here, before anything secret is sent or anything is written.
+  tpm_->SetEkCa(cfg_.ek_ca);
   std::optional<Bytes> pinned = store_->Meta(kPrimaryName);
   if (pinned) {
     tpm_->PinPrimary(*pinned);

@@ -92,9 +92,7 @@ Bytes VerifiedModulus(ByteView der, const std::string& ca_file) {
 
 }  // namespace
 
-Bytes Tpm::PrimaryNameViaEk(const std::string& ca_file) {
-  auto lock = Enter();
-  Primary();
+std::unique_ptr<FastSession> Tpm::EkSession(const std::string& ca_file) {
   TSS2_SYS_CONTEXT* sys = Sys();
 
   // The certificate, read with the index's own (empty) authorization.
@@ -158,10 +156,19 @@ Bytes Tpm::PrimaryNameViaEk(const std::string& ca_file) {
     ek = handle;
   }
 
+  return FastSession::StartRsa(sys, ek, modulus);  // the EK may go: the salt is in
+}
+
+Bytes Tpm::PrimaryNameViaEk(const std::string& ca_file) {
+  auto lock = Enter();
+  Primary();
+  TSS2_SYS_CONTEXT* sys = Sys();
+  TPM2B_NAME name{};
+  TPM2B_NAME qualified{};
   // The storage primary read back in a session only the genuine EK can
   // have keyed, with audit: the TPM checks the name we claim (cpHash) and
   // its answer is verified here.
-  std::unique_ptr<FastSession> session = FastSession::StartRsa(sys, ek, modulus);
+  std::unique_ptr<FastSession> session = EkSession(ca_file);
   Check(Tss2_Sys_ReadPublic_Prepare(sys, primary_handle_), "TPM2_ReadPublic prepare");
   const TSS2_RC rc =
       session->Execute(TPM2_CC_ReadPublic, primary_name_, {}, false, false, true, sys_.get());

@@ -46,3 +46,14 @@ has_store_key || fail "no store made"
 init_token bus 12345678 1234
 p11 --token-label bus --login --pin 1234 -O >/dev/null 2>&1 || fail "login"
 pass "with ek_ca the first contact is confirmed through the certified EK; the token works"
+
+# With an owner password, TPM2_CreatePrimary is authorized in a session
+# salted to the certified EK.
+tpm2_changeauth -T "$TPMTOKEN_TCTI" -c o owner-pw-1 >/dev/null || fail "changeauth"
+printf 'ek_ca = %s\nowner_auth = owner-pw-1\n' "$WORK/ek_ca.pem" >"$TPMTOKEN_CONF"
+export TPMTOKEN_STORE="$WORK/store2/tpmtoken.sqlite3"
+out=$(TPMTOKEN_LOG=info p11 -L 2>&1) || fail "store with an owner password and ek_ca: $out"
+grep -q "confirmed by the TPM's certified EK" <<<"$out" || fail "no EK confirmation: $out"
+init_token bus2 12345678 1234
+p11 --token-label bus2 --login --pin 1234 -O >/dev/null 2>&1 || fail "login (owner password, EK)"
+pass "with an owner password, the storage key is made in an EK-salted session; the token works"
