@@ -300,7 +300,7 @@ void Module::ResealRole(Token& t, bool so, ByteView pin, const Secret& tk) {
   const tpm::SealedBlob old = role.seal;
   try {
     const crypto::PinAuth auth = crypto::DerivePinAuth(pin, role.salt, t.rec.kdf_iterations);
-    const tpm::SealedBlob fresh = tpm_->SealForPin(tk.view(), role.nv_index, auth);
+    const tpm::SealedBlob fresh = tpm_->SealForPin(tk.view(), role.nv_index, auth, &old);
     store::Db::Txn txn(store_->db());
     // Another process may have changed the PIN since: then its seal stays.
     if (!ReloadRecord(t)) return;

@@ -104,8 +104,15 @@ void Module::UnsealStoreKey() {
   const PcrSelection& want = cfg_.pcr_policy;
   // The salt key is checked before any session is salted to it: a mismatch
   // throws here, before anything secret is sent or anything is written.
+  tpm_->SetEkCa(cfg_.ek_ca);
   std::optional<Bytes> pinned = store_->Meta(kPrimaryName);
-  if (pinned) tpm_->PinPrimary(*pinned);
+  if (pinned) {
+    tpm_->PinPrimary(*pinned);
+  } else if (!cfg_.ek_ca.empty()) {
+    // First contact: the key is confirmed through the certified EK before
+    // anything is salted to it (otherwise it is trusted as it answers).
+    tpm_->PinPrimary(tpm_->PrimaryNameViaEk(cfg_.ek_ca));
+  }
   auto pub = store_->Meta(kSkPub);
   auto priv = store_->Meta(kSkPriv);
   if (!pub || !priv) {

@@ -47,6 +47,11 @@ Bytes Hmac(ByteView key, std::initializer_list<ByteView> parts) {
 
 Bytes Be32(uint32_t v) { return EncodeBe32(v); }
 
+void SetBufferRaw(TPM2B_ENCRYPTED_SECRET& b, ByteView data) {
+  b.size = static_cast<UINT16>(data.size());
+  std::memcpy(b.secret, data.data(), data.size());
+}
+
 ByteView Label(const char* label) {
   return {reinterpret_cast<const uint8_t*>(label), std::strlen(label) + 1};  // with the NUL
 }
@@ -59,19 +64,25 @@ ByteView TrimAuth(ByteView auth) {
 
 }  // namespace
 
+// Both KDFs produce key material: the output is reserved at its final size
+// (no reallocation leaves a copy) and each block is wiped after use.
 Bytes KdfA(ByteView key, const char* label, ByteView context_u, ByteView context_v, size_t bits) {
   Bytes out;
+  out.reserve((bits + 255) / 256 * kDigest);
   for (uint32_t counter = 1; out.size() * 8 < bits; ++counter) {
-    const Bytes block =
+    Bytes block =
         Hmac(key, {Be32(counter), Label(label), context_u, context_v, Be32(static_cast<uint32_t>(bits))});
     out.insert(out.end(), block.begin(), block.end());
+    Wipe(block.data(), block.size());
   }
+  Wipe(out.data() + (bits + 7) / 8, out.size() - (bits + 7) / 8);
   out.resize((bits + 7) / 8);
   return out;
 }
 
 Bytes KdfE(ByteView z, const char* label, ByteView party_u, ByteView party_v, size_t bits) {
   Bytes out;
+  out.reserve((bits + 255) / 256 * kDigest);
   for (uint32_t counter = 1; out.size() * 8 < bits; ++counter) {
     crypto::MdCtx ctx(EVP_MD_CTX_new());
     Bytes block(kDigest);
@@ -87,7 +98,9 @@ Bytes KdfE(ByteView z, const char* label, ByteView party_u, ByteView party_v, si
         EVP_DigestFinal_ex(ctx.get(), block.data(), &len) != 1)
       crypto::Fail("KDFe");
     out.insert(out.end(), block.begin(), block.end());
+    Wipe(block.data(), block.size());
   }
+  Wipe(out.data() + (bits + 7) / 8, out.size() - (bits + 7) / 8);
   out.resize((bits + 7) / 8);
   return out;
 }
@@ -120,7 +133,59 @@ std::unique_ptr<FastSession> FastSession::Start(TSS2_SYS_CONTEXT* sys, TPM2_HAND
       throw TpmError("marshal salt point", TSS2_ESYS_RC_BAD_VALUE);
     encrypted.size = static_cast<UINT16>(off);
   }
+  return Begin(sys, primary, encrypted, salt, type);
+}
 
+namespace {
+// MGF1 with SHA-256 (PKCS #1 v2.2, B.2.1).
+Bytes Mgf1(ByteView seed, size_t len) {
+  Bytes out;
+  out.reserve(len + kDigest);
+  for (uint32_t c = 0; out.size() < len; ++c) {
+    Bytes in(seed.begin(), seed.end());
+    const Bytes cb = Be32(c);
+    in.insert(in.end(), cb.begin(), cb.end());
+    const Bytes h = crypto::Sha256(in);
+    out.insert(out.end(), h.begin(), h.end());
+  }
+  out.resize(len);
+  return out;
+}
+}  // namespace
+
+std::unique_ptr<FastSession> FastSession::StartRsa(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE key,
+                                                   ByteView n) {
+  static const uint8_t kE[] = {0x01, 0x00, 0x01};
+  const auto pub = crypto::RsaPublic(n, kE);
+  if (!pub || n.size() < 2 * kDigest + 2 + kDigest)
+    throw TpmError("the EK's modulus is not a usable RSA key", TSS2_ESYS_RC_BAD_VALUE);
+  const Secret salt = crypto::RandomSecret(kDigest);
+  // EME-OAEP (PKCS #1 v2.2, 7.1.1) with the label "SECRET" and its NUL.
+  const size_t k = n.size();
+  const Bytes l_hash = crypto::Sha256(Label("SECRET"));
+  Secret db(k - kDigest - 1);
+  std::memcpy(db.data(), l_hash.data(), kDigest);
+  db.data()[db.size() - salt.size() - 1] = 0x01;
+  std::memcpy(db.data() + db.size() - salt.size(), salt.data(), salt.size());
+  const Bytes seed = crypto::Random(kDigest);
+  const Bytes db_mask = Mgf1(seed, db.size());
+  for (size_t i = 0; i < db.size(); ++i) db.data()[i] ^= db_mask[i];
+  Bytes masked_seed = Mgf1(db.view(), kDigest);
+  for (size_t i = 0; i < kDigest; ++i) masked_seed[i] ^= seed[i];
+  Secret em(k);
+  std::memcpy(em.data() + 1, masked_seed.data(), kDigest);
+  std::memcpy(em.data() + 1 + kDigest, db.data(), db.size());
+  const auto c = crypto::RsaPublicOp(*pub, em.view());
+  if (!c || c->size() > sizeof(TPM2B_ENCRYPTED_SECRET::secret))
+    throw TpmError("RSA salt encryption", TSS2_ESYS_RC_BAD_VALUE);
+  TPM2B_ENCRYPTED_SECRET encrypted{};
+  SetBufferRaw(encrypted, *c);
+  return Begin(sys, key, encrypted, salt, TPM2_SE_HMAC);
+}
+
+std::unique_ptr<FastSession> FastSession::Begin(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE primary,
+                                                const TPM2B_ENCRYPTED_SECRET& encrypted,
+                                                const Secret& salt, TPM2_SE type) {
   std::unique_ptr<FastSession> s(new FastSession());
   s->sys_ = sys;
   TPM2B_NONCE caller{};
@@ -130,7 +195,8 @@ std::unique_ptr<FastSession> FastSession::Start(TSS2_SYS_CONTEXT* sys, TPM2_HAND
   tpm_nonce.size = sizeof tpm_nonce.buffer;
   const TPMT_SYM_DEF sym = {TPM2_ALG_AES, {.aes = 128}, {.aes = TPM2_ALG_CFB}};
   const TSS2_RC rc = Tss2_Sys_StartAuthSession(sys, primary ? primary : TPM2_RH_NULL,
-                                               TPM2_RH_NULL, nullptr, &caller, &encrypted, type,
+                                               TPM2_RH_NULL, nullptr, &caller,
+                                               const_cast<TPM2B_ENCRYPTED_SECRET*>(&encrypted), type,
                                                &sym, TPM2_ALG_SHA256, &s->handle_, &tpm_nonce,
                                                nullptr);
   if (rc != TSS2_RC_SUCCESS) throw TpmError("TPM2_StartAuthSession (module session)", rc);

@@ -31,6 +31,10 @@ class FastSession {
   // could search for if that value is weak.
   static std::unique_ptr<FastSession> Start(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE primary,
                                             ByteView x, ByteView y, TPM2_SE type = TPM2_SE_HMAC);
+  // An HMAC session salted to an RSA decryption key (the EK) whose modulus
+  // is n (exponent 65537): the salt goes RSA-OAEP(SHA-256, "SECRET")
+  // encrypted (Part 1, B.10.3).
+  static std::unique_ptr<FastSession> StartRsa(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE key, ByteView n);
   TPMI_SH_AUTH_SESSION handle() const { return handle_; }
   ~FastSession();
   FastSession(const FastSession&) = delete;
@@ -53,6 +57,9 @@ class FastSession {
 
  private:
   FastSession() = default;
+  static std::unique_ptr<FastSession> Begin(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE key,
+                                            const TPM2B_ENCRYPTED_SECRET& encrypted,
+                                            const Secret& salt, TPM2_SE type);
   TSS2_SYS_CONTEXT* sys_ = nullptr;
   TPMI_SH_AUTH_SESSION handle_ = 0;
   Secret key_;       // sessionKey

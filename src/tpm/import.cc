@@ -42,8 +42,8 @@ CreatedKey Tpm::ImportKey(const ImportedKey& key, ByteView auth) {
   TPMT_SENSITIVE sens{};
   sens.sensitiveType = pub.publicArea.type;
   SetBuffer(sens.authValue, auth);
-  const Bytes seed = crypto::Random(32);
-  SetBuffer(sens.seedValue, seed);
+  const Secret seed = crypto::RandomSecret(32);
+  SetBuffer(sens.seedValue, seed.view());
   switch (key.kind) {
     case KeyKind::kRsa: SetBuffer(sens.sensitive.rsa, key.secret.view()); break;
     case KeyKind::kEcc: SetBuffer(sens.sensitive.ecc, key.secret.view()); break;
@@ -52,7 +52,9 @@ CreatedKey Tpm::ImportKey(const ImportedKey& key, ByteView auth) {
   }
   if (key.kind == KeyKind::kAes || key.kind == KeyKind::kHmac) {
     // A symmetric object's unique field is H(seedValue || key) (Part 1, 27.7.4).
-    Bytes both(seed);
+    Bytes both;
+    both.reserve(seed.size() + key.secret.size());  // no reallocation copy
+    both.insert(both.end(), seed.view().begin(), seed.view().end());
     both.insert(both.end(), key.secret.view().begin(), key.secret.view().end());
     const Bytes h = crypto::Sha256(both);
     Wipe(both.data(), both.size());

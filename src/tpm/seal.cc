@@ -363,10 +363,12 @@ PinCounter Tpm::ReadPinCounter(uint32_t index, const SealedBlob& seal) {
   });
 }
 
-SealedBlob Tpm::SealForPin(ByteView data, uint32_t index, const crypto::PinAuth& pin) {
+SealedBlob Tpm::SealForPin(ByteView data, uint32_t index, const crypto::PinAuth& pin,
+                           const SealedBlob* like) {
   auto lock = Enter();
   return Retry([&] {
-    const Bytes policy = PinPolicy(PinCounterName(index));
+    const Bytes policy =
+        PinPolicy(like ? PinCounterNameFor(index, *like) : PinCounterName(index));
     return CreateChild(SealTemplate(policy, true), data, pin.seal.view(), "TPM2_Create (seal)");
   });
 }

@@ -259,14 +259,16 @@ void Tpm::CreatePrimary() {
                                 &handle, &out_public, &creation, &creation_hash, &ticket, &name,
                                 nullptr);
   } else {
-    // No storage key is known yet to salt to: an unsalted HMAC session keeps
-    // the owner password off the bus (DESIGN.md; see README for what a bus
-    // attacker can still try against a weak one).
-    std::unique_ptr<FastSession> hmac = FastSession::Start(sys, 0, {}, {});
+    // No storage key is known yet to salt to: the certified EK where ek_ca
+    // is set, else an unsalted HMAC session, which keeps the owner password
+    // off the bus (a bus observer could still search its HMAC for a weak one).
+    std::unique_ptr<FastSession> hmac =
+        ek_ca_.empty() ? FastSession::Start(sys, 0, {}, {}) : EkSession(ek_ca_);
     Check(Tss2_Sys_CreatePrimary_Prepare(sys, TPM2_RH_OWNER, &sensitive, &in_public, &outside,
                                          &pcrs),
           "TPM2_CreatePrimary prepare");
-    rc = hmac->Execute(TPM2_CC_CreatePrimary, HandleName(TPM2_RH_OWNER), owner_auth_.view(), false);
+    rc = hmac->Execute(TPM2_CC_CreatePrimary, HandleName(TPM2_RH_OWNER), owner_auth_.view(), false,
+                       false, false, sys_.get());
     if (rc == TSS2_RC_SUCCESS)
       rc = Tss2_Sys_CreatePrimary_Complete(sys, &handle, &out_public, &creation, &creation_hash,
                                            &ticket, &name);

@@ -147,6 +147,13 @@ class Tpm {
   // the public area the TPM returned after checking it against the template;
   // no session is used and nothing secret is sent.
   Bytes PrimaryName();
+  // The same, confirmed in a session salted to the TPM's EK, whose RSA EK
+  // certificate (NV 0x01c00002) ca_file must verify (ek.cc). Throws
+  // PrimaryMismatch or std::runtime_error naming what failed.
+  Bytes PrimaryNameViaEk(const std::string& ca_file);
+  // With an owner password and an ek_ca, TPM2_CreatePrimary's HMAC session
+  // is salted to the certified EK (otherwise it is unsalted).
+  void SetEkCa(const std::string& ca_file) { ek_ca_ = ca_file; }
   // From now on the storage primary must have this name (the store's pin):
   // any other is refused with PrimaryMismatch before a session is salted to it.
   void PinPrimary(ByteView name);
@@ -190,7 +197,10 @@ class Tpm {
   static Bytes PinCounterNameFor(uint32_t index, const SealedBlob& seal);
   // TPM2_PolicySecret(nv) then TPM2_PolicyAuthValue (exposed for tests).
   static Bytes PinPolicy(ByteView nv_name);
-  SealedBlob SealForPin(ByteView data, uint32_t index, const crypto::PinAuth& pin);
+  // like: a seal bound to the same counter (a re-seal keeps the counter's
+  // form, which may be an earlier version's); without it, the current form.
+  SealedBlob SealForPin(ByteView data, uint32_t index, const crypto::PinAuth& pin,
+                        const SealedBlob* like = nullptr);
   // nullopt when the PIN is wrong (the TPM has counted the failure).
   std::optional<Secret> UnsealWithPin(const SealedBlob& blob, uint32_t index,
                                       const crypto::PinAuth& pin);
@@ -238,6 +248,8 @@ class Tpm {
   // re-made (under a resource manager the handles it held are gone).
   std::unique_lock<std::mutex> Enter();
   void CreatePrimary();
+  // A session salted to the certified EK (ek.cc); throws naming what failed.
+  std::unique_ptr<FastSession> EkSession(const std::string& ca_file);
   void PersistentPrimary();
   void Primary();  // loads and checks it once; primary_handle_ then holds it
   TSS2_SYS_CONTEXT* Sys();
@@ -281,6 +293,7 @@ class Tpm {
   TPM2_HANDLE primary_handle_ = 0;
   Bytes primary_name_;
   Bytes pinned_name_;  // from the store; empty until pinned
+  std::string ek_ca_;
   Bytes primary_x_, primary_y_;  // the storage primary's public point
   std::unique_ptr<FastSession> fast_;
   std::vector<std::unique_ptr<CachedKey>> keys_;  // most recently used last

@@ -56,6 +56,8 @@ void Apply(Config& c, const std::string& key, const std::string& value, const st
     c.tpm_timeout = ParseNumber(value, where);
     if (c.tpm_timeout == 0 || c.tpm_timeout > 3600)
       throw std::runtime_error(where + ": tpm_timeout must be between 1 and 3600 seconds");
+  } else if (key == "ek_ca") {
+    c.ek_ca = value;
   } else if (key == "pin_fallback") {
     if (value != "refuse" && value != "dictionary-attack")
       throw std::runtime_error(where + ": pin_fallback must be 'refuse' or 'dictionary-attack'");

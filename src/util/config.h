@@ -37,6 +37,9 @@ struct Config {
   // a seal guarded by the TPM-wide dictionary-attack counter when no
   // per-token PIN counter can be made.
   std::string pin_fallback = "refuse";
+  // A PEM bundle of the TPM vendor's EK CAs: when set, the first contact
+  // with a store's TPM confirms the storage key through the certified EK.
+  std::string ek_ca;
   PcrSelection pcr_policy;  // binds the store key to these PCRs (DESIGN.md)
 
   // Throws std::runtime_error naming the file and line on a malformed file.

@@ -5,6 +5,11 @@ MODE stall: that answer goes out up to its middle, then the connection hangs.
 MODE nvspace: the TPM's answer is replaced by TPM_RC_NV_SPACE.
 MODE log: nothing is changed; every command and answer is appended to
 LISTEN_PORT_FILE.bus (a passive bus log).
+MODE drop: the TPM runs the command, its answer is lost (connection closed).
+MODE flip: one byte in the middle of that answer's parameters is flipped.
+MODE fuzz: CC is a seed and NTH a percentage: that share of answers gets a
+random mutation (bit flip, truncation with or without a size fix, a huge
+TPM2B size, another response code, a dropped answer); see proxy log.
 MODE paramsize: the answer's parameterSize claims 0xFFFFFFFF bytes.
 MODE ownerauth: in a TPM2_GetCapability answer, TPMA_PERMANENT ownerAuthSet
 is flipped (with no session, as before; with one, the HMAC no longer fits).
@@ -14,6 +19,8 @@ import socket, sys, threading, time
 port_file, upstream, cc, nth = sys.argv[1], int(sys.argv[2]), int(sys.argv[3], 16), int(sys.argv[4])
 mode = sys.argv[5]
 seen = 0
+import random
+rng = random.Random(cc)
 lock = threading.Lock()
 
 def read_exact(s, n):
@@ -38,6 +45,32 @@ def serve(client):
         if mode == "log":
             with lock, open(port_file + ".bus", "ab") as log:
                 log.write(cmd + rsp)
+        if mode == "fuzz":
+            with lock:
+                hit = rng.randrange(100) < nth
+                kind = rng.randrange(6)
+                pos = rng.randrange(10, max(11, len(rsp)))
+                bit = rng.randrange(8)
+            if hit:
+                b = bytearray(rsp)
+                if kind == 0 and len(b) > 10:
+                    b[pos] ^= 1 << bit
+                elif kind == 1:
+                    b = b[:pos]
+                elif kind == 2:
+                    b = b[:pos]
+                    b[2:6] = len(b).to_bytes(4, "big")
+                elif kind == 3 and len(b) > 16:
+                    at = min(pos, len(b) - 2)
+                    b[at:at + 2] = b"\xff\xff"
+                elif kind == 4:
+                    b = bytearray((0x8001).to_bytes(2, "big") + (10).to_bytes(4, "big") +
+                                  rng.choice([0x14B, 0x98E, 0x921, 0x101, 0x18B]).to_bytes(4, "big"))
+                else:
+                    print("fuzz: dropped", flush=True)
+                    return
+                print("fuzz: kind %d at %d" % (kind, pos), flush=True)
+                rsp = bytes(b)
         match = int.from_bytes(cmd[6:10], "big") == cc
         if mode == "ownerauth":  # only answers that carry TPM2_PT_PERMANENT count
             match = match and rsp.find((0x200).to_bytes(4, "big"), 10) > 0
@@ -57,6 +90,14 @@ def serve(client):
         elif stall and mode == "paramsize" and rsp[0:2] == b"\x80\x02":
             rsp = rsp[:10] + b"\xff\xff\xff\xff" + rsp[14:]
             print("patched parameterSize", flush=True)
+        if stall and mode == "flip":
+            b = bytearray(rsp)
+            b[len(b) // 2] ^= 0x01
+            rsp = bytes(b)
+            print("flipped a byte", flush=True)
+        if stall and mode == "drop":
+            print("dropped an answer", flush=True)
+            return
         if stall and mode == "stall":
             client.sendall(rsp[: len(rsp) // 2])
             print("stalled a response of %d bytes" % len(rsp), flush=True)

@@ -3,7 +3,10 @@
 # parameterSize of the TPM2_Unseal answer at login to 0xFFFFFFFF. The old
 # wipe-after-response zeroed that many bytes of the heap; now the response
 # fails its bounds check: CKR_DEVICE_ERROR, no crash, and the next login in
-# a new process works (the PIN counter was not charged).
+# a new process works (the PIN counter was not charged). Then the answer to
+# TPM2_PolicySecret with the right PIN is lost after the TPM ran it: the
+# login fails with CKR_DEVICE_ERROR, the module's session is dropped (its
+# nonces may be out of step), and no PIN try is charged by what follows.
 source "$(dirname "$0")/lib.sh"
 fixture_start
 direct=$TPMTOKEN_TCTI
@@ -24,3 +27,45 @@ grep -q "CKR_FUNCTION_FAILED\|CKR_DEVICE_ERROR" <<<"$out" || fail "unexpected ou
 TPMTOKEN_TCTI=$direct token_flags bus | grep -q 'count low' && fail "the PIN counter was charged"
 TPMTOKEN_TCTI=$direct p11 --token-label bus --login --pin 1234 -O >/dev/null 2>&1 || fail "login after"
 pass "a 0xFFFFFFFF parameterSize: refused without a crash ($(grep -o 'CKR_[A-Z_]*' <<<"$out" | head -1)); the token is intact"
+
+proxy_pid=${CLEANUP_PIDS[-1]}
+kill "$proxy_pid"
+rm -f "$WORK/proxy.port"
+python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 151 1 drop >"$WORK/proxy.log" 2>&1 &
+CLEANUP_PIDS+=($!)
+for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
+export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
+H=${BUS_HELPER:?BUS_HELPER must name the bus_helper binary}
+expect_fail CKR_DEVICE_ERROR p11 --token-label bus --login --pin 1234 -O
+grep -q "dropped an answer" "$WORK/proxy.log" || fail "the proxy dropped nothing"
+for _ in 1 2 3; do p11 --token-label bus --login --pin 1234 -O >/dev/null 2>&1 || fail "login after a lost answer"; done
+TPMTOKEN_TCTI=$direct token_flags bus | grep -q 'count low' && fail "a correct PIN was charged: $(TPMTOKEN_TCTI=$direct token_flags bus)"
+pass "a lost PolicySecret answer: CKR_DEVICE_ERROR, no PIN try charged, the next logins work"
+
+# The same within one process, where the dropped session would otherwise
+# carry stale nonces into the next PolicySecret.
+kill "${CLEANUP_PIDS[-1]}"
+rm -f "$WORK/proxy.port"
+python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 151 1 drop >"$WORK/proxy.log" 2>&1 &
+CLEANUP_PIDS+=($!)
+for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
+export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
+out=$("$H" login "$MODULE" 1234 4 2>/dev/null) || fail "login helper"
+[ "$(tr '\n' ' ' <<<"$out")" = "0x30 0x0 0x0 0x0 " ] || fail "logins in one process after a lost answer: $out"
+TPMTOKEN_TCTI=$direct token_flags bus | grep -q 'count low' && fail "a correct PIN was charged"
+pass "in one process: the lost answer fails one login (CKR_DEVICE_ERROR); the next three succeed, nothing charged"
+
+# A PIN-counter answer altered on the way: C_GetTokenInfo and C_Login say
+# CKR_DEVICE_ERROR, never "locked", and nothing advises re-initializing.
+kill "${CLEANUP_PIDS[-1]}"
+rm -f "$WORK/proxy.port"
+python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 14e 1 flip >"$WORK/proxy.log" 2>&1 &
+CLEANUP_PIDS+=($!)
+for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
+export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
+out=$(p11 -L 2>&1) || true  # pkcs11-tool -L goes on after a failed C_GetTokenInfo
+grep -q "flipped a byte" "$WORK/proxy.log" || fail "the proxy altered nothing"
+grep -q "C_GetTokenInfo() failed: rv = CKR_DEVICE_ERROR" <<<"$out" || fail "expected CKR_DEVICE_ERROR: $out"
+grep -q "reading the user PIN counter" <<<"$out" || fail "the cause is not named: $out"
+grep -qi "locked\|C_InitToken\|C_InitPIN" <<<"$out" && fail "a locked PIN or a wipe advised: $out"
+pass "an altered PIN-counter answer: CKR_DEVICE_ERROR from C_GetTokenInfo, no 'locked', no wipe advised"

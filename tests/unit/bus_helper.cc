@@ -10,6 +10,8 @@
 //                        until the TPM stops him; prints the guesses made
 //   random MODULE N      C_GenerateRandom N times in one process; prints the
 //                        CKR and the milliseconds of each call
+//   login MODULE PIN N   C_Login then C_Logout N times in one process;
+//                        prints the CKR of each login
 #include <dlfcn.h>
 #include <p11-kit/pkcs11.h>
 
@@ -72,7 +74,8 @@ int PinAttack(uint32_t limit) {
   return 0;
 }
 
-int Random(const char* module, int n) {
+// Opens a session on the first initialized token and runs the calls.
+int Random(const char* module, int n, const char* pin = nullptr) {
   void* lib = dlopen(module, RTLD_NOW);
   if (!lib) return std::fprintf(stderr, "%s\n", dlerror()), 2;
   auto get = reinterpret_cast<CK_RV (*)(CK_FUNCTION_LIST_PTR_PTR)>(dlsym(lib, "C_GetFunctionList"));
@@ -88,7 +91,14 @@ int Random(const char* module, int n) {
   for (CK_ULONG i = 0; i < count && !open; ++i)
     open = f->C_OpenSession(slots[i], CKF_SERIAL_SESSION, nullptr, nullptr, &s) == CKR_OK;
   if (!open) return std::fprintf(stderr, "C_OpenSession\n"), 2;
-  for (int i = 0; i < n; ++i) {
+  for (int i = 0; i < n && pin; ++i) {
+    const CK_RV rv = f->C_Login(s, CKU_USER, reinterpret_cast<CK_UTF8CHAR_PTR>(const_cast<char*>(pin)),
+                                std::strlen(pin));
+    std::printf("0x%lx\n", rv);
+    std::fflush(stdout);
+    if (rv == CKR_OK) f->C_Logout(s);
+  }
+  for (int i = 0; i < n && !pin; ++i) {
     CK_BYTE buf[32];
     const auto start = std::chrono::steady_clock::now();
     const CK_RV rv = f->C_GenerateRandom(s, buf, sizeof buf);
@@ -111,6 +121,7 @@ int main(int argc, char** argv) {
     if (cmd == "names" && argc == 3) return Names(static_cast<uint32_t>(std::stoul(argv[2], nullptr, 0)));
     if (cmd == "pin-attack" && argc == 3) return PinAttack(static_cast<uint32_t>(std::stoul(argv[2])));
     if (cmd == "random" && argc == 4) return Random(argv[2], std::atoi(argv[3]));
+    if (cmd == "login" && argc == 5) return Random(argv[2], std::atoi(argv[4]), argv[3]);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
