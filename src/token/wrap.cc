@@ -37,6 +37,13 @@ CK_RV Module::WrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_H
   const Bytes* value = k->attrs.Find(CKA_VALUE);
   if (!value || k->attrs.Ulong(CKA_CLASS) != CKO_SECRET_KEY) return CKR_KEY_NOT_WRAPPABLE;
   if (!w->attrs.Bool(CKA_WRAP)) return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
+  // 2.40 section 4.10: a key with CKA_WRAP_WITH_TRUSTED leaves only under a
+  // wrapping key with CKA_TRUSTED, which only the SO can set (schema.cc).
+  if (k->attrs.Bool(CKA_WRAP_WITH_TRUSTED) && !w->attrs.Bool(CKA_TRUSTED)) {
+    log::Warn("C_WrapKey: the key has CKA_WRAP_WITH_TRUSTED and the wrapping key is not trusted "
+              "(CKA_TRUSTED, set by the SO)");
+    return CKR_KEY_NOT_WRAPPABLE;
+  }
   if (!Allowed(w->attrs, mech->mechanism)) return CKR_MECHANISM_INVALID;
   Bytes wrapped;
   if (IsRsaWrap(mech->mechanism)) {
