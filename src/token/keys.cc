@@ -257,7 +257,9 @@ CK_RV Module::FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_
   } catch (const tpm::TpmError& e) {
     // CKA_SIGN set after generation on a key made without it: the TPM
     // object does not carry the use, and the TPM says so.
-    if (e.base() != TPM2_RC_ATTRIBUTES) throw;
+    // (Part 3, 20.2: TPM_RC_KEY for "not a signing key"; some TPMs answer
+    // TPM_RC_ATTRIBUTES.)
+    if (e.base() != TPM2_RC_KEY && e.base() != TPM2_RC_ATTRIBUTES) throw;
     log::Warn("C_Sign: the key's TPM object was made without signing (CKA_SIGN was false when "
               "it was generated); generate a new key with CKA_SIGN true");
     return CKR_KEY_FUNCTION_NOT_PERMITTED;
