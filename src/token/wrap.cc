@@ -212,13 +212,15 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
     if (a.Bool(CKA_EXTRACTABLE)) a.Set(CKA_VALUE, value.view());
     return StoreSecretValue(*s, std::move(a), std::move(value), out);
   };
-  if ((rv = store()) != CKR_OK) {
-    // The true cause, for whoever reads the log; the caller gets one code
-    // for every failure the plaintext decides (issue 8: no oracle).
+  if ((rv = store()) != CKR_OK && IsRsaWrap(mech->mechanism)) {
+    // After an RSA step the caller gets one code for every failure the
+    // plaintext decides (issue 8: no oracle); the true cause goes to the
+    // log. AES-KWP is authenticated (a forged block fails its integrity
+    // check first), so its own codes stay.
     log::Debug("C_UnwrapKey: the unwrapped value is not a usable key (CKR 0x", std::hex, rv, ")");
     return CKR_WRAPPED_KEY_INVALID;
   }
-  return CKR_OK;
+  return rv;
 }
 
 }  // namespace tpmtoken
