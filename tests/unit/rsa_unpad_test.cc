@@ -231,5 +231,21 @@ TEST(RsaUnpad, OaepEveryFailureIsOneAnswer) {
   EXPECT_EQ(early->size(), kK - 33 - 33);
 }
 
+// PSS with a caller's salt length near 2^64: hLen + sLen + 2 wrapped to a
+// small number before, and PssVerify read past its block (issue 8).
+TEST(RsaUnpad, PssSaltLengthCannotWrapTheBoundsCheck) {
+  const EVP_MD* md = crypto::Md("SHA256");
+  const Bytes m_hash(32, 0x5A);
+  const auto em = PssEncode(m_hash, 2048, md, md, 32);
+  ASSERT_TRUE(em);
+  for (size_t salt : {~size_t{0} - 33, ~size_t{0}, ~size_t{0} - 32, size_t{223}}) {
+    EXPECT_FALSE(PssVerify(m_hash, *em, 2048, md, md, salt)) << salt;
+    EXPECT_FALSE(PssEncode(m_hash, 2048, md, md, salt)) << salt;
+  }
+  EXPECT_TRUE(PssVerify(m_hash, *em, 2048, md, md, 32));
+  EXPECT_TRUE(PssEncode(m_hash, 2048, md, md, 222));
+  EXPECT_FALSE(PssVerify(m_hash, *em, 1, md, md, 0));  // no emBits to speak of
+}
+
 }  // namespace
 }  // namespace tpmtoken::mech
