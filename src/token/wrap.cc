@@ -8,6 +8,7 @@
 #include <openssl/core_names.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <string_view>
@@ -145,6 +146,9 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
   // Everything that does not depend on the plaintext is checked before the
   // unwrapping step; everything after it answers one code.
   if ((rv = CheckWriteAccess(*s, a.Bool(CKA_TOKEN), true)) != CKR_OK) return rv;
+  if (auto want = a.Ulong(CKA_VALUE_LEN); want && a.Ulong(CKA_KEY_TYPE) == CKK_AES &&
+      std::find(caps_.aes_bits.begin(), caps_.aes_bits.end(), *want * 8) == caps_.aes_bits.end())
+    return CKR_ATTRIBUTE_VALUE_INVALID;  // no AES key of that length, whatever is unwrapped
   Secret value;
   if (IsRsaWrap(mech->mechanism)) {
     if (u->attrs.Ulong(CKA_CLASS) != CKO_PRIVATE_KEY || u->attrs.Ulong(CKA_KEY_TYPE) != CKK_RSA ||

@@ -202,8 +202,9 @@ TEST_F(Oracle, UnwrapGivesOneCodeAfterTheRsaStep) {
   ASSERT_EQ(Unwrap(pkcs, priv, bad, CKK_AES, 16, &k), CKR_OK);
   EXPECT_EQ(Attr(k, CKA_VALUE), synthetic);  // deterministic
   // An AES key without CKA_VALUE_LEN would leave "valid AES length" as an
-  // oracle: refused before the RSA step.
+  // oracle: refused before the RSA step, as is a length no AES key has.
   EXPECT_EQ(Unwrap(pkcs, priv, bad, CKK_AES, 0, &k), CKR_TEMPLATE_INCOMPLETE);
+  EXPECT_EQ(Unwrap(pkcs, priv, bad, CKK_AES, 20, &k), CKR_ATTRIBUTE_VALUE_INVALID);
 
   // Every failure after the RSA step: CKR_WRAPPED_KEY_INVALID. Before this
   // change: bad OAEP padding CKR_WRAPPED_KEY_INVALID, a non-AES length
