@@ -78,8 +78,18 @@ CK_RV Module::DeriveKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
   }
 
   const size_t field = curve->bytes;
-  const Secret z = tpm_->EcdhZ(o->key->blob, o->key->auth.view(),
-                               ByteView(*peer).subspan(1, field), ByteView(*peer).subspan(1 + field));
+  Secret z;
+  try {
+    z = tpm_->EcdhZ(o->key->blob, o->key->auth.view(), ByteView(*peer).subspan(1, field),
+                    ByteView(*peer).subspan(1 + field));
+  } catch (const tpm::TpmError& e) {
+    // A key made without CKA_DERIVE has no TPM "decrypt" use: the TPM itself
+    // refuses TPM2_ECDH_ZGen, whatever the attribute says now.
+    if (e.base() != TPM2_RC_ATTRIBUTES) throw;
+    log::Warn("C_DeriveKey: the key's TPM object was made without ECDH (CKA_DERIVE was false "
+              "when it was generated); the TPM refused TPM2_ECDH_ZGen");
+    return CKR_KEY_FUNCTION_NOT_PERMITTED;
+  }
   size_t len = z.size();
   if (auto want = a.Ulong(CKA_VALUE_LEN)) {
     len = *want;

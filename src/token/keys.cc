@@ -141,7 +141,10 @@ CK_RV Module::GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
                     e->end());
       if (trimmed != f4) return CKR_TEMPLATE_INCONSISTENT;  // the TPM makes e = 65537
     }
+    spec.sign = priv.Bool(CKA_SIGN);  // decrypt stays: see tpm/keys.cc KeyTemplate
   } else {
+    spec.sign = priv.Bool(CKA_SIGN);
+    spec.decrypt = priv.Bool(CKA_DERIVE);  // ECDH is the EC key's TPM "decrypt"
     curve = crypto::CurveFromParams(*pub.Find(CKA_EC_PARAMS));
     if (!curve || std::find(caps_.curves.begin(), caps_.curves.end(), curve->tpm) ==
                       caps_.curves.end())
@@ -249,7 +252,18 @@ CK_RV Module::FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_
         return tpm_->SignEcdsa(key.blob, key.auth.view(), digest, hash);
       }};
   Bytes sig;
-  if (CK_RV rv = state->op->Sign(ops, &sig); rv != CKR_OK) return rv;
+  try {
+    if (CK_RV rv = state->op->Sign(ops, &sig); rv != CKR_OK) return rv;
+  } catch (const tpm::TpmError& e) {
+    // CKA_SIGN set after generation on a key made without it: the TPM
+    // object does not carry the use, and the TPM says so.
+    // (Part 3, 20.2: TPM_RC_KEY for "not a signing key"; some TPMs answer
+    // TPM_RC_ATTRIBUTES.)
+    if (e.base() != TPM2_RC_KEY && e.base() != TPM2_RC_ATTRIBUTES) throw;
+    log::Warn("C_Sign: the key's TPM object was made without signing (CKA_SIGN was false when "
+              "it was generated); generate a new key with CKA_SIGN true");
+    return CKR_KEY_FUNCTION_NOT_PERMITTED;
+  }
   std::memcpy(out, sig.data(), sig.size());
   *out_len = sig.size();
   return CKR_OK;

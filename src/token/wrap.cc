@@ -8,6 +8,7 @@
 #include <openssl/core_names.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <string_view>
@@ -37,6 +38,13 @@ CK_RV Module::WrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_H
   const Bytes* value = k->attrs.Find(CKA_VALUE);
   if (!value || k->attrs.Ulong(CKA_CLASS) != CKO_SECRET_KEY) return CKR_KEY_NOT_WRAPPABLE;
   if (!w->attrs.Bool(CKA_WRAP)) return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
+  // 2.40 section 4.10: a key with CKA_WRAP_WITH_TRUSTED leaves only under a
+  // wrapping key with CKA_TRUSTED, which only the SO can set (schema.cc).
+  if (k->attrs.Bool(CKA_WRAP_WITH_TRUSTED) && !w->attrs.Bool(CKA_TRUSTED)) {
+    log::Warn("C_WrapKey: the key has CKA_WRAP_WITH_TRUSTED and the wrapping key is not trusted "
+              "(CKA_TRUSTED, set by the SO)");
+    return CKR_KEY_NOT_WRAPPABLE;
+  }
   if (!Allowed(w->attrs, mech->mechanism)) return CKR_MECHANISM_INVALID;
   Bytes wrapped;
   if (IsRsaWrap(mech->mechanism)) {
@@ -138,6 +146,9 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
   // Everything that does not depend on the plaintext is checked before the
   // unwrapping step; everything after it answers one code.
   if ((rv = CheckWriteAccess(*s, a.Bool(CKA_TOKEN), true)) != CKR_OK) return rv;
+  if (auto want = a.Ulong(CKA_VALUE_LEN); want && a.Ulong(CKA_KEY_TYPE) == CKK_AES &&
+      std::find(caps_.aes_bits.begin(), caps_.aes_bits.end(), *want * 8) == caps_.aes_bits.end())
+    return CKR_ATTRIBUTE_VALUE_INVALID;  // no AES key of that length, whatever is unwrapped
   Secret value;
   if (IsRsaWrap(mech->mechanism)) {
     if (u->attrs.Ulong(CKA_CLASS) != CKO_PRIVATE_KEY || u->attrs.Ulong(CKA_KEY_TYPE) != CKK_RSA ||
@@ -205,13 +216,15 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
     if (a.Bool(CKA_EXTRACTABLE)) a.Set(CKA_VALUE, value.view());
     return StoreSecretValue(*s, std::move(a), std::move(value), out);
   };
-  if ((rv = store()) != CKR_OK) {
-    // The true cause, for whoever reads the log; the caller gets one code
-    // for every failure the plaintext decides (issue 8: no oracle).
+  if ((rv = store()) != CKR_OK && IsRsaWrap(mech->mechanism)) {
+    // After an RSA step the caller gets one code for every failure the
+    // plaintext decides (issue 8: no oracle); the true cause goes to the
+    // log. AES-KWP is authenticated (a forged block fails its integrity
+    // check first), so its own codes stay.
     log::Debug("C_UnwrapKey: the unwrapped value is not a usable key (CKR 0x", std::hex, rv, ")");
     return CKR_WRAPPED_KEY_INVALID;
   }
-  return CKR_OK;
+  return rv;
 }
 
 }  // namespace tpmtoken

@@ -1,8 +1,8 @@
 // TPM-held keys: creation from a template, the key cache, and the private-key
-// operations (ECDSA sign, raw RSA). Keys are unrestricted sign+decrypt keys
-// with the NULL scheme, so one raw RSA operation serves PKCS#1 v1.5, PSS with
-// any salt and OAEP with any label (padding is done in software), and one EC
-// key serves ECDSA and ECDH. Each key has a random 32-byte auth value; keys
+// operations (ECDSA sign, raw RSA). Keys are unrestricted keys with the NULL
+// scheme, so one raw RSA operation serves PKCS#1 v1.5, PSS with any salt and
+// OAEP with any label (padding is done in software), and one EC key serves
+// ECDSA and ECDH; the TPM object carries only the uses KeySpec names. Each key has a random 32-byte auth value; keys
 // are not dictionary-attack protected because such a value cannot be guessed.
 #include <algorithm>
 #include <cstring>
@@ -96,6 +96,15 @@ TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
     return t;
   }
   if (spec.kind == KeyKind::kRsa) {
+    // Decrypt stays: every padding the module synthesizes (PKCS#1 v1.5 and
+    // PSS signatures, OAEP and PKCS#1 decryption) runs on the raw
+    // TPM2_RSA_Decrypt, so a sign-only RSA key still needs it. That one
+    // object both signs and decrypts is safe only because decryption has no
+    // padding oracle: CKM_RSA_PKCS uses implicit rejection and OAEP answers
+    // one error in constant time (mech/rsa_unpad.h), so no caller can turn
+    // decryptions into signatures (Bleichenbacher). The module refuses the
+    // uses the key's attributes do not allow (CKA_SIGN, CKA_DECRYPT).
+    if (!spec.sign) t.publicArea.objectAttributes &= ~TPMA_OBJECT_SIGN_ENCRYPT;
     t.publicArea.type = TPM2_ALG_RSA;
     auto& rsa = t.publicArea.parameters.rsaDetail;
     rsa.symmetric.algorithm = TPM2_ALG_NULL;
@@ -103,6 +112,10 @@ TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
     rsa.keyBits = static_cast<TPMI_RSA_KEY_BITS>(spec.rsa_bits);
     rsa.exponent = 0;  // 65537
   } else {
+    // The TPM enforces an EC key's uses itself: without sign it refuses
+    // TPM2_Sign, without decrypt TPM2_ECDH_ZGen (Part 3, 14.5: TPM_RC_ATTRIBUTES).
+    if (!spec.sign) t.publicArea.objectAttributes &= ~TPMA_OBJECT_SIGN_ENCRYPT;
+    if (!spec.decrypt) t.publicArea.objectAttributes &= ~TPMA_OBJECT_DECRYPT;
     t.publicArea.type = TPM2_ALG_ECC;
     auto& ecc = t.publicArea.parameters.eccDetail;
     ecc.symmetric.algorithm = TPM2_ALG_NULL;

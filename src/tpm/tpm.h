@@ -104,6 +104,12 @@ struct KeySpec {
   uint32_t rsa_bits = 2048;
   TPM2_ECC_CURVE curve = TPM2_ECC_NIST_P256;
   uint32_t aes_bits = 128;
+  // The uses the TPM object carries (KeyTemplate): for an EC key, sign is
+  // ECDSA and decrypt is ECDH (TPM2_ECDH_ZGen); the TPM refuses the other.
+  // An RSA key always carries decrypt: its raw private operation (which
+  // signing uses too) is TPM2_RSA_Decrypt with the NULL scheme.
+  bool sign = true;
+  bool decrypt = true;
 };
 struct KeyPublic {
   KeyKind kind = KeyKind::kEcc;

@@ -10,6 +10,7 @@
 
 #include "crypto/ossl.h"
 #include "mech/padding.h"
+#include "mech/rsa_unpad.h"
 
 using namespace tpmtoken;
 
@@ -23,6 +24,22 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const EVP_MD* sha1 = crypto::Md("SHA1");
   if (auto m = mech::Pkcs1DecryptUnpad(em)) {
     if (m->size() + 11 > em.size()) std::abort();
+  }
+  // Implicit rejection: the valid message when there is one, else a
+  // synthetic one no longer than k - 11; never an error, always the same.
+  if (em.size() >= 11 && em.size() <= 1024) {
+    const Bytes key(32, 0x4b);
+    const Secret a = mech::Pkcs1DecryptImplicit(em, em, key);
+    if (a.size() + 11 > em.size()) std::abort();
+    const Secret b = mech::Pkcs1DecryptImplicit(em, em, key);
+    if (a.size() != b.size() || !std::equal(a.view().begin(), a.view().end(), b.view().begin()))
+      std::abort();
+    if (auto m = mech::Pkcs1DecryptUnpad(em)) {
+      if (m->size() != a.size() || !std::equal(a.view().begin(), a.view().end(), m->view().begin()))
+        std::abort();
+    }
+    const size_t fixed = split % (em.size() - 10);
+    if (mech::Pkcs1DecryptImplicit(em, em, key, fixed).size() != fixed) std::abort();
   }
   for (const EVP_MD* md : {sha1, sha256}) {
     if (auto m = mech::OaepDecode(em, md, md, label)) {

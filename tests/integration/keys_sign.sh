@@ -116,9 +116,17 @@ for h in SHA-1 SHA256 SHA384 SHA512; do
     -i "$WORK/c" -o "$WORK/p" >/dev/null 2>&1 || fail "decrypt OAEP $h"
   cmp -s "$WORK/plain" "$WORK/p" || fail "OAEP $h plaintext differs"
 done
-head -c 256 /dev/urandom >"$WORK/junk"
-if p11 "${login[@]}" --decrypt -m RSA-PKCS --id 30 -i "$WORK/junk" -o "$WORK/p" >/dev/null 2>&1; then
-  fail "random bytes decrypted"
+# Random bytes below the modulus: PKCS#1 v1.5 answers a synthetic message,
+# the same each time (implicit rejection, no padding oracle); OAEP refuses.
+{ printf '\0'; head -c 255 /dev/urandom; } >"$WORK/junk"
+p11 "${login[@]}" --decrypt -m RSA-PKCS --id 30 -i "$WORK/junk" -o "$WORK/p1" >/dev/null 2>&1 ||
+  fail "random bytes under PKCS#1 v1.5 gave an error (a padding oracle)"
+p11 "${login[@]}" --decrypt -m RSA-PKCS --id 30 -i "$WORK/junk" -o "$WORK/p2" >/dev/null 2>&1 ||
+  fail "random bytes under PKCS#1 v1.5 gave an error the second time"
+cmp -s "$WORK/p1" "$WORK/p2" || fail "implicit rejection is not deterministic"
+if p11 "${login[@]}" --decrypt -m RSA-PKCS-OAEP --hash-algorithm SHA256 --mgf MGF1-sha256 --id 30 \
+    -i "$WORK/junk" -o "$WORK/p" >/dev/null 2>&1; then
+  fail "random bytes decrypted under OAEP"
 fi
 pass "decryption in the TPM of openssl's PKCS#1 v1.5 and OAEP ciphertexts"
 
