@@ -126,6 +126,21 @@ class Store : private TxnHooks {
   std::unique_ptr<FileLock> Lock(bool exclusive) {
     return std::make_unique<FileLock>(lock_fd_, exclusive);
   }
+  // Holds the exclusive lock across several transactions (a PIN change's
+  // intent, NV define, role commit and cleanup), so no other process's
+  // reclaim sees the intent half done.
+  class Hold {
+   public:
+    explicit Hold(Store& s);
+    ~Hold();
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+
+   private:
+    Store& s_;
+    bool outer_;
+    std::unique_ptr<FileLock> lock_;
+  };
 
  private:
   explicit Store(std::unique_ptr<Db> db) : db_(std::move(db)) {}
@@ -143,6 +158,7 @@ class Store : private TxnHooks {
   std::unique_ptr<Db> db_;
   int lock_fd_ = -1;
   std::unique_ptr<FileLock> txn_lock_;
+  bool held_ = false;
   int64_t legacy_gen_ = -1;  // rows at or below this gen may carry v1 AAD
   Secret bound_sk_;
   std::function<void(const AnchorRecord&)> advance_;

@@ -23,9 +23,9 @@ namespace {
 
 constexpr const char* kIntentKey = "anchor_intent";
 constexpr const char* kIntentAad = "tpmtoken anchor intent v1";
-// Anchors live above the PIN counters' range: nv_base + 0x80000 + 16 bits.
+// Anchors live above the PIN counters' range: nv_base + 0x80000 + 12 bits.
 constexpr uint32_t kAnchorOffset = 0x80000;
-constexpr uint32_t kAnchorRange = 0x10000;
+constexpr uint32_t kAnchorRange = 0x1000;  // 4096 stores per TPM
 
 std::string HexIndex(uint32_t index) {
   std::ostringstream s;
@@ -67,7 +67,7 @@ std::vector<uint32_t> TaggedAnchors(tpm::Tpm& tpm, const Config& cfg, ByteView t
 uint32_t FreeAnchorIndex(tpm::Tpm& tpm, const Config& cfg, ByteView tag) {
   const uint32_t base = AnchorBase(cfg);
   const std::vector<uint32_t> used = tpm.NvIndices(base, base + kAnchorRange);
-  const uint32_t start = (uint32_t{tag[0]} << 8) | tag[1];
+  const uint32_t start = ((uint32_t{tag[0]} << 8) | tag[1]) % kAnchorRange;
   for (uint32_t i = 0; i < kAnchorRange; ++i) {
     const uint32_t index = base + ((start + i) % kAnchorRange);
     if (std::find(used.begin(), used.end(), index) == used.end()) return index;
@@ -248,6 +248,7 @@ void Module::BindAnchor() {
   store_->Bind(sk_.view(), [tpm](const store::AnchorRecord& rec) {
     tpm->IncrementAnchorCounter(rec.nv_index, rec.nv_name, rec.auth.view());
   });
+  ReclaimNvIntents();
 }
 
 // A new store, or one made before anchoring: an intent first (durable), then

@@ -237,6 +237,19 @@ class Module {
   void CreateAnchor(OpenMode mode);
   void BindAnchor();
   std::string TokenName(int64_t row);
+  // NV intents (nv_intents.cc, issue 7 item 4): an index this store may own
+  // is named in the store (sealed under the store key) before it is defined
+  // and before it is given up, so a crash at any point leaves a record that
+  // the next open reclaims: an intent whose index no token references is
+  // undefined. PIN counters are allocated from this store's own part of the
+  // range (PinBase), so an intent never names another store's index.
+  uint32_t PinBase();
+  void RecordNvIntents(std::initializer_list<uint32_t> indices);
+  void ClearNvIntents(std::initializer_list<uint32_t> indices);
+  void ReclaimNvIntents();
+  // After the change committed: undefines drop, clears the intents of drop
+  // and keep (keep: indices the committed records now reference).
+  void FinishNvChange(std::initializer_list<uint32_t> drop, std::initializer_list<uint32_t> keep);
   PcrSelection StoredPcrs() const;
   void RebindStoreKey(const PcrSelection& want, const Bytes& unsealed_pub);
   void RefreshTokens();
