@@ -167,6 +167,13 @@ void Module::CheckAnchor(OpenMode mode) {
       try {
         c = tpm_->ReadAnchorCounter(rec->nv_index, rec->nv_name, rec->auth.view());
       } catch (const tpm::TpmError& e) {
+        // Only an answer about the index itself says it is gone or replaced;
+        // any other failure is the TPM's, reported as such.
+        const TSS2_RC base = e.base();
+        if (base != TPM2_RC_HANDLE && base != TPM2_RC_AUTH_FAIL && base != TPM2_RC_BAD_AUTH &&
+            base != TPM2_RC_NV_AUTHORIZATION && base != TPM2_RC_ATTRIBUTES &&
+            base != TPM2_RC_NV_UNINITIALIZED)
+          throw;
         problem = "the TPM does not hold the anchor of the store " + store_->path() +
                   " (NV index " + HexIndex(rec->nv_index) + ": " + e.what() +
                   "): the index was undefined or replaced with the TPM owner authorization, "
