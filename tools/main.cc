@@ -55,6 +55,8 @@ int main(int argc, char** argv) {
   auto* tdel = tok->add_subcommand("delete", "delete a token, its objects and PIN counters (SO PIN)");
   needs_token(tdel);
   PinOptions(tdel, o.so_pin, "so-pin");
+  tdel->add_flag("--owner", o.owner,
+                 "with the TPM owner authorization instead of the SO PIN (a locked SO PIN)");
   tdel->callback([&] { run = TokenDelete; });
 
   auto* pin = app.add_subcommand("pin", "change or unlock PINs");

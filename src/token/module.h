@@ -184,6 +184,13 @@ class Module {
   // Removes a token: its objects, record and PIN counters; the SO PIN must
   // open it. CKR_SESSION_EXISTS while this process has sessions on it.
   CK_RV DeleteToken(CK_SLOT_ID slot, ByteView so_pin);
+  // The way out of a locked SO PIN (issue 7 item 3): with the TPM owner
+  // authorization (owner_auth, checked by the TPM first), destroys the token,
+  // its seals and its PIN counters. Nothing is unlocked.
+  CK_RV DeleteTokenAsOwner(CK_SLOT_ID slot);
+  // The warning of DESIGN.md (Trust boundary) when the owner authorization
+  // is empty and the store key is bound to no PCRs; "" otherwise.
+  std::string OwnerExposure();
   // Runs fn in one store transaction: all of its changes land or none do.
   CK_RV Atomically(CK_SESSION_HANDLE h, const std::function<CK_RV()>& fn);
   struct TokenSummary {

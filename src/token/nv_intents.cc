@@ -111,4 +111,42 @@ void Module::ReclaimNvIntents() {
   txn.Commit();
 }
 
+CK_RV Module::DeleteTokenAsOwner(CK_SLOT_ID slot) {
+  Token* t = FindToken(slot);
+  if (!t) return CKR_SLOT_ID_INVALID;
+  if (std::any_of(sessions_.begin(), sessions_.end(),
+                  [&](const auto& s) { return s.second->token == t; }))
+    return CKR_SESSION_EXISTS;
+  if (store_->read_only()) return CKR_TOKEN_WRITE_PROTECTED;
+  tpm_->ProveOwner();  // before anything changes
+  const store::Store::Hold hold(*store_);
+  if (!ReloadRecord(*t)) return CKR_DEVICE_ERROR;
+  const TokenRecord rec = t->rec;
+  const uint32_t so = rec.so.present ? rec.so.nv_index : 0;
+  const uint32_t user = rec.user.present ? rec.user.nv_index : 0;
+  {
+    store::Db::Txn txn(store_->db());
+    store_->DeleteToken(t->db_id);
+    RecordNvIntents({so, user});
+    txn.Commit();
+  }
+  ForgetObjects(*t);
+  std::erase_if(tokens_, [&](const auto& p) { return p.get() == t; });
+  FinishNvChange({so, user}, {});
+  log::Warn("token '", rec.label, "' (serial ", rec.serial,
+            ") deleted with the TPM owner authorization: its objects, seals and PIN counters");
+  return CKR_OK;
+}
+
+std::string Module::OwnerExposure() {
+  if (!sk_pcrs_.empty() || tpm_->OwnerAuthSet()) return {};
+  return "the TPM owner authorization is empty and the store key of " + store_->path() +
+         " is bound to no PCRs: anyone who can open the TPM (root, group tss) can undefine and "
+         "re-create this store's NV counters (a PIN's guesses are then bounded only by the "
+         "TPM's dictionary-attack limit; a re-created anchor makes the store refuse to open) "
+         "and can unseal the store key from another boot. Close it: set pcr_policy in "
+         "tpmtoken.conf, and give the owner hierarchy a password (tpm2_changeauth -c o) that "
+         "you put in owner_auth";
+}
+
 }  // namespace tpmtoken

@@ -156,6 +156,20 @@ bool Tpm::UndefineNvByOwner(uint32_t index) {
   return true;
 }
 
+void Tpm::ProveOwner() {
+  std::lock_guard lock(mu_);
+  OnceMore([&] {
+    TSS2_SYS_CONTEXT* sys = Sys();
+    FastSession& session = Fast();
+    Check(Tss2_Sys_ClockRateAdjust_Prepare(sys, TPM2_RH_OWNER, TPM2_CLOCK_NO_CHANGE),
+          "TPM2_ClockRateAdjust prepare");
+    RunFast(session, TPM2_CC_ClockRateAdjust, HandleName(TPM2_RH_OWNER), owner_auth_.view(), false,
+            "TPM2_ClockRateAdjust (owner authorization)");
+    Check(Tss2_Sys_ClockRateAdjust_Complete(sys), "TPM2_ClockRateAdjust complete");
+    return 0;
+  });
+}
+
 std::vector<uint32_t> Tpm::NvIndices(uint32_t from, uint32_t to) {
   std::lock_guard lock(mu_);
   std::vector<uint32_t> out;

@@ -42,7 +42,8 @@ time_ms() {
 }
 debug_state() {
   tpm2_getcap -T "$TPMTOKEN_TCTI" handles-nv-index >&2
-  TPMTOKEN_LOG=debug p11 --token-label kill --login --pin "$cur" -O 2>&1 | tail -5 >&2
+  TPMTOKEN_LOG=info p11 --token-label kill --login --pin "$cur" -O 2>&1 | tail -5 >&2
+  TPMTOKEN_LOG=info p11 --token-label kill --login --pin "$next" -O 2>&1 | tail -5 >&2
 }
 check_nv() {
   local n
@@ -70,7 +71,7 @@ killed=0
 for _ in $(seq "$KILLS"); do
   [ "$cur" = 3333 ] && next=4444 || next=3333
   run_killed "$ms" pkcs11-tool --module "$MODULE" --token-label kill --login --login-type so --so-pin "$SO" --init-pin --pin "$next"
-  if user_ok "$next"; then cur=$next; elif ! user_ok "$cur"; then fail "C_InitPIN: neither $cur nor $next opens the user role"; fi
+  if user_ok "$next"; then cur=$next; elif ! user_ok "$cur"; then debug_state; fail "C_InitPIN: neither $cur nor $next opens the user role"; fi
   check_nv "C_InitPIN"
 done
 pass "C_InitPIN: $killed kills, the user PIN is always the old or the new one, NV never grew"
