@@ -169,6 +169,7 @@ void Store::BeforeCommit() {
   std::optional<AnchorRecord> rec = Anchor(bound_sk_.view());
   if (!rec) return;
   rec->token_macs = TokenMacs(bound_sk_.view());
+  rec->audit_head = AuditHead();
   if (destructive_) ++rec->value;
   SetAnchor(*rec, bound_sk_.view());
   // The TPM counter moves after this commit, which synchronous=FULL (db.cc)

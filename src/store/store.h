@@ -21,7 +21,7 @@
 
 namespace tpmtoken::store {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 struct TokenRow {
   int64_t id = 0;
@@ -53,6 +53,14 @@ struct ObjectStamp {
   int64_t id = 0;
   int64_t gen = 0;  // changes whenever the row is written
   bool is_private = false;
+};
+
+// One entry of the audit log: what happened, never a secret.
+struct AuditEntry {
+  int64_t id = 0;
+  int64_t time = 0;  // seconds since the epoch
+  std::string event;
+  Bytes prev, hash;
 };
 
 class Store : private TxnHooks {
@@ -111,6 +119,19 @@ class Store : private TxnHooks {
   void Bind(ByteView sk, std::function<void(const AnchorRecord&)> advance);
   bool bound() const { return !bound_sk_.empty(); }
   void MarkDestructive() { destructive_ = true; }
+
+  // Audit log (audit.cc): entries appended in the transaction of the change
+  // they record, hash-chained; the chain's head sits in the anchor record,
+  // so a cut, a rewrite or a reordering shows. Beyond keep entries the
+  // oldest are pruned, and the pruning is itself an entry.
+  void Audit(const std::string& event);
+  std::vector<AuditEntry> AuditEntries(int64_t since_time = 0);
+  // "" when the chain is whole and ends at head (empty head: not anchored);
+  // otherwise a line naming the first bad entry.
+  std::string VerifyAudit(ByteView head);
+  Bytes AuditHead();
+  void PruneAudit(size_t keep);
+  static constexpr size_t kAuditKeep = 10000;
   // An advisory lock on the store file (flock), shared or exclusive, held
   // while this object lives. Opens check the counter under a shared lock.
   class FileLock {

@@ -348,13 +348,24 @@ void Module::CreateAnchor(OpenMode mode) {
   rec.auth = intent->auth.Clone();
   rec.value = tpm_->ReadAnchorCounter(rec.nv_index, rec.nv_name, rec.auth.view());
   rec.token_macs = store_->TokenMacs(sk_.view());
-  rec.audit_head = Bytes(32, 0);
+  rec.audit_head = store_->AuditHead();
   store_->SetAnchor(rec, sk_.view());
   DeleteMeta(*store_, kIntentKey);
   CommitDurably(*store_, txn);
   log::Info("store ", store_->path(), " anchored to TPM NV counter ", HexIndex(rec.nv_index),
             " (value ", rec.value, ")");
   BindAnchor();
+}
+
+void Module::AuditEvent(const std::string& event) {
+  store::Db::Txn txn(store_->db());
+  store_->Audit(event);
+  txn.Commit();
+}
+
+std::string Module::VerifyAudit() {
+  const auto rec = store_->Anchor(sk_.view());
+  return store_->VerifyAudit(rec ? ByteView(rec->audit_head) : ByteView());
 }
 
 std::optional<Module::AnchorInfo> Module::anchor_info() {
@@ -400,11 +411,15 @@ CK_RV Module::AcceptRestore(ByteView so_pin, bool owner) {
     auto now = store_->Anchor(sk_.view());
     now->value = tpm_->ReadAnchorCounter(now->nv_index, now->nv_name, now->auth.view());
     now->token_macs = store_->TokenMacs(sk_.view());
+    store_->Audit("restore accepted (every token's SO PIN): " + anchor_problem_);
+    now->audit_head = store_->AuditHead();
     store_->SetAnchor(*now, sk_.view());
     CommitDurably(*store_, txn);
     anchor_problem_.clear();
     BindAnchor();
   }
+  if (owner) AuditEvent("restore accepted (TPM owner authorization): the store was re-bound to "
+                        "a new anchor counter");
   // A copy from before a PIN change holds seals whose PIN counters the
   // change removed: say which role needs a new PIN.
   RefreshTokens();

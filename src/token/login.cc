@@ -173,6 +173,8 @@ CK_RV Module::InitToken(CK_SLOT_ID slot, ByteView so_pin, ByteView label_field) 
       store_->DeleteObjects(t->db_id);
       store_->UpdateToken(t->db_id, static_cast<uint32_t>(t->slot_id), rec.Encode(), sk_.view());
       RecordNvIntents({old_so.nv_index, old_user.present ? old_user.nv_index : 0});
+      store_->Audit("token " + rec.serial + " re-initialized (label '" + rec.label +
+                    "'): its objects and user PIN removed");
       txn.Commit();
     } catch (...) {
       FinishNvChange({so.nv_index}, {});
@@ -206,6 +208,7 @@ CK_RV Module::InitToken(CK_SLOT_ID slot, ByteView so_pin, ByteView label_field) 
     if (!taken) {
       id = store_->AddToken(static_cast<uint32_t>(slot), rec.Encode(), sk_.view());
       store_->SetMeta(kFreeSlotKey, EncodeBe32(static_cast<uint32_t>(NewSlotId())));
+      store_->Audit("token " + rec.serial + " initialized (label '" + rec.label + "')");
       txn.Commit();
     }
   } catch (...) {
@@ -238,6 +241,7 @@ CK_RV Module::DeleteToken(CK_SLOT_ID slot, ByteView so_pin) {
     store::Db::Txn txn(store_->db());
     store_->DeleteToken(t->db_id);
     RecordNvIntents({rec.so.nv_index, rec.user.present ? rec.user.nv_index : 0});
+    store_->Audit("token " + rec.serial + " deleted (SO PIN)");
     txn.Commit();
   }
   ForgetObjects(*t);
@@ -359,6 +363,8 @@ CK_RV Module::InitPIN(CK_SESSION_HANDLE h, ByteView pin) {
     store::Db::Txn txn(store_->db());
     SaveRecord(t);
     RecordNvIntents({old_index});
+    store_->Audit("token " + t.rec.serial + ": user PIN " + (old.present ? "reset" : "set") +
+                  " by the SO" + (old.present ? " (unlocks it)" : ""));
     txn.Commit();
   } catch (...) {
     t.rec.user = old;
@@ -390,6 +396,7 @@ CK_RV Module::SetPIN(CK_SESSION_HANDLE h, ByteView old_pin, ByteView new_pin) {
     store::Db::Txn txn(store_->db());
     SaveRecord(t);
     RecordNvIntents({old.nv_index});
+    store_->Audit("token " + t.rec.serial + ": " + (so ? "SO" : "user") + " PIN changed");
     txn.Commit();
   } catch (...) {
     role = old;

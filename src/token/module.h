@@ -220,6 +220,12 @@ class Module {
     uint64_t store_value = 0, tpm_value = 0;
   };
   std::optional<AnchorInfo> anchor_info();
+  // Appends an audit entry in its own transaction (the tool's events that no
+  // core change records, e.g. a rotation's start).
+  void AuditEvent(const std::string& event);
+  // Checks the audit chain against the anchor's head: "" or the first bad
+  // entry.
+  std::string VerifyAudit();
 
   // For tests and the admin tool.
   store::Store& store() { return *store_; }
@@ -307,6 +313,7 @@ class Module {
                      CK_ULONG* out_len);
   CK_RV FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
   void Persist(Token& t, Object& o);
+  std::string AuditName(const Token& t, const Object& o) const;
 
   std::string anchor_problem_;
   Config cfg_;

@@ -128,6 +128,7 @@ CK_RV Module::DeleteTokenAsOwner(CK_SLOT_ID slot) {
     store::Db::Txn txn(store_->db());
     store_->DeleteToken(t->db_id);
     RecordNvIntents({so, user});
+    store_->Audit("token " + rec.serial + " deleted with the TPM owner authorization");
     txn.Commit();
   }
   ForgetObjects(*t);
