@@ -282,6 +282,7 @@ int Rotate(const Options& o) {
       if (current) subject = X509_get_subject_name(current.get());
     }
     const KeyPair kp = GenerateKey(ctx, s, type, next);
+    m.AuditEvent("rotation of '" + o.key + "' started: new key '" + next + "'");
     WriteOut(o.out, MakeCsr(ctx, s, kp.priv, o.subject, o.san, subject));
     std::cerr << "tpmtoken: new key '" << next << "' generated; '" << o.key
               << "' keeps working until `tpmtoken rotate --key " << o.key << " --finish CERT`\n";
@@ -313,7 +314,10 @@ int Rotate(const Options& o) {
           for (CK_OBJECT_HANDLE h : new_pubs)
             if (CK_RV rv = m.SetAttributeValue(s, h, &relabel, 1); rv != CKR_OK) return rv;
           CK_OBJECT_HANDLE c;
-          return StoreCert(ctx, s, cert.get(), new_id, o.key, &c);
+          if (CK_RV rv = StoreCert(ctx, s, cert.get(), new_id, o.key, &c); rv != CKR_OK) return rv;
+          m.store().Audit("rotation of '" + o.key + "' finished: key id " + Hex(new_id) +
+                          " replaces " + Hex(old_id));
+          return CKR_OK;
         }),
         "rotate --finish");
   std::cout << "'" << o.key << "' now uses the new key (id " << Hex(new_id) << ") and "

@@ -20,6 +20,7 @@ struct Options {
   bool so = false;
   bool owner = false;  // store accept-restore / token delete: the TPM owner authorization
   bool yes = false;    // store delete: confirmed
+  std::string since;   // audit --since
   PinSource pin;
   PinSource so_pin{"", "", "TPMTOKEN_SO_PIN", "SO PIN: "};
   PinSource new_pin{"", "", "TPMTOKEN_NEW_PIN", "New PIN: "};
@@ -41,5 +42,7 @@ int CertList(const Options& o);
 int Rotate(const Options& o);
 int StoreAcceptRestore(const Options& o);
 int StoreDelete(const Options& o);
+int Audit(const Options& o);
+int AuditVerify(const Options& o);
 
 }  // namespace tpmtoken::tool

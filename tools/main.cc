@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
   auto* tdel = tok->add_subcommand("delete", "delete a token, its objects and PIN counters (SO PIN)");
   needs_token(tdel);
   PinOptions(tdel, o.so_pin, "so-pin");
+  tdel->add_flag("--owner", o.owner,
+                 "with the TPM owner authorization instead of the SO PIN (a locked SO PIN)");
   tdel->callback([&] { run = TokenDelete; });
 
   auto* pin = app.add_subcommand("pin", "change or unlock PINs");
@@ -148,6 +150,14 @@ int main(int argc, char** argv) {
   sdel->add_flag("--yes", o.yes, "yes: every token in the store is destroyed")->required();
   sdel->callback([&] { run = StoreDelete; });
 
+  auto* aud = app.add_subcommand("audit", "the store's audit log (security events, hash-chained)");
+  aud->add_option("--since", o.since, "only entries from this time on (2026-11-30[T12:00:00])");
+  aud->callback([&] {
+    if (!run) run = Audit;
+  });
+  auto* aver = aud->add_subcommand("verify", "check the chain: exit 5 naming the first bad entry");
+  aver->callback([&] { run = AuditVerify; });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -156,7 +166,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (run != Status && run != TokenList && run != TokenInit && run != StoreAcceptRestore &&
-        run != StoreDelete) {
+        run != StoreDelete && run != Audit && run != AuditVerify) {
       if (token.empty()) {
         Context probe;
         const auto all = probe.module().Tokens();

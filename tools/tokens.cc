@@ -38,6 +38,15 @@ int Status(const Options& o) {
   const tpm::DaState da = m.tpm().ReadDaState();
   const bool rm = m.tpm().has_resource_manager();
   const auto tokens = m.Tokens();
+  const auto anchor = m.anchor_info();
+  const std::string exposure = m.OwnerExposure();
+  std::string anchor_text = "NOT ANCHORED: a copy put back in place of the store is not detected";
+  if (anchor) {
+    std::ostringstream a;
+    a << "TPM NV counter 0x" << std::hex << anchor->nv_index << std::dec << " at "
+      << anchor->tpm_value << ", store expects " << anchor->store_value;
+    anchor_text = a.str();
+  }
   const bool fallback =
       std::any_of(tokens.begin(), tokens.end(), [](const auto& t) { return t.da_fallback; });
   if (o.json) {
@@ -52,6 +61,8 @@ int Status(const Options& o) {
               << "\"store\":{\"path\":" << JsonString(m.store().path())
               << ",\"schema\":" << store::kSchemaVersion
               << ",\"pcr_policy\":" << JsonString(m.store_key_pcrs().ToString())
+              << ",\"anchor\":" << (anchor ? std::to_string(anchor->nv_index) : "null")
+              << ",\"owner_exposure\":" << JsonString(exposure)
               << "},\"tokens\":[";
   } else {
     std::cout << "TPM        " << ti.manufacturer << " " << ti.vendor << ", firmware "
@@ -70,6 +81,8 @@ int Status(const Options& o) {
                       ? std::string("sealed to this TPM, not bound to PCRs")
                       : "sealed to this TPM and bound to PCRs " + m.store_key_pcrs().ToString())
               << "\n"
+              << "Anchor     " << anchor_text << "\n"
+              << (exposure.empty() ? std::string() : "WARNING    " + exposure + "\n")
               << "PIN limits "
               << (fallback ? "FALLBACK: some tokens' PINs count against the TPM's dictionary-attack "
                         "counter (marked below; the TPM refused PIN counters)\n"
@@ -148,6 +161,20 @@ int TokenList(const Options& o) {
 int TokenDelete(const Options& o) {
   Context ctx;
   const CK_SLOT_ID slot = ctx.SlotOf(o.label);
+  if (o.owner) {
+    try {
+      Check(ctx.module().DeleteTokenAsOwner(slot), "token delete --owner");
+    } catch (const tpm::TpmError& e) {
+      const TSS2_RC base = e.base();
+      if (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL)
+        throw ToolError(std::string("the TPM refused the owner authorization (") + e.what() +
+                            "): set owner_auth in tpmtoken.conf; nothing was deleted",
+                        kAuth);
+      throw;
+    }
+    std::cout << "token '" << o.label << "' deleted with the TPM owner authorization\n";
+    return kOk;
+  }
   const Secret so = ReadPin(o.so_pin);
   Check(ctx.module().DeleteToken(slot, so.view()), "token delete");
   std::cout << "token '" << o.label << "' deleted\n";

@@ -148,10 +148,20 @@ Store::FileLock::FileLock(int fd, bool exclusive) : fd_(fd) {
 
 Store::FileLock::~FileLock() { ::flock(fd_, LOCK_UN); }
 
+Store::Hold::Hold(Store& s) : s_(s), outer_(!s.held_) {
+  if (!outer_ || s_.read_only()) return;
+  lock_ = s_.Lock(true);
+  s_.held_ = true;
+}
+
+Store::Hold::~Hold() {
+  if (outer_ && lock_) s_.held_ = false;
+}
+
 void Store::Begin() {
   destructive_ = false;
   advanced_.reset();
-  if (!db_->read_only()) txn_lock_ = Lock(true);
+  if (!db_->read_only() && !held_) txn_lock_ = Lock(true);
 }
 
 void Store::BeforeCommit() {
@@ -159,6 +169,7 @@ void Store::BeforeCommit() {
   std::optional<AnchorRecord> rec = Anchor(bound_sk_.view());
   if (!rec) return;
   rec->token_macs = TokenMacs(bound_sk_.view());
+  rec->audit_head = AuditHead();
   if (destructive_) ++rec->value;
   SetAnchor(*rec, bound_sk_.view());
   // The TPM counter moves after this commit, which synchronous=FULL (db.cc)

@@ -35,6 +35,12 @@ const std::vector<std::function<void(Db&)>>& Migrations() {
             "ALTER TABLE tokens ADD COLUMN gen INTEGER NOT NULL DEFAULT 0;"
             "INSERT INTO meta SELECT 'legacy_gen', value FROM meta WHERE key = 'gen';");
       },
+      // 3: the audit log (audit.cc), a hash chain whose head the anchor keeps.
+      [](Db& db) {
+        db.Exec(
+            "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL,"
+            "  event TEXT NOT NULL, prev BLOB NOT NULL, hash BLOB NOT NULL);");
+      },
   };
   return kSteps;
 }

@@ -21,7 +21,7 @@
 
 namespace tpmtoken::store {
 
-inline constexpr int kSchemaVersion = 2;
+inline constexpr int kSchemaVersion = 3;
 
 struct TokenRow {
   int64_t id = 0;
@@ -53,6 +53,14 @@ struct ObjectStamp {
   int64_t id = 0;
   int64_t gen = 0;  // changes whenever the row is written
   bool is_private = false;
+};
+
+// One entry of the audit log: what happened, never a secret.
+struct AuditEntry {
+  int64_t id = 0;
+  int64_t time = 0;  // seconds since the epoch
+  std::string event;
+  Bytes prev, hash;
 };
 
 class Store : private TxnHooks {
@@ -111,6 +119,19 @@ class Store : private TxnHooks {
   void Bind(ByteView sk, std::function<void(const AnchorRecord&)> advance);
   bool bound() const { return !bound_sk_.empty(); }
   void MarkDestructive() { destructive_ = true; }
+
+  // Audit log (audit.cc): entries appended in the transaction of the change
+  // they record, hash-chained; the chain's head sits in the anchor record,
+  // so a cut, a rewrite or a reordering shows. Beyond keep entries the
+  // oldest are pruned, and the pruning is itself an entry.
+  void Audit(const std::string& event);
+  std::vector<AuditEntry> AuditEntries(int64_t since_time = 0);
+  // "" when the chain is whole and ends at head (empty head: not anchored);
+  // otherwise a line naming the first bad entry.
+  std::string VerifyAudit(ByteView head);
+  Bytes AuditHead();
+  void PruneAudit(size_t keep);
+  static constexpr size_t kAuditKeep = 10000;
   // An advisory lock on the store file (flock), shared or exclusive, held
   // while this object lives. Opens check the counter under a shared lock.
   class FileLock {
@@ -126,6 +147,21 @@ class Store : private TxnHooks {
   std::unique_ptr<FileLock> Lock(bool exclusive) {
     return std::make_unique<FileLock>(lock_fd_, exclusive);
   }
+  // Holds the exclusive lock across several transactions (a PIN change's
+  // intent, NV define, role commit and cleanup), so no other process's
+  // reclaim sees the intent half done.
+  class Hold {
+   public:
+    explicit Hold(Store& s);
+    ~Hold();
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+
+   private:
+    Store& s_;
+    bool outer_;
+    std::unique_ptr<FileLock> lock_;
+  };
 
  private:
   explicit Store(std::unique_ptr<Db> db) : db_(std::move(db)) {}
@@ -143,6 +179,7 @@ class Store : private TxnHooks {
   std::unique_ptr<Db> db_;
   int lock_fd_ = -1;
   std::unique_ptr<FileLock> txn_lock_;
+  bool held_ = false;
   int64_t legacy_gen_ = -1;  // rows at or below this gen may carry v1 AAD
   Secret bound_sk_;
   std::function<void(const AnchorRecord&)> advance_;

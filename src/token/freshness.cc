@@ -23,9 +23,9 @@ namespace {
 
 constexpr const char* kIntentKey = "anchor_intent";
 constexpr const char* kIntentAad = "tpmtoken anchor intent v1";
-// Anchors live above the PIN counters' range: nv_base + 0x80000 + 16 bits.
+// Anchors live above the PIN counters' range: nv_base + 0x80000 + 12 bits.
 constexpr uint32_t kAnchorOffset = 0x80000;
-constexpr uint32_t kAnchorRange = 0x10000;
+constexpr uint32_t kAnchorRange = 0x1000;  // 4096 stores per TPM
 
 std::string HexIndex(uint32_t index) {
   std::ostringstream s;
@@ -67,7 +67,7 @@ std::vector<uint32_t> TaggedAnchors(tpm::Tpm& tpm, const Config& cfg, ByteView t
 uint32_t FreeAnchorIndex(tpm::Tpm& tpm, const Config& cfg, ByteView tag) {
   const uint32_t base = AnchorBase(cfg);
   const std::vector<uint32_t> used = tpm.NvIndices(base, base + kAnchorRange);
-  const uint32_t start = (uint32_t{tag[0]} << 8) | tag[1];
+  const uint32_t start = ((uint32_t{tag[0]} << 8) | tag[1]) % kAnchorRange;
   for (uint32_t i = 0; i < kAnchorRange; ++i) {
     const uint32_t index = base + ((start + i) % kAnchorRange);
     if (std::find(used.begin(), used.end(), index) == used.end()) return index;
@@ -167,6 +167,13 @@ void Module::CheckAnchor(OpenMode mode) {
       try {
         c = tpm_->ReadAnchorCounter(rec->nv_index, rec->nv_name, rec->auth.view());
       } catch (const tpm::TpmError& e) {
+        // Only an answer about the index itself says it is gone or replaced;
+        // any other failure is the TPM's, reported as such.
+        const TSS2_RC base = e.base();
+        if (base != TPM2_RC_HANDLE && base != TPM2_RC_AUTH_FAIL && base != TPM2_RC_BAD_AUTH &&
+            base != TPM2_RC_NV_AUTHORIZATION && base != TPM2_RC_ATTRIBUTES &&
+            base != TPM2_RC_NV_UNINITIALIZED)
+          throw;
         problem = "the TPM does not hold the anchor of the store " + store_->path() +
                   " (NV index " + HexIndex(rec->nv_index) + ": " + e.what() +
                   "): the index was undefined or replaced with the TPM owner authorization, "
@@ -248,6 +255,7 @@ void Module::BindAnchor() {
   store_->Bind(sk_.view(), [tpm](const store::AnchorRecord& rec) {
     tpm->IncrementAnchorCounter(rec.nv_index, rec.nv_name, rec.auth.view());
   });
+  ReclaimNvIntents();
 }
 
 // A new store, or one made before anchoring: an intent first (durable), then
@@ -340,13 +348,24 @@ void Module::CreateAnchor(OpenMode mode) {
   rec.auth = intent->auth.Clone();
   rec.value = tpm_->ReadAnchorCounter(rec.nv_index, rec.nv_name, rec.auth.view());
   rec.token_macs = store_->TokenMacs(sk_.view());
-  rec.audit_head = Bytes(32, 0);
+  rec.audit_head = store_->AuditHead();
   store_->SetAnchor(rec, sk_.view());
   DeleteMeta(*store_, kIntentKey);
   CommitDurably(*store_, txn);
   log::Info("store ", store_->path(), " anchored to TPM NV counter ", HexIndex(rec.nv_index),
             " (value ", rec.value, ")");
   BindAnchor();
+}
+
+void Module::AuditEvent(const std::string& event) {
+  store::Db::Txn txn(store_->db());
+  store_->Audit(event);
+  txn.Commit();
+}
+
+std::string Module::VerifyAudit() {
+  const auto rec = store_->Anchor(sk_.view());
+  return store_->VerifyAudit(rec ? ByteView(rec->audit_head) : ByteView());
 }
 
 std::optional<Module::AnchorInfo> Module::anchor_info() {
@@ -392,11 +411,15 @@ CK_RV Module::AcceptRestore(ByteView so_pin, bool owner) {
     auto now = store_->Anchor(sk_.view());
     now->value = tpm_->ReadAnchorCounter(now->nv_index, now->nv_name, now->auth.view());
     now->token_macs = store_->TokenMacs(sk_.view());
+    store_->Audit("restore accepted (every token's SO PIN): " + anchor_problem_);
+    now->audit_head = store_->AuditHead();
     store_->SetAnchor(*now, sk_.view());
     CommitDurably(*store_, txn);
     anchor_problem_.clear();
     BindAnchor();
   }
+  if (owner) AuditEvent("restore accepted (TPM owner authorization): the store was re-bound to "
+                        "a new anchor counter");
   // A copy from before a PIN change holds seals whose PIN counters the
   // change removed: say which role needs a new PIN.
   RefreshTokens();

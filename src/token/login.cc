@@ -97,11 +97,18 @@ RoleSeal Module::MakeRole(bool so, ByteView pin, ByteView tk, uint32_t old_index
   if (!tpm_->owner_auth_known() && tpm_->OwnerAuthSet())
     refused = "the owner hierarchy has a password and owner_auth is not set";
   for (int attempt = 0; refused.empty(); ++attempt) {
-    r.nv_index = tpm_->FreeNvIndex(cfg_.nv_base, old_index);
+    r.nv_index = tpm_->FreeNvIndex(PinBase(), old_index);
+    {
+      // The intent is durable before the index exists (nv_intents.cc).
+      store::Db::Txn txn(store_->db());
+      RecordNvIntents({r.nv_index});
+      txn.Commit();
+    }
     try {
       tpm_->DefinePinCounter(r.nv_index, auth, r.retry_limit);
       break;
     } catch (const tpm::TpmError& e) {
+      FinishNvChange({}, {r.nv_index});  // not defined: nothing to reclaim
       const TSS2_RC base = e.base();
       // Another process took the same index between the query and the define.
       if (base == TPM2_RC_NV_DEFINED && attempt < 8) continue;
@@ -147,7 +154,7 @@ RoleSeal Module::MakeRole(bool so, ByteView pin, ByteView tk, uint32_t old_index
   try {
     r.seal = tpm_->SealForPin(tk, r.nv_index, auth);
   } catch (...) {
-    tpm_->UndefinePinCounter(r.nv_index);
+    FinishNvChange({r.nv_index}, {});
     throw;
   }
   return r;
@@ -168,6 +175,7 @@ CK_RV Module::InitToken(CK_SLOT_ID slot, ByteView so_pin, ByteView label_field) 
     if (std::any_of(sessions_.begin(), sessions_.end(),
                     [&](const auto& s) { return s.second->token == t; }))
       return CKR_SESSION_EXISTS;
+    const store::Store::Hold hold(*store_);
     if (!ReloadRecord(*t)) return CKR_DEVICE_ERROR;
     Secret old_tk;
     if (CK_RV rv = OpenRole(*t, t->rec.so, so_pin, &old_tk); rv != CKR_OK) return rv;
@@ -184,15 +192,17 @@ CK_RV Module::InitToken(CK_SLOT_ID slot, ByteView so_pin, ByteView label_field) 
       store::Db::Txn txn(store_->db());
       store_->DeleteObjects(t->db_id);
       store_->UpdateToken(t->db_id, static_cast<uint32_t>(t->slot_id), rec.Encode(), sk_.view());
+      RecordNvIntents({old_so.nv_index, old_user.present ? old_user.nv_index : 0});
+      store_->Audit("token " + rec.serial + " re-initialized (label '" + rec.label +
+                    "'): its objects and user PIN removed");
       txn.Commit();
     } catch (...) {
-      tpm_->UndefinePinCounter(so.nv_index);
+      FinishNvChange({so.nv_index}, {});
       throw;
     }
     t->rec = rec;
     ForgetObjects(*t);
-    tpm_->UndefinePinCounter(old_so.nv_index);
-    if (old_user.present) tpm_->UndefinePinCounter(old_user.nv_index);
+    FinishNvChange({old_so.nv_index, old_user.present ? old_user.nv_index : 0}, {so.nv_index});
     log::Info("token ", rec.serial, " re-initialized");
     return CKR_OK;
   }
@@ -207,24 +217,30 @@ CK_RV Module::InitToken(CK_SLOT_ID slot, ByteView so_pin, ByteView label_field) 
   } while (serials.count(rec.serial));
   rec.label = label;
   rec.kdf_iterations = cfg_.pbkdf2_iterations;
+  const store::Store::Hold hold(*store_);
   rec.so = MakeRole(true, so_pin, tk.view(), 0);
   int64_t id = 0;
+  bool taken = false;
   try {
     store::Db::Txn txn(store_->db());
     const auto free = store_->Meta(kFreeSlotKey);
-    if (!free || DecodeBe32(*free) != slot) {
-      // Another process initialized this slot a moment ago.
-      tpm_->UndefinePinCounter(rec.so.nv_index);
-      RefreshTokens();
-      return CKR_SLOT_ID_INVALID;
+    taken = !free || DecodeBe32(*free) != slot;  // another process initialized it a moment ago
+    if (!taken) {
+      id = store_->AddToken(static_cast<uint32_t>(slot), rec.Encode(), sk_.view());
+      store_->SetMeta(kFreeSlotKey, EncodeBe32(static_cast<uint32_t>(NewSlotId())));
+      store_->Audit("token " + rec.serial + " initialized (label '" + rec.label + "')");
+      txn.Commit();
     }
-    id = store_->AddToken(static_cast<uint32_t>(slot), rec.Encode(), sk_.view());
-    store_->SetMeta(kFreeSlotKey, EncodeBe32(static_cast<uint32_t>(NewSlotId())));
-    txn.Commit();
   } catch (...) {
-    tpm_->UndefinePinCounter(rec.so.nv_index);
+    FinishNvChange({rec.so.nv_index}, {});
     throw;
   }
+  if (taken) {
+    FinishNvChange({rec.so.nv_index}, {});
+    RefreshTokens();
+    return CKR_SLOT_ID_INVALID;
+  }
+  FinishNvChange({}, {rec.so.nv_index});
   RefreshTokens();
   log::Info("token ", rec.serial, " initialized in slot ", slot, " (store row ", id, ")");
   return CKR_OK;
@@ -236,6 +252,7 @@ CK_RV Module::DeleteToken(CK_SLOT_ID slot, ByteView so_pin) {
   if (std::any_of(sessions_.begin(), sessions_.end(),
                   [&](const auto& s) { return s.second->token == t; }))
     return CKR_SESSION_EXISTS;
+  const store::Store::Hold hold(*store_);
   if (!ReloadRecord(*t)) return CKR_DEVICE_ERROR;
   Secret tk;
   if (CK_RV rv = OpenRole(*t, t->rec.so, so_pin, &tk); rv != CKR_OK) return rv;
@@ -243,12 +260,13 @@ CK_RV Module::DeleteToken(CK_SLOT_ID slot, ByteView so_pin) {
   {
     store::Db::Txn txn(store_->db());
     store_->DeleteToken(t->db_id);
+    RecordNvIntents({rec.so.nv_index, rec.user.present ? rec.user.nv_index : 0});
+    store_->Audit("token " + rec.serial + " deleted (SO PIN)");
     txn.Commit();
   }
   ForgetObjects(*t);
   std::erase_if(tokens_, [&](const auto& p) { return p.get() == t; });
-  tpm_->UndefinePinCounter(rec.so.nv_index);
-  if (rec.user.present) tpm_->UndefinePinCounter(rec.user.nv_index);
+  FinishNvChange({rec.so.nv_index, rec.user.present ? rec.user.nv_index : 0}, {});
   log::Info("token ", rec.serial, " deleted");
   return CKR_OK;
 }
@@ -356,20 +374,25 @@ CK_RV Module::InitPIN(CK_SESSION_HANDLE h, ByteView pin) {
   if (t.login != CKU_SO) return CKR_USER_NOT_LOGGED_IN;
   if (!PinLengthOk(pin)) return CKR_PIN_LEN_RANGE;
   if (store_->read_only()) return CKR_TOKEN_WRITE_PROTECTED;
+  const store::Store::Hold hold(*store_);
   if (!ReloadRecord(t)) return CKR_DEVICE_ERROR;
   const RoleSeal old = t.rec.user;
-  const RoleSeal fresh = MakeRole(false, pin, t.tk.view(), old.present ? old.nv_index : 0);
+  const uint32_t old_index = old.present ? old.nv_index : 0;
+  const RoleSeal fresh = MakeRole(false, pin, t.tk.view(), old_index);
   t.rec.user = fresh;
   try {
     store::Db::Txn txn(store_->db());
     SaveRecord(t);
+    RecordNvIntents({old_index});
+    store_->Audit("token " + t.rec.serial + ": user PIN " + (old.present ? "reset" : "set") +
+                  " by the SO" + (old.present ? " (unlocks it)" : ""));
     txn.Commit();
   } catch (...) {
     t.rec.user = old;
-    tpm_->UndefinePinCounter(fresh.nv_index);
+    FinishNvChange({fresh.nv_index}, {});
     throw;
   }
-  if (old.present) tpm_->UndefinePinCounter(old.nv_index);
+  FinishNvChange({old_index}, {fresh.nv_index});
   return CKR_OK;
 }
 
@@ -379,6 +402,7 @@ CK_RV Module::SetPIN(CK_SESSION_HANDLE h, ByteView old_pin, ByteView new_pin) {
   if (!s->rw) return CKR_SESSION_READ_ONLY;
   Token& t = *s->token;
   const bool so = t.login == CKU_SO;
+  const store::Store::Hold hold(*store_);  // no reclaim sees the change half done
   if (!ReloadRecord(t)) return CKR_DEVICE_ERROR;
   RoleSeal& role = so ? t.rec.so : t.rec.user;
   if (!role.present) return CKR_USER_PIN_NOT_INITIALIZED;
@@ -392,13 +416,15 @@ CK_RV Module::SetPIN(CK_SESSION_HANDLE h, ByteView old_pin, ByteView new_pin) {
   try {
     store::Db::Txn txn(store_->db());
     SaveRecord(t);
+    RecordNvIntents({old.nv_index});
+    store_->Audit("token " + t.rec.serial + ": " + (so ? "SO" : "user") + " PIN changed");
     txn.Commit();
   } catch (...) {
     role = old;
-    tpm_->UndefinePinCounter(fresh.nv_index);
+    FinishNvChange({fresh.nv_index}, {});
     throw;
   }
-  tpm_->UndefinePinCounter(old.nv_index);
+  FinishNvChange({old.nv_index}, {fresh.nv_index});
   return CKR_OK;
 }
 

@@ -97,6 +97,7 @@ std::unique_ptr<Module> Module::Create(OpenMode mode) {
   m->CheckAnchor(mode);
   m->LoadCaps();
   m->RefreshTokens();
+  if (const std::string exposure = m->OwnerExposure(); !exposure.empty()) log::Warn(exposure);
   return m;
 }
 

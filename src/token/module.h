@@ -184,6 +184,13 @@ class Module {
   // Removes a token: its objects, record and PIN counters; the SO PIN must
   // open it. CKR_SESSION_EXISTS while this process has sessions on it.
   CK_RV DeleteToken(CK_SLOT_ID slot, ByteView so_pin);
+  // The way out of a locked SO PIN (issue 7 item 3): with the TPM owner
+  // authorization (owner_auth, checked by the TPM first), destroys the token,
+  // its seals and its PIN counters. Nothing is unlocked.
+  CK_RV DeleteTokenAsOwner(CK_SLOT_ID slot);
+  // The warning of DESIGN.md (Trust boundary) when the owner authorization
+  // is empty and the store key is bound to no PCRs; "" otherwise.
+  std::string OwnerExposure();
   // Runs fn in one store transaction: all of its changes land or none do.
   CK_RV Atomically(CK_SESSION_HANDLE h, const std::function<CK_RV()>& fn);
   struct TokenSummary {
@@ -213,6 +220,12 @@ class Module {
     uint64_t store_value = 0, tpm_value = 0;
   };
   std::optional<AnchorInfo> anchor_info();
+  // Appends an audit entry in its own transaction (the tool's events that no
+  // core change records, e.g. a rotation's start).
+  void AuditEvent(const std::string& event);
+  // Checks the audit chain against the anchor's head: "" or the first bad
+  // entry.
+  std::string VerifyAudit();
 
   // For tests and the admin tool.
   store::Store& store() { return *store_; }
@@ -237,6 +250,19 @@ class Module {
   void CreateAnchor(OpenMode mode);
   void BindAnchor();
   std::string TokenName(int64_t row);
+  // NV intents (nv_intents.cc, issue 7 item 4): an index this store may own
+  // is named in the store (sealed under the store key) before it is defined
+  // and before it is given up, so a crash at any point leaves a record that
+  // the next open reclaims: an intent whose index no token references is
+  // undefined. PIN counters are allocated from this store's own part of the
+  // range (PinBase), so an intent never names another store's index.
+  uint32_t PinBase();
+  void RecordNvIntents(std::initializer_list<uint32_t> indices);
+  void ClearNvIntents(std::initializer_list<uint32_t> indices);
+  void ReclaimNvIntents();
+  // After the change committed: undefines drop, clears the intents of drop
+  // and keep (keep: indices the committed records now reference).
+  void FinishNvChange(std::initializer_list<uint32_t> drop, std::initializer_list<uint32_t> keep);
   PcrSelection StoredPcrs() const;
   void RebindStoreKey(const PcrSelection& want, const Bytes& unsealed_pub);
   void RefreshTokens();
@@ -287,6 +313,7 @@ class Module {
                      CK_ULONG* out_len);
   CK_RV FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
   void Persist(Token& t, Object& o);
+  std::string AuditName(const Token& t, const Object& o) const;
 
   std::string anchor_problem_;
   Config cfg_;

@@ -121,14 +121,33 @@ CK_RV Module::CheckWriteAccess(const Session& s, bool token_object, bool private
   return CKR_OK;
 }
 
+// What the audit log says about an object: its class, row and, for a public
+// object, its label. A private object's label is itself under the token key,
+// so it stays out of the (clear) log.
+std::string Module::AuditName(const Token& t, const Object& o) const {
+  static const std::map<CK_ULONG, const char*> kClasses = {
+      {CKO_PRIVATE_KEY, "private key"}, {CKO_PUBLIC_KEY, "public key"},
+      {CKO_SECRET_KEY, "secret key"},   {CKO_CERTIFICATE, "certificate"},
+      {CKO_DATA, "data object"}};
+  const auto cls = kClasses.find(o.attrs.Ulong(CKA_CLASS).value_or(~CK_ULONG{0}));
+  std::string out = std::string(cls == kClasses.end() ? "object" : cls->second) + " " +
+                    std::to_string(o.db_id) + " of token " + t.rec.serial;
+  const Bytes* label = o.attrs.Find(CKA_LABEL);
+  if (!o.is_private() && label) out += " '" + std::string(label->begin(), label->end()) + "'";
+  return out;
+}
+
 void Module::Persist(Token& t, Object& o) {
   const bool priv = o.is_private();
   const ByteView key = priv ? t.tk.view() : sk_.view();
   const Secret plain = EncodeObjectRecord(o);
   store::Db::Txn txn(store_->db());
+  const bool fresh = o.db_id == 0;
   const store::ObjectStamp st =
       o.db_id ? store_->UpdateObject(t.db_id, o.db_id, priv, plain.view(), key)
               : store_->AddObject(t.db_id, priv, plain.view(), key);
+  o.db_id = st.id;
+  store_->Audit((fresh ? "created " : "changed ") + AuditName(t, o));
   txn.Commit();
   o.db_id = st.id;
   o.gen = st.gen;
@@ -203,6 +222,7 @@ CK_RV Module::DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
   if (o->is_token()) {
     store::Db::Txn txn(store_->db());
     store_->DeleteObject(s->token->db_id, o->db_id);
+    store_->Audit("destroyed " + AuditName(*s->token, *o));
     txn.Commit();
     s->token->objects.erase(o->db_id);
     s->token->handles.erase(o->db_id);

@@ -44,6 +44,24 @@ Bytes NameOf(const TPMS_NV_PUBLIC& pub) {
   return Concat(alg, crypto::Sha256(ByteView(buf, used)));
 }
 
+// A TPM warning (format 0, TPM2_RC_WARN): the command was not executed,
+// e.g. a session another process's recovery flushed on a TPM without a
+// resource manager (TPM2_RC_REFERENCE_S0). Safe to run once more.
+bool NotExecuted(const TpmError& e) {
+  const TSS2_RC tpm = e.rc & 0xFFFF;
+  return (e.rc & ~TSS2_RC(0xFFFF)) == 0 && !(tpm & TPM2_RC_FMT1) && (tpm & TPM2_RC_WARN);
+}
+
+template <typename Fn>
+auto OnceMore(Fn&& fn) {
+  try {
+    return fn();
+  } catch (const TpmError& e) {
+    if (!NotExecuted(e)) throw;
+  }
+  return fn();
+}
+
 }  // namespace
 
 Bytes Tpm::AnchorCounterName(uint32_t index, ByteView tag, bool written) {
@@ -73,7 +91,7 @@ void Tpm::DefineAnchorCounter(uint32_t index, ByteView auth, ByteView tag) {
 
 uint64_t Tpm::ReadAnchorCounter(uint32_t index, ByteView name, ByteView auth) {
   std::lock_guard lock(mu_);
-  return Retry([&] {
+  return OnceMore([&] { return Retry([&] {
     TSS2_SYS_CONTEXT* sys = Sys();
     FastSession& session = Fast();
     Check(Tss2_Sys_NV_Read_Prepare(sys, index, index, 8, 0), "TPM2_NV_Read prepare");
@@ -86,12 +104,12 @@ uint64_t Tpm::ReadAnchorCounter(uint32_t index, ByteView name, ByteView auth) {
       throw TpmError("the store anchor counter has the wrong size", TSS2_MU_RC_BAD_SIZE);
     return (uint64_t{DecodeBe32(ByteView(data.buffer, 4))} << 32) |
            DecodeBe32(ByteView(data.buffer + 4, 4));
-  });
+  }); });
 }
 
 void Tpm::IncrementAnchorCounter(uint32_t index, ByteView name, ByteView auth) {
   std::lock_guard lock(mu_);
-  Retry([&] {
+  OnceMore([&] { return Retry([&] {
     TSS2_SYS_CONTEXT* sys = Sys();
     FastSession& session = Fast();
     Check(Tss2_Sys_NV_Increment_Prepare(sys, index, index), "TPM2_NV_Increment prepare");
@@ -99,7 +117,7 @@ void Tpm::IncrementAnchorCounter(uint32_t index, ByteView name, ByteView auth) {
             "TPM2_NV_Increment (store anchor)");
     Check(Tss2_Sys_NV_Increment_Complete(sys), "TPM2_NV_Increment complete");
     return 0;
-  });
+  }); });
 }
 
 std::optional<Tpm::NvInfo> Tpm::ReadNvPublic(uint32_t index) {
@@ -136,6 +154,20 @@ bool Tpm::UndefineNvByOwner(uint32_t index) {
           owner_auth_.view(), false, "TPM2_NV_UndefineSpace");
   Check(Tss2_Sys_NV_UndefineSpace_Complete(sys), "TPM2_NV_UndefineSpace complete");
   return true;
+}
+
+void Tpm::ProveOwner() {
+  std::lock_guard lock(mu_);
+  OnceMore([&] {
+    TSS2_SYS_CONTEXT* sys = Sys();
+    FastSession& session = Fast();
+    Check(Tss2_Sys_ClockRateAdjust_Prepare(sys, TPM2_RH_OWNER, TPM2_CLOCK_NO_CHANGE),
+          "TPM2_ClockRateAdjust prepare");
+    RunFast(session, TPM2_CC_ClockRateAdjust, HandleName(TPM2_RH_OWNER), owner_auth_.view(), false,
+            "TPM2_ClockRateAdjust (owner authorization)");
+    Check(Tss2_Sys_ClockRateAdjust_Complete(sys), "TPM2_ClockRateAdjust complete");
+    return 0;
+  });
 }
 
 std::vector<uint32_t> Tpm::NvIndices(uint32_t from, uint32_t to) {

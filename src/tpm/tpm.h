@@ -330,6 +330,10 @@ class Tpm {
   bool UndefineNvByOwner(uint32_t index);
   // Defined NV indices in [from, to).
   std::vector<uint32_t> NvIndices(uint32_t from, uint32_t to);
+  // Proves the owner authorization without changing anything
+  // (TPM2_ClockRateAdjust(owner, no change) in the salted session); throws
+  // TpmError (TPM2_RC_BAD_AUTH) when owner_auth is wrong.
+  void ProveOwner();
 };
 
 struct Tpm::CachedKey {

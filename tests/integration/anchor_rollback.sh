@@ -142,7 +142,7 @@ pass "a re-created anchor counter is refused"
 # store any more (the copy predates it), so it stays: exactly one.
 nv=$(tpm getcap handles-nv-index)
 [ "$(grep -c '0x138' <<<"$nv")" -eq 0 ] || fail "the anchor is left after store delete: $nv"
-[ "$(grep -c '0x130' <<<"$nv")" -le 1 ] || fail "PIN counters left after store delete: $nv"
+[ "$(grep -c '0x13[0-7]' <<<"$nv")" -le 1 ] || fail "PIN counters left after store delete: $nv"
 [ ! -e "$S" ] || fail "the store file is still there"
 "$T" status >/dev/null || fail "no new store after store delete"
 pass "store delete frees the store's TPM state; a new store can be made"

@@ -14,7 +14,7 @@ T=${TOOL:?TOOL must name the tpmtoken binary}
 export TPMTOKEN_CONF="$WORK/tpmtoken.conf"
 tpm() { tpm2_"$1" -T "$TPMTOKEN_TCTI" "${@:2}"; }
 da_failures() { echo $(( $(tpm getcap properties-variable | awk '/TPM2_PT_LOCKOUT_COUNTER/ { print $2 }') )); }
-nv_count() { tpm getcap handles-nv-index | grep -c '^- 0x130' || true; }  # PIN counters (anchors: 0x138xxxx)
+nv_count() { tpm getcap handles-nv-index | grep -c '^- 0x13[0-7]' || true; }  # PIN counters (anchors: 0x138xxxx)
 
 # A storage key as TCG provisioning makes it (noda: usable in a lockout).
 tpm createprimary -C o -G ecc256:aes128cfb -c "$WORK/srk.ctx" \

@@ -97,7 +97,7 @@ pass "pin change, lockout, pin unlock, PIN sources"
 expect_exit 4 "$T" token delete --so-pin 00000000
 "$T" token delete --so-pin-file "$WORK/so" >/dev/null || fail "token delete"
 "$T" token list | grep -q device && fail "token still listed"
-left=$(tpm2_getcap -T "$TPMTOKEN_TCTI" handles-nv-index | grep -c '0x130' || true)
+left=$(tpm2_getcap -T "$TPMTOKEN_TCTI" handles-nv-index | grep -c '0x13[0-7]' || true)
 [ "$left" = 0 ] || fail "PIN counters left in the TPM after delete"
 expect_exit 3 "$T" key list --token device
 pass "token delete removes the token and its PIN counters"
