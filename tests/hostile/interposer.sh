@@ -175,27 +175,34 @@ else
 fi
 if ! logs_in e 1234; then bad e "the correct PIN no longer logs in after forged counter reads"; fi
 
-# ---- f: stalled answers
+# ---- f: stalled answers, on a signature (pkcs11-tool names the CKR of C_Sign)
 use f
 direct init_token f 12345678 1234
+direct p11 --token-label f --login --pin 1234 --keypairgen --key-type EC:prime256v1 --id 0f >/dev/null 2>&1 \
+  || bad f "EC keygen"
+printf 'stall' >"$WORK/f.msg"
 export TPMTOKEN_TPM_TIMEOUT=2
+sign_f() {
+  timeout 30 env ${asan_runtime:+LD_PRELOAD="$asan_runtime" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1} \
+    pkcs11-tool --module "$MODULE" --token-label f --login --pin 1234 --sign -m ECDSA-SHA256 --id 0f \
+    -i "$WORK/f.msg" -o "$WORK/f.sig" 2>&1
+}
 for kind in stall stall_half; do
-  rules "[{\"kind\": \"$kind\", \"cc\": \"GetRandom\"}]"
+  rules "[{\"kind\": \"$kind\", \"cc\": \"Sign\", \"count\": 0}]"
   start=$(date +%s.%N)
-  out=$(timeout 30 env ${asan_runtime:+LD_PRELOAD="$asan_runtime" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1} \
-    pkcs11-tool --module "$MODULE" --token-label f --generate-random 16 2>&1) && rc=0 || rc=$?
+  out=$(sign_f) && rc=0 || rc=$?
   took=$("$PY" -c "import time; print(round(time.time() - $start, 1))")
   rules '[]'
   if [ "$rc" -eq 124 ]; then
-    bad f "$kind: C_GenerateRandom hung past 30 s (TPMTOKEN_TPM_TIMEOUT=2)"
-  elif "$PY" -c "import sys; sys.exit(0 if $took <= 2 + 3 else 1)"; [ $? -ne 0 ]; then
+    bad f "$kind: C_Sign hung past 30 s (TPMTOKEN_TPM_TIMEOUT=2)"
+  elif ! "$PY" -c "import sys; sys.exit(0 if $took <= 2 + 3 else 1)"; then
     bad f "$kind: the call took ${took} s, past the 2 s timeout"
-  elif ! grep -q CKR_DEVICE_ERROR <<<"$out"; then
-    bad f "$kind: expected CKR_DEVICE_ERROR after ${took} s, got: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
-  elif ! p11 --token-label f --generate-random 16 >/dev/null 2>&1; then
-    bad f "$kind: the next call through the now honest bus failed"
+  elif ! grep -q 'C_Sign.*CKR_DEVICE_ERROR' <<<"$out"; then
+    bad f "$kind: expected C_Sign to return CKR_DEVICE_ERROR after ${took} s, got: $(grep -v "^tpmtoken" <<<"$out" | tail -n 2 | tr '\n' ' ')"
+  elif ! sign_f >/dev/null; then
+    bad f "$kind: the next signature through the now honest bus failed"
   else
-    ok "f: $kind: CKR_DEVICE_ERROR after ${took} s; the next call works"
+    ok "f: $kind: C_Sign returned CKR_DEVICE_ERROR after ${took} s; the next call works"
   fi
 done
 unset TPMTOKEN_TPM_TIMEOUT
