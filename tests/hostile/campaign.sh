@@ -4,7 +4,8 @@
 # PIN try was used by a correct PIN (each PIN counter's pinCount read with
 # tpm2_nvread straight from swtpm) and the token signs without the proxy.
 # CI=true: a fixed seed; otherwise a new one, printed (CAMPAIGN_SEED repeats a
-# run). CAMPAIGN_OPS and CAMPAIGN_SECONDS bound it.
+# run). CAMPAIGN_SECONDS (60) and CAMPAIGN_OPS bound it; CAMPAIGN_RATE (0.3)
+# is the fraction of TPM answers mutated. TPMTOKEN_TPM_TIMEOUT is 1 s here.
 source "$(dirname "$0")/lib.sh"
 : "${CAMPAIGN:?CAMPAIGN must name the campaign binary}"
 fixture_start
@@ -18,6 +19,10 @@ proxy_start --stall-max $((TPMTOKEN_TPM_TIMEOUT + 4))
 if [ -z "${CAMPAIGN_SEED:-}" ]; then
   if [ "${CI:-}" = true ]; then CAMPAIGN_SEED=20261130; else CAMPAIGN_SEED=$(( (RANDOM << 15) | RANDOM )); fi
 fi
+# Bounded by time (about a minute) rather than by count: the count an
+# operation costs depends on how often the bus breaks the module's recovery.
+export CAMPAIGN_SECONDS=${CAMPAIGN_SECONDS:-60} CAMPAIGN_OPS=${CAMPAIGN_OPS:-100000}
+export CAMPAIGN_RATE=${CAMPAIGN_RATE:-0.3}
 export CAMPAIGN_SEED PROXY_CTL PROXY_MUTATIONS="$PROXY_LOG.mutations"
 export NV_COUNT_CMD="tpm2_getcap -T '$DIRECT_TCTI' handles-nv-index | grep -c '^- '"
 echo "campaign seed $CAMPAIGN_SEED (CAMPAIGN_SEED=$CAMPAIGN_SEED repeats it)"
