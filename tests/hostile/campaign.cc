@@ -1,8 +1,8 @@
 // The mutation campaign (issue 8, "Parse every response as hostile input"):
 // loads libtpmtoken.so like an application, with tpmproxy.py in random mode
 // between it and swtpm, and runs a bounded number of operations (login, sign
-// RSA and EC, RSA decrypt, AES, HMAC, key generation, C_SetPIN, random)
-// while the proxy mutates a fraction of the TPM's answers. It checks every
+// RSA and EC, RSA decrypt, AES, HMAC, key generation, C_SetPIN, the tool's
+// PIN change, random) while the proxy mutates a fraction of the TPM's answers. It checks every
 // result it gets with CKR_OK against OpenSSL (signatures verified, decryptions
 // and AES/HMAC outputs compared with software on the same known key, round
 // trips for generated keys), that no call runs past the module's TPM timeout,
@@ -15,6 +15,7 @@
 // TPMTOKEN_TPM_TIMEOUT (seconds), NV_COUNT_CMD (prints the NV index count;
 // run while the module is finalized).
 #include <dlfcn.h>
+#include <sys/wait.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -196,6 +197,7 @@ class Campaign {
   bool Honest();  // the token works on an honest bus
   // One operation; returns its outcome and sets wrong_ for a bad result.
   CK_RV Op(int which, std::string* name);
+  void PinAfterFailure(int next, const std::string& what);
   void Wrong(const std::string& what) {
     ++wrong_;
     std::printf("WRONG RESULT with CKR_OK: %s\n", what.c_str());
@@ -213,7 +215,8 @@ class Campaign {
   std::string ctl_, mutations_;
   long mut_offset_ = 0;
   std::map<std::string, int> kinds_, outcomes_;
-  int wrong_ = 0, hangs_ = 0, deliberate_wrong_ = 0, setpin_misreports_ = 0;
+  int wrong_ = 0, hangs_ = 0, deliberate_wrong_ = 0, setpin_misreports_ = 0, tool_crashes_ = 0;
+  std::string tool_;
   double timeout_s_ = 2;
   bool initialized_ = false;
   CK_SLOT_ID slot_ = 0;
@@ -349,6 +352,27 @@ CK_RV Campaign::Crypt(bool enc, CK_MECHANISM* m, CK_OBJECT_HANDLE k, const Bytes
   return rv;
 }
 
+// After a PIN change reported failure, which PIN holds? Asked on an honest
+// bus; a wrong guess is a deliberate try that the counter check allows for.
+void Campaign::PinAfterFailure(int next, const std::string& what) {
+  SetRandom(false);
+  Reset();
+  if (Init() == CKR_OK) {
+    const CK_RV old_rv = f_->C_Login(s_, CKU_USER, (CK_UTF8CHAR_PTR)kPins[pin_], 4);
+    if (old_rv == CKR_PIN_INCORRECT) {
+      ++deliberate_wrong_;
+      ++setpin_misreports_;
+      if (f_->C_Login(s_, CKU_USER, (CK_UTF8CHAR_PTR)kPins[next], 4) == CKR_OK) {
+        std::printf("a PIN change reported failure (%s) but the PIN was changed\n", what.c_str());
+        pin_ = next;
+      } else {
+        std::printf("after a PIN change reported failure (%s) neither PIN logs in\n", what.c_str());
+      }
+    }
+  }
+  SetRandom(true);
+}
+
 CK_RV Campaign::Op(int which, std::string* name) {
   Bytes msg(1 + rng_() % 100);
   for (auto& b : msg) b = static_cast<CK_BYTE>(rng_());
@@ -460,26 +484,35 @@ CK_RV Campaign::Op(int which, std::string* name) {
         pin_ = next;
         break;
       }
-      // Which PIN holds now? Asked on an honest bus; a wrong guess is a
-      // deliberate try that the counter check allows for.
-      SetRandom(false);
-      f_->C_Finalize(nullptr);
-      initialized_ = false;
-      if (Init() == CKR_OK) {
-        CK_RV old_rv = f_->C_Login(s_, CKU_USER, (CK_UTF8CHAR_PTR)kPins[pin_], 4);
-        if (old_rv == CKR_PIN_INCORRECT) {
-          ++deliberate_wrong_;
-          if (f_->C_Login(s_, CKU_USER, (CK_UTF8CHAR_PTR)kPins[next], 4) == CKR_OK) {
-            ++setpin_misreports_;
-            std::printf("C_SetPIN returned %s but the PIN was changed\n", CkrName(rv).c_str());
-            pin_ = next;
-          } else {
-            std::printf("after C_SetPIN returned %s neither PIN logs in\n", CkrName(rv).c_str());
-            ++setpin_misreports_;
-          }
-        }
+      PinAfterFailure(next, CkrName(rv));
+      break;
+    }
+    case 12: {
+      // The tool changes the PIN through the same bus, in its own process
+      // (the module here is finalized meanwhile: a bare swtpm serves one
+      // connection at a time).
+      *name = "tool-setpin";
+      const int next = 1 - pin_;
+      Reset();
+      const std::string cmd = "TPMTOKEN_PIN=" + std::string(kPins[pin_]) + " TPMTOKEN_NEW_PIN=" +
+                              kPins[next] + " ASAN_OPTIONS=exitcode=86 timeout " +
+                              std::to_string(static_cast<int>(4 * timeout_s_ + 20)) + " '" +
+                              tool_ + "' pin change --token campaign >/dev/null 2>&1";
+      const int st = std::system(cmd.c_str());
+      const int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      if (code == 0) {
+        pin_ = next;
+        rv = CKR_OK;
+        break;
       }
-      SetRandom(true);
+      if (code == 86 || code >= 124) {
+        ++tool_crashes_;
+        std::printf("the tool %s (exit %d) on a mutated bus\n",
+                    code == 86 ? "reported a sanitizer error" : code == 124 ? "hung" : "crashed",
+                    code);
+      }
+      rv = CKR_FUNCTION_FAILED;
+      PinAfterFailure(next, "tool exit " + std::to_string(code));
       break;
     }
     case 11: {
@@ -631,6 +664,7 @@ bool Campaign::Run() {
   get(&f_);
   ctl_ = Env("PROXY_CTL");
   mutations_ = Env("PROXY_MUTATIONS");
+  tool_ = Env("TOOL");
   seed_ = std::strtoull(Env("CAMPAIGN_SEED", "1").c_str(), nullptr, 10);
   rate_ = std::atof(Env("CAMPAIGN_RATE", "0.3").c_str());
   timeout_s_ = std::atof(Env("TPMTOKEN_TPM_TIMEOUT", "2").c_str());
@@ -641,7 +675,13 @@ bool Campaign::Run() {
               static_cast<unsigned long long>(seed_), ops, rate_, timeout_s_);
 
   SetRandom(false);
-  if (CK_RV rv = Setup(); rv != CKR_OK) {
+  // RSA key generation on a busy swtpm can take longer than the campaign's
+  // short timeout: the setup on an honest bus gets a long one.
+  const std::string timeout_env = Env("TPMTOKEN_TPM_TIMEOUT", "2");
+  setenv("TPMTOKEN_TPM_TIMEOUT", "60", 1);
+  const CK_RV setup_rv = Setup();
+  setenv("TPMTOKEN_TPM_TIMEOUT", timeout_env.c_str(), 1);
+  if (CK_RV rv = setup_rv; rv != CKR_OK) {
     std::printf("setup on an honest bus failed: %s\n", CkrName(rv).c_str());
     return false;
   }
@@ -661,9 +701,9 @@ bool Campaign::Run() {
   kinds_.clear();
 
   // Op weights: private-key work most, key generation and PIN changes less.
-  const std::vector<double> weights = {14, 14, 10, 10, 8, 10, 6, 4, 6, 8, 5, 0.4};
+  const std::vector<double> weights = {14, 14, 10, 10, 8, 10, 6, 4, 6, 8, 5, 0.4, 3};
   std::discrete_distribution<int> pick(weights.begin(), weights.end());
-  std::map<std::string, int> by_op;
+  std::map<std::string, int> by_op, op_failures;
   int done = 0, mutated = 0, recoveries_failed = 0;
   const auto start = Clock::now();
   // A call that never returns (the swtpm TCTI blocks in recv; a loop on a
@@ -696,7 +736,8 @@ bool Campaign::Run() {
     if (rv == CKR_OK) {
       static const char* const kNames[] = {"sign-rsa", "sign-ec", "decrypt-rsa", "aes-known",
                                            "aes-roundtrip", "hmac", "keygen-ec", "keygen-aes",
-                                           "random", "login", "setpin", "keygen-rsa"};
+                                           "random", "login", "setpin", "keygen-rsa",
+                                           "tool-setpin"};
       const int which = pick(rng_);
       op_name = kNames[which];
       rv = Op(which, &name);
@@ -722,6 +763,7 @@ bool Campaign::Run() {
     ++done;
     ++outcomes_[CkrName(rv)];
     ++by_op[name];
+    if (rv != CKR_OK) ++op_failures[name + ":" + CkrName(rv)];
     if (NewMutations() > 0) ++mutated;
     // An application retries a failed call, and starts over with
     // C_Initialize only when the module keeps failing.
@@ -744,20 +786,22 @@ bool Campaign::Run() {
   for (auto& [k, v] : by_op) std::printf(" %s=%d", k.c_str(), v);
   std::printf("\noutcomes:");
   for (auto& [k, v] : outcomes_) std::printf(" %s=%d", k.c_str(), v);
+  std::printf("\nfailures by operation:");
+  for (auto& [k, v] : op_failures) std::printf(" %s=%d", k.c_str(), v);
   std::printf("\nmutations by kind:");
   int total_mut = 0;
   for (auto& [k, v] : kinds_) {
     std::printf(" %s=%d", k.c_str(), v);
     total_mut += v;
   }
-  std::printf("\ndeliberate_wrong_tries=%d setpin_misreports=%d final_pin=%s\n", deliberate_wrong_,
-              setpin_misreports_, kPins[pin_]);
+  std::printf("\ndeliberate_wrong_tries=%d setpin_misreports=%d tool_crashes=%d final_pin=%s\n",
+              deliberate_wrong_, setpin_misreports_, tool_crashes_, kPins[pin_]);
   std::printf("nv indices before=%d after=%d\n", nv_before, nv_after);
   std::printf("seed %llu: %d operations (%d mutated, %d mutations) in %.0f s; wrong results %d; "
               "hangs %d; token intact: %s\n",
               static_cast<unsigned long long>(seed_), done, mutated, total_mut, secs, wrong_,
               hangs_, intact ? "yes" : "NO");
-  return wrong_ == 0 && hangs_ == 0 && intact && recoveries_failed == 0 &&
+  return wrong_ == 0 && hangs_ == 0 && intact && recoveries_failed == 0 && tool_crashes_ == 0 &&
          setpin_misreports_ == 0 && nv_before == nv_after;
 }
 

@@ -5,7 +5,7 @@
 # tpm2_nvread straight from swtpm) and the token signs without the proxy.
 # CI=true: a fixed seed; otherwise a new one, printed (CAMPAIGN_SEED repeats a
 # run). CAMPAIGN_SECONDS (60) and CAMPAIGN_OPS bound it; CAMPAIGN_RATE (0.3)
-# is the fraction of TPM answers mutated. TPMTOKEN_TPM_TIMEOUT is 1 s here.
+# is the fraction of TPM answers mutated. TPMTOKEN_TPM_TIMEOUT is 2 s here.
 source "$(dirname "$0")/lib.sh"
 : "${CAMPAIGN:?CAMPAIGN must name the campaign binary}"
 fixture_start
@@ -14,7 +14,7 @@ tpm() { tpm2_"$1" -T "$DIRECT_TCTI" "${@:2}"; }
 # against its dictionary-attack limit (3 on a fresh swtpm): a lockout would
 # end the campaign, not test the module, so the limit is raised here.
 tpm2_dictionarylockout -T "$TPMTOKEN_TCTI" -s -n 100000 -t 1 -l 1 >/dev/null || fail "dictionarylockout"
-export TPMTOKEN_TPM_TIMEOUT=${TPMTOKEN_TPM_TIMEOUT:-1}
+export TPMTOKEN_TPM_TIMEOUT=${TPMTOKEN_TPM_TIMEOUT:-2}
 proxy_start --stall-max $((TPMTOKEN_TPM_TIMEOUT + 4))
 if [ -z "${CAMPAIGN_SEED:-}" ]; then
   if [ "${CI:-}" = true ]; then CAMPAIGN_SEED=20261130; else CAMPAIGN_SEED=$(( (RANDOM << 15) | RANDOM )); fi
