@@ -807,4 +807,7 @@ bool Campaign::Run() {
 
 }  // namespace
 
-int main() { return Campaign().Run() ? 0 : 1; }
+int main() {
+  setvbuf(stdout, nullptr, _IOLBF, 0);  // what was printed survives a crash
+  return Campaign().Run() ? 0 : 1;
+}

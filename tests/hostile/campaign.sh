@@ -29,6 +29,9 @@ echo "campaign seed $CAMPAIGN_SEED (CAMPAIGN_SEED=$CAMPAIGN_SEED repeats it)"
 rc=0
 "$CAMPAIGN" >"$WORK/campaign.out" 2>&1 || rc=$?
 grep -v '^$' "$WORK/campaign.out" | tail -n 40
+if [ "$rc" -gt 128 ]; then
+  fail "the campaign process died of signal $((rc - 128)) (a memory error in the module it loaded); seed $CAMPAIGN_SEED; the last mutations: $(tail -n 3 "$PROXY_MUTATIONS" | tr '\n' ' ')"
+fi
 [ "$rc" -eq 0 ] || fail "the campaign reported failures (exit $rc); seed $CAMPAIGN_SEED"
 
 deliberate=$(sed -n 's/.*deliberate_wrong_tries=\([0-9]*\).*/\1/p' "$WORK/campaign.out")
