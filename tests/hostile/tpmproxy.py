@@ -46,7 +46,8 @@ Rules (a JSON list, or {"rules": [...], "random": {...}} in the control file):
 
 Log lines ("<log>"): "> N CC hex" (command), "< N CC rc=0x.. hex" (response
 as the TPM sent it), "! N CC kind {...}" (a mutation), "# ..." (events).
-Mutations are also appended as JSON lines to <log>.mutations.
+Mutations are also appended as JSON lines to <log>.mutations; on SIGTERM or
+SIGINT the proxy prints and logs its counts (answers, mutations by kind).
 Standard library only.
 """
 import argparse
@@ -54,6 +55,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import socket
 import sys
 import threading
@@ -600,11 +602,17 @@ def main():
             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=handler, args=(c,), daemon=True).start()
 
+    def summary(*_):
+        line = "# %d answers, mutations: %s" % (
+            proxy.total, json.dumps(proxy.counts, sort_keys=True))
+        proxy.emit(line)
+        print("tpmproxy: " + line[2:], flush=True)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, summary)
+    signal.signal(signal.SIGINT, summary)
     threading.Thread(target=accept, args=(ctl_sock, proxy.serve_control), daemon=True).start()
-    try:
-        accept(cmd_sock, proxy.serve_command)
-    except KeyboardInterrupt:
-        pass
+    accept(cmd_sock, proxy.serve_command)
 
 
 if __name__ == "__main__":
