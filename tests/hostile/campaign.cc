@@ -495,7 +495,7 @@ CK_RV Campaign::Op(int which, std::string* name) {
       const int next = 1 - pin_;
       Reset();
       const std::string cmd = "TPMTOKEN_PIN=" + std::string(kPins[pin_]) + " TPMTOKEN_NEW_PIN=" +
-                              kPins[next] + " ASAN_OPTIONS=exitcode=86 timeout " +
+                              kPins[next] + " ASAN_OPTIONS='" + Env("ASAN_OPTIONS") + ":exitcode=86' timeout " +
                               std::to_string(static_cast<int>(4 * timeout_s_ + 20)) + " '" +
                               tool_ + "' pin change --token campaign >/dev/null 2>&1";
       const int st = std::system(cmd.c_str());
