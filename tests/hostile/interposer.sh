@@ -5,7 +5,8 @@
 # "FAIL: ... (reason)", and the test fails if any failed; later checks run on
 # their own stores, so one failure does not hide another.
 #  a  a substituted storage primary against an existing store: refused before
-#     any salt is sent (no StartAuthSession, no session-protected command)
+#     any salt is sent (no StartAuthSession, no session-protected command);
+#     the same for a persistent storage key (primary_handle, ReadPublic)
 #  b  forged PCR values while a pcr_policy binding is added: no seal bound to
 #     them (the store opens afterwards without the proxy)
 #  c  a forged NV_ReadPublic name during C_SetPIN: refused, or the new PIN
@@ -67,6 +68,34 @@ elif ! logs_in a 1234; then
 else
   ok "a: a substituted storage primary is refused before any salt is sent, with a line"
 fi
+
+# ---- a2: the same against a store on a persistent storage key (primary_handle)
+use a2
+direct tpm2_createprimary -T "$DIRECT_TCTI" -C o -G ecc256:aes128cfb -c "$WORK/srk.ctx" \
+  -a 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt' >/dev/null 2>&1 \
+  && direct tpm2_evictcontrol -T "$DIRECT_TCTI" -C o -c "$WORK/srk.ctx" 0x81000001 >/dev/null 2>&1 \
+  && direct tpm2_flushcontext -T "$DIRECT_TCTI" -t >/dev/null 2>&1 || bad a "persisting a storage key"
+echo "primary_handle = 0x81000001" >"$TPMTOKEN_CONF"
+direct init_token a2 12345678 1234
+mark a2
+rules '[{"kind": "substitute_primary", "cc": "ReadPublic", "count": 0}]'
+out=$(p11 --token-label a2 --login --pin 1234 -O 2>&1) && rc=0 || rc=$?
+rules '[]'
+after_sub=$(since a2 | awk '/^! .* substitute_primary unique point/ { f = 1; next } f && /^> / { print $3 }')
+if ! since a2 | grep -q '^! .* substitute_primary unique point'; then
+  bad a "persistent key: the proxy substituted nothing (no ReadPublic answer seen)"
+elif grep -qx StartAuthSession <<<"$after_sub"; then
+  bad a "persistent key: a salt was sent to the substituted key (StartAuthSession followed the forged ReadPublic)"
+elif [ "$rc" -eq 0 ]; then
+  bad a "persistent key: the login succeeded through a substituted storage key"
+elif ! grep -qiE 'storage (key|primary).*(does not match|substitut|not the one)' <<<"$out"; then
+  bad a "persistent key: refused, but no line names a mismatched storage key: $(head -c 300 <<<"$out")"
+elif ! logs_in a2 1234; then
+  bad a "persistent key: the token no longer opens without the proxy"
+else
+  ok "a: a substituted persistent storage key (ReadPublic) is refused before any salt is sent"
+fi
+: >"$TPMTOKEN_CONF"
 
 # ---- b: forged PCR values when the store key is (re)bound to PCRs
 use b
