@@ -17,6 +17,8 @@
 #     re-initialize the token
 #  f  a stalled answer (none, or half): CKR_DEVICE_ERROR within the module's
 #     TPM timeout (TPMTOKEN_TPM_TIMEOUT), and the next call works
+#  g  a parameterSize far past the received answer (Unseal, NV_Read, Load,
+#     PolicySecret during C_Login): no crash, no sanitizer report
 source "$(dirname "$0")/lib.sh"
 fixture_start
 proxy_start
@@ -235,6 +237,31 @@ for kind in stall stall_half; do
   fi
 done
 unset TPMTOKEN_TPM_TIMEOUT
+
+# ---- g: a response whose parameterSize claims more than arrived (the
+# response-wipe overflow of issue 8): no crash, no sanitizer report (on
+# build-asan), and the next login works.
+use g
+direct init_token g 12345678 1234
+# (nth 1: the second Unseal or Load of the process, the token key's for
+# C_Login; the first is the store key's at C_Initialize.)
+for step in Unseal:0 Unseal:1 NV_Read:0 Load:1 PolicySecret:0; do
+  cc=${step%:*}
+  mark "g $step"
+  rules "[{\"kind\": \"param_size\", \"cc\": \"$cc\", \"nth\": ${step#*:}, \"value\": 4294967280}]"
+  out=$(timeout 30 env ${asan_runtime:+LD_PRELOAD="$asan_runtime" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1} \
+    pkcs11-tool --module "$MODULE" --token-label g --login --pin 1234 -O 2>&1) && rc=0 || rc=$?
+  rules '[]'
+  if ! since "g $step" | grep -q "^! .* $cc param_size parameterSize"; then
+    ok "g: no $cc answer with a session area crossed the proxy during C_Login (nothing forged)"
+  elif [ "$rc" -ge 124 ] || grep -qE 'Sanitizer|runtime error' <<<"$out"; then
+    bad g "$cc #${step#*:}: parameterSize 0xfffffff0 in the answer: the process died or a sanitizer reported (exit $rc): $(grep -m2 -E 'Sanitizer|runtime error|SUMMARY' <<<"$out")"
+  elif ! logs_in g 1234; then
+    bad g "$cc: after a forged parameterSize the correct PIN no longer logs in"
+  else
+    ok "g: parameterSize 0xfffffff0 in $cc answer #${step#*:}: no crash (exit $rc); the next login works"
+  fi
+done
 
 if [ ${#FAILED[@]} -ne 0 ]; then
   echo "interposer: ${#FAILED[@]} check(s) failed: ${FAILED[*]} (bus log: KEEP_WORK=1 keeps $WORK)"
