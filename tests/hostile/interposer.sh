@@ -5,7 +5,8 @@
 # "FAIL: ... (reason)", and the test fails if any failed; later checks run on
 # their own stores, so one failure does not hide another.
 #  a  a substituted storage primary against an existing store: refused before
-#     any salt is sent (no StartAuthSession, no session-protected command)
+#     any salt is sent (no StartAuthSession, no session-protected command);
+#     the same for a persistent storage key (primary_handle, ReadPublic)
 #  b  forged PCR values while a pcr_policy binding is added: no seal bound to
 #     them (the store opens afterwards without the proxy)
 #  c  a forged NV_ReadPublic name during C_SetPIN: refused, or the new PIN
@@ -16,6 +17,8 @@
 #     re-initialize the token
 #  f  a stalled answer (none, or half): CKR_DEVICE_ERROR within the module's
 #     TPM timeout (TPMTOKEN_TPM_TIMEOUT), and the next call works
+#  g  a parameterSize far past the received answer (Unseal, NV_Read, Load,
+#     PolicySecret during C_Login): no crash, no sanitizer report
 source "$(dirname "$0")/lib.sh"
 fixture_start
 proxy_start
@@ -67,6 +70,34 @@ elif ! logs_in a 1234; then
 else
   ok "a: a substituted storage primary is refused before any salt is sent, with a line"
 fi
+
+# ---- a2: the same against a store on a persistent storage key (primary_handle)
+use a2
+direct tpm2_createprimary -T "$DIRECT_TCTI" -C o -G ecc256:aes128cfb -c "$WORK/srk.ctx" \
+  -a 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt' >/dev/null 2>&1 \
+  && direct tpm2_evictcontrol -T "$DIRECT_TCTI" -C o -c "$WORK/srk.ctx" 0x81000001 >/dev/null 2>&1 \
+  && direct tpm2_flushcontext -T "$DIRECT_TCTI" -t >/dev/null 2>&1 || bad a "persisting a storage key"
+echo "primary_handle = 0x81000001" >"$TPMTOKEN_CONF"
+direct init_token a2 12345678 1234
+mark a2
+rules '[{"kind": "substitute_primary", "cc": "ReadPublic", "count": 0}]'
+out=$(p11 --token-label a2 --login --pin 1234 -O 2>&1) && rc=0 || rc=$?
+rules '[]'
+after_sub=$(since a2 | awk '/^! .* substitute_primary unique point/ { f = 1; next } f && /^> / { print $3 }')
+if ! since a2 | grep -q '^! .* substitute_primary unique point'; then
+  bad a "persistent key: the proxy substituted nothing (no ReadPublic answer seen)"
+elif grep -qx StartAuthSession <<<"$after_sub"; then
+  bad a "persistent key: a salt was sent to the substituted key (StartAuthSession followed the forged ReadPublic)"
+elif [ "$rc" -eq 0 ]; then
+  bad a "persistent key: the login succeeded through a substituted storage key"
+elif ! grep -qiE 'storage (key|primary).*(does not match|substitut|not the one)' <<<"$out"; then
+  bad a "persistent key: refused, but no line names a mismatched storage key: $(head -c 300 <<<"$out")"
+elif ! logs_in a2 1234; then
+  bad a "persistent key: the token no longer opens without the proxy"
+else
+  ok "a: a substituted persistent storage key (ReadPublic) is refused before any salt is sent"
+fi
+: >"$TPMTOKEN_CONF"
 
 # ---- b: forged PCR values when the store key is (re)bound to PCRs
 use b
@@ -175,30 +206,62 @@ else
 fi
 if ! logs_in e 1234; then bad e "the correct PIN no longer logs in after forged counter reads"; fi
 
-# ---- f: stalled answers
+# ---- f: stalled answers, on a signature (pkcs11-tool names the CKR of C_Sign)
 use f
 direct init_token f 12345678 1234
+direct p11 --token-label f --login --pin 1234 --keypairgen --key-type EC:prime256v1 --id 0f >/dev/null 2>&1 \
+  || bad f "EC keygen"
+printf 'stall' >"$WORK/f.msg"
 export TPMTOKEN_TPM_TIMEOUT=2
+sign_f() {
+  timeout 30 env ${asan_runtime:+LD_PRELOAD="$asan_runtime" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1} \
+    pkcs11-tool --module "$MODULE" --token-label f --login --pin 1234 --sign -m ECDSA-SHA256 --id 0f \
+    -i "$WORK/f.msg" -o "$WORK/f.sig" 2>&1
+}
 for kind in stall stall_half; do
-  rules "[{\"kind\": \"$kind\", \"cc\": \"GetRandom\"}]"
+  rules "[{\"kind\": \"$kind\", \"cc\": \"Sign\", \"count\": 0}]"
   start=$(date +%s.%N)
-  out=$(timeout 30 env ${asan_runtime:+LD_PRELOAD="$asan_runtime" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1} \
-    pkcs11-tool --module "$MODULE" --token-label f --generate-random 16 2>&1) && rc=0 || rc=$?
+  out=$(sign_f) && rc=0 || rc=$?
   took=$("$PY" -c "import time; print(round(time.time() - $start, 1))")
   rules '[]'
   if [ "$rc" -eq 124 ]; then
-    bad f "$kind: C_GenerateRandom hung past 30 s (TPMTOKEN_TPM_TIMEOUT=2)"
-  elif "$PY" -c "import sys; sys.exit(0 if $took <= 2 + 3 else 1)"; [ $? -ne 0 ]; then
+    bad f "$kind: C_Sign hung past 30 s (TPMTOKEN_TPM_TIMEOUT=2)"
+  elif ! "$PY" -c "import sys; sys.exit(0 if $took <= 2 + 3 else 1)"; then
     bad f "$kind: the call took ${took} s, past the 2 s timeout"
-  elif ! grep -q CKR_DEVICE_ERROR <<<"$out"; then
-    bad f "$kind: expected CKR_DEVICE_ERROR after ${took} s, got: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
-  elif ! p11 --token-label f --generate-random 16 >/dev/null 2>&1; then
-    bad f "$kind: the next call through the now honest bus failed"
+  elif ! grep -q 'C_Sign.*CKR_DEVICE_ERROR' <<<"$out"; then
+    bad f "$kind: expected C_Sign to return CKR_DEVICE_ERROR after ${took} s, got: $(grep -v "^tpmtoken" <<<"$out" | tail -n 2 | tr '\n' ' ')"
+  elif ! sign_f >/dev/null; then
+    bad f "$kind: the next signature through the now honest bus failed"
   else
-    ok "f: $kind: CKR_DEVICE_ERROR after ${took} s; the next call works"
+    ok "f: $kind: C_Sign returned CKR_DEVICE_ERROR after ${took} s; the next call works"
   fi
 done
 unset TPMTOKEN_TPM_TIMEOUT
+
+# ---- g: a response whose parameterSize claims more than arrived (the
+# response-wipe overflow of issue 8): no crash, no sanitizer report (on
+# build-asan), and the next login works.
+use g
+direct init_token g 12345678 1234
+# (nth 1: the second Unseal or Load of the process, the token key's for
+# C_Login; the first is the store key's at C_Initialize.)
+for step in Unseal:0 Unseal:1 NV_Read:0 Load:1 PolicySecret:0; do
+  cc=${step%:*}
+  mark "g $step"
+  rules "[{\"kind\": \"param_size\", \"cc\": \"$cc\", \"nth\": ${step#*:}, \"value\": 4294967280}]"
+  out=$(timeout 30 env ${asan_runtime:+LD_PRELOAD="$asan_runtime" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1} \
+    pkcs11-tool --module "$MODULE" --token-label g --login --pin 1234 -O 2>&1) && rc=0 || rc=$?
+  rules '[]'
+  if ! since "g $step" | grep -q "^! .* $cc param_size parameterSize"; then
+    ok "g: no $cc answer with a session area crossed the proxy during C_Login (nothing forged)"
+  elif [ "$rc" -ge 124 ] || grep -qE 'Sanitizer|runtime error' <<<"$out"; then
+    bad g "$cc #${step#*:}: parameterSize 0xfffffff0 in the answer: the process died or a sanitizer reported (exit $rc): $(grep -m2 -E 'Sanitizer|runtime error|SUMMARY' <<<"$out")"
+  elif ! logs_in g 1234; then
+    bad g "$cc: after a forged parameterSize the correct PIN no longer logs in"
+  else
+    ok "g: parameterSize 0xfffffff0 in $cc answer #${step#*:}: no crash (exit $rc); the next login works"
+  fi
+done
 
 if [ ${#FAILED[@]} -ne 0 ]; then
   echo "interposer: ${#FAILED[@]} check(s) failed: ${FAILED[*]} (bus log: KEEP_WORK=1 keeps $WORK)"

@@ -14,11 +14,12 @@ Rules (a JSON list, or {"rules": [...], "random": {...}} in the control file):
     nth    match the N-th response (0-based) of this cc since then
     count  apply at most N times (default 1; 0 = always)
   kinds:
-    flip           flip `bits` (default 1) random bits anywhere after the header
+    flip           flip `bits` (default 1) random bits anywhere (the header too)
     flip_params    the same, inside the response parameter area
     rc             replace the whole response by a bare error `rc`
                    ("NV_SPACE", "AUTH_FAIL", "HIERARCHY", ... or a number)
-    truncate       cut to `keep` bytes (default: half), size field unchanged
+    truncate       cut to `keep` bytes (default: half), size field unchanged,
+                   then close the connection
     truncate_fix   the same, size field fixed to the new length
     inflate        set the first TPM2B size of the parameter area to 0xffff
                    (`offset` picks another u16 in the parameter area)
@@ -39,12 +40,14 @@ Rules (a JSON list, or {"rules": [...], "random": {...}} in the control file):
     xor            XOR `hex` into the parameter area at `offset`
                    (offsets < 0 count from the end of the parameter area)
   "match": "hex"   only responses to commands whose bytes contain this hex
-  "random": {"seed": S, "rate": 0.3, "kinds": [...], "skip": ["Startup"]}
+  "random": {"seed": S, "rate": 0.3, "kinds": [...] or "weights": {kind: w},
+             "skip": ["Startup"]}
     mutates that fraction of responses with random kinds and logs each one.
 
 Log lines ("<log>"): "> N CC hex" (command), "< N CC rc=0x.. hex" (response
 as the TPM sent it), "! N CC kind {...}" (a mutation), "# ..." (events).
-Mutations are also appended as JSON lines to <log>.mutations.
+Mutations are also appended as JSON lines to <log>.mutations; on SIGTERM or
+SIGINT the proxy prints and logs its counts (answers, mutations by kind).
 Standard library only.
 """
 import argparse
@@ -52,6 +55,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import socket
 import sys
 import threading
@@ -256,6 +260,7 @@ class Proxy:
             self.set_random(spec.get("random"))
         else:
             rules = spec
+            self.random = None
         self.rules = []
         for r in rules:
             r = dict(r)
@@ -317,8 +322,12 @@ class Proxy:
         rnd = self.random
         if rnd and cc not in rnd["skip"] and self.rng.random() < rnd["rate"]:
             kinds = rnd.get("kinds")
+            weights = rnd.get("weights")
             if kinds:
                 kind = self.rng.choice(kinds)
+            elif weights:
+                names = sorted(weights)
+                kind = self.rng.choices(names, [weights[k] for k in names])[0]
             else:
                 kind = self.rng.choices(RANDOM_KINDS, RANDOM_WEIGHTS)[0]
             r = {"kind": kind, "random": True}
@@ -336,11 +345,11 @@ class Proxy:
         rng = self.rng if rule.get("random") else random.Random(self.total)
         if k in ("flip", "flip_params"):
             if k == "flip":
-                lo, hi = 10, len(resp)
+                lo, hi = 0, len(resp)
             else:
                 area = param_area(resp, cc)
-                if area is None:
-                    lo, hi = 10, len(resp)
+                if area is None:  # a bare answer: its response code
+                    lo, hi = 6, len(resp)
                 else:
                     lo, hi = area
             if hi <= lo:
@@ -365,7 +374,10 @@ class Proxy:
             b = bytearray(resp[:keep])
             if k == "truncate_fix" and keep >= 6:
                 b[2:6] = keep.to_bytes(4, "big")
-            return bytes(b), "send", "kept %d of %d" % (keep, len(resp))
+                return bytes(b), "send", "kept %d of %d" % (keep, len(resp))
+            # The size field still claims the whole answer: the rest never
+            # comes, the connection ends.
+            return bytes(b), "close", "kept %d of %d, then closed" % (keep, len(resp))
         if k == "inflate":
             area = param_area(resp, cc)
             if area is None:
@@ -464,6 +476,10 @@ class Proxy:
                     return
                 if out:
                     client.sendall(out)
+                if action == "close":
+                    return
+                if action == "send" and out and (len(out) < 10 or be32(out, 2) > len(out)):
+                    action = "stall"  # the client waits for bytes that never come
                 if action == "stall":
                     # The TPM's connection is released (swtpm serves one at a
                     # time); the client waits on this one until it gives up.
@@ -586,11 +602,17 @@ def main():
             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             threading.Thread(target=handler, args=(c,), daemon=True).start()
 
+    def summary(*_):
+        line = "# %d answers, mutations: %s" % (
+            proxy.total, json.dumps(proxy.counts, sort_keys=True))
+        proxy.emit(line)
+        print("tpmproxy: " + line[2:], flush=True)
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, summary)
+    signal.signal(signal.SIGINT, summary)
     threading.Thread(target=accept, args=(ctl_sock, proxy.serve_control), daemon=True).start()
-    try:
-        accept(cmd_sock, proxy.serve_command)
-    except KeyboardInterrupt:
-        pass
+    accept(cmd_sock, proxy.serve_command)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Runs the mutation campaign (campaign.cc) on its own swtpm behind tpmproxy.py
+# in random mode, then checks what only a path around the proxy can see: no
+# PIN try was used by a correct PIN (each PIN counter's pinCount read with
+# tpm2_nvread straight from swtpm) and the token signs without the proxy.
+# CI=true: a fixed seed; otherwise a new one, printed (CAMPAIGN_SEED repeats a
+# run). CAMPAIGN_SECONDS (60) and CAMPAIGN_OPS bound it; CAMPAIGN_RATE (0.3)
+# is the fraction of TPM answers mutated. TPMTOKEN_TPM_TIMEOUT is 2 s here.
+source "$(dirname "$0")/lib.sh"
+: "${CAMPAIGN:?CAMPAIGN must name the campaign binary}"
+fixture_start
+tpm() { tpm2_"$1" -T "$DIRECT_TCTI" "${@:2}"; }
+# A forged answer can make the module's next HMAC wrong, which the TPM counts
+# against its dictionary-attack limit (3 on a fresh swtpm): a lockout would
+# end the campaign, not test the module, so the limit is raised here.
+tpm2_dictionarylockout -T "$TPMTOKEN_TCTI" -s -n 100000 -t 1 -l 1 >/dev/null || fail "dictionarylockout"
+export TPMTOKEN_TPM_TIMEOUT=${TPMTOKEN_TPM_TIMEOUT:-2}
+# A module without a timeout waits on a stalled answer until the proxy gives
+# up on it, past the campaign's hang threshold (2 x timeout + 3 s).
+proxy_start --stall-max $((3 * TPMTOKEN_TPM_TIMEOUT + 6))
+if [ -z "${CAMPAIGN_SEED:-}" ]; then
+  if [ "${CI:-}" = true ]; then CAMPAIGN_SEED=20261130; else CAMPAIGN_SEED=$(( (RANDOM << 15) | RANDOM )); fi
+fi
+# Bounded by time (about a minute) rather than by count: the count an
+# operation costs depends on how often the bus breaks the module's recovery.
+export CAMPAIGN_SECONDS=${CAMPAIGN_SECONDS:-60} CAMPAIGN_OPS=${CAMPAIGN_OPS:-100000}
+export CAMPAIGN_RATE=${CAMPAIGN_RATE:-0.3}
+export CAMPAIGN_SEED PROXY_CTL PROXY_MUTATIONS="$PROXY_LOG.mutations"
+export NV_COUNT_CMD="tpm2_getcap -T '$DIRECT_TCTI' handles-nv-index | grep -c '^- '"
+echo "campaign seed $CAMPAIGN_SEED (CAMPAIGN_SEED=$CAMPAIGN_SEED repeats it)"
+rc=0
+"$CAMPAIGN" >"$WORK/campaign.out" 2>&1 || rc=$?
+grep -v '^$' "$WORK/campaign.out" | tail -n 40
+if [ "$rc" -gt 128 ]; then
+  fail "the campaign process died of signal $((rc - 128)) (a memory error in the module it loaded); seed $CAMPAIGN_SEED; the last mutations: $(tail -n 3 "$PROXY_MUTATIONS" | tr '\n' ' ')"
+fi
+[ "$rc" -eq 0 ] || fail "the campaign reported failures (exit $rc); seed $CAMPAIGN_SEED"
+
+deliberate=$(sed -n 's/.*deliberate_wrong_tries=\([0-9]*\).*/\1/p' "$WORK/campaign.out")
+used=0
+for idx in $(tpm getcap handles-nv-index | sed -n 's/^- //p'); do
+  # TPM_NT_PIN_FAIL indices hold pinCount then pinLimit.
+  tpm nvreadpublic "$idx" | grep -q 'pinfail' || continue
+  hex=$(tpm nvread -C o -s 8 "$idx" | xxd -p)
+  used=$((used + 0x${hex:0:8}))
+done
+[ "$used" -le "${deliberate:-0}" ] || fail "PIN counters show $used tries used, $deliberate deliberate: a correct PIN consumed tries"
+pass "PIN counters: $used tries used, ${deliberate:-0} deliberate"
+export TPMTOKEN_TCTI=$DIRECT_TCTI
+echo campaign >"$WORK/msg"
+pin=$(sed -n 's/.*final_pin=\([0-9]*\).*/\1/p' "$WORK/campaign.out")
+out=$(p11 --token-label campaign --login --pin "$pin" --sign -m ECDSA-SHA256 --id ec \
+  -i "$WORK/msg" -o "$WORK/sig" 2>&1) || fail "the token does not sign without the proxy after the campaign: $out"
+pass "the token signs without the proxy afterwards"
+tail -n 1 "$WORK/campaign.out"
