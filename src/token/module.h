@@ -190,6 +190,9 @@ class Module {
     bool da_fallback;
   };
   std::vector<TokenSummary> Tokens();
+  // The TPM key behind a private key object this session can use (the
+  // tool's `attest respond` certifies it); nullptr when h names none.
+  std::shared_ptr<const KeyMaterial> TpmKeyOf(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key);
 
   // For tests and the admin tool.
   store::Store& store() { return *store_; }
