@@ -168,8 +168,7 @@ std::string AkAreaProblem(const TPMT_PUBLIC& ak) {
 // "IDENTITY"; 24.4-24.5: symKey = KDFa(seed, "STORAGE", name), encIdentity =
 // AES-CFB(symKey, IV 0, TPM2B_DIGEST(credential)), HMAC key = KDFa(seed,
 // "INTEGRITY"), outerHMAC = HMAC(encIdentity || name).
-std::optional<Credential> MakeCredential(const TpmPublic& ek, ByteView name, ByteView credential,
-                                         ByteView seed_in) {
+std::optional<Credential> MakeCredential(const TpmPublic& ek, ByteView name, ByteView credential) {
   if (!EkAreaProblem(ek.pub).empty()) return std::nullopt;
   const char* md = "SHA256";
   const size_t hlen = 32;
@@ -179,7 +178,7 @@ std::optional<Credential> MakeCredential(const TpmPublic& ek, ByteView name, Byt
   Bytes seed;
   Credential out;
   if (ek.pub.type == TPM2_ALG_RSA) {
-    seed = seed_in.size() == hlen ? Bytes(seed_in.begin(), seed_in.end()) : Random(hlen);
+    seed = Random(hlen);
     const auto em = mech::OaepEncode(seed, key->ModulusBytes(), Md(md), Md(md), Label("IDENTITY"));
     if (!em) return std::nullopt;
     const auto c = RsaPublicOp(*key, *em);

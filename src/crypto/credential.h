@@ -34,15 +34,13 @@ Bytes KdfA(const char* md, ByteView key, const char* label, ByteView u, ByteView
 // TPM2_MakeCredential in software: protects `credential` (at most the EK
 // name algorithm's digest size) for the object named `name` under the
 // endorsement key `ek` (a restricted decryption key with AES-128-CFB, RSA
-// 2048 with OAEP or ECC P-256 with ECDH). seed_in: for known-answer tests
-// only (RSA: the seed; ECC: ignored); empty draws a fresh one.
+// 2048 with OAEP or ECC P-256 with ECDH), around a fresh seed.
 struct Credential {
   Bytes blob;    // TPM2B_ID_OBJECT, marshalled
   Bytes secret;  // TPM2B_ENCRYPTED_SECRET, marshalled
 };
 // nullopt when ek is not such a key or credential is too long.
-std::optional<Credential> MakeCredential(const TpmPublic& ek, ByteView name, ByteView credential,
-                                         ByteView seed_in = {});
+std::optional<Credential> MakeCredential(const TpmPublic& ek, ByteView name, ByteView credential);
 // Why an EK public area is not one MakeCredential can use (empty: it is).
 std::string EkAreaProblem(const TPMT_PUBLIC& ek);
 // Why an AK public area is not a TPM-resident restricted signing key
