@@ -260,12 +260,17 @@ int AttestVerify(const Options& o) {
     Refuse(kWrongKey, "the certified key is not the key named in the request (deleted or replaced "
                       "since?)");
   const TPMA_OBJECT a = key.pub.objectAttributes;
-  if (!(a & TPMA_OBJECT_FIXEDTPM) || !(a & TPMA_OBJECT_FIXEDPARENT))
-    Refuse(kNotFixed, "the certified key is not fixedTPM and fixedParent: it can leave the TPM");
   const bool born = (a & TPMA_OBJECT_SENSITIVEDATAORIGIN) != 0;
   if (!born && !o.allow_imported)
     Refuse(kImported, "the key was imported into the TPM (sensitiveDataOrigin clear): its private "
                       "half existed outside it (--allow-imported accepts that)");
+  const bool fixed = (a & TPMA_OBJECT_FIXEDTPM) && (a & TPMA_OBJECT_FIXEDPARENT);
+  // TPM2_Import makes objects that are not fixedTPM/fixedParent; such a key
+  // leaves the TPM only by TPM2_Duplicate, which needs a policy session
+  // that satisfies its authPolicy: with none it never leaves.
+  if (born ? !fixed : (!fixed && key.pub.authPolicy.size != 0))
+    Refuse(kNotFixed, born ? "the certified key is not fixedTPM and fixedParent: it can leave the TPM"
+                           : "the imported key has a policy that may let it be duplicated out");
   const std::string pem = Pem("PUBLIC KEY", spki);
   if (!o.pubkey_out.empty()) {
     std::ofstream out(o.pubkey_out);
@@ -282,7 +287,9 @@ int AttestVerify(const Options& o) {
               << ",\"tpm_firmware\":" << info->firmware << "}\n";
   } else {
     std::cout << "verified: key '" << label << "' is in the TPM whose EK is trusted by " << trust
-              << ";\n  fixedTPM and fixedParent (it cannot leave that TPM), "
+              << ";\n  "
+              << (fixed ? "fixedTPM and fixedParent (it cannot leave that TPM), "
+                        : "no duplication policy (it cannot be duplicated out of that TPM), ")
               << (born ? "generated in the TPM" : "IMPORTED (its private half existed outside)")
               << ";\n  certified by the AK " << Hex(ak.name) << " (restricted, fixedTPM), answering "
               << "challenge " << id << "\n"

@@ -108,7 +108,7 @@ expect_exit 12 "the AK is not restricted" \
 mutate "$WORK/ec-key/req" "$WORK/bad4" 'v = b("ak_public"); v[9] &= 0xFD; s("ak_public", v)'
 expect_exit 12 "not fixedTPM" \
   verifier attest challenge "$WORK/bad4" --ek-ca "$WORK/ekca.pem" --state "$WORK/s5" --out "$WORK/ch5"
-mutate "$WORK/ec-key/req" "$WORK/bad5" 'v = b("ek_public"); v[-1] ^= 1; s("ek_public", v)'
+mutate "$WORK/ec-key/req" "$WORK/bad5" 'v = b("ek_public"); v[-10] ^= 1; s("ek_public", v)'
 expect_exit 11 "for another key than the EK" \
   verifier attest challenge "$WORK/bad5" --ek-ca "$WORK/ekca.pem" --state "$WORK/s5" --out "$WORK/ch5"
 pass "corrupted requests refused (malformed, AK not restricted / not fixedTPM, EK not the certificate's)"
