@@ -2,7 +2,11 @@
 // TPM's TPM2_ActivateCredential, for an ECC P-256 and an RSA 2048 EK
 // (TCG default templates) and the module's AK: the TPM must recover the
 // secret; a credential made for another name must not open. Run by
-// tests/integration/attest.sh on its swtpm (TPMTOKEN_TCTI).
+// tests/integration/attest.sh on its swtpm (TPMTOKEN_TCTI). With an
+// argument, also writes the ECC P-256 EK's public key there (PEM), for the
+// test to issue it a certificate.
+#include <openssl/pem.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -13,7 +17,7 @@
 
 using namespace tpmtoken;
 
-int main() {
+int main(int argc, char** argv) {
   const char* tcti = std::getenv("TPMTOKEN_TCTI");
   if (!tcti) {
     std::fprintf(stderr, "TPMTOKEN_TCTI is not set\n");
@@ -45,6 +49,15 @@ int main() {
         return 1;
       }
       std::printf("%s: the TPM recovered the software credential\n", what);
+      if (ecc && argc > 1) {
+        const Bytes spki = crypto::SubjectPublicKeyInfo(*crypto::PublicKeyOfArea(ek->pub));
+        FILE* f = std::fopen(argv[1], "w");
+        if (!f || PEM_write(f, "PUBLIC KEY", "", spki.data(), static_cast<long>(spki.size())) <= 0) {
+          std::fprintf(stderr, "%s cannot be written\n", argv[1]);
+          return 1;
+        }
+        std::fclose(f);
+      }
       // Made for another object (the EK's own name): the TPM refuses it.
       const auto other = crypto::MakeCredential(*ek, ek->name, secret);
       try {
