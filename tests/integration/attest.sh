@@ -169,6 +169,31 @@ verifier attest verify "$WORK/nc.rsp" --state "$WORK/nc.state" >"$WORK/out" || f
 grep -q "enrolled-public-key" "$WORK/out" || fail "verify did not name the EK's trust"
 pass "no EK certificate: said so; --ek-pub enrollment works, another EK refused"
 
+# No secret crosses the bus in clear: a passive log of `respond` (through
+# the bus tests' proxy) holds neither the recovered credential secret nor
+# the PIN; the response is still good.
+"$T" attest --key rsa-key --out "$WORK/bus.req" >/dev/null 2>&1 || fail "attest (bus)"
+verifier attest challenge "$WORK/bus.req" --ek-pub "$WORK/ek.pem" --state "$WORK/bus.state" \
+  --out "$WORK/bus.ch" >/dev/null || fail "challenge (bus)"
+upstream=${TPMTOKEN_TCTI##*port=}
+python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 0 0 log >"$WORK/proxy.log" 2>&1 &
+CLEANUP_PIDS+=($!)
+for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
+[ -s "$WORK/proxy.port" ] || fail "the proxy did not start"
+TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")" \
+  "$T" attest respond "$WORK/bus.ch" --key rsa-key --out "$WORK/bus.rsp" >/dev/null || fail "respond (bus)"
+[ -s "$WORK/proxy.port.bus" ] || fail "no bus log"
+python3 - "$WORK/proxy.port.bus" "$WORK/bus.state" <<'PY' || fail "a secret crossed the bus in clear"
+import base64, json, sys
+bus = open(sys.argv[1], "rb").read()
+secret = base64.b64decode(json.load(open(sys.argv[2]))["secret"])
+for what, value in (("credential secret", secret), ("PIN", b"123456")):
+    if value in bus:
+        sys.exit(f"the {what} is in the bus log")
+PY
+verifier attest verify "$WORK/bus.rsp" --state "$WORK/bus.state" >/dev/null || fail "verify (bus)"
+pass "respond: the credential secret and the PIN never on the bus ($(stat -c %s "$WORK/proxy.port.bus") bytes logged)"
+
 # An ECC P-256 EK certificate (swtpm 0.7 issues P-384 ones only, at another
 # index): the test CA certifies the TPM's P-256 EK and it goes into NV
 # 0x01c0000a with the platform authorization. attest then prefers the ECC EK.
