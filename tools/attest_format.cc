@@ -34,6 +34,8 @@ std::optional<Bytes> FromBase64(std::string_view s) {
   if (!s.empty() && s.back() == '=') --len;
   if (s.size() > 1 && s[s.size() - 2] == '=') --len;
   out.resize(len);
+  // One encoding per value: padding only at the end, unused bits zero.
+  if (Base64(out) != s) return std::nullopt;
   return out;
 }
 
