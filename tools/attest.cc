@@ -23,7 +23,9 @@ constexpr const char* kChallenge = "tpmtoken-attest-challenge-v1";
 constexpr const char* kState = "tpmtoken-attest-state-v1";
 constexpr const char* kResponse = "tpmtoken-attest-response-v1";
 
-[[noreturn]] void Refuse(int code, const std::string& why) { throw ToolError(why, code); }
+[[noreturn]] void Refuse(int code, const std::string& why) {
+  throw ToolError(why, code);
+}
 
 AttestFile ReadOrRefuse(const std::string& path, const char* format) {
   std::string cause;
@@ -85,7 +87,8 @@ int AttestRequest(const Options& o) {
   CK_OBJECT_CLASS cls = CKO_PUBLIC_KEY;
   const auto pubs = ctx.Find(s, {{CKA_CLASS, &cls, sizeof cls},
                                  {CKA_LABEL, const_cast<char*>(o.key.data()), o.key.size()}});
-  if (pubs.empty()) throw ToolError("no public key labelled '" + o.key + "' on the token", kNotFound);
+  if (pubs.empty())
+    throw ToolError("no public key labelled '" + o.key + "' on the token", kNotFound);
   const Bytes spki = ctx.Attr(s, pubs[0], CKA_PUBLIC_KEY_INFO);
   tpm::Tpm& tpm = ctx.module().tpm();
   const auto certs = tpm.ReadEkCertificates();
@@ -99,13 +102,16 @@ int AttestRequest(const Options& o) {
   req.SetBytes("key_spki", spki);
   if (cert) {
     const auto der = crypto::CertificateFromNv(cert->der);
-    if (!der) throw ToolError("the EK certificate in NV index 0x" + Hex(EncodeBe32(cert->index)) +
-                                  " is not a DER certificate", kFailure);
+    if (!der)
+      throw ToolError("the EK certificate in NV index 0x" + Hex(EncodeBe32(cert->index)) +
+                          " is not a DER certificate",
+                      kFailure);
     req.SetBytes("ek_certificate", *der);
     req.Set("ek_certificate_index", "0x" + Hex(EncodeBe32(cert->index)));
   } else {
-    std::cerr << "tpmtoken: this TPM has no EK certificate (NV 0x01c00002 / 0x01c0000a): the request "
-                 "carries the EK's public key only; the verifier must know it (challenge --ek-pub)\n";
+    std::cerr
+        << "tpmtoken: this TPM has no EK certificate (NV 0x01c00002 / 0x01c0000a): the request "
+           "carries the EK's public key only; the verifier must know it (challenge --ek-pub)\n";
   }
   const Bytes ek = tpm.EkPublic(ecc);
   req.SetBytes("ek_public", ek);
@@ -121,8 +127,8 @@ int AttestRequest(const Options& o) {
   }
   req.Write(o.out);
   std::cout << "attestation request for key '" << o.key << "' written to " << o.out << " (EK "
-            << (ecc ? "ECC P-256" : "RSA 2048") << (cert ? ", with its certificate" : ", no certificate")
-            << ")\n";
+            << (ecc ? "ECC P-256" : "RSA 2048")
+            << (cert ? ", with its certificate" : ", no certificate") << ")\n";
   return kOk;
 }
 
@@ -140,12 +146,12 @@ int AttestChallenge(const Options& o) {
   std::string trust;
   if (!o.ek_ca.empty()) {
     if (!req.Has("ek_certificate"))
-      Refuse(kEkUntrusted, "the request has no EK certificate (the TPM has none): enroll its EK "
-                           "public key and use --ek-pub");
+      Refuse(kEkUntrusted,
+             "the request has no EK certificate (the TPM has none): enroll its EK "
+             "public key and use --ek-pub");
     bool untrusted = false;
-    const std::string problem = crypto::CheckEkCertificate(Need(req, o.file, "ek_certificate"),
-                                                           View(ReadText(o.ek_ca)), *ek_key,
-                                                           &untrusted);
+    const std::string problem = crypto::CheckEkCertificate(
+        Need(req, o.file, "ek_certificate"), View(ReadText(o.ek_ca)), *ek_key, &untrusted);
     if (!problem.empty()) Refuse(kEkUntrusted, problem);
     trust = "certificate";
   } else if (!o.ek_pub.empty()) {
@@ -209,10 +215,11 @@ int AttestRespond(const Options& o) {
     secret = tpm.ActivateCredential(ek_type == "ecc-p256", blob, enc);
   } catch (const tpm::TpmError& e) {
     Refuse(kNotProven, std::string("the challenge's credential does not open in this TPM (not made "
-                                   "for its EK and AK, or altered): ") + e.what());
+                                   "for its EK and AK, or altered): ") +
+                           e.what());
   }
-  const auto certified = tpm.Certify(material->blob, material->auth.view(),
-                                     ProofOf(secret.view(), nonce));
+  const auto certified =
+      tpm.Certify(material->blob, material->auth.view(), ProofOf(secret.view(), nonce));
   AttestFile rsp(kResponse);
   rsp.Set("challenge_id", id);
   rsp.SetBytes("attest", certified.attest);
@@ -231,8 +238,9 @@ int AttestVerify(const Options& o) {
     Refuse(kOtherChallenge, "the response answers challenge " + id + ", this state is challenge " +
                                 *state.Get("challenge_id"));
   if (state.Get("used") != "no")
-    Refuse(kReplayed, "challenge " + id + " was already answered: this response is a replay "
-                      "(make a new challenge)");
+    Refuse(kReplayed, "challenge " + id +
+                          " was already answered: this response is a replay "
+                          "(make a new challenge)");
   // One answer per challenge, whatever the outcome.
   state.Set("used", "yes");
   state.Write(o.state);
@@ -251,26 +259,30 @@ int AttestVerify(const Options& o) {
   if (!crypto::VerifyTpmSignature(*ak_key, attest, sig))
     Refuse(kBadSignature, "the attestation's signature is not the AK's");
   if (info->extra_data != ProofOf(secret, nonce))
-    Refuse(kNotProven, "the response does not prove the challenge's secret: the AK is not in the "
-                       "TPM that holds the EK");
+    Refuse(kNotProven,
+           "the response does not prove the challenge's secret: the AK is not in the "
+           "TPM that holds the EK");
   if (info->name != key.name)
     Refuse(kWrongKey, "the certified object is not the key public area in the response");
   const auto pub = crypto::PublicKeyOfArea(key.pub);
   if (!pub || crypto::SubjectPublicKeyInfo(*pub) != spki)
-    Refuse(kWrongKey, "the certified key is not the key named in the request (deleted or replaced "
-                      "since?)");
+    Refuse(kWrongKey,
+           "the certified key is not the key named in the request (deleted or replaced "
+           "since?)");
   const TPMA_OBJECT a = key.pub.objectAttributes;
   const bool born = (a & TPMA_OBJECT_SENSITIVEDATAORIGIN) != 0;
   if (!born && !o.allow_imported)
-    Refuse(kImported, "the key was imported into the TPM (sensitiveDataOrigin clear): its private "
-                      "half existed outside it (--allow-imported accepts that)");
+    Refuse(kImported,
+           "the key was imported into the TPM (sensitiveDataOrigin clear): its private "
+           "half existed outside it (--allow-imported accepts that)");
   const bool fixed = (a & TPMA_OBJECT_FIXEDTPM) && (a & TPMA_OBJECT_FIXEDPARENT);
   // TPM2_Import makes objects that are not fixedTPM/fixedParent; such a key
   // leaves the TPM only by TPM2_Duplicate, which needs a policy session
   // that satisfies its authPolicy: with none it never leaves.
   if (born ? !fixed : (!fixed && key.pub.authPolicy.size != 0))
-    Refuse(kNotFixed, born ? "the certified key is not fixedTPM and fixedParent: it can leave the TPM"
-                           : "the imported key has a policy that may let it be duplicated out");
+    Refuse(kNotFixed,
+           born ? "the certified key is not fixedTPM and fixedParent: it can leave the TPM"
+                : "the imported key has a policy that may let it be duplicated out");
   const std::string pem = Pem("PUBLIC KEY", spki);
   if (!o.pubkey_out.empty()) {
     std::ofstream out(o.pubkey_out);
@@ -281,9 +293,10 @@ int AttestVerify(const Options& o) {
   if (o.json) {
     std::cout << "{\"verified\":true,\"challenge_id\":" << JsonString(id)
               << ",\"key_label\":" << JsonString(label) << ",\"key_public_pem\":" << JsonString(pem)
-              << ",\"key_name\":\"" << Hex(key.name) << "\",\"born_in_tpm\":"
-              << (born ? "true" : "false") << ",\"ek_trust\":" << JsonString(trust)
-              << ",\"ak_name\":\"" << Hex(ak.name) << "\",\"tpm_reset_count\":" << info->reset_count
+              << ",\"key_name\":\"" << Hex(key.name)
+              << "\",\"born_in_tpm\":" << (born ? "true" : "false")
+              << ",\"ek_trust\":" << JsonString(trust) << ",\"ak_name\":\"" << Hex(ak.name)
+              << "\",\"tpm_reset_count\":" << info->reset_count
               << ",\"tpm_firmware\":" << info->firmware << "}\n";
   } else {
     std::cout << "verified: key '" << label << "' is in the TPM whose EK is trusted by " << trust
@@ -291,7 +304,8 @@ int AttestVerify(const Options& o) {
               << (fixed ? "fixedTPM and fixedParent (it cannot leave that TPM), "
                         : "no duplication policy (it cannot be duplicated out of that TPM), ")
               << (born ? "generated in the TPM" : "IMPORTED (its private half existed outside)")
-              << ";\n  certified by the AK " << Hex(ak.name) << " (restricted, fixedTPM), answering "
+              << ";\n  certified by the AK " << Hex(ak.name)
+              << " (restricted, fixedTPM), answering "
               << "challenge " << id << "\n"
               << pem;
   }

@@ -46,7 +46,9 @@ std::string Pem(const char* label, ByteView der) {
   return out + "-----END " + label + "-----\n";
 }
 
-void AttestFile::SetBytes(const std::string& k, ByteView v) { fields_[k] = Base64(v); }
+void AttestFile::SetBytes(const std::string& k, ByteView v) {
+  fields_[k] = Base64(v);
+}
 
 std::optional<std::string> AttestFile::Get(const std::string& k) const {
   auto it = fields_.find(k);
@@ -102,23 +104,41 @@ std::optional<std::string> ReadString(std::string_view t, size_t& i) {
     }
     if (++i >= t.size()) return std::nullopt;
     switch (t[i]) {
-      case '"': out.push_back('"'); break;
-      case '\\': out.push_back('\\'); break;
-      case '/': out.push_back('/'); break;
-      case 'n': out.push_back('\n'); break;
-      case 't': out.push_back('\t'); break;
-      case 'r': out.push_back('\r'); break;
-      case 'b': out.push_back('\b'); break;
-      case 'f': out.push_back('\f'); break;
+      case '"':
+        out.push_back('"');
+        break;
+      case '\\':
+        out.push_back('\\');
+        break;
+      case '/':
+        out.push_back('/');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 'b':
+        out.push_back('\b');
+        break;
+      case 'f':
+        out.push_back('\f');
+        break;
       case 'u': {
         if (i + 4 >= t.size()) return std::nullopt;
-        const unsigned v = static_cast<unsigned>(std::stoul(std::string(t.substr(i + 1, 4)), nullptr, 16));
+        const unsigned v =
+            static_cast<unsigned>(std::stoul(std::string(t.substr(i + 1, 4)), nullptr, 16));
         if (v >= 0x80) return std::nullopt;  // the formats are ASCII
         out.push_back(static_cast<char>(v));
         i += 4;
         break;
       }
-      default: return std::nullopt;
+      default:
+        return std::nullopt;
     }
   }
   return std::nullopt;

@@ -17,15 +17,22 @@ namespace {
 
 const char* MdOfAlg(TPM2_ALG_ID alg) {
   switch (alg) {
-    case TPM2_ALG_SHA256: return "SHA256";
-    case TPM2_ALG_SHA384: return "SHA384";
-    default: return nullptr;
+    case TPM2_ALG_SHA256:
+      return "SHA256";
+    case TPM2_ALG_SHA384:
+      return "SHA384";
+    default:
+      return nullptr;
   }
 }
 
-Bytes U16(size_t v) { return {static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)}; }
+Bytes U16(size_t v) {
+  return {static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v)};
+}
 
-void Append(Bytes& out, ByteView b) { out.insert(out.end(), b.begin(), b.end()); }
+void Append(Bytes& out, ByteView b) {
+  out.insert(out.end(), b.begin(), b.end());
+}
 
 Bytes Hmac(const char* md, ByteView key, std::initializer_list<ByteView> parts) {
   std::unique_ptr<EVP_MAC, Deleter<EVP_MAC_free>> mac(EVP_MAC_fetch(LibCtx(), "HMAC", nullptr));
@@ -114,20 +121,21 @@ std::optional<PublicKey> PublicKeyOfArea(const TPMT_PUBLIC& p) {
 Bytes KdfA(const char* md, ByteView key, const char* label, ByteView u, ByteView v, size_t bits) {
   Bytes out;
   for (uint32_t counter = 1; out.size() * 8 < bits; ++counter)
-    Append(out, Hmac(md, key, {EncodeBe32(counter), Label(label), u, v,
-                               EncodeBe32(static_cast<uint32_t>(bits))}));
+    Append(out, Hmac(md, key,
+                     {EncodeBe32(counter), Label(label), u, v,
+                      EncodeBe32(static_cast<uint32_t>(bits))}));
   out.resize((bits + 7) / 8);
   return out;
 }
 
 std::string EkAreaProblem(const TPMT_PUBLIC& ek) {
-  const TPMA_OBJECT need = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT | TPMA_OBJECT_FIXEDTPM |
-                           TPMA_OBJECT_FIXEDPARENT;
+  const TPMA_OBJECT need =
+      TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT | TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT;
   if ((ek.objectAttributes & need) != need || (ek.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT))
     return "the EK is not a fixedTPM restricted decryption key";
   if (ek.nameAlg != TPM2_ALG_SHA256) return "the EK's name algorithm is not SHA-256";
   const TPMT_SYM_DEF_OBJECT& sym = ek.type == TPM2_ALG_RSA ? ek.parameters.rsaDetail.symmetric
-                                                             : ek.parameters.eccDetail.symmetric;
+                                                           : ek.parameters.eccDetail.symmetric;
   if (ek.type == TPM2_ALG_RSA) {
     if (ek.parameters.rsaDetail.keyBits != 2048) return "the RSA EK is not 2048 bits";
   } else if (ek.type == TPM2_ALG_ECC) {
@@ -202,8 +210,10 @@ std::optional<Credential> MakeCredential(const TpmPublic& ek, ByteView name, Byt
   CipherCtx ctx(EVP_CIPHER_CTX_new());
   const uint8_t iv[16] = {};
   int len = 0, fin = 0;
-  if (!ctx || EVP_EncryptInit_ex2(ctx.get(), Cipher("AES-128-CFB"), sym_key.data(), iv, nullptr) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), enc.data(), &len, plain.data(), static_cast<int>(plain.size())) != 1 ||
+  if (!ctx ||
+      EVP_EncryptInit_ex2(ctx.get(), Cipher("AES-128-CFB"), sym_key.data(), iv, nullptr) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), enc.data(), &len, plain.data(),
+                        static_cast<int>(plain.size())) != 1 ||
       EVP_EncryptFinal_ex(ctx.get(), enc.data() + len, &fin) != 1)
     Fail("credential encryption");
   const Bytes hmac_key = KdfA(md, seed, "INTEGRITY", {}, {}, hlen * 8);
@@ -245,7 +255,8 @@ std::optional<CertifyInfo> ParseCertifyAttest(ByteView in, std::string* cause) {
   c.firmware = a.firmwareVersion;
   const auto& cert = a.attested.certify;
   c.name.assign(cert.name.name, cert.name.name + cert.name.size);
-  c.qualified_name.assign(cert.qualifiedName.name, cert.qualifiedName.name + cert.qualifiedName.size);
+  c.qualified_name.assign(cert.qualifiedName.name,
+                          cert.qualifiedName.name + cert.qualifiedName.size);
   return c;
 }
 
@@ -293,7 +304,8 @@ std::optional<Bytes> CertificateFromNv(ByteView nv) {
   return Bytes(nv.begin(), nv.begin() + static_cast<ptrdiff_t>(hdr + len));
 }
 
-std::string CheckEkCertificate(ByteView der, ByteView ca_pem, const PublicKey& ek, bool* untrusted) {
+std::string CheckEkCertificate(ByteView der, ByteView ca_pem, const PublicKey& ek,
+                               bool* untrusted) {
   *untrusted = false;
   using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
   X509Ptr cert(X509_new_ex(LibCtx(), nullptr));

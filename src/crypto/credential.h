@@ -17,9 +17,9 @@ namespace tpmtoken::crypto {
 // A TPM object's public area as it travels: the marshalled TPMT_PUBLIC (the
 // bytes its name is computed over) and the structure.
 struct TpmPublic {
-  Bytes area;        // marshalled TPMT_PUBLIC
+  Bytes area;  // marshalled TPMT_PUBLIC
   TPMT_PUBLIC pub{};
-  Bytes name;        // nameAlg || H(area)
+  Bytes name;  // nameAlg || H(area)
 };
 // From a marshalled TPM2B_PUBLIC (exactly, nothing after it). Only SHA-256
 // and SHA-384 name algorithms are accepted.
@@ -50,13 +50,13 @@ std::string AkAreaProblem(const TPMT_PUBLIC& ak);
 
 // TPMS_ATTEST of TPM2_Certify.
 struct CertifyInfo {
-  Bytes signer;          // qualifiedSigner (TPM2B_NAME content)
-  Bytes extra_data;      // extraData
+  Bytes signer;      // qualifiedSigner (TPM2B_NAME content)
+  Bytes extra_data;  // extraData
   uint64_t clock = 0;
   uint32_t reset_count = 0, restart_count = 0;
   bool safe = false;
   uint64_t firmware = 0;
-  Bytes name;            // the certified object's name
+  Bytes name;  // the certified object's name
   Bytes qualified_name;
 };
 // nullopt unless in is exactly one TPMS_ATTEST with the TPM_GENERATED_VALUE

@@ -80,7 +80,8 @@ TPM2B_PUBLIC AkTemplate() {
 
 bool SameShape(const TPMT_PUBLIC& got, const TPMT_PUBLIC& want) {
   if (got.type != want.type || got.nameAlg != want.nameAlg ||
-      got.objectAttributes != want.objectAttributes || got.authPolicy.size != want.authPolicy.size ||
+      got.objectAttributes != want.objectAttributes ||
+      got.authPolicy.size != want.authPolicy.size ||
       std::memcmp(got.authPolicy.buffer, want.authPolicy.buffer, want.authPolicy.size) != 0)
     return false;
   if (got.type == TPM2_ALG_RSA) {
@@ -112,14 +113,17 @@ TpmObject Tpm::EndorsementPrimary(const TPM2B_PUBLIC& tmpl, Bytes* out_public, c
   TPML_PCR_SELECTION pcrs{};
   TSS2_SYS_CONTEXT* sys = Sys();
   FastSession& session = Fast();
-  Check(Tss2_Sys_CreatePrimary_Prepare(sys, TPM2_RH_ENDORSEMENT, &sensitive, &tmpl, &outside, &pcrs),
-        "TPM2_CreatePrimary prepare");
+  Check(
+      Tss2_Sys_CreatePrimary_Prepare(sys, TPM2_RH_ENDORSEMENT, &sensitive, &tmpl, &outside, &pcrs),
+      "TPM2_CreatePrimary prepare");
   try {
     RunFast(session, TPM2_CC_CreatePrimary, HandleName(TPM2_RH_ENDORSEMENT), {}, false, what);
   } catch (const TpmError& e) {
     if (e.base() == TPM2_RC_BAD_AUTH || e.base() == TPM2_RC_AUTH_FAIL)
-      throw TpmError(std::string(what) + ": the endorsement hierarchy has an authorization value; "
-                     "attestation needs the TCG default (empty)", e.rc);
+      throw TpmError(std::string(what) +
+                         ": the endorsement hierarchy has an authorization value; "
+                         "attestation needs the TCG default (empty)",
+                     e.rc);
     throw;
   }
   TPM2_HANDLE handle = 0;
@@ -216,7 +220,8 @@ Secret Tpm::ActivateCredential(bool ecc_ek, ByteView id_object, ByteView encrypt
   TPM2B_ENCRYPTED_SECRET secret{};
   size_t off = 0;
   if (Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(id_object.data(), id_object.size(), &off, &blob) !=
-          TSS2_RC_SUCCESS || off != id_object.size())
+          TSS2_RC_SUCCESS ||
+      off != id_object.size())
     throw TpmError("the credential blob is malformed", TSS2_MU_RC_BAD_SIZE);
   off = 0;
   if (Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(encrypted_secret.data(), encrypted_secret.size(),
@@ -262,7 +267,8 @@ Secret Tpm::ActivateCredential(bool ecc_ek, ByteView id_object, ByteView encrypt
       throw TpmError("TPM2_ActivateCredential", rc);
     }
     auto cert = std::make_unique<TPM2B_DIGEST>();
-    Check(Tss2_Sys_ActivateCredential_Complete(sys, cert.get()), "TPM2_ActivateCredential complete");
+    Check(Tss2_Sys_ActivateCredential_Complete(sys, cert.get()),
+          "TPM2_ActivateCredential complete");
     Secret out(ByteView(cert->buffer, cert->size));
     Wipe(cert.get(), sizeof *cert);
     return out;

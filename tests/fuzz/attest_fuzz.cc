@@ -15,7 +15,8 @@ using namespace tpmtoken;
 namespace {
 Bytes FromHex(const char* h) {
   Bytes out;
-  for (; h[0] && h[1]; h += 2) out.push_back(static_cast<uint8_t>(std::strtoul(std::string(h, 2).c_str(), nullptr, 16)));
+  for (; h[0] && h[1]; h += 2)
+    out.push_back(static_cast<uint8_t>(std::strtoul(std::string(h, 2).c_str(), nullptr, 16)));
   return out;
 }
 // From swtpm 0.7.1 (tests/unit/credential_test.cc has the same vector).

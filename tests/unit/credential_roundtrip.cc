@@ -52,7 +52,8 @@ int main(int argc, char** argv) {
       if (ecc && argc > 1) {
         const Bytes spki = crypto::SubjectPublicKeyInfo(*crypto::PublicKeyOfArea(ek->pub));
         FILE* f = std::fopen(argv[1], "w");
-        if (!f || PEM_write(f, "PUBLIC KEY", "", spki.data(), static_cast<long>(spki.size())) <= 0) {
+        if (!f ||
+            PEM_write(f, "PUBLIC KEY", "", spki.data(), static_cast<long>(spki.size())) <= 0) {
           std::fprintf(stderr, "%s cannot be written\n", argv[1]);
           return 1;
         }

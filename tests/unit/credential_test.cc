@@ -98,7 +98,8 @@ TEST(Credential, MalformedAttestRefusedWithCause) {
 }
 
 TEST(Credential, PublicAreasAndNames) {
-  for (size_t n = 0; n < kAkPublic.size(); ++n) EXPECT_FALSE(ParseTpmPublic(ByteView(kAkPublic).first(n)));
+  for (size_t n = 0; n < kAkPublic.size(); ++n)
+    EXPECT_FALSE(ParseTpmPublic(ByteView(kAkPublic).first(n)));
   const auto ak = ParseTpmPublic(kAkPublic);
   ASSERT_TRUE(ak);
   // name = nameAlg || SHA-256(TPMT_PUBLIC)
