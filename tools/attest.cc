@@ -73,10 +73,13 @@ std::string ReadText(const std::string& path) {
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
+// qualifyingData of TPM2_Certify: SHA-256(secret || nonce), which only the
+// holder of the activated credential can compute.
 Bytes ProofOf(ByteView secret, ByteView nonce) {
-  Bytes in(secret.begin(), secret.end());
-  in.insert(in.end(), nonce.begin(), nonce.end());
-  return crypto::Sha256(in);
+  Secret in(secret.size() + nonce.size());
+  std::copy(secret.begin(), secret.end(), in.data());
+  std::copy(nonce.begin(), nonce.end(), in.data() + secret.size());
+  return crypto::Sha256(in.view());
 }
 
 }  // namespace
