@@ -197,17 +197,25 @@ pass "respond: the credential secret and the PIN never on the bus ($(stat -c %s 
 # An ECC P-256 EK certificate (swtpm 0.7 issues P-384 ones only, at another
 # index): the test CA certifies the TPM's P-256 EK and it goes into NV
 # 0x01c0000a with the platform authorization. attest then prefers the ECC EK.
+# It is made larger than the TPM's TPM2_PT_NV_BUFFER_MAX (1024 on swtpm), so
+# attest must read it in pieces.
+python3 -c 'print("subjectAltName=" + ",".join("DNS:host-%02d.a-rather-long-domain-name.example" % i for i in range(24)))' \
+  >"$WORK/ecc-ek.ext"
 openssl x509 -new -force_pubkey "$WORK/ecc-ek.pem" -subj /CN=ecc-ek -CA "$WORK/ca.pem" \
-  -CAkey "$WORK/ca.key" -days 2 -outform DER -out "$WORK/ecc-ek.der" 2>/dev/null || fail "ECC EK certificate"
+  -CAkey "$WORK/ca.key" -days 2 -extfile "$WORK/ecc-ek.ext" -outform DER -out "$WORK/ecc-ek.der" \
+  2>/dev/null || fail "ECC EK certificate"
+[ "$(stat -c %s "$WORK/ecc-ek.der")" -gt 1024 ] || fail "the ECC EK certificate is not larger than one NV read"
 tpm2_nvdefine -T "$TPMTOKEN_TCTI" -C p -s "$(stat -c %s "$WORK/ecc-ek.der")" \
   -a "ppwrite|ppread|ownerread|authread|platformcreate|no_da" 0x01c0000a >/dev/null 2>&1 || fail "nvdefine"
 tpm2_nvwrite -T "$TPMTOKEN_TCTI" -C p -i "$WORK/ecc-ek.der" 0x01c0000a >/dev/null 2>&1 || fail "nvwrite"
 "$T" attest --key rsa-key --out "$WORK/ecc.req" >"$WORK/out" 2>&1 || fail "attest (ECC EK): $(cat "$WORK/out")"
 grep -q "EK ECC P-256, with its certificate" "$WORK/out" || fail "attest did not use the ECC EK: $(cat "$WORK/out")"
+python3 -c 'import base64,json,sys; r=json.load(open(sys.argv[1])); sys.exit(base64.b64decode(r["ek_certificate"]) != open(sys.argv[2],"rb").read())' \
+  "$WORK/ecc.req" "$WORK/ecc-ek.der" || fail "the EK certificate read in pieces is not the one written"
 expect_exit 11 "does not chain" \
   verifier attest challenge "$WORK/ecc.req" --ek-ca "$WORK/ekca.pem" --state "$WORK/ecc.state" --out "$WORK/ecc.ch"
 verifier attest challenge "$WORK/ecc.req" --ek-ca "$WORK/ca.pem" --state "$WORK/ecc.state" \
   --out "$WORK/ecc.ch" >/dev/null || fail "challenge (ECC EK)"
 "$T" attest respond "$WORK/ecc.ch" --key rsa-key --out "$WORK/ecc.rsp" >/dev/null || fail "respond (ECC EK)"
 verifier attest verify "$WORK/ecc.rsp" --state "$WORK/ecc.state" >/dev/null || fail "verify (ECC EK)"
-pass "ECC P-256 EK with its certificate: full flow"
+pass "ECC P-256 EK with its certificate ($(stat -c %s "$WORK/ecc-ek.der") bytes, read in pieces): full flow"
