@@ -24,6 +24,9 @@ struct Options {
   PinSource pin;
   PinSource so_pin{"", "", "TPMTOKEN_SO_PIN", "SO PIN: "};
   PinSource new_pin{"", "", "TPMTOKEN_NEW_PIN", "New PIN: "};
+  // attest (issue 12)
+  std::string state, ek_ca, ek_pub, ek_pem, pubkey_out;
+  bool allow_imported = false;
 };
 
 int Status(const Options& o);
@@ -44,5 +47,23 @@ int StoreAcceptRestore(const Options& o);
 int StoreDelete(const Options& o);
 int Audit(const Options& o);
 int AuditVerify(const Options& o);
+
+// Key attestation (attest.cc). Exit codes beyond tool.h's, one per cause.
+enum AttestExit : int {
+  kMalformed = 10,         // a request, challenge, state or response is malformed
+  kEkUntrusted = 11,       // EK outside the CA bundle / not the enrolled one / unusable
+  kAkNotRestricted = 12,   // the AK is not a restricted fixedTPM signing key
+  kOtherChallenge = 13,    // the response answers another challenge than the state's
+  kReplayed = 14,          // the state's challenge was already answered
+  kNotProven = 15,         // the credential's secret was not recovered (AK not in the EK's TPM)
+  kBadSignature = 16,      // the certify signature is not the AK's
+  kWrongKey = 17,          // the certified key is not the requested one
+  kImported = 18,          // the key was imported (sensitiveDataOrigin clear)
+  kNotFixed = 19,          // the key is not fixedTPM/fixedParent
+};
+int AttestRequest(const Options& o);
+int AttestChallenge(const Options& o);
+int AttestRespond(const Options& o);
+int AttestVerify(const Options& o);
 
 }  // namespace tpmtoken::tool

@@ -202,6 +202,9 @@ class Module {
     bool da_fallback;
   };
   std::vector<TokenSummary> Tokens();
+  // The TPM key behind a private key object this session can use (the
+  // tool's `attest respond` certifies it); nullptr when h names none.
+  std::shared_ptr<const KeyMaterial> TpmKeyOf(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key);
 
   // Freshness (freshness.cc). Why the anchor refused this store ("" when
   // it did not); only a kRecover module opens such a store.

@@ -242,7 +242,7 @@ Secret CfbParam(ByteView hmac_key, ByteView newer, ByteView older, ByteView in, 
 
 TSS2_RC FastSession::Execute(TPM2_CC command, ByteView names, ByteView auth,
                              bool decrypt_response, bool encrypt_command, bool audit,
-                             const SysContext* sys) {
+                             const SysContext* sys, const TPMS_AUTH_COMMAND* second) {
   const uint8_t attrs = TPMA_SESSION_CONTINUESESSION |
                         (decrypt_response ? TPMA_SESSION_ENCRYPT : 0) |
                         (encrypt_command ? TPMA_SESSION_DECRYPT : 0) |
@@ -277,7 +277,8 @@ TSS2_RC FastSession::Execute(TPM2_CC command, ByteView names, ByteView auth,
   }());
 
   TSS2L_SYS_AUTH_COMMAND cmd{};
-  cmd.count = 1;
+  cmd.count = second ? 2 : 1;
+  if (second) cmd.auths[1] = *second;
   cmd.auths[0].sessionHandle = handle_;
   cmd.auths[0].nonce.size = kDigest;
   std::memcpy(cmd.auths[0].nonce.buffer, nonce_caller.data(), kDigest);
@@ -302,7 +303,7 @@ TSS2_RC FastSession::Execute(TPM2_CC command, ByteView names, ByteView auth,
   if (rc != TSS2_RC_SUCCESS) return rc;
   TSS2L_SYS_AUTH_RESPONSE rsp{};
   if (TSS2_RC r = Tss2_Sys_GetRspAuths(sys_, &rsp); r != TSS2_RC_SUCCESS) return r;
-  if (rsp.count != 1 || rsp.auths[0].nonce.size < 16 || rsp.auths[0].hmac.size != kDigest)
+  if (rsp.count != cmd.count || rsp.auths[0].nonce.size < 16 || rsp.auths[0].hmac.size != kDigest)
     return TSS2_SYS_RC_MALFORMED_RESPONSE;
   const Bytes nonce_tpm(rsp.auths[0].nonce.buffer,
                         rsp.auths[0].nonce.buffer + rsp.auths[0].nonce.size);

@@ -49,9 +49,13 @@ class FastSession {
   // With audit the command has no authorization handle and the session is
   // used for audit only (TPMA_SESSION_AUDIT): the response is verified the
   // same way. sys, when given, bounds every length taken from the response.
+  // second: the authorization of the command's second handle (a password
+  // session or a policy session with an empty HMAC key, e.g. an EK's
+  // PolicySecret session); this session's HMAC still covers the response.
   TSS2_RC Execute(TPM2_CC command, ByteView names, ByteView auth, bool decrypt_response,
                   bool encrypt_command = false, bool audit = false,
-                  const SysContext* sys = nullptr);
+                  const SysContext* sys = nullptr,
+                  const TPMS_AUTH_COMMAND* second = nullptr);
   // Forget the session without flushing it (its connection is gone).
   void Abandon() { handle_ = 0; }
 

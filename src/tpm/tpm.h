@@ -248,6 +248,37 @@ class Tpm {
   // Flushes the cached keys only (at logout: their auth values go with it).
   void FlushKeys();
 
+  // Key attestation (attest.cc, issue 12). The endorsement hierarchy's
+  // authorization must be empty (the TCG default). Each call flushes the
+  // cached keys first: the EK, the AK and a key must fit beside the primary.
+  struct EkCertificate {
+    uint32_t index = 0;
+    bool ecc = false;
+    Bytes der;
+  };
+  // The EK certificates in NV (TCG EK credential profile: RSA 2048 at
+  // 0x01c00002, ECC P-256 at 0x01c0000a), read in TPM2_PT_NV_BUFFER_MAX
+  // pieces; none when the TPM has none.
+  std::vector<EkCertificate> ReadEkCertificates();
+  // The EK (TCG default template L-1 RSA 2048 or L-2 ECC P-256) and the AK
+  // (a restricted ECDSA P-256 signing primary in the endorsement hierarchy
+  // with a fixed unique value: the same key every time), as marshalled
+  // TPM2B_PUBLIC, read in the module's session (the answer is verified) and
+  // checked against the template.
+  Bytes EkPublic(bool ecc);
+  Bytes AkPublic();
+  // TPM2_ActivateCredential: the AK (its empty auth in the module session,
+  // which encrypts the answer) and the EK (a PolicySecret(endorsement)
+  // session). Throws TpmError (base() TPM2_RC_INTEGRITY or similar) when the
+  // credential was not made for this AK under this EK.
+  Secret ActivateCredential(bool ecc_ek, ByteView id_object, ByteView encrypted_secret);
+  // TPM2_Certify of a token key by the AK; attest is the TPMS_ATTEST,
+  // signature the marshalled TPMT_SIGNATURE.
+  struct Certified {
+    Bytes attest, signature, key_public;  // key_public: marshalled TPM2B_PUBLIC
+  };
+  Certified Certify(const SealedBlob& key, ByteView auth, ByteView qualifying_data);
+
  private:
   Tpm();
   // Takes the mutex and readies the bus: a connection that failed is
@@ -283,6 +314,7 @@ class Tpm {
   void ReadFixedProperties();
   std::vector<TPMS_TAGGED_PROPERTY> VarProperties();
   void RecoverTransientMemory();
+  TpmObject EndorsementPrimary(const TPM2B_PUBLIC& tmpl, Bytes* out_public, const char* what);
   template <typename Fn>
   auto Retry(Fn&& fn);
 
