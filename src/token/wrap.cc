@@ -161,18 +161,21 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
     // PKCS#1 v1.5 (Bardou et al. attacked exactly this call): implicit
     // rejection, and with a known key length the TLS countermeasure on top,
     // so that a wrong length is rejected the same silent way as a bad
-    // padding and the unwrap succeeds with an unusable key either way. An
-    // AES key without CKA_VALUE_LEN would leave "the length is 16, 24 or
-    // 32" as an oracle, so the template must name it.
+    // padding and the unwrap succeeds with an unusable key either way.
+    // Without CKA_VALUE_LEN the answer would still tell whether the length
+    // was one the key type takes (16/24/32 for AES, 1..128 for a generic
+    // secret: half of the synthetic lengths), so the template must name it.
+    // (A PKCS#8 private key needs no length: a synthetic or attacker-made
+    // block essentially never parses as one, so that answer says nothing.)
     std::optional<size_t> fixed_len;
     if (!op->oaep() && cls->cls == CKO_SECRET_KEY) {
-      if (auto want = a.Ulong(CKA_VALUE_LEN)) {
-        fixed_len = *want;
-      } else if (a.Ulong(CKA_KEY_TYPE) == CKK_AES) {
-        log::Warn("C_UnwrapKey with CKM_RSA_PKCS: give CKA_VALUE_LEN for an AES key (without "
-                  "it the answer would tell whether the padding held a valid AES length)");
+      const auto want = a.Ulong(CKA_VALUE_LEN);
+      if (!want) {
+        log::Warn("C_UnwrapKey with CKM_RSA_PKCS: give CKA_VALUE_LEN for a secret key (without "
+                  "it the answer would tell whether the padding held a usable length)");
         return CKR_TEMPLATE_INCOMPLETE;
       }
+      fixed_len = *want;
     }
     op->Update(wrapped);
     const KeyMaterial& key = *u->key;

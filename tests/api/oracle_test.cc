@@ -201,10 +201,15 @@ TEST_F(Oracle, UnwrapGivesOneCodeAfterTheRsaStep) {
   const Bytes synthetic = Attr(k, CKA_VALUE);
   ASSERT_EQ(Unwrap(pkcs, priv, bad, CKK_AES, 16, &k), CKR_OK);
   EXPECT_EQ(Attr(k, CKA_VALUE), synthetic);  // deterministic
-  // An AES key without CKA_VALUE_LEN would leave "valid AES length" as an
+  // A secret key without CKA_VALUE_LEN would leave "a usable length" as an
   // oracle: refused before the RSA step, as is a length no AES key has.
   EXPECT_EQ(Unwrap(pkcs, priv, bad, CKK_AES, 0, &k), CKR_TEMPLATE_INCOMPLETE);
   EXPECT_EQ(Unwrap(pkcs, priv, bad, CKK_AES, 20, &k), CKR_ATTRIBUTE_VALUE_INVALID);
+  // A generic secret takes 1..128 bytes: half the synthetic lengths. The
+  // same rule.
+  EXPECT_EQ(Unwrap(pkcs, priv, bad, CKK_GENERIC_SECRET, 0, &k), CKR_TEMPLATE_INCOMPLETE);
+  ASSERT_EQ(Unwrap(pkcs, priv, bad, CKK_GENERIC_SECRET, 48, &k), CKR_OK);
+  EXPECT_EQ(Attr(k, CKA_VALUE).size(), 48u);
 
   // Every failure after the RSA step: CKR_WRAPPED_KEY_INVALID. Before this
   // change: bad OAEP padding CKR_WRAPPED_KEY_INVALID, a non-AES length
