@@ -123,6 +123,42 @@ mutate "$WORK/ec-key/rsp" "$WORK/bad-rsp2" 'v = b("attest"); v[-1] ^= 1; s("atte
 expect_exit 16 "signature is not the AK's" verifier attest verify "$WORK/bad-rsp2" --state "$WORK/s6"
 pass "altered challenge and altered response refused"
 
+# An AK that is not in the TPM: an attacker's software key dressed as an AK
+# (restricted, fixedTPM, ... claimed in its public area). The challenge is
+# made for it, but only a TPM holding both the EK and that AK opens it:
+# respond fails, and a response the attacker signs himself proves nothing.
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/fake.key" 2>/dev/null
+openssl pkey -in "$WORK/fake.key" -pubout -outform DER -out "$WORK/fake.spki" 2>/dev/null
+mutate "$WORK/ec-key/req" "$WORK/fake.req" '
+xy = open(sys.argv[1].rsplit("/", 2)[0] + "/fake.spki", "rb").read()[-64:]
+area = bytes.fromhex("0023000b00050472000000100018000b00030010") + b"\x00\x20" + xy[:32] + b"\x00\x20" + xy[32:]
+s("ak_public", len(area).to_bytes(2, "big") + area)'
+verifier attest challenge "$WORK/fake.req" --ek-ca "$WORK/ekca.pem" --state "$WORK/fake.state" \
+  --out "$WORK/fake.ch" >/dev/null || fail "challenge for the fake AK"
+expect_exit 15 "does not open in this TPM" "$T" attest respond "$WORK/fake.ch" --key ec-key --out "$WORK/x.rsp"
+python3 - "$WORK" <<'PY' || fail "forging the response"
+import base64, json, subprocess, sys
+w = sys.argv[1]
+ch = json.load(open(w + "/fake.ch"))
+old = json.load(open(w + "/ec-key/rsp"))
+attest = base64.b64decode(old["attest"])  # a real TPMS_ATTEST, another challenge's extraData
+open(w + "/fake.attest", "wb").write(attest)
+der = subprocess.run(["openssl", "dgst", "-sha256", "-sign", w + "/fake.key", w + "/fake.attest"],
+                     check=True, capture_output=True).stdout
+def ints(d):  # SEQUENCE { INTEGER r, INTEGER s }
+    i, out = 2 if d[1] < 0x80 else 3, []
+    while i < len(d):
+        n = d[i + 1]; v = d[i + 2:i + 2 + n].lstrip(b"\0"); out.append(v); i += 2 + n
+    return out
+r, s_ = ints(der)
+sig = bytes.fromhex("0018000b") + len(r).to_bytes(2, "big") + r + len(s_).to_bytes(2, "big") + s_
+rsp = {"format": "tpmtoken-attest-response-v1", "challenge_id": ch["challenge_id"],
+       "attest": old["attest"], "signature": base64.b64encode(sig).decode(), "key_public": old["key_public"]}
+json.dump(rsp, open(w + "/fake.rsp", "w"))
+PY
+expect_exit 15 "does not prove the challenge's secret" verifier attest verify "$WORK/fake.rsp" --state "$WORK/fake.state"
+pass "an AK outside the EK's TPM: the challenge does not open, a self-signed response is refused"
+
 # An imported key: refused unless --allow-imported, and never called born in the TPM.
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/imp.key" 2>/dev/null
 "$T" key import --key imp-key "$WORK/imp.key" >/dev/null || fail "key import"
