@@ -282,7 +282,7 @@ int Rotate(const Options& o) {
       if (current) subject = X509_get_subject_name(current.get());
     }
     const KeyPair kp = GenerateKey(ctx, s, type, next);
-    m.AuditEvent("rotation of '" + o.key + "' started: new key '" + next + "'");
+    m.AuditEvent("rotation started: a successor key was generated");
     WriteOut(o.out, MakeCsr(ctx, s, kp.priv, o.subject, o.san, subject));
     std::cerr << "tpmtoken: new key '" << next << "' generated; '" << o.key
               << "' keeps working until `tpmtoken rotate --key " << o.key << " --finish CERT`\n";
@@ -315,8 +315,8 @@ int Rotate(const Options& o) {
             if (CK_RV rv = m.SetAttributeValue(s, h, &relabel, 1); rv != CKR_OK) return rv;
           CK_OBJECT_HANDLE c;
           if (CK_RV rv = StoreCert(ctx, s, cert.get(), new_id, o.key, &c); rv != CKR_OK) return rv;
-          m.store().Audit("rotation of '" + o.key + "' finished: key id " + Hex(new_id) +
-                          " replaces " + Hex(old_id));
+          m.store().Audit("rotation finished: the successor key and its certificate replace "
+                          "the old key");
           return CKR_OK;
         }),
         "rotate --finish");

@@ -411,7 +411,8 @@ CK_RV Module::AcceptRestore(ByteView so_pin, bool owner) {
     auto now = store_->Anchor(sk_.view());
     now->value = tpm_->ReadAnchorCounter(now->nv_index, now->nv_name, now->auth.view());
     now->token_macs = store_->TokenMacs(sk_.view());
-    store_->Audit("restore accepted (every token's SO PIN): " + anchor_problem_);
+    store_->Audit("restore accepted (every token's SO PIN): the store was re-bound to its "
+                  "anchor counter as it is");
     now->audit_head = store_->AuditHead();
     store_->SetAnchor(*now, sk_.view());
     CommitDurably(*store_, txn);

@@ -193,8 +193,7 @@ CK_RV Module::InitToken(CK_SLOT_ID slot, ByteView so_pin, ByteView label_field) 
       store_->DeleteObjects(t->db_id);
       store_->UpdateToken(t->db_id, static_cast<uint32_t>(t->slot_id), rec.Encode(), sk_.view());
       RecordNvIntents({old_so.nv_index, old_user.present ? old_user.nv_index : 0});
-      store_->Audit("token " + rec.serial + " re-initialized (label '" + rec.label +
-                    "'): its objects and user PIN removed");
+      store_->Audit("token " + rec.serial + " re-initialized: its objects and user PIN removed");
       txn.Commit();
     } catch (...) {
       FinishNvChange({so.nv_index}, {});
@@ -228,7 +227,7 @@ CK_RV Module::InitToken(CK_SLOT_ID slot, ByteView so_pin, ByteView label_field) 
     if (!taken) {
       id = store_->AddToken(static_cast<uint32_t>(slot), rec.Encode(), sk_.view());
       store_->SetMeta(kFreeSlotKey, EncodeBe32(static_cast<uint32_t>(NewSlotId())));
-      store_->Audit("token " + rec.serial + " initialized (label '" + rec.label + "')");
+      store_->Audit("token " + rec.serial + " initialized");
       txn.Commit();
     }
   } catch (...) {

@@ -121,20 +121,17 @@ CK_RV Module::CheckWriteAccess(const Session& s, bool token_object, bool private
   return CKR_OK;
 }
 
-// What the audit log says about an object: its class, row and, for a public
-// object, its label. A private object's label is itself under the token key,
-// so it stays out of the (clear) log.
+// What the audit log says about an object: its class, row and token. No
+// label or ID: the log is in clear, and the store reveals neither
+// (tests/integration/store_secrecy.sh).
 std::string Module::AuditName(const Token& t, const Object& o) const {
   static const std::map<CK_ULONG, const char*> kClasses = {
       {CKO_PRIVATE_KEY, "private key"}, {CKO_PUBLIC_KEY, "public key"},
       {CKO_SECRET_KEY, "secret key"},   {CKO_CERTIFICATE, "certificate"},
       {CKO_DATA, "data object"}};
   const auto cls = kClasses.find(o.attrs.Ulong(CKA_CLASS).value_or(~CK_ULONG{0}));
-  std::string out = std::string(cls == kClasses.end() ? "object" : cls->second) + " " +
-                    std::to_string(o.db_id) + " of token " + t.rec.serial;
-  const Bytes* label = o.attrs.Find(CKA_LABEL);
-  if (!o.is_private() && label) out += " '" + std::string(label->begin(), label->end()) + "'";
-  return out;
+  return std::string(cls == kClasses.end() ? "object" : cls->second) + " " +
+         std::to_string(o.db_id) + " of token " + t.rec.serial;
 }
 
 void Module::Persist(Token& t, Object& o) {

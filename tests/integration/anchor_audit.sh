@@ -19,11 +19,11 @@ c = sqlite3.connect(sys.argv[1]); c.executescript(sys.argv[2]); c.commit()' "$S"
 "$T" key delete --key k1 >/dev/null || fail "key delete"
 "$T" pin change --pin-file "$WORK/pin" --new-pin 24682468 >/dev/null 2>&1 || fail "pin change"
 "$T" audit >"$WORK/log" || fail "audit"
-for want in "token .* initialized (label 'dev')" "user PIN set by the SO" "created private key" \
-    "created public key .* 'k1'" "destroyed private key" "user PIN changed"; do
+for want in "token .* initialized" "user PIN set by the SO" "created private key" \
+    "created public key" "destroyed private key" "user PIN changed"; do
   grep -q "$want" "$WORK/log" || fail "no audit entry '$want': $(cat "$WORK/log")"
 done
-grep -q "123456\|24682468\|87654321" "$WORK/log" && fail "a PIN is in the audit log"
+grep -q "123456\|24682468\|87654321\|dev\|k1" "$WORK/log" && fail "a PIN or a label is in the audit log"
 "$T" --json audit | python3 -c 'import json, sys; e = json.load(sys.stdin); assert len(e) >= 6 and "event" in e[0]' \
   || fail "audit --json"
 [ "$("$T" audit --since 2999-01-01 | wc -l)" -eq 0 ] || fail "audit --since"

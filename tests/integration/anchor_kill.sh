@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 7 item 4: kill -9 at random points of C_SetPIN, C_InitPIN, C_InitToken
-# re-initialization and `tpmtoken rotate --finish` (KILLS each, 200 by
-# default). After every kill the token opens, the role's PIN is the old or
+# re-initialization and `tpmtoken rotate --finish` (KILLS kills each, 200 by
+# default; the suite runs 50: see tests/meson.build). After every kill the token opens, the role's PIN is the old or
 # the new one, and the number of NV indices in the TPM never grows.
 source "$(dirname "$0")/lib.sh"
 # Through tpm2-abrmd, as in production (/dev/tpmrm0): a killed process's TPM
@@ -28,7 +28,7 @@ run_killed() {
   shift
   "$@" >/dev/null 2>&1 &
   local pid=$!
-  sleep "$(awk -v r=$RANDOM -v m="$max" 'BEGIN { printf "%.3f", r / 32768 * m / 1000 }')"
+  sleep "$(awk -v r=$RANDOM -v m="$max" 'BEGIN { printf "%.3f", r / 32768 * m * 0.9 / 1000 }')"
   kill -9 "$pid" 2>/dev/null && killed=$((killed + 1))
   wait "$pid" 2>/dev/null || true
 }
@@ -56,7 +56,8 @@ cur=1111
 ms=$(time_ms p11 --token-label kill --login --pin 1111 --change-pin --new-pin 2222)
 cur=2222
 killed=0
-for _ in $(seq "$KILLS"); do
+for _ in $(seq $((KILLS * 3))); do
+  [ "$killed" -lt "$KILLS" ] || break
   [ "$cur" = 1111 ] && next=2222 || next=1111
   run_killed "$ms" pkcs11-tool --module "$MODULE" --token-label kill --login --pin "$cur" --change-pin --new-pin "$next"
   if user_ok "$next"; then cur=$next; elif ! user_ok "$cur"; then debug_state; fail "C_SetPIN: neither $cur nor $next opens the user role"; fi
@@ -68,7 +69,8 @@ pass "C_SetPIN: $killed kills, the user PIN is always the old or the new one, NV
 ms=$(time_ms p11 --token-label kill --login --login-type so --so-pin "$SO" --init-pin --pin 3333)
 cur=3333
 killed=0
-for _ in $(seq "$KILLS"); do
+for _ in $(seq $((KILLS * 3))); do
+  [ "$killed" -lt "$KILLS" ] || break
   [ "$cur" = 3333 ] && next=4444 || next=3333
   run_killed "$ms" pkcs11-tool --module "$MODULE" --token-label kill --login --login-type so --so-pin "$SO" --init-pin --pin "$next"
   if user_ok "$next"; then cur=$next; elif ! user_ok "$cur"; then debug_state; fail "C_InitPIN: neither $cur nor $next opens the user role"; fi
@@ -81,7 +83,8 @@ slot=$(p11 -L 2>/dev/null | awk '/^Slot/ { slot = $3 } /token label *: kill/ { p
 [ -n "$slot" ] || fail "no slot for token kill"
 ms=$(time_ms p11 --slot "$slot" --init-token --label kill --so-pin "$SO")
 killed=0
-for _ in $(seq "$KILLS"); do
+for _ in $(seq $((KILLS * 3))); do
+  [ "$killed" -lt "$KILLS" ] || break
   run_killed "$ms" pkcs11-tool --module "$MODULE" --slot "$slot" --init-token --label kill --so-pin "$SO"
   so_ok "$SO" || fail "C_InitToken re-init: the SO PIN no longer opens the token: $(p11 --token-label kill --session-rw --login --login-type so --so-pin "$SO" -O 2>&1 | tail -3)"
   check_nv "C_InitToken"
@@ -100,7 +103,8 @@ echo data >"$WORK/msg"
 killed=0
 finished=0
 ms=0
-for i in $(seq "$KILLS"); do
+for i in $(seq $((KILLS * 3))); do
+  [ "$killed" -lt "$KILLS" ] || break
   if ! "$T" key list 2>/dev/null | grep -q '^dev.next'; then
     "$T" rotate --key dev --out "$WORK/n.csr" 2>/dev/null || fail "rotate (round $i)"
     sign_csr "$WORK/n.csr" "$WORK/n.pem"
