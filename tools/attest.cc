@@ -229,6 +229,15 @@ int AttestRespond(const Options& o) {
   rsp.SetBytes("signature", certified.signature);
   rsp.SetBytes("key_public", certified.key_public);
   rsp.Write(o.out);
+  // Each attestation the device answers is a security event (issue 12 item 3).
+  try {
+    // No label: the log is in clear and the store reveals no private label.
+    ctx.module().AuditEvent("attestation: a key certified by the attestation key for challenge " +
+                            id);
+  } catch (const std::exception& e) {
+    std::cerr << "tpmtoken: warning: the attestation was not recorded in the audit log: " << e.what()
+              << "\n";
+  }
   std::cout << "response to challenge " << id << " written to " << o.out << "\n";
   return kOk;
 }

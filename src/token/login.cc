@@ -300,11 +300,49 @@ CK_RV Module::Login(CK_SESSION_HANDLE h, CK_USER_TYPE who, ByteView pin) {
   const RoleSeal& role = who == CKU_SO ? t.rec.so : t.rec.user;
   if (!role.present) return CKR_USER_PIN_NOT_INITIALIZED;
   Secret tk;
-  if (CK_RV rv = OpenRole(t, role, pin, &tk); rv != CKR_OK) return rv;
+  const CK_RV rv = OpenRole(t, role, pin, &tk);
+  AuditLogin(t, who == CKU_SO, rv);
+  if (rv != CKR_OK) return rv;
   if (role.nv_index != 0 && tpm::Tpm::IsNoDa(role.seal)) ResealRole(t, who == CKU_SO, pin, tk);
   t.tk = std::move(tk);
   t.login = who;
   return CKR_OK;
+}
+
+// Logins go to the audit log (issue 7 item 7): success, a wrong PIN with the
+// TPM's count after it (one NV read, only on failure), a refused locked PIN.
+// The log never costs the login: a read-only store or a failed write only
+// leaves a warning.
+void Module::AuditLogin(const Token& t, bool so, CK_RV rv) {
+  if (store_->read_only()) return;
+  const std::string who = std::string("token ") + t.rec.serial + ": " + (so ? "SO" : "user");
+  std::string event;
+  if (rv == CKR_OK) {
+    event = who + " login";
+  } else if (rv == CKR_PIN_INCORRECT) {
+    event = who + " login failed: wrong PIN";
+    const RoleSeal& role = so ? t.rec.so : t.rec.user;
+    if (role.nv_index != 0) {
+      try {
+        const tpm::PinCounter c = tpm_->ReadPinCounter(role.nv_index, role.seal);
+        event += " (" + std::to_string(c.count) + " of " + std::to_string(c.limit) + " tries used" +
+                 (c.locked() ? "; PIN now locked" : "") + ")";
+      } catch (const std::exception&) {
+        event += " (counter unreadable)";
+      }
+    } else {
+      event += " (counted by the TPM's dictionary-attack counter)";
+    }
+  } else if (rv == CKR_PIN_LOCKED) {
+    event = who + " login refused: PIN locked";
+  } else {
+    return;  // not a PIN outcome (device errors are logged where they happen)
+  }
+  try {
+    AuditEvent(event);
+  } catch (const std::exception& e) {
+    log::Warn("audit log: could not record \"", event, "\": ", e.what());
+  }
 }
 
 // A PIN-counter seal made by an earlier version is NODA: an owner who

@@ -226,6 +226,7 @@ class Module {
   // Appends an audit entry in its own transaction (the tool's events that no
   // core change records, e.g. a rotation's start).
   void AuditEvent(const std::string& event);
+  void AuditLogin(const Token& t, bool so, CK_RV rv);
   // Checks the audit chain against the anchor's head: "" or the first bad
   // entry.
   std::string VerifyAudit();
