@@ -6,6 +6,8 @@
 // put back, or one whose -wal file was lost, is older than the TPM's record
 // and refused. The index's authPolicy carries a public tag naming the
 // store's path, so a missing or emptied store is refused, not made anew.
+#include <cstring>
+#include <cerrno>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -16,6 +18,7 @@
 #include "crypto/aead.h"
 #include "crypto/ossl.h"
 #include "token/module.h"
+#include "util/access.h"
 #include "util/log.h"
 
 namespace tpmtoken {
@@ -118,7 +121,19 @@ std::string RestoreHint() {
 Module::StoreFile Module::InspectStoreFile(const std::string& path) {
   StoreFile f;
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return f;
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) return f;
+    // Not "missing": this user may not look (a store shared with a group
+    // this process is not in). Say so rather than refuse it as deleted.
+    const std::string why = access::Problem(path, true);
+    throw std::runtime_error("cannot open store " + path + ": " +
+                             (why.empty() ? std::string(std::strerror(errno)) : why));
+  }
+  if (::access(path.c_str(), R_OK) != 0) {
+    const std::string why = access::Problem(path, true);
+    throw std::runtime_error("cannot open store " + path + ": " +
+                             (why.empty() ? std::string("not readable by this user") : why));
+  }
   f.state = st.st_size == 0 ? StoreFile::kEmpty : StoreFile::kPresent;
   if (f.state == StoreFile::kPresent) {
     // SQLite needs the file and (for its -wal and -shm) the directory.

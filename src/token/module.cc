@@ -577,9 +577,12 @@ CK_RV Module::CancelOperations(CK_SESSION_HANDLE h, CK_FLAGS flags) {
 
 CK_RV Module::GenerateRandom(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG n) {
   if (!FindSession(h)) return CKR_SESSION_HANDLE_INVALID;
-  const Bytes r = tpm_->GetRandom(n);
-  std::memcpy(out, r.data(), n);
-  return CKR_OK;
+  if (n == 0) return CKR_OK;  // nothing to ask the TPM for (and no memcpy from null)
+  Bytes r = tpm_->GetRandom(n);
+  const bool whole = r.size() == n;
+  if (whole) std::memcpy(out, r.data(), n);
+  Wipe(r.data(), r.size());  // the caller's copy is the only one left
+  return whole ? CKR_OK : CKR_DEVICE_ERROR;
 }
 
 CK_RV Module::SeedRandom(CK_SESSION_HANDLE h) {

@@ -262,7 +262,7 @@ class Module {
   // range (PinBase), so an intent never names another store's index.
   uint32_t PinBase();
   void RecordNvIntents(std::initializer_list<uint32_t> indices);
-  void ClearNvIntents(std::initializer_list<uint32_t> indices);
+  void ClearNvIntents(const std::vector<uint32_t>& indices);
   void ReclaimNvIntents();
   // After the change committed: undefines drop, clears the intents of drop
   // and keep (keep: indices the committed records now reference).

@@ -55,16 +55,28 @@ void Module::RecordNvIntents(std::initializer_list<uint32_t> indices) {
   }
 }
 
-void Module::ClearNvIntents(std::initializer_list<uint32_t> indices) {
+void Module::ClearNvIntents(const std::vector<uint32_t>& indices) {
   for (uint32_t index : indices)
     if (index) store_->db().Prepare("DELETE FROM meta WHERE key = ?").Bind(1, IntentKey(index)).Run();
 }
 
 void Module::FinishNvChange(std::initializer_list<uint32_t> drop,
                             std::initializer_list<uint32_t> keep) {
-  for (uint32_t index : drop) tpm_->UndefinePinCounter(index);
+  // The change itself has committed (or failed) already: an index that will
+  // not go now (a TPM or bus failure) keeps its intent, and the next open
+  // reclaims it. The caller's outcome does not depend on it.
+  std::vector<uint32_t> gone;
+  for (uint32_t index : drop) {
+    try {
+      tpm_->UndefinePinCounter(index);
+      gone.push_back(index);
+    } catch (const std::exception& e) {
+      log::Warn("PIN counter NV index 0x", std::hex, index, std::dec,
+                " could not be removed now (", e.what(), "); the next start reclaims it");
+    }
+  }
   store::Db::Txn txn(store_->db());
-  ClearNvIntents(drop);
+  ClearNvIntents(gone);
   ClearNvIntents(keep);
   txn.Commit();
 }

@@ -13,7 +13,7 @@ H=${BUS_HELPER:?BUS_HELPER must name the bus_helper binary}
 tpm() { tpm2_"$1" -T "$TPMTOKEN_TCTI" "${@:2}"; }
 
 init_token bus 12345678 1234
-idx=$(tpm getcap handles-nv-index | awk '/^- 0x13/ { print $2 }' | tail -1)
+idx=$(tpm getcap handles-nv-index | awk '/^- 0x13[0-7]/ { print $2 }' | tail -1)
 [ -n "$idx" ] || fail "no PIN counter: $(tpm getcap handles-nv-index)"
 
 # The module's computed name is the TPM's.

@@ -59,7 +59,8 @@ pass "in one process: the lost answer fails one login (CKR_DEVICE_ERROR); the ne
 # CKR_DEVICE_ERROR, never "locked", and nothing advises re-initializing.
 kill "${CLEANUP_PIDS[-1]}"
 rm -f "$WORK/proxy.port"
-python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 14e 1 flip >"$WORK/proxy.log" 2>&1 &
+# The 1st NV_Read of a start is the store anchor's; the 2nd the user PIN counter.
+python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 14e 2 flip >"$WORK/proxy.log" 2>&1 &
 CLEANUP_PIDS+=($!)
 for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
 export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
