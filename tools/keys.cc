@@ -4,6 +4,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -83,6 +84,16 @@ int KeyGenerate(const Options& o) {
   return kOk;
 }
 
+// Last use as UTC ISO 8601, as tpmtoken audit prints times.
+std::string UseTime(int64_t t) {
+  const auto tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
 int KeyList(const Options& o) {
   Context ctx;
   const CK_SESSION_HANDLE s = ctx.UserSession(o.label, o.pin);
@@ -95,11 +106,16 @@ int KeyList(const Options& o) {
     const Bytes local = ctx.Attr(s, keys[i], CKA_LOCAL);
     const std::string origin = (!local.empty() && local[0]) ? "generated" : "imported";
     const std::string type = KeyDescription(ctx, s, keys[i]);
+    const store::Store::KeyUse use = ctx.module().KeyUseOf(s, keys[i]);
     if (o.json)
       std::cout << (i ? "," : "") << "{\"label\":" << JsonString(label) << ",\"id\":\"" << id
-                << "\",\"type\":\"" << type << "\",\"origin\":\"" << origin << "\"}";
+                << "\",\"type\":\"" << type << "\",\"origin\":\"" << origin
+                << "\",\"uses\":" << use.count << ",\"last_use\":"
+                << (use.count ? "\"" + UseTime(use.last_use) + "\"" : std::string("null")) << "}";
     else
-      std::cout << label << "\t" << type << "\t" << origin << "\tid " << id << "\n";
+      std::cout << label << "\t" << type << "\t" << origin << "\tid " << id << "\tuses "
+                << use.count << (use.count ? ", last " + UseTime(use.last_use) : std::string())
+                << "\n";
   }
   if (o.json) std::cout << "]\n";
   return kOk;

@@ -113,6 +113,7 @@ CK_RV Finalize(CK_VOID_PTR reserved) {
   Module* m = Current();
   if (!m) return CKR_CRYPTOKI_NOT_INITIALIZED;
   Lock();  // wait for calls in flight
+  m->FlushAllKeyUses();
   g_module = nullptr;
   Unlock();
   delete m;

@@ -52,7 +52,7 @@ void Store::Audit(const std::string& event) {
   Stmt n = db_->Prepare("SELECT count(*) FROM audit");
   const int64_t count = n.Step() ? n.Int(0) : 0;
   n.Run();
-  if (static_cast<size_t>(count) > kAuditKeep + kAuditKeep / 10) PruneAudit(kAuditKeep);
+  if (static_cast<size_t>(count) > audit_keep_ + audit_keep_ / 10) PruneAudit(audit_keep_);
 }
 
 void Store::PruneAudit(size_t keep) {

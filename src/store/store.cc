@@ -41,6 +41,13 @@ const std::vector<std::function<void(Db&)>>& Migrations() {
             "CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL,"
             "  event TEXT NOT NULL, prev BLOB NOT NULL, hash BLOB NOT NULL);");
       },
+      // 4: per-key use counts (key_use.cc), outside the audit chain.
+      [](Db& db) {
+        db.Exec(
+            "CREATE TABLE key_use (token_id INTEGER NOT NULL, object_id INTEGER NOT NULL,"
+            "  count INTEGER NOT NULL, last_use INTEGER NOT NULL,"
+            "  PRIMARY KEY (token_id, object_id));");
+      },
   };
   return kSteps;
 }
@@ -183,6 +190,7 @@ void Store::WriteToken(int64_t id, uint32_t slot_id, ByteView plain, ByteView sk
 void Store::DeleteToken(int64_t id) {
   MarkDestructive();
   db_->Prepare("DELETE FROM objects WHERE token_id = ?").Bind(1, id).Run();
+  db_->Prepare("DELETE FROM key_use WHERE token_id = ?").Bind(1, id).Run();
   db_->Prepare("DELETE FROM tokens WHERE id = ?").Bind(1, id).Run();
 }
 
@@ -259,12 +267,18 @@ ObjectStamp Store::WriteObject(int64_t token_id, int64_t id, bool is_private, By
 bool Store::DeleteObject(int64_t token_id, int64_t id) {
   MarkDestructive();
   db_->Prepare("DELETE FROM objects WHERE id = ? AND token_id = ?").Bind(1, id).Bind(2, token_id).Run();
-  return db_->Changes() > 0;
+  const bool gone = db_->Changes() > 0;
+  db_->Prepare("DELETE FROM key_use WHERE token_id = ? AND object_id = ?")
+      .Bind(1, token_id)
+      .Bind(2, id)
+      .Run();
+  return gone;
 }
 
 void Store::DeleteObjects(int64_t token_id) {
   MarkDestructive();
   db_->Prepare("DELETE FROM objects WHERE token_id = ?").Bind(1, token_id).Run();
+  db_->Prepare("DELETE FROM key_use WHERE token_id = ?").Bind(1, token_id).Run();
 }
 
 }  // namespace tpmtoken::store

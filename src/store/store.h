@@ -21,7 +21,7 @@
 
 namespace tpmtoken::store {
 
-inline constexpr int kSchemaVersion = 3;
+inline constexpr int kSchemaVersion = 4;
 
 struct TokenRow {
   int64_t id = 0;
@@ -131,7 +131,21 @@ class Store : private TxnHooks {
   std::string VerifyAudit(ByteView head);
   Bytes AuditHead();
   void PruneAudit(size_t keep);
-  static constexpr size_t kAuditKeep = 10000;
+  static constexpr size_t kAuditKeep = 10000;  // the default of audit_retention
+  // Entries kept (tpmtoken.conf audit_retention); pruning starts at 110%.
+  void SetAuditRetention(size_t keep) { audit_keep_ = keep; }
+  size_t audit_retention() const { return audit_keep_; }
+
+  // Per-key use counts (key_use.cc): kept out of the audit chain, and
+  // written only in a transaction the caller makes anyway. AddKeyUses adds
+  // counts accumulated in memory (count, last use in seconds since the
+  // epoch); rows of deleted objects go with them.
+  struct KeyUse {
+    int64_t count = 0;
+    int64_t last_use = 0;
+  };
+  void AddKeyUses(int64_t token_id, const std::map<int64_t, KeyUse>& uses);
+  std::map<int64_t, KeyUse> KeyUses(int64_t token_id);
   // An advisory lock on the store file (flock), shared or exclusive, held
   // while this object lives. Opens check the counter under a shared lock.
   class FileLock {
@@ -184,6 +198,7 @@ class Store : private TxnHooks {
   Secret bound_sk_;
   std::function<void(const AnchorRecord&)> advance_;
   bool destructive_ = false;
+  size_t audit_keep_ = kAuditKeep;
   std::optional<AnchorRecord> advanced_;  // committed, waiting for the TPM step
 };
 

@@ -149,7 +149,12 @@ CK_RV Module::CipherUpdate(std::unique_ptr<CipherState>& st, bool decrypt, ByteV
     Session* s = FindSession(h);                                 \
     if (!s) return CKR_SESSION_HANDLE_INVALID;                   \
     if (!s->member) return CKR_OPERATION_NOT_INITIALIZED;        \
-    return call;                                                 \
+    /* a finished AES or RSA-decrypt operation counts a key use */ \
+    const std::shared_ptr<Object> key =                          \
+        (s->member->aes || decrypt) ? s->member->key : nullptr;  \
+    const CK_RV rv = call;                                       \
+    if (rv == CKR_OK && !s->member && key) CountUse(*s, *key);   \
+    return rv;                                                   \
   }
 TPMTOKEN_CIPHER_ENTRY(Encrypt(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len),
                       encrypt, false, CipherFinish(s->encrypt, false, data, out, out_len))

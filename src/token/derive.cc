@@ -90,6 +90,7 @@ CK_RV Module::DeriveKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
               "when it was generated); the TPM refused TPM2_ECDH_ZGen");
     return CKR_KEY_FUNCTION_NOT_PERMITTED;
   }
+  CountUse(*s, *o);
   size_t len = z.size();
   if (auto want = a.Ulong(CKA_VALUE_LEN)) {
     len = *want;

@@ -242,6 +242,7 @@ CK_RV Module::FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_
     const Bytes mac = state->hmac->Sign(HmacWith(*state->key));
     std::memcpy(out, mac.data(), mac.size());
     *out_len = mac.size();
+    CountUse(s, *state->key);
     return CKR_OK;
   }
   state->op->Update(data);
@@ -266,6 +267,7 @@ CK_RV Module::FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_
   }
   std::memcpy(out, sig.data(), sig.size());
   *out_len = sig.size();
+  CountUse(s, *state->key);
   return CKR_OK;
 }
 

@@ -400,6 +400,7 @@ CK_RV Module::Logout(CK_SESSION_HANDLE h) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
   if (s->token->login == kNobody) return CKR_USER_NOT_LOGGED_IN;
+  FlushKeyUses(*s->token);
   LogoutToken(*s->token);
   return CKR_OK;
 }

@@ -83,6 +83,7 @@ std::unique_ptr<Module> Module::Create(OpenMode mode) {
   }
   try {
     m->store_ = store::Store::Open(path, file.read_only);
+    m->store_->SetAuditRetention(m->cfg_.audit_retention);
   } catch (const store::StoreError& e) {
     const std::string what = e.what();
     // Corruption and read-only stores name themselves (store/db.cc).
@@ -434,6 +435,7 @@ CK_RV Module::CloseSession(CK_SESSION_HANDLE h) {
   // Closing the token's last session logs the application out (2.40, 5.6).
   const bool last = std::none_of(sessions_.begin(), sessions_.end(),
                                  [&](const auto& e) { return e.second->token == t; });
+  if (last) FlushKeyUses(*t);
   if (last) LogoutToken(*t);
   return CKR_OK;
 }
@@ -448,6 +450,7 @@ CK_RV Module::CloseAllSessions(CK_SLOT_ID slot) {
     DropSessionObjects(h);
     sessions_.erase(h);
   }
+  FlushKeyUses(*t);
   LogoutToken(*t);
   return CKR_OK;
 }

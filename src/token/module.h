@@ -47,6 +47,9 @@ struct Token {
   std::set<int64_t> unreadable;                        // rows that failed authentication
   int64_t seen_version = -1;
   bool private_loaded = false;
+  // Key uses since the last flush, by row (key_use.cc): counted in memory,
+  // written at logout, last session close and C_Finalize.
+  std::map<int64_t, store::Store::KeyUse> pending_uses;
 
   // Rows by CKA_LABEL and by CKA_ID, rebuilt on the next search after any
   // change to `objects`, so a search by label or ID does not scan the token.
@@ -278,6 +281,17 @@ class Module {
   void ForgetObjects(Token& t);
   void DropSessionObjects(CK_SESSION_HANDLE h);
   void LogoutToken(Token& t);
+ public:
+  // Per-key use counts (key_use.cc): CountUse costs no TPM command and no
+  // write; FlushKeyUses writes the sums in one transaction, never throws.
+  void CountUse(Session& s, const Object& key);
+  void FlushKeyUses(Token& t);
+  void FlushAllKeyUses();
+  // A token key's uses as stored plus this process's unflushed ones
+  // (zero count for a key never used or a session object).
+  store::Store::KeyUse KeyUseOf(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj);
+
+ private:
 
   // PIN roles (login.cc).
   CK_RV OpenRole(const Token& t, const RoleSeal& role, ByteView pin, Secret* tk);

@@ -202,6 +202,7 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
     if (!plain) return CKR_WRAPPED_KEY_INVALID;
     value = std::move(*plain);
   }
+  CountUse(*s, *u);
   // After the unwrapping step: the value becomes a key, or the call fails.
   auto store = [&]() -> CK_RV {
     if (cls->cls == CKO_PRIVATE_KEY)

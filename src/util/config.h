@@ -40,6 +40,9 @@ struct Config {
   // A PEM bundle of the TPM vendor's EK CAs: when set, the first contact
   // with a store's TPM confirms the storage key through the certified EK.
   std::string ek_ca;
+  // Audit log entries kept before the oldest are pruned (a chained entry).
+  uint32_t audit_retention = 10000;
+  static constexpr uint32_t kMinAuditRetention = 100;
   PcrSelection pcr_policy;  // binds the store key to these PCRs (DESIGN.md)
 
   // Throws std::runtime_error naming the file and line on a malformed file.
