@@ -57,7 +57,7 @@ void Apply(Config& c, const std::string& key, const std::string& value, const st
     if (c.tpm_timeout == 0 || c.tpm_timeout > 3600)
       throw std::runtime_error(where + ": tpm_timeout must be between 1 and 3600 seconds");
   } else if (key == "audit_retention") {
-    c.audit_retention = ParseNumber(value, where);
+    c.audit_retention = ParseNumber(value, where + ": audit_retention");
     if (c.audit_retention < Config::kMinAuditRetention || c.audit_retention > 100000000)
       throw std::runtime_error(where + ": audit_retention must be between " +
                                std::to_string(Config::kMinAuditRetention) +
