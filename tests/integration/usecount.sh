@@ -3,7 +3,8 @@
 # count and last use, without adding a TPM command or a durable write to each
 # signature." N signatures in one process leave the store file untouched
 # until the logout, then `tpmtoken key list` shows N uses and a last use; a
-# second process adds its own; an unused key shows 0; the audit chain gets no
+# second process adds its own; a decryption counts; an unused key shows 0;
+# the audit chain gets no
 # entry per signature and still verifies.
 source "$(dirname "$0")/lib.sh"
 fixture_start
@@ -95,10 +96,23 @@ audit_after=$("$T" audit | wc -l)
 "$T" audit verify >/dev/null || fail "audit verify after counting"
 pass "no audit entry per signature ($((audit_after - audit_before)) new entries, logins); verify passes"
 
+# A decryption counts as a use of its key too (another process again).
+p11 --token-label dev --login --pin 123456 --keypairgen --key-type rsa:2048 --label dec --id 30 \
+  >/dev/null 2>&1 || fail "keypairgen dec"
+p11 --token-label dev --read-object --type pubkey --label dec -o "$WORK/dec.der" >/dev/null 2>&1 \
+  || fail "export the public key of dec"
+echo "secret" | openssl pkeyutl -encrypt -pubin -keyform DER -inkey "$WORK/dec.der" \
+  -pkeyopt rsa_padding_mode:pkcs1 -out "$WORK/ct" || fail "openssl encrypt"
+p11 --token-label dev --login --pin 123456 --decrypt --mechanism RSA-PKCS --id 30 \
+  -i "$WORK/ct" -o "$WORK/pt" >"$WORK/dec.log" 2>&1 || fail "pkcs11-tool --decrypt: $(cat "$WORK/dec.log")"
+[ "$(cat "$WORK/pt")" = secret ] || fail "decrypted: $(cat "$WORK/pt")"
+"$T" key list | grep -q "^dec.*uses 1, last 20" || fail "key list after a decryption: $("$T" key list)"
+pass "a decryption counts one use"
+
 # Deleting the key removes its count.
 "$T" key delete --key used >/dev/null || fail "key delete"
 left=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from key_use").fetchone()[0])' "$S")
-[ "$left" = 0 ] || fail "key_use keeps $left row(s) of a deleted key"
+[ "$left" = 1 ] || fail "key_use keeps $left rows, want 1 (dec's): a deleted key's row stays"
 pass "a deleted key's count goes with it"
 
 # A nonsense retention is refused with a line naming the setting.
