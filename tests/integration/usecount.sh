@@ -4,8 +4,7 @@
 # signature." N signatures in one process leave the store file untouched
 # until the logout, then `tpmtoken key list` shows N uses and a last use; a
 # second process adds its own; a decryption counts; an unused key shows 0;
-# the audit chain gets no
-# entry per signature and still verifies.
+# the audit chain gets no entry per signature and still verifies.
 source "$(dirname "$0")/lib.sh"
 fixture_start
 T=${TOOL:?TOOL must name the tpmtoken binary}
