@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "crypto/ossl.h"
+#include "tpm/ek.h"
 #include "tpm/fast_session.h"
 #include "tpm/tpm.h"
 #include "tpm/tpm_util.h"
@@ -16,44 +18,6 @@
 
 namespace tpmtoken::tpm {
 namespace {
-
-constexpr uint32_t kEkCertRsa = 0x01c00002;
-constexpr uint32_t kEkCertEcc = 0x01c0000a;
-
-// TCG EK Credential Profile 2.0, B.3.3: PolicySecret(TPM_RH_ENDORSEMENT).
-constexpr uint8_t kEkPolicy[] = {0x83, 0x71, 0x97, 0x67, 0x44, 0x84, 0xB3, 0xF8, 0x1A, 0x90, 0xCC,
-                                 0x8D, 0x46, 0xA5, 0xD7, 0x24, 0xFD, 0x52, 0xD7, 0x6E, 0x06, 0x52,
-                                 0x0B, 0x64, 0xF2, 0xA1, 0xDA, 0x1B, 0x33, 0x14, 0x69, 0xAA};
-
-// Templates L-1 (RSA 2048) and L-2 (ECC P-256) of the TCG EK Credential
-// Profile, B.3.3 and B.3.4: the ones EK certificates are issued for.
-TPM2B_PUBLIC EkTemplate(bool ecc) {
-  TPM2B_PUBLIC t{};
-  auto& p = t.publicArea;
-  p.nameAlg = TPM2_ALG_SHA256;
-  p.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                       TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_ADMINWITHPOLICY |
-                       TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
-  SetBuffer(p.authPolicy, kEkPolicy);
-  const TPMT_SYM_DEF_OBJECT aes = {TPM2_ALG_AES, {.aes = 128}, {.aes = TPM2_ALG_CFB}};
-  if (ecc) {
-    p.type = TPM2_ALG_ECC;
-    p.parameters.eccDetail.symmetric = aes;
-    p.parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
-    p.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
-    p.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
-    p.unique.ecc.x.size = 32;  // zeros
-    p.unique.ecc.y.size = 32;
-  } else {
-    p.type = TPM2_ALG_RSA;
-    p.parameters.rsaDetail.symmetric = aes;
-    p.parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
-    p.parameters.rsaDetail.keyBits = 2048;
-    p.parameters.rsaDetail.exponent = 0;
-    p.unique.rsa.size = 256;  // zeros
-  }
-  return t;
-}
 
 // An AK after the TCG guidance (TPM 2.0 Keys for Device Identity and
 // Attestation, 7.3.4.1, attributes 0x00050472): fixedTPM, fixedParent,
@@ -76,25 +40,6 @@ TPM2B_PUBLIC AkTemplate() {
   ecc.kdf.scheme = TPM2_ALG_NULL;
   SetBuffer(p.unique.ecc.x, crypto::Sha256(View("tpmtoken attestation key v1")));
   return t;
-}
-
-bool SameShape(const TPMT_PUBLIC& got, const TPMT_PUBLIC& want) {
-  if (got.type != want.type || got.nameAlg != want.nameAlg ||
-      got.objectAttributes != want.objectAttributes ||
-      got.authPolicy.size != want.authPolicy.size ||
-      std::memcmp(got.authPolicy.buffer, want.authPolicy.buffer, want.authPolicy.size) != 0)
-    return false;
-  if (got.type == TPM2_ALG_RSA) {
-    const auto& g = got.parameters.rsaDetail;
-    const auto& w = want.parameters.rsaDetail;
-    return g.symmetric.algorithm == w.symmetric.algorithm && g.scheme.scheme == w.scheme.scheme &&
-           g.keyBits == w.keyBits && got.unique.rsa.size == w.keyBits / 8;
-  }
-  const auto& g = got.parameters.eccDetail;
-  const auto& w = want.parameters.eccDetail;
-  return g.symmetric.algorithm == w.symmetric.algorithm && g.scheme.scheme == w.scheme.scheme &&
-         g.scheme.details.anySig.hashAlg == w.scheme.details.anySig.hashAlg &&
-         g.curveID == w.curveID && got.unique.ecc.x.size == 32 && got.unique.ecc.y.size == 32;
 }
 
 Bytes Concat(ByteView a, ByteView b) {
@@ -138,7 +83,7 @@ TpmObject Tpm::EndorsementPrimary(const TPM2B_PUBLIC& tmpl, Bytes* out_public, c
                                         &ticket, &name),
         "TPM2_CreatePrimary complete");
   TpmObject object(sys, handle, NameOf(pub->publicArea));
-  if (!SameShape(pub->publicArea, tmpl.publicArea))
+  if (!MatchesTemplate(pub->publicArea, tmpl.publicArea))
     throw TpmError(std::string(what) + ": the TPM answered another template",
                    TSS2_SYS_RC_MALFORMED_RESPONSE);
   if (name.size != object.name().size() ||
@@ -151,45 +96,10 @@ TpmObject Tpm::EndorsementPrimary(const TPM2B_PUBLIC& tmpl, Bytes* out_public, c
 
 std::vector<Tpm::EkCertificate> Tpm::ReadEkCertificates() {
   auto lock = Enter();
-  TSS2_SYS_CONTEXT* sys = Sys();
-  uint32_t chunk = 512;  // the TPM's TPM2_PT_NV_BUFFER_MAX, read below
-  {
-    TPMI_YES_NO more = TPM2_NO;
-    TPMS_CAPABILITY_DATA caps{};
-    if (Tss2_Sys_GetCapability(sys, nullptr, TPM2_CAP_TPM_PROPERTIES, TPM2_PT_NV_BUFFER_MAX, 1,
-                               &more, &caps, nullptr) == TSS2_RC_SUCCESS &&
-        caps.data.tpmProperties.count == 1 &&
-        caps.data.tpmProperties.tpmProperty[0].property == TPM2_PT_NV_BUFFER_MAX)
-      chunk = std::clamp<uint32_t>(caps.data.tpmProperties.tpmProperty[0].value, 64,
-                                   sizeof(TPM2B_MAX_NV_BUFFER::buffer));
-  }
   std::vector<EkCertificate> out;
-  for (const uint32_t index : {kEkCertEcc, kEkCertRsa}) {
-    TPM2B_NV_PUBLIC pub{};
-    TPM2B_NAME name{};
-    name.size = sizeof name.name;
-    const TSS2_RC rc = Tss2_Sys_NV_ReadPublic(sys, index, nullptr, &pub, &name, nullptr);
-    if (TpmError("", rc).base() == TPM2_RC_HANDLE) continue;  // no certificate there
-    Check(rc, "TPM2_NV_ReadPublic (EK certificate)");
-    // The certificate is public and the verifier checks it against its CA;
-    // the read is authorized by the index itself with its empty auth.
-    EkCertificate cert;
-    cert.index = index;
-    cert.ecc = index == kEkCertEcc;
-    const uint16_t size = pub.nvPublic.dataSize;
-    for (uint16_t off = 0; off < size;) {
-      const auto n = static_cast<uint16_t>(std::min<uint32_t>(chunk, size - off));
-      TSS2L_SYS_AUTH_COMMAND cmd{};
-      cmd.count = 1;
-      cmd.auths[0].sessionHandle = TPM2_RH_PW;
-      TPM2B_MAX_NV_BUFFER data{};
-      Check(Tss2_Sys_NV_Read(sys, index, index, &cmd, n, off, &data, nullptr),
-            "TPM2_NV_Read (EK certificate)");
-      if (data.size != n) throw TpmError("TPM2_NV_Read returned another size", TPM2_RC_SIZE);
-      cert.der.insert(cert.der.end(), data.buffer, data.buffer + n);
-      off = static_cast<uint16_t>(off + n);
-    }
-    out.push_back(std::move(cert));
+  for (const TPM2_HANDLE index : {kEkCertEcc, kEkCertRsa}) {
+    std::optional<Bytes> der = ReadNvCertificate(Sys(), index);
+    if (der) out.push_back({.index = index, .ecc = index == kEkCertEcc, .der = std::move(*der)});
   }
   return out;
 }
