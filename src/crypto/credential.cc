@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "crypto/keymath.h"
+#include "crypto/kdf.h"
 #include "crypto/ossl.h"
 #include "mech/padding.h"
 
@@ -34,25 +35,9 @@ void Append(Bytes& out, ByteView b) {
   out.insert(out.end(), b.begin(), b.end());
 }
 
-Bytes Hmac(const char* md, ByteView key, std::initializer_list<ByteView> parts) {
-  std::unique_ptr<EVP_MAC, Deleter<EVP_MAC_free>> mac(EVP_MAC_fetch(LibCtx(), "HMAC", nullptr));
-  if (!mac) Fail("HMAC unavailable");
-  std::unique_ptr<EVP_MAC_CTX, Deleter<EVP_MAC_CTX_free>> ctx(EVP_MAC_CTX_new(mac.get()));
-  char digest[16];
-  std::strncpy(digest, md, sizeof digest - 1);
-  digest[sizeof digest - 1] = 0;
-  const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-                               OSSL_PARAM_construct_end()};
-  static const uint8_t kZero = 0;
-  if (!ctx || EVP_MAC_init(ctx.get(), key.empty() ? &kZero : key.data(), key.size(), params) != 1)
-    Fail("HMAC init");
-  for (ByteView p : parts)
-    if (!p.empty() && EVP_MAC_update(ctx.get(), p.data(), p.size()) != 1) Fail("HMAC");
-  Bytes out(EVP_MAX_MD_SIZE);
-  size_t len = 0;
-  if (EVP_MAC_final(ctx.get(), out.data(), &len, out.size()) != 1) Fail("HMAC final");
-  out.resize(len);
-  return out;
+Bytes MacBytes(const char* md, ByteView key, std::initializer_list<ByteView> parts) {
+  const Secret mac = Hmac(md, key, parts);  // kdf.h
+  return Bytes(mac.view().begin(), mac.view().end());
 }
 
 ByteView Label(const char* label) {
@@ -121,7 +106,7 @@ std::optional<PublicKey> PublicKeyOfArea(const TPMT_PUBLIC& p) {
 Bytes KdfA(const char* md, ByteView key, const char* label, ByteView u, ByteView v, size_t bits) {
   Bytes out;
   for (uint32_t counter = 1; out.size() * 8 < bits; ++counter)
-    Append(out, Hmac(md, key,
+    Append(out, MacBytes(md, key,
                      {EncodeBe32(counter), Label(label), u, v,
                       EncodeBe32(static_cast<uint32_t>(bits))}));
   out.resize((bits + 7) / 8);
@@ -217,7 +202,7 @@ std::optional<Credential> MakeCredential(const TpmPublic& ek, ByteView name, Byt
       EVP_EncryptFinal_ex(ctx.get(), enc.data() + len, &fin) != 1)
     Fail("credential encryption");
   const Bytes hmac_key = KdfA(md, seed, "INTEGRITY", {}, {}, hlen * 8);
-  const Bytes outer = Hmac(md, hmac_key, {enc, name});
+  const Bytes outer = MacBytes(md, hmac_key, {enc, name});
   Bytes id = Tpm2b(outer);
   Append(id, enc);
   out.blob = Tpm2b(id);

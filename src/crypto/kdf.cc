@@ -1,5 +1,6 @@
 #include "crypto/kdf.h"
 
+#include <cstring>
 #include <openssl/core_names.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
@@ -31,25 +32,34 @@ Secret Pbkdf2Sha256(ByteView password, ByteView salt, uint32_t iterations, size_
   return out;
 }
 
-Secret HmacSha256(ByteView key, std::initializer_list<ByteView> parts) {
+Secret Hmac(const char* md, ByteView key, std::initializer_list<ByteView> parts) {
+  // One HMAC for the module (sessions, credentials, records): the algorithm
+  // is fetched once; the digest is a parameter.
   static EVP_MAC* mac = [] {
     EVP_MAC* m = EVP_MAC_fetch(LibCtx(), "HMAC", nullptr);
     if (!m) Fail("HMAC unavailable");
     return m;
   }();
   std::unique_ptr<EVP_MAC_CTX, Deleter<EVP_MAC_CTX_free>> ctx(EVP_MAC_CTX_new(mac));
-  char digest[] = "SHA256";
+  char digest[16] = {};
+  std::strncpy(digest, md, sizeof digest - 1);
   const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
                                OSSL_PARAM_construct_end()};
+  // HMAC with an empty key is valid (an unsalted session with no auth).
   static const uint8_t kZero = 0;
   if (!ctx || EVP_MAC_init(ctx.get(), key.empty() ? &kZero : key.data(), key.size(), params) != 1)
     Fail("HMAC init");
   for (ByteView p : parts)
     if (!p.empty() && EVP_MAC_update(ctx.get(), p.data(), p.size()) != 1) Fail("HMAC update");
-  Secret out(32);
+  Secret out(EVP_MAX_MD_SIZE);
   size_t len = 0;
-  if (EVP_MAC_final(ctx.get(), out.data(), &len, out.size()) != 1 || len != 32) Fail("HMAC final");
-  return out;
+  if (EVP_MAC_final(ctx.get(), out.data(), &len, out.size()) != 1) Fail("HMAC final");
+  Secret exact(out.view().first(len));
+  return exact;
+}
+
+Secret HmacSha256(ByteView key, std::initializer_list<ByteView> parts) {
+  return Hmac("SHA256", key, parts);
 }
 
 PinAuth DerivePinAuth(ByteView pin, ByteView salt, uint32_t iterations) {

@@ -21,6 +21,8 @@ PinAuth DerivePinAuth(ByteView pin, ByteView salt, uint32_t iterations);
 
 // HMAC-SHA256 over the concatenation of parts, in the private library
 // context; the result is a Secret (it keys further derivations).
+// HMAC with digest md ("SHA256", "SHA384", ...) over the concatenated parts.
+Secret Hmac(const char* md, ByteView key, std::initializer_list<ByteView> parts);
 Secret HmacSha256(ByteView key, std::initializer_list<ByteView> parts);
 
 // ANSI X9.63 KDF (the CKD_SHA*_KDF of ECDH): H(Z || counter || sharedInfo)...

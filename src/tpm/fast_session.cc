@@ -7,6 +7,7 @@
 
 #include <cstring>
 
+#include "crypto/kdf.h"
 #include "crypto/ossl.h"
 #include "crypto/keymath.h"
 #include "crypto/pubkey.h"
@@ -19,30 +20,9 @@ namespace {
 
 constexpr size_t kDigest = 32;
 
-EVP_MAC* HmacAlg() {
-  static EVP_MAC* mac = [] {
-    EVP_MAC* m = EVP_MAC_fetch(crypto::LibCtx(), "HMAC", nullptr);
-    if (!m) crypto::Fail("HMAC unavailable");
-    return m;
-  }();
-  return mac;
-}
-
 Bytes Hmac(ByteView key, std::initializer_list<ByteView> parts) {
-  std::unique_ptr<EVP_MAC_CTX, crypto::Deleter<EVP_MAC_CTX_free>> ctx(EVP_MAC_CTX_new(HmacAlg()));
-  char digest[] = "SHA256";
-  const OSSL_PARAM params[] = {
-      OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0), OSSL_PARAM_construct_end()};
-  // HMAC with an empty key is valid (an unsalted session with no auth).
-  static const uint8_t kZero = 0;
-  if (!ctx || EVP_MAC_init(ctx.get(), key.empty() ? &kZero : key.data(), key.size(), params) != 1)
-    crypto::Fail("HMAC init");
-  for (ByteView p : parts)
-    if (!p.empty() && EVP_MAC_update(ctx.get(), p.data(), p.size()) != 1) crypto::Fail("HMAC");
-  Bytes out(kDigest);
-  size_t len = 0;
-  if (EVP_MAC_final(ctx.get(), out.data(), &len, out.size()) != 1) crypto::Fail("HMAC final");
-  return out;
+  const Secret mac = crypto::HmacSha256(key, parts);
+  return Bytes(mac.view().begin(), mac.view().end());
 }
 
 Bytes Be32(uint32_t v) { return EncodeBe32(v); }
