@@ -27,6 +27,9 @@ struct Options {
   // attest (issue 12)
   std::string state, ek_ca, ek_pub, ek_pem, pubkey_out;
   bool allow_imported = false;
+  // anchor, verify (issue 11)
+  std::string anchor;     // the trust anchor's label
+  std::string signature;  // verify --signature
 };
 
 int Status(const Options& o);
@@ -65,5 +68,21 @@ int AttestRequest(const Options& o);
 int AttestChallenge(const Options& o);
 int AttestRespond(const Options& o);
 int AttestVerify(const Options& o);
+
+// Trust anchors (anchor.cc) and update verification (verify.cc).
+int AnchorAdd(const Options& o);
+int AnchorList(const Options& o);
+int AnchorRemove(const Options& o);
+int Verify(const Options& o);
+// verify's exit codes beyond tool.h's, one per cause.
+enum VerifyExit : int {
+  kVerifyBadSignature = 20,  // the signature or the file's digest does not match
+  kVerifyUntrusted = 21,     // the signer: no chain to the anchor, expired, no codeSigning
+  kVerifyBadInput = 22,      // unreadable file, malformed or attached CMS, unknown anchor
+};
+// The trust anchors (trusted certificates) labelled label: found through
+// the token like any PKCS#11 client would, never read from a file.
+std::vector<CK_OBJECT_HANDLE> FindAnchors(Context& ctx, CK_SESSION_HANDLE s,
+                                          const std::string& label);
 
 }  // namespace tpmtoken::tool
