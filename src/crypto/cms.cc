@@ -110,9 +110,18 @@ std::optional<std::string> CheckSigner(X509* signer, X509_STORE* store, STACK_OF
   if (X509_verify_cert(ctx.get()) != 1) {
     const int depth = X509_STORE_CTX_get_error_depth(ctx.get());
     X509* at = X509_STORE_CTX_get_current_cert(ctx.get());
+    const int err = X509_STORE_CTX_get_error(ctx.get());
+    const bool no_chain = err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+                          err == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+                          err == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
+                          err == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT;
     std::string where = at ? " at " + NameText(X509_get_subject_name(at)) : "";
-    return who + ": " + X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx.get())) +
-           " (chain depth " + std::to_string(depth) + where + ")";
+    return who + ": " +
+           (no_chain ? "no chain to the anchor (another CA, or an intermediate missing from the "
+                       "signature): "
+                     : "") +
+           X509_verify_cert_error_string(err) + " (chain depth " + std::to_string(depth) + where +
+           ")";
   }
   const uint32_t flags = X509_get_extension_flags(signer);
   if ((flags & EXFLAG_XKUSAGE) && !(X509_get_extended_key_usage(signer) & XKU_CODE_SIGN))

@@ -20,6 +20,7 @@ expect_exit() {  # expect_exit CODE PATTERN CMD...: exit CODE and PATTERN on std
   shift 2
   "$@" >"$WORK/out" 2>"$WORK/err" || rc=$?
   [ "$rc" -eq "$want" ] || fail "exit $rc (want $want) from $*: $(cat "$WORK/err")"
+  [ -z "${SHOW:-}" ] || echo "exit $rc: $(cat "$WORK/err")"
   grep -q -- "$pattern" "$WORK/err" || fail "want '$pattern' from $*; got: $(cat "$WORK/err")"
 }
 "$T" token init --label device --so-pin-file "$WORK/so" --pin-file "$WORK/pin" >/dev/null || fail "token init"
@@ -137,10 +138,15 @@ cp "$WORK/update.bin" "$WORK/changed.bin"
 printf 'X' | dd of="$WORK/changed.bin" bs=1 seek=524288 conv=notrunc 2>/dev/null
 expect_exit 20 "bad signature: the digest does not match" \
   "$T" verify --anchor vendor --signature "$WORK/update.sig" "$WORK/changed.bin"
-expect_exit 21 "untrusted signer: signer /CN=signer: unable to get local issuer certificate" \
+# A changed byte in the signature value itself (the last bytes of the DER).
+python3 -c 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[-5] ^= 1; open(sys.argv[2], "wb").write(b)' \
+  "$WORK/update.sig" "$WORK/badsig.sig"
+expect_exit 20 "bad signature: the signature of /CN=signer does not verify with its key" \
+  "$T" verify --anchor vendor --signature "$WORK/badsig.sig" "$WORK/update.bin"
+expect_exit 21 "untrusted signer: signer /CN=signer: no chain to the anchor" \
   "$T" verify --anchor other --signature "$WORK/update.sig" "$WORK/update.bin"
 sign other-signer "$WORK/update.bin" "$WORK/other.sig"
-expect_exit 21 "untrusted signer: signer /CN=other-signer" \
+expect_exit 21 "untrusted signer: signer /CN=other-signer: no chain to the anchor" \
   "$T" verify --anchor vendor --signature "$WORK/other.sig" "$WORK/update.bin"
 sign tls-signer "$WORK/update.bin" "$WORK/tls.sig" -certfile "$P/vendor-int.pem"
 expect_exit 21 "extendedKeyUsage does not include codeSigning" \
@@ -159,7 +165,7 @@ openssl cms -sign -binary -nodetach -in "$WORK/update.bin" -signer "$P/signer.pe
   -certfile "$P/vendor-int.pem" -outform DER -out "$WORK/attached.sig" 2>/dev/null
 expect_exit 22 "carries its content" \
   "$T" verify --anchor vendor --signature "$WORK/attached.sig" "$WORK/update.bin"
-pass "changed byte 20, other CA / no codeSigning / missing intermediate 21, truncated, attached, unknown anchor, missing file 22"
+pass "changed byte in the file or the signature 20, other CA / no codeSigning / missing intermediate 21, truncated, attached, unknown anchor, missing file 22"
 
 # A signer whose certificate expired (the chain check names it).
 key old-signer
