@@ -44,10 +44,11 @@ int AnchorAdd(const Options& o) {
   const auto summary = der ? crypto::Summarize(*der) : std::nullopt;
   if (!summary) throw ToolError(o.file + ": not a PEM or DER certificate", kUsage);
   if (!summary->ca)
-    throw ToolError(o.file + " (" + summary->subject +
-                        ") is not a CA certificate (basicConstraints CA:TRUE, keyCertSign if it "
-                        "has a keyUsage): an anchor is the CA that issues the signers' certificates",
-                    kUsage);
+    throw ToolError(
+        o.file + " (" + summary->subject +
+            ") is not a CA certificate (basicConstraints CA:TRUE, keyCertSign if it "
+            "has a keyUsage): an anchor is the CA that issues the signers' certificates",
+        kUsage);
   Context ctx;
   const CK_SESSION_HANDLE s = SoSession(ctx, o);
   if (!FindAnchors(ctx, s, o.anchor).empty())
@@ -101,8 +102,9 @@ int AnchorRemove(const Options& o) {
   const CK_SESSION_HANDLE s = SoSession(ctx, o);
   const auto anchors = FindAnchors(ctx, s, o.anchor);
   if (anchors.empty())
-    throw ToolError("no trust anchor labelled '" + o.anchor + "' (`tpmtoken anchor list` shows them)",
-                    kNotFound);
+    throw ToolError(
+        "no trust anchor labelled '" + o.anchor + "' (`tpmtoken anchor list` shows them)",
+        kNotFound);
   for (CK_OBJECT_HANDLE h : anchors) Check(ctx.module().DestroyObject(s, h), "anchor remove");
   std::cout << "trust anchor '" << o.anchor << "' removed\n";
   return kOk;

@@ -36,10 +36,9 @@ Bytes AnchorCertificate(Context& ctx, CK_SESSION_HANDLE s, const std::string& la
                         "'; the SO removes the extra ones",
                     kVerifyBadInput);
   CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
-  const bool untrusted =
-      !ctx.Find(s, {{CKA_CLASS, &cls, sizeof cls},
-                    {CKA_LABEL, const_cast<char*>(label.data()), label.size()}})
-           .empty();
+  const bool untrusted = !ctx.Find(s, {{CKA_CLASS, &cls, sizeof cls},
+                                       {CKA_LABEL, const_cast<char*>(label.data()), label.size()}})
+                              .empty();
   throw ToolError("bad input: no trust anchor labelled '" + label + "'" +
                       (untrusted ? ": a certificate of that label exists but is not trusted "
                                    "(only `tpmtoken anchor add` by the SO makes one)"
@@ -65,7 +64,8 @@ int Verify(const Options& o) {
     case crypto::Verdict::kUntrustedSigner:
       throw ToolError("untrusted signer: " + r.detail + " (anchor '" + o.anchor + "')",
                       kVerifyUntrusted);
-    case crypto::Verdict::kBadInput: throw ToolError("bad input: " + r.detail, kVerifyBadInput);
+    case crypto::Verdict::kBadInput:
+      throw ToolError("bad input: " + r.detail, kVerifyBadInput);
   }
   return kFailure;
 }

@@ -100,7 +100,8 @@ VerifyResult Result(Verdict v, std::string detail) {
 // The signer's certificate chains to the anchor (intermediates from the
 // CMS), every certificate of the chain is in its validity period, and the
 // signer may sign code.
-std::optional<std::string> CheckSigner(X509* signer, X509_STORE* store, STACK_OF(X509) * untrusted) {
+std::optional<std::string> CheckSigner(X509* signer, X509_STORE* store,
+                                       STACK_OF(X509) * untrusted) {
   const std::string who = "signer " + NameText(X509_get_subject_name(signer));
   StoreCtx ctx(X509_STORE_CTX_new_ex(LibCtx(), nullptr));
   if (!ctx || X509_STORE_CTX_init(ctx.get(), store, signer, untrusted) != 1)
@@ -161,7 +162,8 @@ VerifyResult VerifyDetached(ByteView signature, const std::string& content_path,
                             ByteView anchor_der) {
   ERR_clear_error();
   const Cert anchor = ParseCert(anchor_der);
-  if (!anchor) return Result(Verdict::kBadInput, "the anchor's certificate on the token does not parse");
+  if (!anchor)
+    return Result(Verdict::kBadInput, "the anchor's certificate on the token does not parse");
   const Cms cms = ParseCms(signature);
   if (!cms)
     return Result(Verdict::kBadInput,
@@ -174,14 +176,16 @@ VerifyResult VerifyDetached(ByteView signature, const std::string& content_path,
                   "the signature carries its content; a detached signature is expected "
                   "(openssl cms -sign -binary without -nodetach)");
   STACK_OF(CMS_SignerInfo)* infos = CMS_get0_SignerInfos(cms.get());
-  if (sk_CMS_SignerInfo_num(infos) <= 0) return Result(Verdict::kBadInput, "the signature has no signer");
+  if (sk_CMS_SignerInfo_num(infos) <= 0)
+    return Result(Verdict::kBadInput, "the signature has no signer");
   std::error_code ec;
   if (!std::filesystem::is_regular_file(content_path, ec))
-    return Result(Verdict::kBadInput, content_path + ": " +
-                                          (ec ? ec.message() : std::string("not a regular file")));
+    return Result(Verdict::kBadInput,
+                  content_path + ": " + (ec ? ec.message() : std::string("not a regular file")));
   Bio content(BIO_new_file(content_path.c_str(), "rb"));
   if (!content)
-    return Result(Verdict::kBadInput, content_path + ": cannot be read (" + std::strerror(errno) + ")");
+    return Result(Verdict::kBadInput,
+                  content_path + ": cannot be read (" + std::strerror(errno) + ")");
 
   Store store(X509_STORE_new());
   if (!store || X509_STORE_add_cert(store.get(), anchor.get()) != 1)

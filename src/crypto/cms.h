@@ -13,10 +13,10 @@ namespace tpmtoken::crypto {
 // What a trust anchor's certificate says about itself, for listing and for
 // the CA check before it is installed.
 struct CertSummary {
-  std::string subject;      // one-line form, /CN=.../O=...
-  std::string sha256;       // fingerprint, AA:BB:... as `openssl x509 -fingerprint` shows it
-  std::string not_after;    // "Nov 30 12:00:00 2036 GMT"
-  bool ca = false;          // basicConstraints CA:TRUE and, if keyUsage is present, keyCertSign
+  std::string subject;    // one-line form, /CN=.../O=...
+  std::string sha256;     // fingerprint, AA:BB:... as `openssl x509 -fingerprint` shows it
+  std::string not_after;  // "Nov 30 12:00:00 2036 GMT"
+  bool ca = false;        // basicConstraints CA:TRUE and, if keyUsage is present, keyCertSign
 };
 // PEM or DER certificate into DER; nullopt if it is neither.
 std::optional<Bytes> CertificateDer(ByteView pem_or_der);

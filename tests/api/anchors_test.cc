@@ -68,9 +68,8 @@ TEST_F(Anchors, OnlyTheSoMakesChangesOrRemovesATrustAnchor) {
   CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
   CK_BBOOL yes = CK_TRUE;
   char vendor[] = "vendor";
-  const auto found = Find(s_, {{CKA_CLASS, &cls, sizeof cls},
-                               {CKA_TRUSTED, &yes, 1},
-                               {CKA_LABEL, vendor, 6}});
+  const auto found =
+      Find(s_, {{CKA_CLASS, &cls, sizeof cls}, {CKA_TRUSTED, &yes, 1}, {CKA_LABEL, vendor, 6}});
   ASSERT_EQ(found.size(), 1u);
   EXPECT_EQ(found[0], anchor);
   CK_ULONG category = 0;
