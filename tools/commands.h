@@ -17,6 +17,8 @@ struct Options {
   std::string file;      // input file
   std::string out;       // output file ("" = stdout)
   std::string finish;    // rotate --finish CERT
+  std::string anchor;     // anchor --label, verify --anchor: the trust anchor's label (issue 11)
+  std::string signature;  // verify --signature
   bool so = false;
   bool owner = false;  // store accept-restore / token delete: the TPM owner authorization
   bool yes = false;    // store delete: confirmed
@@ -27,9 +29,6 @@ struct Options {
   // attest (issue 12)
   std::string state, ek_ca, ek_pub, ek_pem, pubkey_out;
   bool allow_imported = false;
-  // anchor, verify (issue 11)
-  std::string anchor;     // the trust anchor's label
-  std::string signature;  // verify --signature
 };
 
 int Status(const Options& o);
@@ -76,9 +75,9 @@ int AnchorRemove(const Options& o);
 int Verify(const Options& o);
 // verify's exit codes beyond tool.h's, one per cause.
 enum VerifyExit : int {
-  kVerifyBadSignature = 20,  // the signature or the file's digest does not match
-  kVerifyUntrusted = 21,     // the signer: no chain to the anchor, expired, no codeSigning
-  kVerifyBadInput = 22,      // unreadable file, malformed or attached CMS, unknown anchor
+  kVerifyBadSignature = 30,  // the signature or the file's digest does not match
+  kVerifyUntrusted = 31,     // the signer: no chain to the anchor, expired, no codeSigning
+  kVerifyBadInput = 32,      // unreadable file, malformed or attached CMS, unknown anchor
 };
 // The trust anchors (trusted certificates) labelled label: found through
 // the token like any PKCS#11 client would, never read from a file.

@@ -17,13 +17,13 @@ choose the TPM, the store and the configuration.
 
 Exit codes: 0 done; 2 bad arguments or input; 3 no such token, key or
 certificate; 4 wrong or locked PIN; 5 the TPM or the store failed.
+verify: 30 bad signature or digest mismatch; 31 untrusted signer (no chain to
+the anchor, expired, no codeSigning); 32 bad input (unreadable file, malformed
+signature, unknown anchor).
 attest: 10 malformed file; 11 EK not trusted; 12 AK not a restricted fixedTPM
 key; 13 another challenge's state; 14 replayed response; 15 secret not
 proven; 16 bad signature; 17 not the requested key; 18 imported key;
-19 key not fixedTPM/fixedParent.
-verify: 20 bad signature or digest mismatch; 21 untrusted signer (no chain to
-the anchor, expired, no codeSigning); 22 bad input (unreadable file, malformed
-signature, unknown anchor).)";
+19 key not fixedTPM/fixedParent.)";
 
 void PinOptions(CLI::App* cmd, PinSource& src, const std::string& name) {
   cmd->add_option("--" + name + "-file", src.file, "read the " + name + " from this file");
@@ -165,40 +165,6 @@ int main(int argc, char** argv) {
   auto* aver = aud->add_subcommand("verify", "check the chain: exit 5 naming the first bad entry");
   aver->callback([&] { run = AuditVerify; });
 
-  // Key attestation (issue 12): `attest` makes the request; challenge and
-  // verify run on the verifier with no TPM and no store.
-  auto* att = app.add_subcommand("attest", "prove to a verifier that a key lives in a genuine TPM");
-  needs_token(att);
-  att->add_option("--key", o.key, "the key's label (the request)");
-  att->add_option("--out", o.out, "write the request (or the subcommand's output) here");
-  att->add_option("--ek-pem", o.ek_pem, "also write the EK public key here (to enroll it)");
-  att->callback([&] {
-    if (run) return;  // a subcommand ran
-    if (o.key.empty() || o.out.empty()) throw CLI::ValidationError("attest needs --key and --out");
-    run = AttestRequest;
-  });
-  auto* ach = att->add_subcommand("challenge", "verifier: check a request, write a challenge and its state");
-  ach->add_option("request", o.file, "the request")->required();
-  ach->add_option("--ek-ca", o.ek_ca, "PEM bundle the EK certificate must chain to");
-  ach->add_option("--ek-pub", o.ek_pub, "the enrolled EK public key (PEM), for TPMs without a certificate");
-  ach->add_option("--state", o.state, "where the verifier keeps the challenge's secret")->required();
-  ach->add_option("--out", o.out, "the challenge")->required();
-  ach->callback([&] { run = AttestChallenge; });
-  auto* arsp = att->add_subcommand("respond", "device: answer a challenge (needs the user PIN)");
-  needs_token(arsp);
-  arsp->add_option("challenge", o.file, "the challenge")->required();
-  arsp->add_option("--key", o.key, "the key's label")->required();
-  arsp->add_option("--out", o.out, "the response")->required();
-  PinOptions(arsp, o.pin, "pin");
-  arsp->callback([&] { run = AttestRespond; });
-  auto* atver = att->add_subcommand("verify", "verifier: check a response against its state");
-  atver->add_option("response", o.file, "the response")->required();
-  atver->add_option("--state", o.state, "the challenge's state (marked used)")->required();
-  atver->add_option("--pubkey-out", o.pubkey_out, "write the attested public key (PEM) here");
-  atver->add_flag("--allow-imported", o.allow_imported, "accept a key imported into the TPM");
-  atver->add_flag("--json", o.json, "machine-readable result");
-  atver->callback([&] { run = AttestVerify; });
-
   // Trust anchors and update verification (issue 11).
   auto* anc = app.add_subcommand("anchor", "trust anchors: CA certificates on the token that verify updates");
   anc->require_subcommand(1);
@@ -233,10 +199,44 @@ int main(int argc, char** argv) {
       "must chain to the anchor (intermediates may travel in the signature), be within its\n"
       "validity, have codeSigning if it has an extendedKeyUsage and digitalSignature if it has\n"
       "a keyUsage. The anchor is read from the token, never from a file. No PIN is needed.\n"
-      "Exit codes: 0 valid; 20 bad signature or digest mismatch; 21 untrusted signer;\n"
-      "22 bad input (unreadable file, malformed signature, unknown anchor); 3 no such token;\n"
+      "Exit codes: 0 valid; 30 bad signature or digest mismatch; 31 untrusted signer;\n"
+      "32 bad input (unreadable file, malformed signature, unknown anchor); 3 no such token;\n"
       "5 the TPM or the store failed.");
   ver->callback([&] { run = Verify; });
+
+  // Key attestation (issue 12): `attest` makes the request; challenge and
+  // verify run on the verifier with no TPM and no store.
+  auto* att = app.add_subcommand("attest", "prove to a verifier that a key lives in a genuine TPM");
+  needs_token(att);
+  att->add_option("--key", o.key, "the key's label (the request)");
+  att->add_option("--out", o.out, "write the request (or the subcommand's output) here");
+  att->add_option("--ek-pem", o.ek_pem, "also write the EK public key here (to enroll it)");
+  att->callback([&] {
+    if (run) return;  // a subcommand ran
+    if (o.key.empty() || o.out.empty()) throw CLI::ValidationError("attest needs --key and --out");
+    run = AttestRequest;
+  });
+  auto* ach = att->add_subcommand("challenge", "verifier: check a request, write a challenge and its state");
+  ach->add_option("request", o.file, "the request")->required();
+  ach->add_option("--ek-ca", o.ek_ca, "PEM bundle the EK certificate must chain to");
+  ach->add_option("--ek-pub", o.ek_pub, "the enrolled EK public key (PEM), for TPMs without a certificate");
+  ach->add_option("--state", o.state, "where the verifier keeps the challenge's secret")->required();
+  ach->add_option("--out", o.out, "the challenge")->required();
+  ach->callback([&] { run = AttestChallenge; });
+  auto* arsp = att->add_subcommand("respond", "device: answer a challenge (needs the user PIN)");
+  needs_token(arsp);
+  arsp->add_option("challenge", o.file, "the challenge")->required();
+  arsp->add_option("--key", o.key, "the key's label")->required();
+  arsp->add_option("--out", o.out, "the response")->required();
+  PinOptions(arsp, o.pin, "pin");
+  arsp->callback([&] { run = AttestRespond; });
+  auto* atver = att->add_subcommand("verify", "verifier: check a response against its state");
+  atver->add_option("response", o.file, "the response")->required();
+  atver->add_option("--state", o.state, "the challenge's state (marked used)")->required();
+  atver->add_option("--pubkey-out", o.pubkey_out, "write the attested public key (PEM) here");
+  atver->add_flag("--allow-imported", o.allow_imported, "accept a key imported into the TPM");
+  atver->add_flag("--json", o.json, "machine-readable result");
+  atver->callback([&] { run = AttestVerify; });
 
   try {
     app.parse(argc, argv);

@@ -136,36 +136,36 @@ pass "a two-level vendor chain (intermediate in the CMS) verifies, DER and PEM"
 
 cp "$WORK/update.bin" "$WORK/changed.bin"
 printf 'X' | dd of="$WORK/changed.bin" bs=1 seek=524288 conv=notrunc 2>/dev/null
-expect_exit 20 "bad signature: the digest does not match" \
+expect_exit 30 "bad signature: the digest does not match" \
   "$T" verify --anchor vendor --signature "$WORK/update.sig" "$WORK/changed.bin"
 # A changed byte in the signature value itself (the last bytes of the DER).
 python3 -c 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[-5] ^= 1; open(sys.argv[2], "wb").write(b)' \
   "$WORK/update.sig" "$WORK/badsig.sig"
-expect_exit 20 "bad signature: the signature of /CN=signer does not verify with its key" \
+expect_exit 30 "bad signature: the signature of /CN=signer does not verify with its key" \
   "$T" verify --anchor vendor --signature "$WORK/badsig.sig" "$WORK/update.bin"
-expect_exit 21 "untrusted signer: signer /CN=signer: no chain to the anchor" \
+expect_exit 31 "untrusted signer: signer /CN=signer: no chain to the anchor" \
   "$T" verify --anchor other --signature "$WORK/update.sig" "$WORK/update.bin"
 sign other-signer "$WORK/update.bin" "$WORK/other.sig"
-expect_exit 21 "untrusted signer: signer /CN=other-signer: no chain to the anchor" \
+expect_exit 31 "untrusted signer: signer /CN=other-signer: no chain to the anchor" \
   "$T" verify --anchor vendor --signature "$WORK/other.sig" "$WORK/update.bin"
 sign tls-signer "$WORK/update.bin" "$WORK/tls.sig" -certfile "$P/vendor-int.pem"
-expect_exit 21 "extendedKeyUsage does not include codeSigning" \
+expect_exit 31 "extendedKeyUsage does not include codeSigning" \
   "$T" verify --anchor vendor --signature "$WORK/tls.sig" "$WORK/update.bin"
 sign signer "$WORK/update.bin" "$WORK/noint.sig"
-expect_exit 21 "unable to get local issuer certificate" \
+expect_exit 31 "unable to get local issuer certificate" \
   "$T" verify --anchor vendor --signature "$WORK/noint.sig" "$WORK/update.bin"
 head -c $(($(stat -c %s "$WORK/update.sig") - 40)) "$WORK/update.sig" >"$WORK/trunc.sig"
-expect_exit 22 "bad input: the signature is not a whole CMS structure" \
+expect_exit 32 "bad input: the signature is not a whole CMS structure" \
   "$T" verify --anchor vendor --signature "$WORK/trunc.sig" "$WORK/update.bin"
-expect_exit 22 "bad input: no trust anchor labelled 'nosuch'" \
+expect_exit 32 "bad input: no trust anchor labelled 'nosuch'" \
   "$T" verify --anchor nosuch --signature "$WORK/update.sig" "$WORK/update.bin"
-expect_exit 22 "bad input: $WORK/missing.bin" \
+expect_exit 32 "bad input: $WORK/missing.bin" \
   "$T" verify --anchor vendor --signature "$WORK/update.sig" "$WORK/missing.bin"
 openssl cms -sign -binary -nodetach -in "$WORK/update.bin" -signer "$P/signer.pem" -inkey "$P/signer.key" \
   -certfile "$P/vendor-int.pem" -outform DER -out "$WORK/attached.sig" 2>/dev/null
-expect_exit 22 "carries its content" \
+expect_exit 32 "carries its content" \
   "$T" verify --anchor vendor --signature "$WORK/attached.sig" "$WORK/update.bin"
-pass "changed byte in the file or the signature 20, other CA / no codeSigning / missing intermediate 21, truncated, attached, unknown anchor, missing file 22"
+pass "changed byte in the file or the signature 30, other CA / no codeSigning / missing intermediate 31, truncated, attached, unknown anchor, missing file 32"
 
 # A signer whose certificate expired (the chain check names it).
 key old-signer
@@ -190,9 +190,9 @@ openssl ca -batch -config "$P/ca.cnf" -cert "$P/vendor-int.pem" -keyfile "$P/ven
   -in "$P/old-signer.csr" -startdate 20200101000000Z -enddate 20210101000000Z \
   -extfile "$P/ext.cnf" -extensions code -out "$P/old-signer.pem" 2>/dev/null || fail "expired signer"
 sign old-signer "$WORK/update.bin" "$WORK/old.sig" -certfile "$P/vendor-int.pem"
-expect_exit 21 "certificate has expired" \
+expect_exit 31 "certificate has expired" \
   "$T" verify --anchor vendor --signature "$WORK/old.sig" "$WORK/update.bin"
-pass "an expired signer is untrusted (21), naming the expiry"
+pass "an expired signer is untrusted (31), naming the expiry"
 
 # A large update streams: peak RSS stays bounded whatever the size.
 BIG_MB=${BIG_MB:-64}
@@ -211,7 +211,7 @@ pass "a ${BIG_MB} MiB file verified in ${secs} s with peak RSS ${rss_kb} KiB (li
 expect_exit 4 "wrong PIN" "$T" anchor remove --label vendor --so-pin-file "$WORK/pin"
 expect_exit 3 "no trust anchor labelled 'nosuch'" "$T" anchor remove --label nosuch --so-pin-file "$WORK/so"
 "$T" anchor remove --label vendor --so-pin-file "$WORK/so" >/dev/null || fail "anchor remove"
-expect_exit 22 "no trust anchor labelled 'vendor'" \
+expect_exit 32 "no trust anchor labelled 'vendor'" \
   "$T" verify --anchor vendor --signature "$WORK/update.sig" "$WORK/update.bin"
 "$T" audit >"$WORK/log" || fail "audit"
 [ "$(grep -c 'created trust anchor' "$WORK/log")" -eq 2 ] || fail "audit: anchor additions: $(cat "$WORK/log")"
