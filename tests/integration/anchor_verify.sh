@@ -7,7 +7,8 @@
 # (root = anchor, intermediate inside the CMS) verifies; a changed byte, a
 # signer from another CA, a signer without codeSigning, an expired signer, a
 # truncated signature and an unknown anchor each fail with their own exit
-# code and a line naming the cause. A large file streams in bounded memory
+# code and a line naming the cause. A removed anchor does not come back with
+# an old copy of the store. A large file streams in bounded memory
 # (BIG_MB, default 64 here; the issue's 400 MB by hand: see the report).
 # The C-ABI refusals (create, set, copy, destroy) are tests/api/anchors_test.cc.
 source "$(dirname "$0")/lib.sh"
@@ -210,11 +211,22 @@ pass "a ${BIG_MB} MiB file verified in ${secs} s with peak RSS ${rss_kb} KiB (li
 # Removal: SO only, audited.
 expect_exit 4 "wrong PIN" "$T" anchor remove --label vendor --so-pin-file "$WORK/pin"
 expect_exit 3 "no trust anchor labelled 'nosuch'" "$T" anchor remove --label nosuch --so-pin-file "$WORK/so"
+S=$TPMTOKEN_STORE
+save() { rm -f "$1"*; cp "$S" "$1"; [ ! -e "$S-wal" ] || cp "$S-wal" "$1-wal"; }
+restore() { rm -f "$S" "$S-wal" "$S-shm"; cp "$1" "$S"; [ ! -e "$1-wal" ] || cp "$1-wal" "$S-wal"; }
+save "$WORK/with-anchor"
 "$T" anchor remove --label vendor --so-pin-file "$WORK/so" >/dev/null || fail "anchor remove"
 expect_exit 32 "no trust anchor labelled 'vendor'" \
   "$T" verify --anchor vendor --signature "$WORK/update.sig" "$WORK/update.bin"
+# Putting back the store as it was before the removal does not bring the
+# anchor back: the removal moved the TPM's freshness counter (issue 7).
+save "$WORK/after-remove"
+restore "$WORK/with-anchor"
+expect_exit 5 "older than this TPM's record" \
+  "$T" verify --anchor vendor --signature "$WORK/update.sig" "$WORK/update.bin"
+restore "$WORK/after-remove"
 "$T" audit >"$WORK/log" || fail "audit"
 [ "$(grep -c 'created trust anchor' "$WORK/log")" -eq 2 ] || fail "audit: anchor additions: $(cat "$WORK/log")"
 grep -q 'destroyed trust anchor' "$WORK/log" || fail "audit: no removal entry: $(cat "$WORK/log")"
 "$T" audit verify >/dev/null || fail "audit verify"
-pass "anchor remove needs the SO PIN; additions and removal are in the audit log"
+pass "anchor remove needs the SO PIN; an old store copy with the anchor is refused; additions and removal are in the audit log"
