@@ -165,9 +165,9 @@ class Tpm {
   void PinPrimary(ByteView name);
 
   // Random bytes from the TPM, in the salted session with the response
-  // encrypted (they are often key material); throws if the TPM keeps
-  // returning nothing.
-  Bytes GetRandom(size_t n);
+  // encrypted (they are often key material), in a Secret that wipes them;
+  // throws if the TPM keeps returning nothing.
+  Secret GetRandom(size_t n);
   DaState ReadDaState();
   // Whether the owner hierarchy has an authorization value set
   // (TPMA_PERMANENT ownerAuthSet), read in the audit session (verified).
