@@ -226,7 +226,8 @@ class Tpm {
   // TPM2_Import under the storage primary (import.cc).
   CreatedKey ImportKey(const ImportedKey& key, ByteView auth);
   // An HMAC key with the given value (a keyed-hash object), made by the TPM
-  // from caller data: the value travels encrypted in the session.
+  // from caller data: the value travels encrypted in the session. With no
+  // value the TPM generates a 32-byte one that never leaves it.
   SealedBlob CreateHmacKey(ByteView value, ByteView auth);
   // AES in the TPM (TPM2_EncryptDecrypt2) over whole blocks (or any length
   // for CTR); iv is updated to the chaining value for the next call. Input

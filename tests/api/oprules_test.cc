@@ -271,8 +271,22 @@ TEST_F(OpRules, DigestKey) {
   EXPECT_EQ(f_->C_DigestKey(s_, aes_), CKR_OPERATION_NOT_INITIALIZED);
   ASSERT_EQ(f_->C_DigestInit(s_, &sha256_), CKR_OK);
   EXPECT_EQ(f_->C_DigestKey(s_, 0xdead), CKR_KEY_HANDLE_INVALID);
-  // Keys whose value only the TPM holds (or that are not secret keys).
-  for (CK_OBJECT_HANDLE k : {aes_, ec_priv_, ec_pub_}) {
+  // Keys whose value only the TPM holds (or that are not secret keys): a
+  // generated 32-byte generic secret is made by the TPM itself.
+  CK_MECHANISM gen = {CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
+  CK_ULONG len32 = 32;
+  CK_BBOOL tok = CK_FALSE;
+  CK_ATTRIBUTE gt[] = {{CKA_VALUE_LEN, &len32, sizeof len32}, {CKA_TOKEN, &tok, 1}};
+  CK_OBJECT_HANDLE hmac_key = 0;
+  ASSERT_EQ(f_->C_GenerateKey(s_, &gen, gt, 2, &hmac_key), CKR_OK);
+  CK_MECHANISM hmac = {CKM_SHA256_HMAC, nullptr, 0};
+  CK_BYTE mac[32];
+  CK_ULONG mac_len = sizeof mac;
+  ASSERT_EQ(f_->C_SignInit(s_, &hmac, hmac_key), CKR_OK);
+  ASSERT_EQ(f_->C_Sign(s_, msg_, 3, mac, &mac_len), CKR_OK);
+  ASSERT_EQ(f_->C_VerifyInit(s_, &hmac, hmac_key), CKR_OK);
+  EXPECT_EQ(f_->C_Verify(s_, msg_, 3, mac, mac_len), CKR_OK);
+  for (CK_OBJECT_HANDLE k : {aes_, ec_priv_, ec_pub_, hmac_key}) {
     ASSERT_EQ(f_->C_DigestInit(s_, &sha256_), CKR_OK);
     EXPECT_EQ(f_->C_DigestKey(s_, k), CKR_KEY_INDIGESTIBLE);
   }
