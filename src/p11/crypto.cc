@@ -1,5 +1,6 @@
 // The PKCS#11 C ABI for cryptographic operations: each entry point checks
-// its pointers and runs the core under the module lock. Dual-function and
+// its pointers and runs the core under the module lock; a bad pointer given
+// to a running operation ends it (token/operation.h). Dual-function and
 // recover operations are not offered (CKR_FUNCTION_NOT_SUPPORTED).
 #include "mech/table.h"
 #include "p11/guard.h"

@@ -1,7 +1,7 @@
 // The PKCS#11 operation rules, once for every operation family (digest,
-// sign, verify, encrypt, decrypt; 2.40 sections 5.2 and 5.8-5.12, 3.0
-// section 5.2). A session holds one OperationSlot per family; the entry
-// points only compute, and the slot decides what each answer means:
+// sign, verify, encrypt, decrypt; 2.40 sections 5.2 and 5.8-5.12). A
+// session holds one OperationSlot per family; the entry points only
+// compute, and the slot decides what each answer means:
 // - C_*Init while an operation runs: CKR_OPERATION_ACTIVE;
 // - a single-part, update or final call with none: CKR_OPERATION_NOT_INITIALIZED;
 // - a single-part call after an update or final call (or an update or final
