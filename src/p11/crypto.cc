@@ -1,5 +1,6 @@
 // The PKCS#11 C ABI for cryptographic operations: each entry point checks
-// its pointers and runs the core under the module lock. Dual-function and
+// its pointers and runs the core under the module lock; a bad pointer given
+// to a running operation ends it (token/operation.h). Dual-function and
 // recover operations are not offered (CKR_FUNCTION_NOT_SUPPORTED).
 #include "mech/table.h"
 #include "p11/guard.h"
@@ -9,6 +10,17 @@ using tpmtoken::Module;
 using tpmtoken::p11::Bytes;
 using tpmtoken::p11::Guarded;
 
+namespace {
+// A bad argument to a call of a running operation ends it, like every error
+// but a length query or a short buffer (token/operation.h); a bad argument
+// to C_*Init leaves a running one alone.
+CK_RV EndsOperation(CK_SESSION_HANDLE h, CK_FLAGS family) {
+  return Guarded([&](Module& m) {
+    m.CancelOperations(h, family);  // a bad session has nothing to end
+    return CKR_ARGUMENTS_BAD;
+  });
+}
+}  // namespace
 
 TPMTOKEN_EXPORT CK_RV C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
                                     CK_OBJECT_HANDLE key) {
@@ -19,18 +31,18 @@ TPMTOKEN_EXPORT CK_RV C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
 TPMTOKEN_EXPORT CK_RV C_Encrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len,
                                 CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if ((!data && len) || !out_len) return CKR_ARGUMENTS_BAD;
+  if ((!data && len) || !out_len) return EndsOperation(h, CKF_ENCRYPT);
   return Guarded([&](Module& m) { return m.Encrypt(h, Bytes(data, len), out, out_len); });
 }
 TPMTOKEN_EXPORT CK_RV C_EncryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len,
                                       CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if ((!data && len) || !out_len) return CKR_ARGUMENTS_BAD;
+  if ((!data && len) || !out_len) return EndsOperation(h, CKF_ENCRYPT);
   return Guarded([&](Module& m) { return m.EncryptUpdate(h, Bytes(data, len), out, out_len); });
 }
 TPMTOKEN_EXPORT CK_RV C_EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if (!out_len) return CKR_ARGUMENTS_BAD;
+  if (!out_len) return EndsOperation(h, CKF_ENCRYPT);
   return Guarded([&](Module& m) { return m.EncryptFinal(h, out, out_len); });
 }
 TPMTOKEN_EXPORT CK_RV C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
@@ -42,18 +54,18 @@ TPMTOKEN_EXPORT CK_RV C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
 TPMTOKEN_EXPORT CK_RV C_Decrypt(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len,
                                 CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if ((!data && len) || !out_len) return CKR_ARGUMENTS_BAD;
+  if ((!data && len) || !out_len) return EndsOperation(h, CKF_DECRYPT);
   return Guarded([&](Module& m) { return m.Decrypt(h, Bytes(data, len), out, out_len); });
 }
 TPMTOKEN_EXPORT CK_RV C_DecryptUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len,
                                       CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if ((!data && len) || !out_len) return CKR_ARGUMENTS_BAD;
+  if ((!data && len) || !out_len) return EndsOperation(h, CKF_DECRYPT);
   return Guarded([&](Module& m) { return m.DecryptUpdate(h, Bytes(data, len), out, out_len); });
 }
 TPMTOKEN_EXPORT CK_RV C_DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if (!out_len) return CKR_ARGUMENTS_BAD;
+  if (!out_len) return EndsOperation(h, CKF_DECRYPT);
   return Guarded([&](Module& m) { return m.DecryptFinal(h, out, out_len); });
 }
 
@@ -65,23 +77,21 @@ TPMTOKEN_EXPORT CK_RV C_DigestInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech) {
 TPMTOKEN_EXPORT CK_RV C_Digest(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len,
                                CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if ((!data && len) || !out_len) return CKR_ARGUMENTS_BAD;
+  if ((!data && len) || !out_len) return EndsOperation(h, CKF_DIGEST);
   return Guarded([&](Module& m) { return m.Digest(h, Bytes(data, len), out, out_len); });
 }
 TPMTOKEN_EXPORT CK_RV C_DigestUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if (!data && len) return CKR_ARGUMENTS_BAD;
+  if (!data && len) return EndsOperation(h, CKF_DIGEST);
   return Guarded([&](Module& m) { return m.DigestUpdate(h, Bytes(data, len)); });
 }
-TPMTOKEN_EXPORT CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE) {
-  // Secret keys live in the TPM and never reach a software digest.
+TPMTOKEN_EXPORT CK_RV C_DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  (void)h;
-  return CKR_FUNCTION_NOT_SUPPORTED;
+  return Guarded([&](Module& m) { return m.DigestKey(h, key); });
 }
 TPMTOKEN_EXPORT CK_RV C_DigestFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR out, CK_ULONG_PTR out_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if (!out_len) return CKR_ARGUMENTS_BAD;
+  if (!out_len) return EndsOperation(h, CKF_DIGEST);
   return Guarded([&](Module& m) { return m.DigestFinal(h, out, out_len); });
 }
 
@@ -94,17 +104,17 @@ TPMTOKEN_EXPORT CK_RV C_SignInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
 TPMTOKEN_EXPORT CK_RV C_Sign(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len, CK_BYTE_PTR sig,
                              CK_ULONG_PTR sig_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if ((!data && len) || !sig_len) return CKR_ARGUMENTS_BAD;
+  if ((!data && len) || !sig_len) return EndsOperation(h, CKF_SIGN);
   return Guarded([&](Module& m) { return m.Sign(h, Bytes(data, len), sig, sig_len); });
 }
 TPMTOKEN_EXPORT CK_RV C_SignUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if (!data && len) return CKR_ARGUMENTS_BAD;
+  if (!data && len) return EndsOperation(h, CKF_SIGN);
   return Guarded([&](Module& m) { return m.SignUpdate(h, Bytes(data, len)); });
 }
 TPMTOKEN_EXPORT CK_RV C_SignFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG_PTR sig_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if (!sig_len) return CKR_ARGUMENTS_BAD;
+  if (!sig_len) return EndsOperation(h, CKF_SIGN);
   return Guarded([&](Module& m) { return m.SignFinal(h, sig, sig_len); });
 }
 TPMTOKEN_EXPORT CK_RV C_SignRecoverInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE) {
@@ -125,17 +135,17 @@ TPMTOKEN_EXPORT CK_RV C_VerifyInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR mech,
 TPMTOKEN_EXPORT CK_RV C_Verify(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len,
                                CK_BYTE_PTR sig, CK_ULONG sig_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if ((!data && len) || (!sig && sig_len)) return CKR_ARGUMENTS_BAD;
+  if ((!data && len) || (!sig && sig_len)) return EndsOperation(h, CKF_VERIFY);
   return Guarded([&](Module& m) { return m.Verify(h, Bytes(data, len), Bytes(sig, sig_len)); });
 }
 TPMTOKEN_EXPORT CK_RV C_VerifyUpdate(CK_SESSION_HANDLE h, CK_BYTE_PTR data, CK_ULONG len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if (!data && len) return CKR_ARGUMENTS_BAD;
+  if (!data && len) return EndsOperation(h, CKF_VERIFY);
   return Guarded([&](Module& m) { return m.VerifyUpdate(h, Bytes(data, len)); });
 }
 TPMTOKEN_EXPORT CK_RV C_VerifyFinal(CK_SESSION_HANDLE h, CK_BYTE_PTR sig, CK_ULONG sig_len) {
   if (!tpmtoken::p11::Current()) return CKR_CRYPTOKI_NOT_INITIALIZED;
-  if (!sig && sig_len) return CKR_ARGUMENTS_BAD;
+  if (!sig && sig_len) return EndsOperation(h, CKF_VERIFY);
   return Guarded([&](Module& m) { return m.VerifyFinal(h, Bytes(sig, sig_len)); });
 }
 TPMTOKEN_EXPORT CK_RV C_VerifyRecoverInit(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE) {

@@ -33,12 +33,15 @@ CK_RV Module::BeginAes(const CK_MECHANISM* mech, std::shared_ptr<Object> key, bo
 CK_RV Module::EncryptInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE key) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
-  if (s->encrypt) return CKR_OPERATION_ACTIVE;
+  if (CK_RV rv = s->encrypt.CanStart(); rv != CKR_OK) return rv;
   auto o = Resolve(*s, key);
   if (!o) return CKR_KEY_HANDLE_INVALID;
   const mech::MechEntry* entry = mech::Lookup(table_, mech->mechanism);
   if (!entry || !(entry->info.flags & CKF_ENCRYPT)) return CKR_MECHANISM_INVALID;
-  if (mech::IsAes(mech->mechanism)) return BeginAes(mech, std::move(o), false, &s->encrypt);
+  if (mech::IsAes(mech->mechanism)) {
+    std::unique_ptr<CipherState> aes;
+    return s->encrypt.Started(BeginAes(mech, std::move(o), false, &aes), std::move(aes));
+  }
   if (o->attrs.Ulong(CKA_CLASS) != CKO_PUBLIC_KEY || o->attrs.Ulong(CKA_KEY_TYPE) != CKK_RSA)
     return CKR_KEY_TYPE_INCONSISTENT;
   if (!o->attrs.Bool(CKA_ENCRYPT)) return CKR_KEY_FUNCTION_NOT_PERMITTED;
@@ -48,19 +51,21 @@ CK_RV Module::EncryptInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJE
   const size_t bits = BitLength(*o->attrs.Find(CKA_MODULUS));
   if (CK_RV rv = mech::RsaCipherOp::Create(*mech, bits, &state->op); rv != CKR_OK) return rv;
   state->key = std::move(o);
-  s->encrypt = std::move(state);
-  return CKR_OK;
+  return s->encrypt.Started(CKR_OK, std::move(state));
 }
 
 CK_RV Module::DecryptInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE key) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
-  if (s->decrypt) return CKR_OPERATION_ACTIVE;
+  if (CK_RV rv = s->decrypt.CanStart(); rv != CKR_OK) return rv;
   auto o = Resolve(*s, key);
   if (!o) return CKR_KEY_HANDLE_INVALID;
   const mech::MechEntry* entry = mech::Lookup(table_, mech->mechanism);
   if (!entry || !(entry->info.flags & CKF_DECRYPT)) return CKR_MECHANISM_INVALID;
-  if (mech::IsAes(mech->mechanism)) return BeginAes(mech, std::move(o), true, &s->decrypt);
+  if (mech::IsAes(mech->mechanism)) {
+    std::unique_ptr<CipherState> aes;
+    return s->decrypt.Started(BeginAes(mech, std::move(o), true, &aes), std::move(aes));
+  }
   if (o->attrs.Ulong(CKA_CLASS) != CKO_PRIVATE_KEY || o->attrs.Ulong(CKA_KEY_TYPE) != CKK_RSA ||
       !o->key)
     return CKR_KEY_TYPE_INCONSISTENT;
@@ -71,23 +76,22 @@ CK_RV Module::DecryptInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJE
   if (CK_RV rv = mech::RsaCipherOp::Create(*mech, bits, &state->op); rv != CKR_OK) return rv;
   state->needs_context_login = o->attrs.Bool(CKA_ALWAYS_AUTHENTICATE);
   state->key = std::move(o);
-  s->decrypt = std::move(state);
-  return CKR_OK;
+  return s->decrypt.Started(CKR_OK, std::move(state));
 }
 
 // Single-part, or the final step of multi-part (data then empty): computes
 // the whole result once, then hands it out under the length-query rules.
-CK_RV Module::CipherFinish(std::unique_ptr<CipherState>& st, bool decrypt, ByteView data,
-                           CK_BYTE* out, CK_ULONG* out_len) {
-  if (!st->plain) {
-    if (st->needs_context_login) return CKR_USER_NOT_LOGGED_IN;
+CK_RV Module::CipherFinish(CipherState& st, bool decrypt, ByteView data, CK_BYTE* out,
+                           CK_ULONG* out_len) {
+  if (!st.plain) {
+    if (st.needs_context_login) return CKR_USER_NOT_LOGGED_IN;
     CK_RV rv = CKR_OK;
     Secret result;
-    if (st->aes) {
-      const auto aes = AesWith(*st->key, decrypt);
+    if (st.aes) {
+      const auto aes = AesWith(*st.key, decrypt);
       Secret head, tail;
-      rv = st->aes->Update(data, aes, &head);
-      if (rv == CKR_OK) rv = st->aes->Final(aes, &tail);
+      rv = st.aes->Update(data, aes, &head);
+      if (rv == CKR_OK) rv = st.aes->Final(aes, &tail);
       if (rv == CKR_OK) {
         Bytes all(head.view().begin(), head.view().end());
         all.insert(all.end(), tail.view().begin(), tail.view().end());
@@ -95,81 +99,80 @@ CK_RV Module::CipherFinish(std::unique_ptr<CipherState>& st, bool decrypt, ByteV
         Wipe(all.data(), all.size());
       }
     } else if (decrypt) {
-      st->op->Update(data);
-      const KeyMaterial& key = *st->key->key;
-      const Bytes& modulus = *st->key->attrs.Find(CKA_MODULUS);
+      st.op->Update(data);
+      const KeyMaterial& key = *st.key->key;
+      const Bytes& modulus = *st.key->attrs.Find(CKA_MODULUS);
       const Secret rejection = RejectionKey(key.auth.view(), modulus);
-      rv = st->op->Decrypt(
+      rv = st.op->Decrypt(
           {[&](ByteView in) { return tpm_->RsaPrivate(key.blob, key.auth.view(), in); }, modulus,
            rejection.view()},
           &result);
     } else {
-      st->op->Update(data);
+      st.op->Update(data);
       Bytes cipher;
-      rv = st->op->Encrypt(*st->public_key, &cipher);
+      rv = st.op->Encrypt(*st.public_key, &cipher);
       result = Secret(cipher);
     }
-    if (rv != CKR_OK) {
-      st.reset();
-      return rv;
-    }
-    st->plain = std::move(result);
+    if (rv != CKR_OK) return rv;  // the slot ends the operation
+    st.plain = std::move(result);
   }
   bool proceed = false;
-  const CK_RV query = QueryOrFits(st->plain->size(), out, out_len, &proceed);
+  const CK_RV query = QueryOrFits(st.plain->size(), out, out_len, &proceed);
   if (!proceed) return query;  // the result waits for the retry
-  if (!st->plain->empty()) std::memcpy(out, st->plain->data(), st->plain->size());
-  *out_len = st->plain->size();
-  st.reset();
+  if (!st.plain->empty()) std::memcpy(out, st.plain->data(), st.plain->size());
+  *out_len = st.plain->size();
   return CKR_OK;
 }
 
-CK_RV Module::CipherUpdate(std::unique_ptr<CipherState>& st, bool decrypt, ByteView data,
-                           CK_BYTE* out, CK_ULONG* out_len) {
-  if (!st->aes) {  // RSA output comes whole, at the end
-    st->op->Update(data);
+CK_RV Module::CipherUpdate(CipherState& st, bool decrypt, ByteView data, CK_BYTE* out,
+                           CK_ULONG* out_len) {
+  if (!st.aes) {  // RSA output comes whole, at the end
+    st.op->Update(data);
     *out_len = 0;
     return CKR_OK;
   }
   bool proceed = false;
-  const CK_RV query = QueryOrFits(st->aes->UpdateLength(data.size()), out, out_len, &proceed);
+  const CK_RV query = QueryOrFits(st.aes->UpdateLength(data.size()), out, out_len, &proceed);
   if (!proceed) return query;
   Secret part;
-  if (CK_RV rv = st->aes->Update(data, AesWith(*st->key, decrypt), &part); rv != CKR_OK) {
-    st.reset();
-    return rv;
-  }
+  if (CK_RV rv = st.aes->Update(data, AesWith(*st.key, decrypt), &part); rv != CKR_OK) return rv;
   if (!part.empty()) std::memcpy(out, part.data(), part.size());
   *out_len = part.size();
   return CKR_OK;
 }
 
-#define TPMTOKEN_CIPHER_ENTRY(Name, member, decrypt, call)        \
-  CK_RV Module::Name {                                           \
-    Session* s = FindSession(h);                                 \
-    if (!s) return CKR_SESSION_HANDLE_INVALID;                   \
-    if (!s->member) return CKR_OPERATION_NOT_INITIALIZED;        \
-    /* a finished AES or RSA-decrypt operation counts a key use */ \
-    const std::shared_ptr<Object> key =                          \
-        (s->member->aes || decrypt) ? s->member->key : nullptr;  \
-    const CK_RV rv = call;                                       \
-    if (rv == CKR_OK && !s->member && key) CountUse(*s, *key);   \
-    return rv;                                                   \
-  }
-TPMTOKEN_CIPHER_ENTRY(Encrypt(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len),
-                      encrypt, false, CipherFinish(s->encrypt, false, data, out, out_len))
-TPMTOKEN_CIPHER_ENTRY(EncryptUpdate(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out,
-                                    CK_ULONG* out_len),
-                      encrypt, false, CipherUpdate(s->encrypt, false, data, out, out_len))
-TPMTOKEN_CIPHER_ENTRY(EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len), encrypt,
-                      false, CipherFinish(s->encrypt, false, {}, out, out_len))
-TPMTOKEN_CIPHER_ENTRY(Decrypt(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len),
-                      decrypt, true, CipherFinish(s->decrypt, true, data, out, out_len))
-TPMTOKEN_CIPHER_ENTRY(DecryptUpdate(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out,
-                                    CK_ULONG* out_len),
-                      decrypt, true, CipherUpdate(s->decrypt, true, data, out, out_len))
-TPMTOKEN_CIPHER_ENTRY(DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len), decrypt,
-                      true, CipherFinish(s->decrypt, true, {}, out, out_len))
-#undef TPMTOKEN_CIPHER_ENTRY
+CK_RV Module::CipherCall(CK_SESSION_HANDLE h, bool decrypt, OpCall call, ByteView data,
+                         CK_BYTE* out, CK_ULONG* out_len) {
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  OperationSlot<CipherState>& slot = decrypt ? s->decrypt : s->encrypt;
+  std::shared_ptr<Object> key;  // a finished AES or RSA decryption counts a key use
+  const CK_RV rv = slot.Run(call, !out, [&](CipherState& st) {
+    if (st.aes || decrypt) key = st.key;
+    return call == OpCall::kUpdate ? CipherUpdate(st, decrypt, data, out, out_len)
+                                   : CipherFinish(st, decrypt, data, out, out_len);
+  });
+  if (rv == CKR_OK && !slot && key) CountUse(*s, *key);
+  return rv;
+}
+
+CK_RV Module::Encrypt(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len) {
+  return CipherCall(h, false, OpCall::kSingle, data, out, out_len);
+}
+CK_RV Module::EncryptUpdate(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len) {
+  return CipherCall(h, false, OpCall::kUpdate, data, out, out_len);
+}
+CK_RV Module::EncryptFinal(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len) {
+  return CipherCall(h, false, OpCall::kFinal, {}, out, out_len);
+}
+CK_RV Module::Decrypt(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len) {
+  return CipherCall(h, true, OpCall::kSingle, data, out, out_len);
+}
+CK_RV Module::DecryptUpdate(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len) {
+  return CipherCall(h, true, OpCall::kUpdate, data, out, out_len);
+}
+CK_RV Module::DecryptFinal(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len) {
+  return CipherCall(h, true, OpCall::kFinal, {}, out, out_len);
+}
 
 }  // namespace tpmtoken

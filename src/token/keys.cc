@@ -208,45 +208,58 @@ CK_RV Module::GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
   return rv;
 }
 
+namespace {
+// An update of a signature or verification: HMAC or RSA/ECDSA.
+CK_RV UpdateSignature(SignState& st, ByteView data) {
+  if (st.hmac)
+    st.hmac->Update(data);
+  else
+    st.op->Update(data);
+  return CKR_OK;
+}
+}  // namespace
+
 CK_RV Module::SignInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE key) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
-  if (s->sign) return CKR_OPERATION_ACTIVE;
+  if (CK_RV rv = s->sign.CanStart(); rv != CKR_OK) return rv;
   auto o = Resolve(*s, key);
   if (!o) return CKR_KEY_HANDLE_INVALID;
   const mech::MechEntry* entry = mech::Lookup(table_, mech->mechanism);
   if (!entry || !(entry->info.flags & CKF_SIGN)) return CKR_MECHANISM_INVALID;
-  if (mech::FindHmacMech(mech->mechanism)) return BeginHmac(*s, mech, std::move(o), true, &s->sign);
+  auto state = std::make_unique<SignState>();
+  if (mech::FindHmacMech(mech->mechanism))
+    return s->sign.Started(BeginHmac(*s, mech, std::move(o), true, &state), std::move(state));
   if (o->attrs.Ulong(CKA_CLASS) != CKO_PRIVATE_KEY || !o->key) return CKR_KEY_TYPE_INCONSISTENT;
   if (!o->attrs.Bool(CKA_SIGN)) return CKR_KEY_FUNCTION_NOT_PERMITTED;
   if (!Allowed(o->attrs, mech->mechanism)) return CKR_MECHANISM_INVALID;
   const auto shape = ShapeOf(o->attrs);
   if (!shape) return CKR_KEY_TYPE_INCONSISTENT;
-  auto state = std::make_unique<SignState>();
   if (CK_RV rv = mech::SignatureOp::Create(*mech, *shape, &state->op); rv != CKR_OK) return rv;
   state->needs_context_login = o->attrs.Bool(CKA_ALWAYS_AUTHENTICATE);
   state->key = std::move(o);
-  s->sign = std::move(state);
-  return CKR_OK;
+  return s->sign.Started(CKR_OK, std::move(state));
 }
 
-CK_RV Module::FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_len) {
+// C_Sign, or C_SignFinal with data empty; the slot (operation.h) applies the
+// rules to the answer.
+CK_RV Module::FinishSign(Session& s, SignState& st, ByteView data, CK_BYTE* out,
+                         CK_ULONG* out_len) {
   bool proceed = false;
-  const size_t length = s.sign->hmac ? s.sign->hmac->Length() : s.sign->op->SignatureLength();
+  const size_t length = st.hmac ? st.hmac->Length() : st.op->SignatureLength();
   const CK_RV query = QueryOrFits(length, out, out_len, &proceed);
-  if (!proceed) return query;  // a length query or a short buffer keeps the operation
-  if (s.sign->needs_context_login) return CKR_USER_NOT_LOGGED_IN;
-  std::unique_ptr<SignState> state = std::move(s.sign);
-  if (state->hmac) {
-    state->hmac->Update(data);
-    const Bytes mac = state->hmac->Sign(HmacWith(*state->key));
+  if (!proceed) return query;
+  if (st.needs_context_login) return CKR_USER_NOT_LOGGED_IN;
+  if (st.hmac) {
+    st.hmac->Update(data);
+    const Bytes mac = st.hmac->Sign(HmacWith(*st.key));
     std::memcpy(out, mac.data(), mac.size());
     *out_len = mac.size();
-    CountUse(s, *state->key);
+    CountUse(s, *st.key);
     return CKR_OK;
   }
-  state->op->Update(data);
-  const KeyMaterial& key = *state->key->key;
+  st.op->Update(data);
+  const KeyMaterial& key = *st.key->key;
   const mech::PrivateKeyOps ops{
       [&](ByteView in) { return tpm_->RsaPrivate(key.blob, key.auth.view(), in); },
       [&](ByteView digest, TPM2_ALG_ID hash) {
@@ -254,7 +267,7 @@ CK_RV Module::FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_
       }};
   Bytes sig;
   try {
-    if (CK_RV rv = state->op->Sign(ops, &sig); rv != CKR_OK) return rv;
+    if (CK_RV rv = st.op->Sign(ops, &sig); rv != CKR_OK) return rv;
   } catch (const tpm::TpmError& e) {
     // CKA_SIGN set after generation on a key made without it: the TPM
     // object does not carry the use, and the TPM says so.
@@ -267,84 +280,80 @@ CK_RV Module::FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_
   }
   std::memcpy(out, sig.data(), sig.size());
   *out_len = sig.size();
-  CountUse(s, *state->key);
+  CountUse(s, *st.key);
   return CKR_OK;
 }
 
 CK_RV Module::Sign(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
-  if (!s->sign) return CKR_OPERATION_NOT_INITIALIZED;
-  return FinishSign(*s, data, out, out_len);
+  return s->sign.Run(OpCall::kSingle, !out, [&](SignState& st) {
+    return FinishSign(*s, st, data, out, out_len);
+  });
 }
 
 CK_RV Module::SignUpdate(CK_SESSION_HANDLE h, ByteView data) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
-  if (!s->sign) return CKR_OPERATION_NOT_INITIALIZED;
-  if (s->sign->hmac)
-    s->sign->hmac->Update(data);
-  else
-    s->sign->op->Update(data);
-  return CKR_OK;
+  return s->sign.Run(OpCall::kUpdate, false,
+                     [&](SignState& st) { return UpdateSignature(st, data); });
 }
 
 CK_RV Module::SignFinal(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
-  if (!s->sign) return CKR_OPERATION_NOT_INITIALIZED;
-  return FinishSign(*s, {}, out, out_len);
+  return s->sign.Run(OpCall::kFinal, !out, [&](SignState& st) {
+    return FinishSign(*s, st, {}, out, out_len);
+  });
 }
 
 CK_RV Module::VerifyInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_HANDLE key) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
-  if (s->verify) return CKR_OPERATION_ACTIVE;
+  if (CK_RV rv = s->verify.CanStart(); rv != CKR_OK) return rv;
   auto o = Resolve(*s, key);
   if (!o) return CKR_KEY_HANDLE_INVALID;
   const mech::MechEntry* entry = mech::Lookup(table_, mech->mechanism);
   if (!entry || !(entry->info.flags & CKF_VERIFY)) return CKR_MECHANISM_INVALID;
+  auto state = std::make_unique<SignState>();
   if (mech::FindHmacMech(mech->mechanism))
-    return BeginHmac(*s, mech, std::move(o), false, &s->verify);
+    return s->verify.Started(BeginHmac(*s, mech, std::move(o), false, &state), std::move(state));
   const auto cls = o->attrs.Ulong(CKA_CLASS);
   if (cls != CKO_PUBLIC_KEY && cls != CKO_PRIVATE_KEY) return CKR_KEY_TYPE_INCONSISTENT;
   if (cls == CKO_PUBLIC_KEY && !o->attrs.Bool(CKA_VERIFY)) return CKR_KEY_FUNCTION_NOT_PERMITTED;
   if (!Allowed(o->attrs, mech->mechanism)) return CKR_MECHANISM_INVALID;
   const auto shape = ShapeOf(o->attrs);
-  auto state = std::make_unique<SignState>();
   if (!shape || !(state->public_key = PublicKeyOf(o->attrs))) return CKR_KEY_TYPE_INCONSISTENT;
   if (CK_RV rv = mech::SignatureOp::Create(*mech, *shape, &state->op); rv != CKR_OK) return rv;
   state->key = std::move(o);
-  s->verify = std::move(state);
-  return CKR_OK;
+  return s->verify.Started(CKR_OK, std::move(state));
+}
+
+CK_RV Module::FinishVerify(SignState& st, ByteView data, ByteView signature) {
+  UpdateSignature(st, data);
+  if (st.hmac) return st.hmac->Verify(HmacWith(*st.key), signature);
+  return st.op->Verify(*st.public_key, signature);
 }
 
 CK_RV Module::Verify(CK_SESSION_HANDLE h, ByteView data, ByteView signature) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
-  if (!s->verify) return CKR_OPERATION_NOT_INITIALIZED;
-  std::unique_ptr<SignState> state = std::move(s->verify);
-  if (state->hmac) {
-    state->hmac->Update(data);
-    return state->hmac->Verify(HmacWith(*state->key), signature);
-  }
-  state->op->Update(data);
-  return state->op->Verify(*state->public_key, signature);
+  return s->verify.Run(OpCall::kSingle, false,
+                       [&](SignState& st) { return FinishVerify(st, data, signature); });
 }
 
 CK_RV Module::VerifyUpdate(CK_SESSION_HANDLE h, ByteView data) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
-  if (!s->verify) return CKR_OPERATION_NOT_INITIALIZED;
-  if (s->verify->hmac)
-    s->verify->hmac->Update(data);
-  else
-    s->verify->op->Update(data);
-  return CKR_OK;
+  return s->verify.Run(OpCall::kUpdate, false,
+                       [&](SignState& st) { return UpdateSignature(st, data); });
 }
 
 CK_RV Module::VerifyFinal(CK_SESSION_HANDLE h, ByteView signature) {
-  return Verify(h, {}, signature);
+  Session* s = FindSession(h);
+  if (!s) return CKR_SESSION_HANDLE_INVALID;
+  return s->verify.Run(OpCall::kFinal, false,
+                       [&](SignState& st) { return FinishVerify(st, {}, signature); });
 }
 
 }  // namespace tpmtoken

@@ -23,6 +23,7 @@
 #include "mech/table.h"
 #include "store/store.h"
 #include "token/object.h"
+#include "token/operation.h"
 #include "token/record.h"
 #include "tpm/tpm.h"
 #include "util/config.h"
@@ -88,11 +89,12 @@ struct Session {
   Token* token = nullptr;
   bool rw = false;
   FindState find;
-  std::unique_ptr<mech::DigestOp> digest;
-  std::unique_ptr<SignState> sign;
-  std::unique_ptr<SignState> verify;
-  std::unique_ptr<CipherState> encrypt;
-  std::unique_ptr<CipherState> decrypt;
+  // One slot per operation family: the rules of operation.h.
+  OperationSlot<mech::DigestOp> digest;
+  OperationSlot<SignState> sign;
+  OperationSlot<SignState> verify;
+  OperationSlot<CipherState> encrypt;
+  OperationSlot<CipherState> decrypt;
 };
 
 class Module {
@@ -139,6 +141,8 @@ class Module {
   CK_RV DigestInit(CK_SESSION_HANDLE h, const CK_MECHANISM* mech);
   CK_RV Digest(CK_SESSION_HANDLE h, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
   CK_RV DigestUpdate(CK_SESSION_HANDLE h, ByteView data);
+  // Digests the value of a secret key the module holds (2.40 section 5.10).
+  CK_RV DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key);
   CK_RV DigestFinal(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len);
   CK_RV GetOperationState(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len);
   CK_RV SetOperationState(CK_SESSION_HANDLE h, ByteView state);
@@ -325,11 +329,15 @@ class Module {
   mech::AesOp::TpmAes AesWith(const Object& key, bool decrypt);
   CK_RV BeginAes(const CK_MECHANISM* mech, std::shared_ptr<Object> key, bool decrypt,
                  std::unique_ptr<CipherState>* out);
-  CK_RV CipherUpdate(std::unique_ptr<CipherState>& st, bool decrypt, ByteView data, CK_BYTE* out,
+  // One call of an encryption or decryption in session h (cipher.cc).
+  CK_RV CipherCall(CK_SESSION_HANDLE h, bool decrypt, OpCall call, ByteView data, CK_BYTE* out,
+                   CK_ULONG* out_len);
+  CK_RV CipherUpdate(CipherState& st, bool decrypt, ByteView data, CK_BYTE* out,
                      CK_ULONG* out_len);
-  CK_RV CipherFinish(std::unique_ptr<CipherState>& st, bool decrypt, ByteView data, CK_BYTE* out,
+  CK_RV CipherFinish(CipherState& st, bool decrypt, ByteView data, CK_BYTE* out,
                      CK_ULONG* out_len);
-  CK_RV FinishSign(Session& s, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
+  CK_RV FinishSign(Session& s, SignState& st, ByteView data, CK_BYTE* out, CK_ULONG* out_len);
+  CK_RV FinishVerify(SignState& st, ByteView data, ByteView signature);
   void Persist(Token& t, Object& o);
   std::string AuditName(const Token& t, const Object& o) const;
 

@@ -35,7 +35,12 @@ CK_RV Module::GenerateKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, const C
     if (std::find(caps_.aes_bits.begin(), caps_.aes_bits.end(), bits) == caps_.aes_bits.end())
       return CKR_KEY_SIZE_RANGE;
     key->blob = tpm_->CreateKey({tpm::KeyKind::kAes, 0, 0, bits}, key->auth.view()).blob;
+  } else if (len == 32) {
+    // The TPM makes a SHA-256-sized value itself: it never leaves the TPM.
+    key->blob = tpm_->CreateHmacKey({}, key->auth.view());
   } else {
+    // Other lengths: TPM2_GetRandom and TPM2_Create, both in the salted
+    // session with the value encrypted on the bus.
     Secret value(tpm_->GetRandom(len));
     key->blob = tpm_->CreateHmacKey(value.view(), key->auth.view());
   }

@@ -127,10 +127,13 @@ TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
 }
 
 SealedBlob Tpm::CreateHmacKey(ByteView value, ByteView auth) {
+  TPM2B_PUBLIC t = KeyTemplate({KeyKind::kHmac});
+  // No value: the TPM generates one (TPM2_Create with sensitiveDataOrigin;
+  // a keyed-hash object with the NULL scheme gets a value the size of its
+  // nameAlg's digest, SHA-256: 32 bytes), and it never leaves the TPM.
+  if (value.empty()) t.publicArea.objectAttributes |= TPMA_OBJECT_SENSITIVEDATAORIGIN;
   auto lock = Enter();
-  return Retry([&] {
-    return CreateChild(KeyTemplate({KeyKind::kHmac}), value, auth, "TPM2_Create (HMAC key)");
-  });
+  return Retry([&] { return CreateChild(t, value, auth, "TPM2_Create (HMAC key)"); });
 }
 
 Bytes Tpm::Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID hash) {

@@ -493,7 +493,7 @@ Secret Tpm::UnsealLoaded(FastSession& session, const TpmObject& object, ByteView
   return secret;
 }
 
-Bytes Tpm::GetRandom(size_t n) {
+Secret Tpm::GetRandom(size_t n) {
   auto lock = Enter();
   Secret out(n);
   size_t have = 0;
@@ -503,14 +503,18 @@ Bytes Tpm::GetRandom(size_t n) {
     const auto want = static_cast<UINT16>(std::min<size_t>(n - have, 32));
     Retry([&] {
       TSS2_SYS_CONTEXT* sys = Sys();
-      FastSession& session = Fast();
-      (void)session;
-      const ResponseWipe wipe(*sys_);
+      Fast();  // a session started now, not between Prepare and the command
+      const ResponseWipe wipe(*sys_);  // the response held the bytes
       Check(Tss2_Sys_GetRandom_Prepare(sys, want), "TPM2_GetRandom prepare");
+      // The module's salted session, for audit (no authorization) with the
+      // response encrypted: the bytes never cross the bus in clear.
       RunAudited(TPM2_CC_GetRandom, true, "TPM2_GetRandom");
       TPM2B_DIGEST r{};
       Check(Tss2_Sys_GetRandom_Complete(sys, &r), "TPM2_GetRandom complete");
-      if (r.size > want) throw TpmError("TPM2_GetRandom returned more than asked", TPM2_RC_SIZE);
+      if (r.size > want) {
+        Wipe(&r, sizeof r);
+        throw TpmError("TPM2_GetRandom returned more than asked", TPM2_RC_SIZE);
+      }
       std::memcpy(out.data() + have, r.buffer, r.size);
       have += r.size;
       if (r.size == 0 && ++empty > 8) throw TpmError("TPM2_GetRandom returns no bytes", TPM2_RC_SIZE);
@@ -518,7 +522,7 @@ Bytes Tpm::GetRandom(size_t n) {
       return 0;
     });
   }
-  return Bytes(out.view().begin(), out.view().end());
+  return out;
 }
 
 // TPM2_PT_PERMANENT onwards: the lockout state and the permanent flags, read

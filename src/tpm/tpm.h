@@ -165,9 +165,9 @@ class Tpm {
   void PinPrimary(ByteView name);
 
   // Random bytes from the TPM, in the salted session with the response
-  // encrypted (they are often key material); throws if the TPM keeps
-  // returning nothing.
-  Bytes GetRandom(size_t n);
+  // encrypted (they are often key material), in a Secret that wipes them;
+  // throws if the TPM keeps returning nothing.
+  Secret GetRandom(size_t n);
   DaState ReadDaState();
   // Whether the owner hierarchy has an authorization value set
   // (TPMA_PERMANENT ownerAuthSet), read in the audit session (verified).
@@ -226,7 +226,8 @@ class Tpm {
   // TPM2_Import under the storage primary (import.cc).
   CreatedKey ImportKey(const ImportedKey& key, ByteView auth);
   // An HMAC key with the given value (a keyed-hash object), made by the TPM
-  // from caller data: the value travels encrypted in the session.
+  // from caller data: the value travels encrypted in the session. With no
+  // value the TPM generates a 32-byte one that never leaves it.
   SealedBlob CreateHmacKey(ByteView value, ByteView auth);
   // AES in the TPM (TPM2_EncryptDecrypt2) over whole blocks (or any length
   // for CTR); iv is updated to the chaining value for the next call. Input
