@@ -26,8 +26,9 @@ struct KeyType {
 KeyType ParseType(const std::string& t) {
   if (t.rfind("rsa:", 0) == 0) {
     const CK_ULONG bits = std::strtoul(t.c_str() + 4, nullptr, 10);
-    if (bits != 2048 && bits != 3072 && bits != 4096)
-      throw ToolError("--type rsa:BITS takes 2048, 3072 or 4096", kUsage);
+    // The TPM decides which of these it takes (CKR_KEY_SIZE_RANGE otherwise).
+    if (bits != 1024 && bits != 2048 && bits != 3072 && bits != 4096)
+      throw ToolError("--type rsa:BITS takes 1024, 2048, 3072 or 4096", kUsage);
     return {true, bits, nullptr};
   }
   static const std::pair<const char*, TPM2_ECC_CURVE> kNames[] = {
@@ -35,7 +36,8 @@ KeyType ParseType(const std::string& t) {
       {"ec:p521", TPM2_ECC_NIST_P521}};
   for (const auto& [name, curve] : kNames)
     if (t == name) return {false, 0, crypto::CurveFromTpm(curve)};
-  throw ToolError("--type takes ec:p256, ec:p384, ec:p521, rsa:2048, rsa:3072 or rsa:4096", kUsage);
+  throw ToolError("--type takes ec:p256, ec:p384, ec:p521, rsa:1024, rsa:2048, rsa:3072 or rsa:4096",
+                  kUsage);
 }
 
 std::string KeyDescription(Context& ctx, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k) {

@@ -24,13 +24,16 @@ CK_RV Module::ImportPrivateKey(Session& s, AttrSet a, CK_OBJECT_HANDLE* out) {
   std::map<CK_ATTRIBUTE_TYPE, Secret> secret;
   for (CK_ATTRIBUTE_TYPE t : kSecretParts)
     if (a.Has(t)) secret[t] = a.TakeSecret(t);
-  if (CK_RV policy = TpmKeyPolicy(a); policy != CKR_OK) return policy;
+  if (CK_RV policy = TpmKeyPolicy(a, KeyOrigin::kImported, "C_CreateObject"); policy != CKR_OK)
+    return policy;
+  MarkImported(a);
   return StorePrivateKey(s, std::move(a), std::move(secret), out);
 }
 
 CK_RV Module::StorePrivateKey(Session& s, AttrSet a, std::map<CK_ATTRIBUTE_TYPE, Secret> secret,
                               CK_OBJECT_HANDLE* out) {
-  if (CK_RV access = CheckWriteAccess(s, a.Bool(CKA_TOKEN), true); access != CKR_OK)
+  if (CK_RV access = CheckWriteAccess(s, a.Bool(CKA_TOKEN), a.Bool(CKA_PRIVATE, true));
+      access != CKR_OK)
     return access;
   tpm::ImportedKey key;
   std::optional<crypto::PublicKey> public_key;
@@ -82,10 +85,6 @@ CK_RV Module::StorePrivateKey(Session& s, AttrSet a, std::map<CK_ATTRIBUTE_TYPE,
   material->auth = NewKeyAuth();
   material->blob = tpm_->ImportKey(key, material->auth.view()).blob;
   a.Set(CKA_PUBLIC_KEY_INFO, crypto::SubjectPublicKeyInfo(*public_key));
-  a.SetBool(CKA_LOCAL, false);
-  a.SetBool(CKA_ALWAYS_SENSITIVE, false);
-  a.SetBool(CKA_NEVER_EXTRACTABLE, false);
-  a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
   log::Info("imported a private key into the TPM");
   return StoreNewObject(s, std::move(a), out, std::move(material));
 }

@@ -116,11 +116,7 @@ CK_RV Module::UnwrappedPrivateKey(Session& s, AttrSet a, ByteView pkcs8, CK_OBJE
   } else {
     return CKR_WRAPPED_KEY_INVALID;
   }
-  if (CK_RV rv = TpmKeyPolicy(a); rv != CKR_OK) return rv;
-  a.SetBool(CKA_LOCAL, false);
-  a.SetBool(CKA_ALWAYS_SENSITIVE, false);
-  a.SetBool(CKA_NEVER_EXTRACTABLE, false);
-  a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+  MarkImported(a);
   return StorePrivateKey(s, std::move(a), std::move(secret), out);
 }
 
@@ -145,7 +141,8 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
 
   // Everything that does not depend on the plaintext is checked before the
   // unwrapping step; everything after it answers one code.
-  if ((rv = CheckWriteAccess(*s, a.Bool(CKA_TOKEN), true)) != CKR_OK) return rv;
+  if ((rv = CheckWriteAccess(*s, a.Bool(CKA_TOKEN), a.Bool(CKA_PRIVATE, true))) != CKR_OK)
+    return rv;
   if (auto want = a.Ulong(CKA_VALUE_LEN); want && a.Ulong(CKA_KEY_TYPE) == CKK_AES &&
       std::find(caps_.aes_bits.begin(), caps_.aes_bits.end(), *want * 8) == caps_.aes_bits.end())
     return CKR_ATTRIBUTE_VALUE_INVALID;  // no AES key of that length, whatever is unwrapped
@@ -209,14 +206,7 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
       return UnwrappedPrivateKey(*s, std::move(a), value.view(), out);
     if (auto want = a.Ulong(CKA_VALUE_LEN); want && *want != value.size())
       return CKR_TEMPLATE_INCONSISTENT;
-    if (!a.Bool(CKA_PRIVATE, true)) {
-      log::Info("a TPM-held key is always private: CKA_PRIVATE set to true");
-      a.SetBool(CKA_PRIVATE, true);
-    }
-    a.SetBool(CKA_LOCAL, false);
-    a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
-    a.SetBool(CKA_ALWAYS_SENSITIVE, false);
-    a.SetBool(CKA_NEVER_EXTRACTABLE, false);
+    MarkImported(a);
     if (a.Bool(CKA_EXTRACTABLE)) a.Set(CKA_VALUE, value.view());
     return StoreSecretValue(*s, std::move(a), std::move(value), out);
   };

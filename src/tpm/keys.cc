@@ -307,6 +307,12 @@ void Tpm::FlushKeys() {
   keys_.clear();
 }
 
+void Tpm::FlushKey(const SealedBlob& key) {
+  auto lock = Enter();
+  const std::string id(key.pub.begin(), key.pub.end());
+  std::erase_if(keys_, [&](const auto& k) { return k->id == id; });
+}
+
 void Tpm::FlushCached() {
   fast_.reset();
   keys_.clear();

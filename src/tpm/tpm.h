@@ -247,6 +247,8 @@ class Tpm {
   void FlushCached();
   // Flushes the cached keys only (at logout: their auth values go with it).
   void FlushKeys();
+  // Flushes one key from the cache if it is loaded (a destroyed object's).
+  void FlushKey(const SealedBlob& key);
 
   // Key attestation (attest.cc, issue 12). The endorsement hierarchy's
   // authorization must be empty (the TCG default). Each call flushes the
