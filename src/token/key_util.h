@@ -33,6 +33,10 @@ void MarkGenerated(AttrSet& a, CK_MECHANISM_TYPE mech);
 void MarkImported(AttrSet& a);
 
 
+// The PKCS#8 PrivateKeyInfo of an extractable imported private key, from
+// the values its record keeps (import.cc); nullopt for any other key.
+std::optional<Secret> Pkcs8Of(const AttrSet& a);
+
 // A TPM key's random authorization value: 32 bytes, the last non-zero (the
 // TPM drops trailing zero octets of auth values).
 Secret NewKeyAuth();

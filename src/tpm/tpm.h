@@ -371,7 +371,7 @@ class Tpm {
 };
 
 struct Tpm::CachedKey {
-  std::string id;  // the key's public blob
+  std::string id;  // the key's public and private blobs
   TpmObject object;
 };
 

@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/param_build.h>
+#include <openssl/rsa.h>
 
 #include "module_fixture.h"
 
@@ -294,6 +295,90 @@ TEST_F(PublicObjects, Rsa1024FromTheTpm) {
   BN_free(bn_n);
   BN_free(bn_e);
   OSSL_PARAM_BLD_free(bld);
+}
+
+// Item 5: an extractable imported private key is used in the TPM, its copy
+// under the token key serves C_WrapKey, and it unwraps into a working key.
+TEST_F(PublicObjects, ExtractableImportWrapsAndUnwraps) {
+  ASSERT_EQ(LoginUser(s_), CKR_OK);
+  EVP_PKEY* rsa = EVP_RSA_gen(1024);
+  ASSERT_NE(rsa, nullptr);
+  auto param = [&](const char* name) {
+    BIGNUM* bn = nullptr;
+    EXPECT_EQ(EVP_PKEY_get_bn_param(rsa, name, &bn), 1);
+    Bytes out(static_cast<size_t>(BN_num_bytes(bn)));
+    BN_bn2bin(bn, out.data());
+    BN_free(bn);
+    return out;
+  };
+  Bytes n = param(OSSL_PKEY_PARAM_RSA_N), e = param(OSSL_PKEY_PARAM_RSA_E),
+        d = param(OSSL_PKEY_PARAM_RSA_D), q = param(OSSL_PKEY_PARAM_RSA_FACTOR2);
+  EVP_PKEY_free(rsa);
+  CK_OBJECT_CLASS priv_cls = CKO_PRIVATE_KEY, pub_cls = CKO_PUBLIC_KEY;
+  CK_KEY_TYPE rsa_type = CKK_RSA;
+  auto import = [&](bool extractable, bool sensitive, CK_OBJECT_HANDLE* out) {
+    CK_BBOOL ex = extractable, sens = sensitive;
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &priv_cls, sizeof priv_cls},
+                        {CKA_KEY_TYPE, &rsa_type, sizeof rsa_type},
+                        {CKA_TOKEN, &kYes, 1},
+                        {CKA_EXTRACTABLE, &ex, 1},
+                        {CKA_SENSITIVE, &sens, 1},
+                        {CKA_MODULUS, n.data(), n.size()},
+                        {CKA_PUBLIC_EXPONENT, e.data(), e.size()},
+                        {CKA_PRIVATE_EXPONENT, d.data(), d.size()}};
+    return f_->C_CreateObject(s_, t, 8, out);
+  };
+  CK_OBJECT_HANDLE open_key, sealed_key, unextractable, pub;
+  ASSERT_EQ(import(true, false, &open_key), CKR_OK) << "extractable import refused";
+  ASSERT_EQ(import(true, true, &sealed_key), CKR_OK);
+  ASSERT_EQ(import(false, true, &unextractable), CKR_OK);
+  CK_ATTRIBUTE pt[] = {{CKA_CLASS, &pub_cls, sizeof pub_cls},
+                       {CKA_KEY_TYPE, &rsa_type, sizeof rsa_type},
+                       {CKA_MODULUS, n.data(), n.size()},
+                       {CKA_PUBLIC_EXPONENT, e.data(), e.size()}};
+  ASSERT_EQ(f_->C_CreateObject(s_, pt, 4, &pub), CKR_OK);
+  SignsAndVerifies(s_, CKM_SHA256_RSA_PKCS, open_key, pub);
+  EXPECT_FALSE(BoolAttr(s_, open_key, CKA_NEVER_EXTRACTABLE));
+  EXPECT_FALSE(BoolAttr(s_, open_key, CKA_LOCAL));
+
+  // Not sensitive: its values read back as imported (and the second prime
+  // the module computed); sensitive: hidden.
+  EXPECT_EQ(Attr(s_, open_key, CKA_PRIVATE_EXPONENT), d);
+  EXPECT_EQ(Attr(s_, open_key, CKA_PRIME_2).size() + Attr(s_, open_key, CKA_PRIME_1).size(),
+            2 * q.size());
+  CK_RV rv = CKR_OK;
+  Attr(s_, sealed_key, CKA_PRIVATE_EXPONENT, &rv);
+  EXPECT_EQ(rv, CKR_ATTRIBUTE_SENSITIVE);
+
+  CK_OBJECT_HANDLE kek;
+  ASSERT_EQ(Secret(s_, true, false, true, &kek, {{CKA_WRAP, &kYes, 1}, {CKA_UNWRAP, &kYes, 1}}),
+            CKR_OK);
+  CK_MECHANISM kwp = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
+  CK_ULONG len = 0;
+  EXPECT_EQ(f_->C_WrapKey(s_, &kwp, kek, unextractable, nullptr, &len), CKR_KEY_UNEXTRACTABLE);
+  ASSERT_EQ(f_->C_WrapKey(s_, &kwp, kek, sealed_key, nullptr, &len), CKR_OK);
+  Bytes wrapped(len);
+  ASSERT_EQ(f_->C_WrapKey(s_, &kwp, kek, sealed_key, wrapped.data(), &len), CKR_OK);
+  wrapped.resize(len);
+  CK_ATTRIBUTE ut[] = {{CKA_CLASS, &priv_cls, sizeof priv_cls},
+                       {CKA_KEY_TYPE, &rsa_type, sizeof rsa_type},
+                       {CKA_SIGN, &kYes, 1}};
+  CK_OBJECT_HANDLE unwrapped;
+  ASSERT_EQ(f_->C_UnwrapKey(s_, &kwp, kek, wrapped.data(), wrapped.size(), ut, 3, &unwrapped),
+            CKR_OK);
+  EXPECT_EQ(Attr(s_, unwrapped, CKA_MODULUS), n);
+  SignsAndVerifies(s_, CKM_SHA256_RSA_PKCS, unwrapped, pub);
+
+  // After C_Finalize the copy comes back from the store, and still wraps.
+  ASSERT_EQ(f_->C_Finalize(nullptr), CKR_OK);
+  Init();
+  const CK_SESSION_HANDLE s = Open(slot_, false);
+  ASSERT_EQ(LoginUser(s), CKR_OK);
+  CK_BBOOL ex = CK_TRUE, sens = CK_FALSE;
+  const auto found = Find(s, {{CKA_CLASS, &priv_cls, sizeof priv_cls},
+                              {CKA_EXTRACTABLE, &ex, 1}, {CKA_SENSITIVE, &sens, 1}});
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(Attr(s, found[0], CKA_PRIVATE_EXPONENT), d);
 }
 
 }  // namespace
