@@ -1,6 +1,7 @@
 // Key pairs generated in the TPM, and signatures with them (PKCS#11 2.40
 // sections 5.11, 5.12, 5.14). The TPM holds the private key; the token keeps
-// its blobs and random auth value in the private key's (private) record.
+// its blobs and random auth value with the private key object (its record,
+// or process memory for a session key).
 #include <algorithm>
 #include <cstring>
 #include <string_view>
