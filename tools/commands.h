@@ -29,6 +29,7 @@ struct Options {
   // attest (issue 12)
   std::string state, ek_ca, ek_pub, ek_pem, pubkey_out;
   bool allow_imported = false;
+  bool unattended = false;  // key generate: CKA_PRIVATE false (issue 9 item 2)
 };
 
 int Status(const Options& o);

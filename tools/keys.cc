@@ -26,8 +26,9 @@ struct KeyType {
 KeyType ParseType(const std::string& t) {
   if (t.rfind("rsa:", 0) == 0) {
     const CK_ULONG bits = std::strtoul(t.c_str() + 4, nullptr, 10);
-    if (bits != 2048 && bits != 3072 && bits != 4096)
-      throw ToolError("--type rsa:BITS takes 2048, 3072 or 4096", kUsage);
+    // The TPM decides which of these it takes (CKR_KEY_SIZE_RANGE otherwise).
+    if (bits != 1024 && bits != 2048 && bits != 3072 && bits != 4096)
+      throw ToolError("--type rsa:BITS takes 1024, 2048, 3072 or 4096", kUsage);
     return {true, bits, nullptr};
   }
   static const std::pair<const char*, TPM2_ECC_CURVE> kNames[] = {
@@ -35,7 +36,8 @@ KeyType ParseType(const std::string& t) {
       {"ec:p521", TPM2_ECC_NIST_P521}};
   for (const auto& [name, curve] : kNames)
     if (t == name) return {false, 0, crypto::CurveFromTpm(curve)};
-  throw ToolError("--type takes ec:p256, ec:p384, ec:p521, rsa:2048, rsa:3072 or rsa:4096", kUsage);
+  throw ToolError("--type takes ec:p256, ec:p384, ec:p521, rsa:1024, rsa:2048, rsa:3072 or rsa:4096",
+                  kUsage);
 }
 
 std::string KeyDescription(Context& ctx, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k) {
@@ -49,13 +51,15 @@ std::string KeyDescription(Context& ctx, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k
 }  // namespace
 
 KeyPair GenerateKey(Context& ctx, CK_SESSION_HANDLE s, const std::string& type,
-                    const std::string& label) {
+                    const std::string& label, bool unattended) {
   const KeyType kt = ParseType(type);
-  CK_BBOOL yes = CK_TRUE;
+  CK_BBOOL yes = CK_TRUE, is_private = unattended ? CK_FALSE : CK_TRUE;
   std::vector<CK_ATTRIBUTE> pub = {{CKA_TOKEN, &yes, 1},
                                    {CKA_LABEL, const_cast<char*>(label.data()), label.size()}};
   std::vector<CK_ATTRIBUTE> priv = pub;
   priv.push_back({CKA_SIGN, &yes, 1});
+  // Unattended: the auth value under the store key, not the token key.
+  priv.push_back({CKA_PRIVATE, &is_private, 1});
   CK_ULONG bits = kt.bits;
   CK_MECHANISM mech = {kt.rsa ? CKM_RSA_PKCS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN, nullptr, 0};
   if (kt.rsa)
@@ -78,9 +82,10 @@ int KeyGenerate(const Options& o) {
                     {CKA_LABEL, const_cast<char*>(o.key.data()), o.key.size()}})
            .empty())
     throw ToolError("a key labelled '" + o.key + "' exists", kUsage);
-  const KeyPair kp = GenerateKey(ctx, s, o.type, o.key);
+  const KeyPair kp = GenerateKey(ctx, s, o.type, o.key, o.unattended);
   std::cout << "key '" << o.key << "' generated in the TPM (" << o.type << "), id "
-            << Hex(ctx.Attr(s, kp.priv, CKA_ID)) << "\n";
+            << Hex(ctx.Attr(s, kp.priv, CKA_ID))
+            << (o.unattended ? ", unattended: usable with no PIN" : "") << "\n";
   return kOk;
 }
 

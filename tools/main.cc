@@ -93,7 +93,10 @@ int main(int argc, char** argv) {
   auto* kgen = key->add_subcommand("generate", "generate a key pair in the TPM");
   needs_token(kgen);
   kgen->add_option("--key", o.key, "the key's label")->required();
-  kgen->add_option("--type", o.type, "ec:p256 (default), ec:p384, ec:p521, rsa:2048, rsa:3072, rsa:4096");
+  kgen->add_option("--type", o.type, "ec:p256 (default), ec:p384, ec:p521, rsa:1024, rsa:2048, rsa:3072, rsa:4096");
+  kgen->add_flag("--unattended", o.unattended,
+                 "a public key (CKA_PRIVATE false): usable with no PIN, on this TPM and in the "
+                 "boot state the store is bound to");
   PinOptions(kgen, o.pin, "pin");
   kgen->callback([&] { run = KeyGenerate; });
   auto* klist = key->add_subcommand("list", "list the keys");

@@ -1,6 +1,10 @@
 #include "token/attributes.h"
 
+#include <cstdio>
 #include <cstring>
+#include <map>
+
+#include "util/log.h"
 
 namespace tpmtoken {
 
@@ -10,6 +14,37 @@ Bytes UlongBytes(CK_ULONG v) {
   return b;
 }
 Bytes BoolBytes(bool v) { return Bytes{static_cast<uint8_t>(v ? CK_TRUE : CK_FALSE)}; }
+
+CK_RV RefuseAttribute(CK_RV rv, const char* call, CK_ATTRIBUTE_TYPE type, const char* why) {
+  log::Warn(call, ": template attribute ", AttributeName(type), " refused: ", why);
+  return rv;
+}
+
+std::string AttributeName(CK_ATTRIBUTE_TYPE type) {
+#define TPMTOKEN_NAME(a) {a, #a}
+  static const std::map<CK_ATTRIBUTE_TYPE, const char*> kNames = {
+      TPMTOKEN_NAME(CKA_CLASS),          TPMTOKEN_NAME(CKA_TOKEN),
+      TPMTOKEN_NAME(CKA_PRIVATE),        TPMTOKEN_NAME(CKA_LABEL),
+      TPMTOKEN_NAME(CKA_VALUE),          TPMTOKEN_NAME(CKA_KEY_TYPE),
+      TPMTOKEN_NAME(CKA_ID),             TPMTOKEN_NAME(CKA_SENSITIVE),
+      TPMTOKEN_NAME(CKA_ENCRYPT),        TPMTOKEN_NAME(CKA_DECRYPT),
+      TPMTOKEN_NAME(CKA_WRAP),           TPMTOKEN_NAME(CKA_UNWRAP),
+      TPMTOKEN_NAME(CKA_SIGN),           TPMTOKEN_NAME(CKA_VERIFY),
+      TPMTOKEN_NAME(CKA_DERIVE),         TPMTOKEN_NAME(CKA_MODULUS),
+      TPMTOKEN_NAME(CKA_MODULUS_BITS),   TPMTOKEN_NAME(CKA_PUBLIC_EXPONENT),
+      TPMTOKEN_NAME(CKA_VALUE_LEN),      TPMTOKEN_NAME(CKA_EXTRACTABLE),
+      TPMTOKEN_NAME(CKA_LOCAL),          TPMTOKEN_NAME(CKA_EC_PARAMS),
+      TPMTOKEN_NAME(CKA_EC_POINT),       TPMTOKEN_NAME(CKA_ALWAYS_AUTHENTICATE),
+      TPMTOKEN_NAME(CKA_MODIFIABLE),     TPMTOKEN_NAME(CKA_COPYABLE),
+      TPMTOKEN_NAME(CKA_DESTROYABLE),    TPMTOKEN_NAME(CKA_TRUSTED),
+      TPMTOKEN_NAME(CKA_ALLOWED_MECHANISMS),
+  };
+#undef TPMTOKEN_NAME
+  if (auto it = kNames.find(type); it != kNames.end()) return it->second;
+  char hex[32];
+  std::snprintf(hex, sizeof hex, "CKA 0x%lx", static_cast<unsigned long>(type));
+  return hex;
+}
 
 const Bytes* AttrSet::Find(CK_ATTRIBUTE_TYPE type) const {
   auto it = attrs_.find(type);

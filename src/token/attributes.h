@@ -5,6 +5,7 @@
 
 #include <map>
 #include <optional>
+#include <string>
 
 #include "util/bytes.h"
 
@@ -54,5 +55,11 @@ class AttrSet {
 
 Bytes UlongBytes(CK_ULONG v);
 Bytes BoolBytes(bool v);
+// "CKA_EXTRACTABLE" for the attributes templates name, else "CKA 0x…":
+// log lines name the attribute a template was refused for.
+std::string AttributeName(CK_ATTRIBUTE_TYPE type);
+// A template refused (issue 9 item 3): one warn line naming the call, the
+// attribute and why; returns rv.
+CK_RV RefuseAttribute(CK_RV rv, const char* call, CK_ATTRIBUTE_TYPE type, const char* why);
 
 }  // namespace tpmtoken

@@ -72,10 +72,9 @@ CK_RV Module::DeriveKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
     return rv;
   const bool extractable = a.Bool(CKA_EXTRACTABLE);
   const bool sensitive = a.Bool(CKA_SENSITIVE, true);
-  if (!a.Bool(CKA_PRIVATE, true)) {
-    log::Info("a TPM-held key is always private: CKA_PRIVATE set to true");
-    a.SetBool(CKA_PRIVATE, true);
-  }
+  if (CK_RV access = CheckWriteAccess(*s, a.Bool(CKA_TOKEN), a.Bool(CKA_PRIVATE, true));
+      access != CKR_OK)
+    return access;
 
   const size_t field = curve->bytes;
   Secret z;

@@ -1,12 +1,14 @@
 // C_CreateObject of a private key: the key goes into the TPM through
 // TPM2_Import and only its TPM blob is kept (PKCS#11 2.40 section 4.9 with
 // DESIGN.md's Keys). Imported keys are not local, never were always
-// sensitive, and may have been extractable elsewhere.
+// sensitive, and may have been extractable elsewhere; with CKA_EXTRACTABLE
+// true they stay so (their values kept in the record, see KeepExtractable).
 #include <algorithm>
 #include <cstring>
 #include <map>
 
 #include "crypto/keymath.h"
+#include "crypto/pkcs8.h"
 #include "token/key_util.h"
 #include "token/module.h"
 #include "token/schema.h"
@@ -17,20 +19,66 @@ namespace {
 constexpr CK_ATTRIBUTE_TYPE kSecretParts[] = {CKA_PRIVATE_EXPONENT, CKA_PRIME_1, CKA_PRIME_2,
                                               CKA_EXPONENT_1, CKA_EXPONENT_2, CKA_COEFFICIENT,
                                               CKA_VALUE};
+// An extractable key's private values stay beside it (issue 9 item 5), as
+// the standard's attributes, in its record: under the token key, or the
+// store key for a public key. C_WrapKey builds its PKCS#8 from them; with
+// CKA_SENSITIVE false C_GetAttributeValue reads them (2.40 section 4.9).
+CK_RV KeepExtractable(const tpm::ImportedKey& key, ByteView given_d, AttrSet* a) {
+  if (key.kind == tpm::KeyKind::kEcc) {
+    a->Set(CKA_VALUE, key.secret.view());
+    return CKR_OK;
+  }
+  const auto parts =
+      crypto::RsaPartsFromPrime(key.modulus, *a->Find(CKA_PUBLIC_EXPONENT), key.secret.view(),
+                                given_d);
+  if (!parts) return CKR_ATTRIBUTE_VALUE_INVALID;
+  a->Set(CKA_PRIVATE_EXPONENT, parts->d.view());
+  a->Set(CKA_PRIME_1, parts->p.view());
+  a->Set(CKA_PRIME_2, parts->q.view());
+  a->Set(CKA_EXPONENT_1, parts->dp.view());
+  a->Set(CKA_EXPONENT_2, parts->dq.view());
+  a->Set(CKA_COEFFICIENT, parts->qinv.view());
+  return CKR_OK;
+}
+
 }  // namespace
 
+std::optional<Secret> Pkcs8Of(const AttrSet& a) {
+  const auto part = [&](CK_ATTRIBUTE_TYPE t) {
+    const Bytes* v = a.Find(t);
+    return v ? ByteView(*v) : ByteView();
+  };
+  if (a.Ulong(CKA_KEY_TYPE) == CKK_RSA) {
+    if (!a.Has(CKA_PRIME_1) || !a.Has(CKA_COEFFICIENT)) return std::nullopt;
+    crypto::RsaParts k{Secret(part(CKA_PRIVATE_EXPONENT)), Secret(part(CKA_PRIME_1)),
+                       Secret(part(CKA_PRIME_2)),          Secret(part(CKA_EXPONENT_1)),
+                       Secret(part(CKA_EXPONENT_2)),       Secret(part(CKA_COEFFICIENT))};
+    return crypto::RsaPkcs8(part(CKA_MODULUS), part(CKA_PUBLIC_EXPONENT), k);
+  }
+  const crypto::Curve* curve = crypto::CurveFromParams(part(CKA_EC_PARAMS));
+  const Bytes* point = a.Find(CKA_EC_POINT);
+  if (!curve || !point || !a.Has(CKA_VALUE)) return std::nullopt;
+  const auto raw = crypto::EcPointRaw(*point, *curve);
+  if (!raw) return std::nullopt;
+  return crypto::EcPkcs8(*curve, part(CKA_VALUE), *raw);
+}
+
 CK_RV Module::ImportPrivateKey(Session& s, AttrSet a, CK_OBJECT_HANDLE* out) {
-  // Take the secret parts out at once: they go to the TPM, never to the store.
+  // Take the secret parts out at once: they go to the TPM, and to the store
+  // only for an extractable key (KeepExtractable).
   std::map<CK_ATTRIBUTE_TYPE, Secret> secret;
   for (CK_ATTRIBUTE_TYPE t : kSecretParts)
     if (a.Has(t)) secret[t] = a.TakeSecret(t);
-  if (CK_RV policy = TpmKeyPolicy(a); policy != CKR_OK) return policy;
+  if (CK_RV policy = TpmKeyPolicy(a, KeyOrigin::kImported, "C_CreateObject"); policy != CKR_OK)
+    return policy;
+  MarkImported(a);
   return StorePrivateKey(s, std::move(a), std::move(secret), out);
 }
 
 CK_RV Module::StorePrivateKey(Session& s, AttrSet a, std::map<CK_ATTRIBUTE_TYPE, Secret> secret,
                               CK_OBJECT_HANDLE* out) {
-  if (CK_RV access = CheckWriteAccess(s, a.Bool(CKA_TOKEN), true); access != CKR_OK)
+  if (CK_RV access = CheckWriteAccess(s, a.Bool(CKA_TOKEN), a.Bool(CKA_PRIVATE, true));
+      access != CKR_OK)
     return access;
   tpm::ImportedKey key;
   std::optional<crypto::PublicKey> public_key;
@@ -78,14 +126,13 @@ CK_RV Module::StorePrivateKey(Session& s, AttrSet a, std::map<CK_ATTRIBUTE_TYPE,
     if (!public_key) return CKR_ATTRIBUTE_VALUE_INVALID;
   }
 
+  if (a.Bool(CKA_EXTRACTABLE))
+    if (CK_RV rv = KeepExtractable(key, secret[CKA_PRIVATE_EXPONENT].view(), &a); rv != CKR_OK)
+      return rv;
   auto material = std::make_shared<KeyMaterial>();
   material->auth = NewKeyAuth();
   material->blob = tpm_->ImportKey(key, material->auth.view()).blob;
   a.Set(CKA_PUBLIC_KEY_INFO, crypto::SubjectPublicKeyInfo(*public_key));
-  a.SetBool(CKA_LOCAL, false);
-  a.SetBool(CKA_ALWAYS_SENSITIVE, false);
-  a.SetBool(CKA_NEVER_EXTRACTABLE, false);
-  a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
   log::Info("imported a private key into the TPM");
   return StoreNewObject(s, std::move(a), out, std::move(material));
 }

@@ -1,6 +1,7 @@
 // Key pairs generated in the TPM, and signatures with them (PKCS#11 2.40
 // sections 5.11, 5.12, 5.14). The TPM holds the private key; the token keeps
-// its blobs and random auth value in the private key's (private) record.
+// its blobs and random auth value with the private key object (its record,
+// or process memory for a session key).
 #include <algorithm>
 #include <cstring>
 #include <string_view>
@@ -79,13 +80,27 @@ Secret RejectionKey(ByteView key_auth, ByteView modulus) {
   return crypto::HmacSha256(key_auth, {View(kLabel), modulus});
 }
 
-CK_RV TpmKeyPolicy(AttrSet& a) {
-  if (a.Bool(CKA_EXTRACTABLE)) return CKR_ATTRIBUTE_VALUE_INVALID;
-  if (!a.Bool(CKA_PRIVATE, true)) {
-    log::Info("a TPM-held key is always private: CKA_PRIVATE set to true");
-    a.SetBool(CKA_PRIVATE, true);
-  }
+CK_RV TpmKeyPolicy(const AttrSet& a, KeyOrigin origin, const char* call) {
+  if (origin == KeyOrigin::kGenerated && a.Bool(CKA_EXTRACTABLE))
+    return RefuseAttribute(CKR_TEMPLATE_INCONSISTENT, call, CKA_EXTRACTABLE,
+                           "a key generated in the TPM never leaves it (import a key made "
+                           "elsewhere to have an extractable one)");
   return CKR_OK;
+}
+
+void MarkGenerated(AttrSet& a, CK_MECHANISM_TYPE mech) {
+  a.SetBool(CKA_LOCAL, true);
+  a.SetUlong(CKA_KEY_GEN_MECHANISM, mech);
+  if (a.Ulong(CKA_CLASS) == CKO_PUBLIC_KEY) return;
+  a.SetBool(CKA_ALWAYS_SENSITIVE, a.Bool(CKA_SENSITIVE, true));
+  a.SetBool(CKA_NEVER_EXTRACTABLE, !a.Bool(CKA_EXTRACTABLE));
+}
+
+void MarkImported(AttrSet& a) {
+  a.SetBool(CKA_LOCAL, false);
+  a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+  a.SetBool(CKA_ALWAYS_SENSITIVE, false);
+  a.SetBool(CKA_NEVER_EXTRACTABLE, false);
 }
 
 CK_RV QueryOrFits(size_t need, const CK_BYTE* out, CK_ULONG* out_len, bool* proceed) {
@@ -123,9 +138,14 @@ CK_RV Module::GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
                                           priv_n, so, &priv);
       rv != CKR_OK)
     return rv;
-  if (CK_RV rv = TpmKeyPolicy(priv); rv != CKR_OK) return rv;
-  if (CK_RV rv = CheckWriteAccess(*s, pub.Bool(CKA_TOKEN), pub.Bool(CKA_PRIVATE)); rv != CKR_OK) return rv;
-  if (CK_RV rv = CheckWriteAccess(*s, priv.Bool(CKA_TOKEN), true); rv != CKR_OK) return rv;
+  if (CK_RV rv = TpmKeyPolicy(priv, KeyOrigin::kGenerated, "C_GenerateKeyPair"); rv != CKR_OK)
+    return rv;
+  // Both halves as their templates say (2.40 section 5.7, table 6): a
+  // public session key pair needs no login, in a R/O session too.
+  for (const AttrSet* half : {&pub, &priv})
+    if (CK_RV rv = CheckWriteAccess(*s, half->Bool(CKA_TOKEN), half->Bool(CKA_PRIVATE, true));
+        rv != CKR_OK)
+      return rv;
 
   tpm::KeySpec spec;
   const crypto::Curve* curve = nullptr;
@@ -183,11 +203,8 @@ CK_RV Module::GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
   const Bytes spki = crypto::SubjectPublicKeyInfo(*public_key);
   for (AttrSet* a : {&pub, &priv}) {
     a->Set(CKA_PUBLIC_KEY_INFO, spki);
-    a->SetBool(CKA_LOCAL, true);
-    a->SetUlong(CKA_KEY_GEN_MECHANISM, mech->mechanism);
+    MarkGenerated(*a, mech->mechanism);
   }
-  priv.SetBool(CKA_ALWAYS_SENSITIVE, priv.Bool(CKA_SENSITIVE, true));
-  priv.SetBool(CKA_NEVER_EXTRACTABLE, true);
   // Both halves share CKA_ID; without one, use the SHA-1 of the public
   // value as OpenSC does.
   const Bytes* pub_id = pub.Find(CKA_ID);

@@ -232,7 +232,8 @@ void Module::LoadCaps() {
   const tpm::TpmInfo& ti = tpm_->info();
   // Sealed under the store key (the key name is the additional data): a
   // cache someone edited in the file is probed again, not believed.
-  const std::string key = "caps-v4/" + ti.manufacturer + "/" + ti.vendor + "/" +
+  // v5: RSA 1024 probed too (issue 9 item 4); a v4 cache lacks it.
+  const std::string key = "caps-v5/" + ti.manufacturer + "/" + ti.vendor + "/" +
                           std::to_string(ti.fw_major) + "." + std::to_string(ti.fw_minor);
   if (auto cached = store_->Meta(key)) {
     try {
@@ -246,7 +247,9 @@ void Module::LoadCaps() {
     }
   }
   caps_ = {};
-  for (uint32_t bits : {2048u, 3072u, 4096u})
+  // Every modulus size TPM2_TestParms accepts is offered; 1024 for
+  // interoperability with old peers (PKCS#11 clients choose, not the token).
+  for (uint32_t bits : {1024u, 2048u, 3072u, 4096u})
     if (tpm_->SupportsKey({tpm::KeyKind::kRsa, bits, 0})) caps_.rsa_bits.push_back(bits);
   for (const crypto::Curve& c : crypto::Curves())
     if (tpm_->SupportsKey({tpm::KeyKind::kEcc, 0, c.tpm})) caps_.curves.push_back(c.tpm);

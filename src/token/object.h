@@ -11,8 +11,10 @@
 namespace tpmtoken {
 
 // A TPM-held key: blobs only this TPM can load under its storage primary,
-// and the key's random authorization value (kept in a private record, so
-// using the key needs a login).
+// and the key's random authorization value, kept where the object is
+// (DESIGN.md, Kinds of key): a private record under the token key (using
+// the key needs a login), a public record under the store key (an
+// unattended key), or process memory only (a session key).
 struct KeyMaterial {
   tpm::SealedBlob blob;
   Secret auth;

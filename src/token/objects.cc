@@ -23,8 +23,14 @@ void Module::ForgetObjects(Token& t) {
   t.private_loaded = false;
 }
 
+// A session key's auth value lived only here: with the object it is gone,
+// and its TPM object leaves the key cache (issue 9 item 1).
 void Module::DropSessionObjects(CK_SESSION_HANDLE h) {
-  std::erase_if(objects_, [&](const auto& e) { return e.second->session == h; });
+  std::erase_if(objects_, [&](const auto& e) {
+    if (e.second->session != h) return false;
+    if (e.second->key) tpm_->FlushKey(e.second->key->blob);
+    return true;
+  });
 }
 
 // Brings the token's cached objects in line with the store. Cheap when nothing
@@ -177,8 +183,9 @@ CK_RV Module::StoreNewObject(Session& s, AttrSet attrs, CK_OBJECT_HANDLE* out,
   auto o = std::make_shared<Object>();
   o->attrs = std::move(attrs);
   o->key = std::move(key);
-  // A key's auth value lives only in private records (DESIGN.md, Keys).
-  if (o->key && !o->is_private()) return CKR_TEMPLATE_INCONSISTENT;
+  // A key's auth value goes where the object does (DESIGN.md, Kinds of
+  // key): a private record under the token key, a public one under the
+  // store key, or, for a session object, process memory only.
   if (CK_RV rv = CheckWriteAccess(s, o->is_token(), o->is_private()); rv != CKR_OK) return rv;
   Token& t = *s.token;
   if (o->is_token()) {
@@ -254,6 +261,7 @@ CK_RV Module::DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
     s->token->index_valid = false;
   }
   objects_.erase(o->handle);
+  if (o->key) tpm_->FlushKey(o->key->blob);
   return CKR_OK;
 }
 

@@ -67,11 +67,13 @@ std::vector<AttrSpec> Key(bool private_default) {
               });
 }
 
-// 2.40 section 4.8 and 2.3 (RSA), 2.3.3 (EC): public keys.
-std::vector<AttrSpec> PublicKey() {
+// 2.40 section 4.8 and 2.3 (RSA), 2.3.3 (EC): public keys. An EC key has
+// no encryption mechanism, so CKA_ENCRYPT defaults to false for it.
+std::vector<AttrSpec> PublicKey(bool encrypts) {
   return Join(Key(false), {
                               {CKA_SUBJECT, Kind::kBytes, kModifiable, Default::kEmpty},
-                              {CKA_ENCRYPT, Kind::kBool, kModifiable, Default::kTrue},
+                              {CKA_ENCRYPT, Kind::kBool, kModifiable,
+                               encrypts ? Default::kTrue : Default::kFalse},
                               {CKA_VERIFY, Kind::kBool, kModifiable, Default::kTrue},
                               {CKA_VERIFY_RECOVER, Kind::kBool, kModifiable, Default::kFalse},
                               {CKA_WRAP, Kind::kBool, kModifiable, Default::kFalse},
@@ -82,12 +84,14 @@ std::vector<AttrSpec> PublicKey() {
 
 // 2.40 section 4.9: private keys. Key material never leaves the TPM, so the
 // sensitive parts exist only as names that answer CKR_ATTRIBUTE_SENSITIVE.
-std::vector<AttrSpec> PrivateKey() {
+// An EC key decrypts nothing (ECDH is CKA_DERIVE): CKA_DECRYPT defaults false.
+std::vector<AttrSpec> PrivateKey(bool decrypts) {
   return Join(Key(true),
               {
                   {CKA_SUBJECT, Kind::kBytes, kModifiable, Default::kEmpty},
                   {CKA_SENSITIVE, Kind::kBool, kModifiable | kStaysTrue, Default::kTrue},
-                  {CKA_DECRYPT, Kind::kBool, kModifiable, Default::kTrue},
+                  {CKA_DECRYPT, Kind::kBool, kModifiable,
+                   decrypts ? Default::kTrue : Default::kFalse},
                   {CKA_SIGN, Kind::kBool, kModifiable, Default::kTrue},
                   {CKA_SIGN_RECOVER, Kind::kBool, kModifiable, Default::kFalse},
                   {CKA_UNWRAP, Kind::kBool, kModifiable, Default::kFalse},
@@ -158,7 +162,7 @@ const std::vector<ClassSpec>& Classes() {
             }),
        CompleteX509},
       {CKO_PUBLIC_KEY, CKA_KEY_TYPE, CKK_RSA, false,
-       Join(PublicKey(),
+       Join(PublicKey(true),
             {
                 {CKA_MODULUS, Kind::kBytes, kRequired | kNotOnGen, Default::kNone},
                 {CKA_MODULUS_BITS, Kind::kUlong, kNotOnCreate | kGenRequired, Default::kNone},
@@ -166,14 +170,14 @@ const std::vector<ClassSpec>& Classes() {
             }),
        CompletePublicKey},
       {CKO_PUBLIC_KEY, CKA_KEY_TYPE, CKK_EC, false,
-       Join(PublicKey(),
+       Join(PublicKey(false),
             {
                 {CKA_EC_PARAMS, Kind::kBytes, kRequired | kGenRequired, Default::kNone},
                 {CKA_EC_POINT, Kind::kBytes, kRequired | kNotOnGen, Default::kNone},
             }),
        CompletePublicKey},
       {CKO_PRIVATE_KEY, CKA_KEY_TYPE, CKK_RSA, true,
-       Join(PrivateKey(),
+       Join(PrivateKey(true),
             {
                 {CKA_MODULUS, Kind::kBytes, kRequired | kNotOnGen, Default::kNone},
                 {CKA_PUBLIC_EXPONENT, Kind::kBytes, kNotOnGen, Default::kNone},
@@ -187,7 +191,7 @@ const std::vector<ClassSpec>& Classes() {
             }),
        nullptr},
       {CKO_PRIVATE_KEY, CKA_KEY_TYPE, CKK_EC, true,
-       Join(PrivateKey(),
+       Join(PrivateKey(false),
             {
                 {CKA_EC_PARAMS, Kind::kBytes, kRequired | kNotOnGen, Default::kNone},
                 {CKA_VALUE, Kind::kBytes, kRequired | kNotOnGen | kSensitive, Default::kNone},
@@ -320,27 +324,45 @@ const ClassSpec* ForObject(const AttrSet& attrs) {
 }
 
 namespace {
+const char* CallOf(Origin origin) {
+  switch (origin) {
+    case Origin::kCreate: return "C_CreateObject";
+    case Origin::kGenerate: return "key generation";
+    case Origin::kDerive: return "C_DeriveKey/C_UnwrapKey";
+  }
+  return "template";
+}
+
 CK_RV Build(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool is_so,
             Origin origin, AttrSet* out) {
   if (CK_RV rv = CheckDuplicates(tmpl, count); rv != CKR_OK) return rv;
   AttrSet a;
   const bool gen = origin != Origin::kCreate;
+  const char* call = CallOf(origin);
   for (CK_ULONG i = 0; i < count; ++i) {
-    const AttrSpec* spec = Find(cls, tmpl[i].type);
-    if (!spec) return CKR_ATTRIBUTE_TYPE_INVALID;
-    if (!gen && (spec->flags & kNotOnCreate)) return CKR_ATTRIBUTE_READ_ONLY;
-    if (gen && (spec->flags & kNotOnGen)) return CKR_TEMPLATE_INCONSISTENT;
-    if (gen && cls.subtype_attr == tmpl[i].type &&
-        (tmpl[i].ulValueLen != sizeof(CK_ULONG) || !tmpl[i].pValue ||
-         *static_cast<const CK_ULONG*>(tmpl[i].pValue) != cls.subtype))
-      return CKR_TEMPLATE_INCONSISTENT;
-    if (gen && tmpl[i].type == CKA_CLASS &&
-        (tmpl[i].ulValueLen != sizeof(CK_ULONG) || !tmpl[i].pValue ||
-         *static_cast<const CK_ULONG*>(tmpl[i].pValue) != cls.cls))
-      return CKR_TEMPLATE_INCONSISTENT;
-    if (!ValidValue(*spec, tmpl[i])) return CKR_ATTRIBUTE_VALUE_INVALID;
-    if ((spec->flags & kSoToTrue) && IsTrue(tmpl[i]) && !is_so) return CKR_ATTRIBUTE_READ_ONLY;
-    a.Set(tmpl[i].type, ByteView(static_cast<const uint8_t*>(tmpl[i].pValue), tmpl[i].ulValueLen));
+    const CK_ATTRIBUTE_TYPE type = tmpl[i].type;
+    const AttrSpec* spec = Find(cls, type);
+    if (!spec)
+      return RefuseAttribute(CKR_ATTRIBUTE_TYPE_INVALID, call, type,
+                             "not an attribute of this object class");
+    if (!gen && (spec->flags & kNotOnCreate))
+      return RefuseAttribute(CKR_ATTRIBUTE_READ_ONLY, call, type, "the token sets it");
+    if (gen && (spec->flags & kNotOnGen))
+      return RefuseAttribute(CKR_TEMPLATE_INCONSISTENT, call, type,
+                             "the token sets it when it makes the key");
+    const bool names_other =
+        tmpl[i].ulValueLen != sizeof(CK_ULONG) || !tmpl[i].pValue ||
+        *static_cast<const CK_ULONG*>(tmpl[i].pValue) !=
+            (type == CKA_CLASS ? cls.cls : cls.subtype);
+    if (gen && (cls.subtype_attr == type || type == CKA_CLASS) && names_other)
+      return RefuseAttribute(CKR_TEMPLATE_INCONSISTENT, call, type,
+                             "names another class or key type than the mechanism makes");
+    if (!ValidValue(*spec, tmpl[i]))
+      return RefuseAttribute(CKR_ATTRIBUTE_VALUE_INVALID, call, type,
+                             "value of the wrong size or form");
+    if ((spec->flags & kSoToTrue) && IsTrue(tmpl[i]) && !is_so)
+      return RefuseAttribute(CKR_ATTRIBUTE_READ_ONLY, call, type, "only the SO may set it true");
+    a.Set(type, ByteView(static_cast<const uint8_t*>(tmpl[i].pValue), tmpl[i].ulValueLen));
   }
   for (const AttrSpec& s : cls.attrs) {
     if (a.Has(s.type) || s.fallback == Default::kNone) continue;
@@ -351,14 +373,15 @@ CK_RV Build(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool
     if (cls.subtype_attr) a.SetUlong(cls.subtype_attr, cls.subtype);
     for (const AttrSpec& s : cls.attrs)
       if ((s.flags & kGenRequired) && !a.Has(s.type) && origin == Origin::kGenerate)
-        return CKR_TEMPLATE_INCOMPLETE;
+        return RefuseAttribute(CKR_TEMPLATE_INCOMPLETE, call, s.type, "required, not given");
   } else {
     for (const AttrSpec& s : cls.attrs)
       if ((s.flags & kRequired) && !a.Has(s.type))
-        return CKR_TEMPLATE_INCOMPLETE;
+        return RefuseAttribute(CKR_TEMPLATE_INCOMPLETE, call, s.type, "required, not given");
     if (cls.complete)
       if (CK_RV rv = cls.complete(a); rv != CKR_OK) return rv;
-    if (cls.cls == CKO_CERTIFICATE && !a.Has(CKA_SUBJECT)) return CKR_TEMPLATE_INCOMPLETE;
+    if (cls.cls == CKO_CERTIFICATE && !a.Has(CKA_SUBJECT))
+      return RefuseAttribute(CKR_TEMPLATE_INCOMPLETE, call, CKA_SUBJECT, "required, not given");
   }
   a.Set(CKA_UNIQUE_ID, View(Hex(crypto::Random(16))));
   *out = std::move(a);

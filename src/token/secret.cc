@@ -24,8 +24,9 @@ CK_RV Module::GenerateKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, const C
           s->token->login == CKU_SO, &a);
       rv != CKR_OK)
     return rv;
-  if (CK_RV rv = TpmKeyPolicy(a); rv != CKR_OK) return rv;
-  if (CK_RV rv = CheckWriteAccess(*s, a.Bool(CKA_TOKEN), true); rv != CKR_OK) return rv;
+  if (CK_RV rv = TpmKeyPolicy(a, KeyOrigin::kGenerated, "C_GenerateKey"); rv != CKR_OK) return rv;
+  if (CK_RV rv = CheckWriteAccess(*s, a.Bool(CKA_TOKEN), a.Bool(CKA_PRIVATE, true)); rv != CKR_OK)
+    return rv;
   const CK_ULONG len = *a.Ulong(CKA_VALUE_LEN);
   if (len < entry->info.ulMinKeySize || len > entry->info.ulMaxKeySize) return CKR_KEY_SIZE_RANGE;
   auto key = std::make_shared<KeyMaterial>();
@@ -44,25 +45,23 @@ CK_RV Module::GenerateKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, const C
     Secret value(tpm_->GetRandom(len));
     key->blob = tpm_->CreateHmacKey(value.view(), key->auth.view());
   }
-  a.SetBool(CKA_LOCAL, true);
-  a.SetUlong(CKA_KEY_GEN_MECHANISM, mech->mechanism);
-  a.SetBool(CKA_ALWAYS_SENSITIVE, a.Bool(CKA_SENSITIVE, true));
-  a.SetBool(CKA_NEVER_EXTRACTABLE, true);
+  MarkGenerated(a, mech->mechanism);
   return StoreNewObject(*s, std::move(a), out, std::move(key));
 }
 
 CK_RV Module::ImportSecretKey(Session& s, AttrSet a, CK_OBJECT_HANDLE* out) {
   Secret value = a.TakeSecret(CKA_VALUE);
-  if (CK_RV rv = TpmKeyPolicy(a); rv != CKR_OK) return rv;
-  a.SetBool(CKA_LOCAL, false);
-  a.SetBool(CKA_ALWAYS_SENSITIVE, false);
-  a.SetBool(CKA_NEVER_EXTRACTABLE, false);
-  a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+  if (CK_RV rv = TpmKeyPolicy(a, KeyOrigin::kImported, "C_CreateObject"); rv != CKR_OK) return rv;
+  MarkImported(a);
+  // An extractable key keeps its value in its record (under the token key,
+  // or the store key for a public one) for C_WrapKey; the TPM holds it too.
+  if (a.Bool(CKA_EXTRACTABLE)) a.Set(CKA_VALUE, value.view());
   return StoreSecretValue(s, std::move(a), std::move(value), out);
 }
 
 CK_RV Module::StoreSecretValue(Session& s, AttrSet a, Secret value, CK_OBJECT_HANDLE* out) {
-  if (CK_RV rv = CheckWriteAccess(s, a.Bool(CKA_TOKEN), true); rv != CKR_OK) return rv;
+  if (CK_RV rv = CheckWriteAccess(s, a.Bool(CKA_TOKEN), a.Bool(CKA_PRIVATE, true)); rv != CKR_OK)
+    return rv;
   tpm::ImportedKey key;
   const size_t len = value.size();
   if (a.Ulong(CKA_KEY_TYPE) == CKK_AES) {

@@ -1,7 +1,7 @@
-// C_WrapKey and C_UnwrapKey (PKCS#11 2.40 section 5.14). Keys the TPM made or
-// took in are never extractable, so wrapping them answers
-// CKR_KEY_UNEXTRACTABLE; only a secret key whose template asked to be
-// extractable (derived or unwrapped ones) keeps a value to wrap. Unwrapping
+// C_WrapKey and C_UnwrapKey (PKCS#11 2.40 section 5.14). Keys the TPM made
+// are never extractable, so wrapping them answers CKR_KEY_UNEXTRACTABLE;
+// a key imported, derived or unwrapped with CKA_EXTRACTABLE true keeps its
+// value in its record (issue 9 item 5) and that copy is what is wrapped. Unwrapping
 // decrypts in the TPM (RSA-OAEP/PKCS#1, or AES-KWP whose every AES step is a
 // TPM operation) and puts the key into the TPM.
 #include <openssl/bn.h>
@@ -35,8 +35,18 @@ CK_RV Module::WrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_H
   auto k = Resolve(*s, key);
   if (!k) return CKR_KEY_HANDLE_INVALID;
   if (!k->attrs.Bool(CKA_EXTRACTABLE)) return CKR_KEY_UNEXTRACTABLE;
-  const Bytes* value = k->attrs.Find(CKA_VALUE);
-  if (!value || k->attrs.Ulong(CKA_CLASS) != CKO_SECRET_KEY) return CKR_KEY_NOT_WRAPPABLE;
+  // What leaves: a secret key's value, or an imported private key as PKCS#8
+  // (only under AES-KWP: no RSA modulus holds a PKCS#8 private key).
+  Secret value;
+  const auto cls = k->attrs.Ulong(CKA_CLASS);
+  if (const Bytes* v = k->attrs.Find(CKA_VALUE); cls == CKO_SECRET_KEY && v) {
+    value = Secret(*v);
+  } else if (auto p8 = cls == CKO_PRIVATE_KEY ? Pkcs8Of(k->attrs) : std::nullopt;
+             p8 && !IsRsaWrap(mech->mechanism)) {
+    value = std::move(*p8);
+  } else {
+    return CKR_KEY_NOT_WRAPPABLE;
+  }
   if (!w->attrs.Bool(CKA_WRAP)) return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
   // 2.40 section 4.10: a key with CKA_WRAP_WITH_TRUSTED leaves only under a
   // wrapping key with CKA_TRUSTED, which only the SO can set (schema.cc).
@@ -56,7 +66,7 @@ CK_RV Module::WrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_H
       return rv;
     const auto pub = PublicKeyOf(w->attrs);
     if (!pub) return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
-    op->Update(*value);
+    op->Update(value.view());
     if (CK_RV rv = op->Encrypt(*pub, &wrapped); rv != CKR_OK)
       return rv == CKR_DATA_LEN_RANGE ? CKR_KEY_SIZE_RANGE : rv;
   } else {
@@ -65,7 +75,7 @@ CK_RV Module::WrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_H
         !w->key)
       return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
     const KeyMaterial& kek = *w->key;
-    wrapped = mech::AesKeyWrapPad(*value, [&](ByteView block) {
+    wrapped = mech::AesKeyWrapPad(value.view(), [&](ByteView block) {
       Bytes iv;
       return tpm_->AesCrypt(kek.blob, kek.auth.view(), false, TPM2_ALG_ECB, &iv, block);
     });
@@ -116,11 +126,7 @@ CK_RV Module::UnwrappedPrivateKey(Session& s, AttrSet a, ByteView pkcs8, CK_OBJE
   } else {
     return CKR_WRAPPED_KEY_INVALID;
   }
-  if (CK_RV rv = TpmKeyPolicy(a); rv != CKR_OK) return rv;
-  a.SetBool(CKA_LOCAL, false);
-  a.SetBool(CKA_ALWAYS_SENSITIVE, false);
-  a.SetBool(CKA_NEVER_EXTRACTABLE, false);
-  a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+  MarkImported(a);
   return StorePrivateKey(s, std::move(a), std::move(secret), out);
 }
 
@@ -145,7 +151,8 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
 
   // Everything that does not depend on the plaintext is checked before the
   // unwrapping step; everything after it answers one code.
-  if ((rv = CheckWriteAccess(*s, a.Bool(CKA_TOKEN), true)) != CKR_OK) return rv;
+  if ((rv = CheckWriteAccess(*s, a.Bool(CKA_TOKEN), a.Bool(CKA_PRIVATE, true))) != CKR_OK)
+    return rv;
   if (auto want = a.Ulong(CKA_VALUE_LEN); want && a.Ulong(CKA_KEY_TYPE) == CKK_AES &&
       std::find(caps_.aes_bits.begin(), caps_.aes_bits.end(), *want * 8) == caps_.aes_bits.end())
     return CKR_ATTRIBUTE_VALUE_INVALID;  // no AES key of that length, whatever is unwrapped
@@ -209,14 +216,7 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
       return UnwrappedPrivateKey(*s, std::move(a), value.view(), out);
     if (auto want = a.Ulong(CKA_VALUE_LEN); want && *want != value.size())
       return CKR_TEMPLATE_INCONSISTENT;
-    if (!a.Bool(CKA_PRIVATE, true)) {
-      log::Info("a TPM-held key is always private: CKA_PRIVATE set to true");
-      a.SetBool(CKA_PRIVATE, true);
-    }
-    a.SetBool(CKA_LOCAL, false);
-    a.SetUlong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
-    a.SetBool(CKA_ALWAYS_SENSITIVE, false);
-    a.SetBool(CKA_NEVER_EXTRACTABLE, false);
+    MarkImported(a);
     if (a.Bool(CKA_EXTRACTABLE)) a.Set(CKA_VALUE, value.view());
     return StoreSecretValue(*s, std::move(a), std::move(value), out);
   };

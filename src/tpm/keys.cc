@@ -70,6 +70,14 @@ KeyPublic ToKeyPublic(const TPMT_PUBLIC& p) {
   return k;
 }
 
+// A cached key is named by both blobs: the same key imported twice has one
+// public area but two private blobs with different auth values.
+std::string CacheId(const SealedBlob& key) {
+  std::string id(key.pub.begin(), key.pub.end());
+  id.append(key.priv.begin(), key.priv.end());
+  return id;
+}
+
 }  // namespace
 
 TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
@@ -291,7 +299,7 @@ void Tpm::MakeRoomForObject(bool for_key) {
 
 Tpm::CachedKey& Tpm::LoadKey(const SealedBlob& key, ByteView auth) {
   (void)auth;  // the auth value goes into each command's HMAC, not into the cache
-  const std::string id(key.pub.begin(), key.pub.end());
+  const std::string id = CacheId(key);
   auto it = std::find_if(keys_.begin(), keys_.end(), [&](const auto& k) { return k->id == id; });
   if (it != keys_.end()) {
     std::rotate(it, it + 1, keys_.end());  // most recently used last
@@ -308,6 +316,12 @@ Tpm::CachedKey& Tpm::LoadKey(const SealedBlob& key, ByteView auth) {
 void Tpm::FlushKeys() {
   auto lock = Enter();
   keys_.clear();
+}
+
+void Tpm::FlushKey(const SealedBlob& key) {
+  auto lock = Enter();
+  const std::string id = CacheId(key);
+  std::erase_if(keys_, [&](const auto& k) { return k->id == id; });
 }
 
 void Tpm::FlushCached() {

@@ -248,6 +248,8 @@ class Tpm {
   void FlushCached();
   // Flushes the cached keys only (at logout: their auth values go with it).
   void FlushKeys();
+  // Flushes one key from the cache if it is loaded (a destroyed object's).
+  void FlushKey(const SealedBlob& key);
 
   // Key attestation (attest.cc, issue 12). The endorsement hierarchy's
   // authorization must be empty (the TCG default). Each call flushes the
@@ -370,7 +372,7 @@ class Tpm {
 };
 
 struct Tpm::CachedKey {
-  std::string id;  // the key's public blob
+  std::string id;  // the key's public and private blobs
   TpmObject object;
 };
 

@@ -115,8 +115,9 @@ TEST_F(Keys, GenerationRefusals) {
   CK_BBOOL yes = CK_TRUE;
   CK_ATTRIBUTE good[] = {{CKA_MODULUS_BITS, &ok_bits, sizeof ok_bits}};
   CK_ATTRIBUTE extractable[] = {{CKA_EXTRACTABLE, &yes, 1}};
+  // A key made in the TPM never leaves it: refused, not silently changed.
   EXPECT_EQ(f_->C_GenerateKeyPair(s_, &rsa, good, 1, extractable, 1, &pub, &priv),
-            CKR_ATTRIBUTE_VALUE_INVALID);
+            CKR_TEMPLATE_INCONSISTENT);
   CK_MECHANISM ec = {CKM_EC_KEY_PAIR_GEN, nullptr, 0};
   CK_BYTE brainpool[] = {0x06, 0x09, 0x2b, 0x24, 0x03, 0x03, 0x02, 0x08, 0x01, 0x01, 0x07};
   CK_ATTRIBUTE curve[] = {{CKA_EC_PARAMS, brainpool, sizeof brainpool}};
@@ -339,7 +340,9 @@ TEST_F(Keys, ImportRsaWithoutCrtPartsAndEc) {
   CK_ATTRIBUTE extractable[8];
   std::copy(t, t + 7, extractable);
   extractable[7] = {CKA_EXTRACTABLE, &yes, 1};
-  EXPECT_EQ(f_->C_CreateObject(s_, extractable, 8, &key), CKR_ATTRIBUTE_VALUE_INVALID);
+  d.back() ^= 2;  // the right exponent again
+  // An imported key may stay extractable (issue 9 item 5).
+  EXPECT_EQ(f_->C_CreateObject(s_, extractable, 8, &key), CKR_OK);
 
   // EC: the scalar alone; the module computes and publishes the point.
   CK_KEY_TYPE ec_type = CKK_EC;
@@ -457,7 +460,7 @@ TEST_F(Keys, HmacWithImportedAndGeneratedSecretKeys) {
   CK_MECHANISM bad = {CKM_SHA256_HMAC_GENERAL, &too_long, sizeof too_long};
   EXPECT_EQ(f_->C_SignInit(s_, &bad, key), CKR_MECHANISM_PARAM_INVALID);
 
-  // Generated keys: a template asking for a public key still gets a private one.
+  // Generated keys: a template asking for a public key gets one (issue 9).
   CK_MECHANISM gen = {CKM_GENERIC_SECRET_KEY_GEN, nullptr, 0};
   CK_ULONG value_len = 48;
   CK_ATTRIBUTE gt[] = {{CKA_VALUE_LEN, &value_len, sizeof value_len},
@@ -468,7 +471,8 @@ TEST_F(Keys, HmacWithImportedAndGeneratedSecretKeys) {
   CK_BBOOL priv = CK_FALSE, local = CK_FALSE;
   CK_ATTRIBUTE q[] = {{CKA_PRIVATE, &priv, 1}, {CKA_LOCAL, &local, 1}};
   ASSERT_EQ(f_->C_GetAttributeValue(s_, generated, q, 2), CKR_OK);
-  EXPECT_TRUE(priv && local);
+  EXPECT_FALSE(priv);
+  EXPECT_TRUE(local);
   std::vector<CK_BYTE> mac;
   ASSERT_EQ(SignOnce(CKM_SHA512_HMAC, generated, {1, 2}, &mac), CKR_OK);
   EXPECT_EQ(VerifyOnce(CKM_SHA512_HMAC, generated, {1, 2}, mac), CKR_OK);
