@@ -1,8 +1,5 @@
-// Who gets the TPM, and whose handles are whose (issue 10, items 1 and 5).
-//
-// Threads of one process take the TPM in arrival order (TicketLock): a
-// std::mutex lets a releasing thread take it straight back, so under load a
-// few threads starve (p99 137 ms against p50 0.95 ms at 8 threads).
+// Whose TPM handles are whose (issue 10, item 1). (Threads of one process
+// take the TPM in arrival order: util/ticket_lock.h.)
 //
 // Processes on a TPM without a resource manager (a bare simulator, /dev/tpm0)
 // share its few object and session slots. They coordinate through one small
@@ -20,36 +17,12 @@
 #pragma once
 #include <sys/types.h>
 
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 namespace tpmtoken::tpm {
-
-// A FIFO lock: each locker draws a ticket and waits for its number.
-class TicketLock {
- public:
-  void lock() {
-    std::unique_lock l(mu_);
-    const uint64_t mine = next_++;
-    cv_.wait(l, [&] { return serving_ == mine; });
-  }
-  void unlock() {
-    {
-      std::lock_guard l(mu_);
-      ++serving_;
-    }
-    cv_.notify_all();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t next_ = 0, serving_ = 0;
-};
 
 // A process, told apart from a later one with the same pid by its start time
 // (field 22 of /proc/PID/stat, in clock ticks since boot).

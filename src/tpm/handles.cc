@@ -211,6 +211,11 @@ void Tpm::FlushKeys() {
 }
 
 void Tpm::FlushCached() {
+  auto lock = Enter();
+  DropCached();
+}
+
+void Tpm::DropCached() {
   fast_.reset();
   keys_.clear();
   primary_.Reset();
@@ -223,7 +228,7 @@ bool Tpm::Recover(const TpmError& e, int round, bool* reloaded) {
   if (IsMemory(base)) {
     if (has_rm_) {
       if (round == 0) {
-        FlushCached();
+        DropCached();
         return true;
       }
       throw TpmError(std::string(e.what()) +

@@ -127,7 +127,7 @@ std::unique_ptr<Tpm> Tpm::Open(const std::string& tcti, const std::string& owner
 Tpm::~Tpm() {
   try {
     auto turn = Enter();  // the registry then forgets this process's handles
-    FlushCached();
+    DropCached();
   } catch (...) {
   }
 }

@@ -25,6 +25,7 @@
 
 #include "crypto/kdf.h"
 #include "tpm/coord.h"
+#include "util/ticket_lock.h"
 #include "util/bytes.h"
 #include "util/config.h"
 
@@ -247,6 +248,7 @@ class Tpm {
   // The raw RSA private operation m^d mod n; the response is encrypted.
   Secret RsaPrivate(const SealedBlob& key, ByteView auth, ByteView input);
   // Flushes every cached key, the session and the primary.
+  // (Takes the turn: never call it from inside one; DropCached does the work.)
   void FlushCached();
   // Flushes the cached keys only (at logout: their auth values go with it).
   void FlushKeys();
@@ -340,6 +342,7 @@ class Tpm {
   bool Recover(const TpmError& e, int round, bool* reloaded);
   bool Reclaim(bool sessions);
   bool ForgetVanished();
+  void DropCached();  // FlushCached's work, inside a turn
   Bytes PcrPolicy(const PcrSelection& pcrs);  // from the PCRs' current values
   void ReadFixedProperties();
   std::vector<TPMS_TAGGED_PROPERTY> VarProperties();
