@@ -233,10 +233,10 @@ bool Tpm::Recover(const TpmError& e, int round, bool* reloaded) {
       }
       throw TpmError(std::string(e.what()) +
                          ": the TPM behind the resource manager is full of objects or sessions "
-                         "the resource manager does not own (a program using the TPM directly, "
-                         "e.g. one killed while on a bare TPM, left them); flush them on the "
-                         "TPM itself (tpm2_flushcontext -t -s with the TCTI of the TPM, not the "
-                         "resource manager's) or restart the TPM",
+                         "the resource manager does not own (a program that used the TPM "
+                         "directly, e.g. one killed while on a bare TPM, left them): stop the "
+                         "resource manager, flush them over the TPM's own TCTI "
+                         "(tpm2_flushcontext -t, then -s), and start it again",
                      e.rc);
     }
     // Each round frees at least one slot; a TPM has a few dozen at most.

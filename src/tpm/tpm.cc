@@ -125,6 +125,7 @@ std::unique_ptr<Tpm> Tpm::Open(const std::string& tcti, const std::string& owner
 }
 
 Tpm::~Tpm() {
+  if (!transport_ || !sys_) return;  // Open failed before the TPM was reached
   try {
     auto turn = Enter();  // the registry then forgets this process's handles
     DropCached();
