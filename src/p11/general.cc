@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "p11/guard.h"
+#include "util/ticket_lock.h"
 #include "p11/interface.h"
 
 namespace tpmtoken::p11 {
@@ -15,7 +16,7 @@ std::mutex g_init_mu;
 Module* g_module = nullptr;  // owned; deliberately leaked in a forked child
 pid_t g_pid = 0;
 
-std::mutex g_os_lock;
+TicketLock g_os_lock;  // fair: callers in arrival order (issue 10, item 5)
 CK_C_INITIALIZE_ARGS g_app_lock{};
 void* g_app_mutex = nullptr;
 

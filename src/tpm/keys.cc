@@ -70,14 +70,6 @@ KeyPublic ToKeyPublic(const TPMT_PUBLIC& p) {
   return k;
 }
 
-// A cached key is named by both blobs: the same key imported twice has one
-// public area but two private blobs with different auth values.
-std::string CacheId(const SealedBlob& key) {
-  std::string id(key.pub.begin(), key.pub.end());
-  id.append(key.priv.begin(), key.priv.end());
-  return id;
-}
-
 }  // namespace
 
 TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
@@ -288,47 +280,6 @@ CreatedKey Tpm::CreateKey(const KeySpec& spec, ByteView auth) {
     k.pub = ToKeyPublic(pub.publicArea);
     return k;
   });
-}
-
-void Tpm::MakeRoomForObject(bool for_key) {
-  // With a resource manager the TPM virtualizes slots; keep a working set.
-  // A bare TPM has three: the primary, one cached key, one temporary object.
-  const size_t keep = has_rm_ ? 31 : (for_key ? 0 : 1);
-  while (keys_.size() > keep) keys_.erase(keys_.begin());
-}
-
-Tpm::CachedKey& Tpm::LoadKey(const SealedBlob& key, ByteView auth) {
-  (void)auth;  // the auth value goes into each command's HMAC, not into the cache
-  const std::string id = CacheId(key);
-  auto it = std::find_if(keys_.begin(), keys_.end(), [&](const auto& k) { return k->id == id; });
-  if (it != keys_.end()) {
-    std::rotate(it, it + 1, keys_.end());  // most recently used last
-    return *keys_.back();
-  }
-  MakeRoomForObject(true);
-  auto entry = std::make_unique<CachedKey>();
-  entry->id = id;
-  entry->object = Load(key);
-  keys_.push_back(std::move(entry));
-  return *keys_.back();
-}
-
-void Tpm::FlushKeys() {
-  auto lock = Enter();
-  keys_.clear();
-}
-
-void Tpm::FlushKey(const SealedBlob& key) {
-  auto lock = Enter();
-  const std::string id = CacheId(key);
-  std::erase_if(keys_, [&](const auto& k) { return k->id == id; });
-}
-
-void Tpm::FlushCached() {
-  fast_.reset();
-  keys_.clear();
-  primary_.Reset();
-  primary_loaded_ = false;
 }
 
 Bytes Tpm::SignEcdsa(const SealedBlob& key, ByteView auth, ByteView digest, TPM2_ALG_ID hash) {

@@ -70,7 +70,7 @@ Bytes Tpm::AnchorCounterName(uint32_t index, ByteView tag, bool written) {
 
 void Tpm::DefineAnchorCounter(uint32_t index, ByteView auth, ByteView tag) {
   {
-    std::lock_guard lock(mu_);
+    auto lock = Enter();
     Retry([&] {
       TSS2_SYS_CONTEXT* sys = Sys();
       TPM2B_AUTH a{};
@@ -90,7 +90,7 @@ void Tpm::DefineAnchorCounter(uint32_t index, ByteView auth, ByteView tag) {
 }
 
 uint64_t Tpm::ReadAnchorCounter(uint32_t index, ByteView name, ByteView auth) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   return OnceMore([&] { return Retry([&] {
     TSS2_SYS_CONTEXT* sys = Sys();
     FastSession& session = Fast();
@@ -108,7 +108,7 @@ uint64_t Tpm::ReadAnchorCounter(uint32_t index, ByteView name, ByteView auth) {
 }
 
 void Tpm::IncrementAnchorCounter(uint32_t index, ByteView name, ByteView auth) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   OnceMore([&] { return Retry([&] {
     TSS2_SYS_CONTEXT* sys = Sys();
     FastSession& session = Fast();
@@ -121,7 +121,7 @@ void Tpm::IncrementAnchorCounter(uint32_t index, ByteView name, ByteView auth) {
 }
 
 std::optional<Tpm::NvInfo> Tpm::ReadNvPublic(uint32_t index) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   TPM2B_NV_PUBLIC pub{};
   TPM2B_NAME name{};
   name.size = sizeof name.name;
@@ -145,7 +145,7 @@ std::optional<Tpm::NvInfo> Tpm::ReadNvPublic(uint32_t index) {
 bool Tpm::UndefineNvByOwner(uint32_t index) {
   const auto info = ReadNvPublic(index);
   if (!info) return false;
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   TSS2_SYS_CONTEXT* sys = Sys();
   FastSession& session = Fast();
   Check(Tss2_Sys_NV_UndefineSpace_Prepare(sys, TPM2_RH_OWNER, index),
@@ -157,7 +157,7 @@ bool Tpm::UndefineNvByOwner(uint32_t index) {
 }
 
 void Tpm::ProveOwner() {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   OnceMore([&] {
     TSS2_SYS_CONTEXT* sys = Sys();
     FastSession& session = Fast();
@@ -171,7 +171,7 @@ void Tpm::ProveOwner() {
 }
 
 std::vector<uint32_t> Tpm::NvIndices(uint32_t from, uint32_t to) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   std::vector<uint32_t> out;
   for (uint32_t next = from; next < to;) {
     TPMI_YES_NO more = TPM2_NO;

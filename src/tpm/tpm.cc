@@ -109,6 +109,8 @@ std::unique_ptr<Tpm> Tpm::Open(const std::string& tcti, const std::string& owner
   t->sys_ = std::make_unique<SysContext>(t->transport_->tcti());
   t->owner_auth_ = Secret(View(owner_auth));
   t->has_rm_ = !IsSimulatorTcti(tcti) && tcti.find("/dev/tpm0") == std::string::npos;
+  // Without a resource manager, processes share the TPM's slots (coord.h).
+  if (!t->has_rm_) t->registry_ = Registry::Open(Registry::DefaultDir(), tcti);
   if (IsSimulatorTcti(tcti)) {
     // A bare simulator may not have been started; a started one answers
     // TPM2_RC_INITIALIZE, which is fine.
@@ -123,14 +125,16 @@ std::unique_ptr<Tpm> Tpm::Open(const std::string& tcti, const std::string& owner
 }
 
 Tpm::~Tpm() {
+  if (!transport_ || !sys_) return;  // Open failed before the TPM was reached
   try {
-    FlushCached();
+    auto turn = Enter();  // the registry then forgets this process's handles
+    DropCached();
   } catch (...) {
   }
 }
 
-std::unique_lock<std::mutex> Tpm::Enter() {
-  std::unique_lock lock(mu_);
+Tpm::Turn Tpm::Enter() {
+  Turn turn(*this);
   if (transport_->broken()) transport_->Reconnect();
   if (transport_->generation() != generation_) {
     generation_ = transport_->generation();
@@ -146,10 +150,9 @@ std::unique_lock<std::mutex> Tpm::Enter() {
     }
   }
   sys_->Reset();
-  return lock;
+  return turn;
 }
 
-namespace {
 // Capability data from a response: the count is bounded by tpm2-tss's
 // unmarshalling (at most the array size).
 TPMS_CAPABILITY_DATA GetCapability(TSS2_SYS_CONTEXT* sys, TPM2_CAP cap, UINT32 property,
@@ -161,7 +164,6 @@ TPMS_CAPABILITY_DATA GetCapability(TSS2_SYS_CONTEXT* sys, TPM2_CAP cap, UINT32 p
                                              TSS2_SYS_RC_MALFORMED_RESPONSE);
   return data;
 }
-}  // namespace
 
 void Tpm::ReadFixedProperties() {
   const TPMS_CAPABILITY_DATA caps =
@@ -193,27 +195,10 @@ void Tpm::ReadFixedProperties() {
         info_.fw_major = static_cast<uint8_t>((v >> 16) & 0xFF);
         info_.fw_minor = static_cast<uint8_t>(v & 0xFF);
         break;
+      case TPM2_PT_HR_TRANSIENT_MIN: object_slots_ = std::max<uint32_t>(v, 2); break;
       default: break;
     }
   }
-}
-
-// On a TPM without a resource manager a crashed process can leave objects
-// loaded; when the TPM reports it is full, flush every transient object and
-// session and try once more.
-void Tpm::RecoverTransientMemory() {
-  for (TPM2_HANDLE first : {TPM2_TRANSIENT_FIRST, TPM2_LOADED_SESSION_FIRST}) {
-    TPMS_CAPABILITY_DATA caps{};
-    try {
-      caps = GetCapability(Sys(), TPM2_CAP_HANDLES, first, TPM2_MAX_CAP_HANDLES,
-                           "TPM2_GetCapability (handles)");
-    } catch (const TpmError&) {
-      continue;
-    }
-    for (UINT32 i = 0; i < caps.data.handles.count; ++i)
-      Tss2_Sys_FlushContext(Sys(), caps.data.handles.handle[i]);
-  }
-  log::Warn("the TPM was full of objects left by another process; flushed them");
 }
 
 namespace {
@@ -327,6 +312,7 @@ void Tpm::PersistentPrimary() {
 
 void Tpm::Primary() {
   if (primary_loaded_) return;
+  if (RestorePrimary()) return;
   primary_x_.clear();
   primary_y_.clear();
   if (persistent_primary_) {
@@ -348,14 +334,17 @@ void Tpm::Primary() {
 
 Bytes Tpm::PrimaryName() {
   auto lock = Enter();
-  Primary();
-  return primary_name_;
+  return Retry([&] {  // a bare TPM may be full of a killed process's objects
+    Primary();
+    return primary_name_;
+  });
 }
 
 void Tpm::PinPrimary(ByteView name) {
   auto lock = Enter();
   pinned_name_.assign(name.begin(), name.end());
   if (primary_loaded_ && pinned_name_ != primary_name_) {
+    primary_saved_.reset();
     fast_.reset();
     keys_.clear();
     primary_.Reset();

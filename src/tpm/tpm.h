@@ -10,7 +10,8 @@
 // stay loaded between calls (a warm sign is one TPM command); on a TPM
 // without a resource manager at most one key stays, so the three object
 // slots of a bare simulator suffice. Everything is flushed when the Tpm is
-// destroyed. Methods are serialized by an internal mutex.
+// destroyed. Methods take the TPM in turn: threads in arrival order, and on a
+// TPM without a resource manager processes through a registry file (coord.h).
 #pragma once
 #include <tss2/tss2_sys.h>
 
@@ -23,6 +24,8 @@
 #include <vector>
 
 #include "crypto/kdf.h"
+#include "tpm/coord.h"
+#include "util/ticket_lock.h"
 #include "util/bytes.h"
 #include "util/config.h"
 
@@ -64,6 +67,7 @@ struct TpmInfo {
 };
 
 class FastSession;
+class Registry;
 class Transport;
 class SysContext;
 
@@ -245,6 +249,7 @@ class Tpm {
   // The raw RSA private operation m^d mod n; the response is encrypted.
   Secret RsaPrivate(const SealedBlob& key, ByteView auth, ByteView input);
   // Flushes every cached key, the session and the primary.
+  // (Takes the turn: never call it from inside one; DropCached does the work.)
   void FlushCached();
   // Flushes the cached keys only (at logout: their auth values go with it).
   void FlushKeys();
@@ -284,9 +289,23 @@ class Tpm {
 
  private:
   Tpm();
-  // Takes the mutex and readies the bus: a connection that failed is
+  // This process's turn at the TPM (coord.h): the thread's ticket, and on a
+  // bare TPM the registry's lock, inside which this process's loaded handles
+  // are known to be its own. Ending the turn publishes them.
+  class Turn {
+   public:
+    explicit Turn(Tpm& tpm);
+    Turn(Turn&& o) noexcept : tpm_(o.tpm_) { o.tpm_ = nullptr; }
+    Turn(const Turn&) = delete;
+    Turn& operator=(const Turn&) = delete;
+    ~Turn();
+
+   private:
+    Tpm* tpm_;
+  };
+  // Takes the turn and readies the bus: a connection that failed is
   // re-made (under a resource manager the handles it held are gone).
-  std::unique_lock<std::mutex> Enter();
+  Turn Enter();
   void CreatePrimary();
   // A session salted to the certified EK (ek.cc); throws naming what failed.
   std::unique_ptr<FastSession> EkSession(const std::string& ca_file);
@@ -310,18 +329,34 @@ class Tpm {
                bool audit = false);
   // The name of a permanent handle (the owner hierarchy): the handle itself.
   static Bytes HandleName(TPM2_HANDLE h) { return EncodeBe32(h); }
-  // Evicts cached keys so one more object fits: a key (for_key) or a
-  // temporary object such as a seal.
+  // Evicts this process's cached objects so one more fits: a key (for_key)
+  // or a temporary object such as a seal (handles.cc).
   void MakeRoomForObject(bool for_key);
+  // Handle management (handles.cc). Evictions keep a saved context
+  // (TPM2_ContextSave) so the object comes back with TPM2_ContextLoad, which
+  // is cheaper than TPM2_Load (no unwrap) and needs no primary.
+  void EvictKey(CachedKey& key);
+  void EvictPrimary();
+  bool RestorePrimary();  // from its saved context; false when there is none
+  void SyncHandles();     // drops handles the registry no longer says are ours
+  void PublishHandles();
+  // After a failed command: frees room (object or session memory) or drops
+  // handles that vanished; true when fn is worth running again.
+  bool Recover(const TpmError& e, int round, bool* reloaded);
+  bool Reclaim(bool sessions);
+  bool ForgetVanished();
+  void DropCached();  // FlushCached's work, inside a turn
   Bytes PcrPolicy(const PcrSelection& pcrs);  // from the PCRs' current values
   void ReadFixedProperties();
   std::vector<TPMS_TAGGED_PROPERTY> VarProperties();
-  void RecoverTransientMemory();
   TpmObject EndorsementPrimary(const TPM2B_PUBLIC& tmpl, Bytes* out_public, const char* what);
   template <typename Fn>
   auto Retry(Fn&& fn);
 
-  std::mutex mu_;
+  TicketLock turn_;
+  std::unique_ptr<Registry> registry_;  // bare TPM only
+  size_t object_slots_ = 3;             // TPM2_PT_HR_TRANSIENT_MIN
+  std::unique_ptr<TPMS_CONTEXT> primary_saved_;
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<SysContext> sys_;
   uint64_t generation_ = 0;
@@ -373,7 +408,8 @@ class Tpm {
 
 struct Tpm::CachedKey {
   std::string id;  // the key's public and private blobs
-  TpmObject object;
+  TpmObject object;  // handle 0 while evicted
+  std::unique_ptr<TPMS_CONTEXT> saved;  // once evicted on a bare TPM
 };
 
 }  // namespace tpmtoken::tpm

@@ -25,20 +25,25 @@ void SetBuffer(T& tpm2b, ByteView data) {
 }
 
 
-// Runs fn; when the TPM is out of object or session memory, flushes what this
-// process cached (and, without a resource manager, whatever a crashed process
-// left) and runs it once more, so callers never see TPM_RC_OBJECT_MEMORY.
+// Runs fn; when the TPM is out of object or session memory, makes room (what
+// this process cached, then what dead processes left, then another live
+// process's cached handle: coord.h) and runs it again, so callers never see
+// TPM_RC_OBJECT_MEMORY; when handles this process loaded vanished (another
+// program flushed them, the TPM restarted), reloads them and runs it once more.
 template <typename Fn>
 auto Tpm::Retry(Fn&& fn) {
-  try {
-    return fn();
-  } catch (const TpmError& e) {
-    if (e.base() != TPM2_RC_OBJECT_MEMORY && e.base() != TPM2_RC_SESSION_MEMORY) throw;
+  bool reloaded = false;
+  for (int round = 0;; ++round) {
+    try {
+      return fn();
+    } catch (const TpmError& e) {
+      if (!Recover(e, round, &reloaded)) throw;
+    }
   }
-  FlushCached();
-  if (!has_rm_) RecoverTransientMemory();
-  return fn();
 }
+
+TPMS_CAPABILITY_DATA GetCapability(TSS2_SYS_CONTEXT* sys, TPM2_CAP cap, UINT32 property,
+                                   UINT32 count, const char* what);
 
 // A TPM-generated key's template (keys.cc): fixedTPM, fixedParent, NODA,
 // sign and decrypt, the kind's parameters, no unique value.

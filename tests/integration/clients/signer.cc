@@ -1,0 +1,100 @@
+// A PKCS#11 signer for the multi-process tests (tests/integration/procs_*.sh):
+// loads the module through its C ABI, logs in to TOKEN and signs with the EC
+// keys whose CKA_ID bytes are given, in turn, verifying nothing but the CKR.
+//   signer TOKEN PIN COUNT ID...   COUNT signatures (0: until STOP_FILE exists)
+// Prints "signed N failed F" and, for each failure, the call and its CKR;
+// exits 0 only when nothing failed. MODULE names the module.
+#include <dlfcn.h>
+#include <tpmtoken/pkcs11.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+CK_FUNCTION_LIST_PTR f = nullptr;
+long failed = 0;
+
+bool Ok(CK_RV rv, const char* what) {
+  if (rv == CKR_OK) return true;
+  std::fprintf(stderr, "signer %d: %s: CKR 0x%lx\n", getpid(), what, rv);
+  ++failed;
+  return false;
+}
+
+std::vector<CK_BYTE> Hex(const char* s) {
+  std::vector<CK_BYTE> out;
+  for (size_t i = 0; s[i] && s[i + 1]; i += 2) out.push_back(std::stoi(std::string(s + i, 2), nullptr, 16));
+  return out;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  const char* module = std::getenv("MODULE");
+  if (argc < 5 || !module) {
+    std::fprintf(stderr, "usage: MODULE=... signer TOKEN PIN COUNT ID...\n");
+    return 2;
+  }
+  const std::string token = argv[1];
+  std::string pin = argv[2];
+  const long count = std::atol(argv[3]);
+  const char* stop = std::getenv("STOP_FILE");
+  void* lib = dlopen(module, RTLD_NOW);
+  if (!lib) return 2;
+  auto get = reinterpret_cast<CK_C_GetFunctionList>(dlsym(lib, "C_GetFunctionList"));
+  if (!get || get(&f) != CKR_OK) return 2;
+  CK_C_INITIALIZE_ARGS args{};
+  args.flags = CKF_OS_LOCKING_OK;
+  if (!Ok(f->C_Initialize(&args), "C_Initialize")) return 1;
+  CK_ULONG n = 16;
+  CK_SLOT_ID slots[16];
+  if (!Ok(f->C_GetSlotList(CK_TRUE, slots, &n), "C_GetSlotList")) return 1;
+  CK_SLOT_ID slot = ~0UL;
+  for (CK_ULONG i = 0; i < n; ++i) {
+    CK_TOKEN_INFO info;
+    if (f->C_GetTokenInfo(slots[i], &info) != CKR_OK) continue;
+    std::string label(reinterpret_cast<char*>(info.label), 32);
+    label.erase(label.find_last_not_of(' ') + 1);
+    if (label == token) slot = slots[i];
+  }
+  if (slot == ~0UL) {
+    std::fprintf(stderr, "signer: no token %s\n", token.c_str());
+    return 1;
+  }
+  CK_SESSION_HANDLE s;
+  if (!Ok(f->C_OpenSession(slot, CKF_SERIAL_SESSION, nullptr, nullptr, &s), "C_OpenSession") ||
+      !Ok(f->C_Login(s, CKU_USER, reinterpret_cast<CK_UTF8CHAR_PTR>(pin.data()), pin.size()),
+          "C_Login"))
+    return 1;
+  std::vector<CK_OBJECT_HANDLE> keys;
+  for (int a = 4; a < argc; ++a) {
+    std::vector<CK_BYTE> id = Hex(argv[a]);
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_ATTRIBUTE q[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_ID, id.data(), id.size()}};
+    CK_OBJECT_HANDLE h = 0;
+    CK_ULONG found = 0;
+    if (!Ok(f->C_FindObjectsInit(s, q, 2), "C_FindObjectsInit") ||
+        !Ok(f->C_FindObjects(s, &h, 1, &found), "C_FindObjects") ||
+        !Ok(f->C_FindObjectsFinal(s), "C_FindObjectsFinal") || found != 1) {
+      std::fprintf(stderr, "signer: no private key with id %s\n", argv[a]);
+      return 1;
+    }
+    keys.push_back(h);
+  }
+  long signed_ = 0;
+  for (long i = 0; count == 0 ? !(stop && access(stop, F_OK) == 0) : i < count; ++i) {
+    CK_MECHANISM m = {CKM_ECDSA, nullptr, 0};
+    CK_BYTE digest[32] = {static_cast<CK_BYTE>(i)};
+    CK_BYTE sig[132];
+    CK_ULONG len = sizeof sig;
+    if (Ok(f->C_SignInit(s, &m, keys[i % keys.size()]), "C_SignInit") &&
+        Ok(f->C_Sign(s, digest, sizeof digest, sig, &len), "C_Sign"))
+      ++signed_;
+  }
+  Ok(f->C_Finalize(nullptr), "C_Finalize");
+  std::printf("signed %ld failed %ld\n", signed_, failed);
+  return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Issue 10 item 1: many processes on a TPM with no resource manager (a bare
+# swtpm: three object slots, three loaded sessions). Processes take turns
+# through the registry file (src/tpm/coord.h): none flushes a handle a live
+# process loaded without telling it, and what a killed process left is
+# reclaimed by the next one. SIGNS signatures per process (200 by default).
+source "$(dirname "$0")/lib.sh"
+swtpm_only "it needs a TPM without a resource manager"
+fixture_start
+export TPMTOKEN_RUN_DIR="$WORK/run"
+source "$(dirname "$0")/procs_lib.sh"
+T=${TOOL:?TOOL must name the tpmtoken binary}
+SIGNS=${SIGNS:-200}
+procs_setup
+transient() { tpm2_getcap -T "$TPMTOKEN_TCTI" handles-transient | grep -c '^-' || true; }
+
+# 1. Four processes, each SIGNS signatures alternating two keys, at once.
+t0=$(date +%s%N)
+pids=()
+for w in 1 2 3 4; do "$SIGNER" procs 1234 "$SIGNS" 01 02 >"$WORK/s$w.out" 2>"$WORK/s$w.err" & pids+=($!); done
+bad=0
+for i in "${!pids[@]}"; do wait "${pids[$i]}" || bad=$((bad + 1)); done
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+for w in 1 2 3 4; do
+  grep -q "^signed $SIGNS failed 0$" "$WORK/s$w.out" ||
+    fail "signer $w: $(cat "$WORK/s$w.out") $(head -5 "$WORK/s$w.err")"
+done
+[ "$bad" -eq 0 ] || fail "$bad signer(s) failed"
+pass "4 processes x $SIGNS signatures with two keys at once on a bare TPM: 0 failures ($ms ms)"
+
+# 2. A long-lived signer keeps working while other processes list, ask for
+# the status and sign around it.
+export STOP_FILE="$WORK/stop"
+"$SIGNER" procs 1234 0 01 02 >"$WORK/long.out" 2>"$WORK/long.err" &
+long=$!
+CLEANUP_PIDS+=("$long")
+sleep 0.5
+for i in 1 2 3; do
+  p11 -L >/dev/null 2>&1 || fail "pkcs11-tool -L beside the long-lived signer"
+  "$T" status >/dev/null 2>&1 || fail "tpmtoken status beside the long-lived signer: $("$T" status 2>&1 | tail -3)"
+  p11 --token-label procs --login --pin 1234 --sign -m ECDSA-SHA256 --id 0$(( i % 2 + 1 )) \
+    -i "$WORK/data" -o "$WORK/sig$i" >/dev/null 2>&1 || fail "a signature beside the long-lived signer"
+done
+touch "$STOP_FILE"
+wait "$long" || fail "the long-lived signer failed: $(cat "$WORK/long.out") $(head -5 "$WORK/long.err")"
+unset STOP_FILE
+grep -q "failed 0$" "$WORK/long.out" || fail "long-lived signer: $(cat "$WORK/long.out")"
+grep -q "^signed 0 " "$WORK/long.out" && fail "the long-lived signer signed nothing"
+pass "a long-lived signer kept working beside pkcs11-tool -L, tpmtoken status and signatures ($(cat "$WORK/long.out"))"
+
+# 3. A process killed mid-signature: the next one works at once, and what
+# the killed one left does not pile up.
+kill_rounds 3
+n=$(transient)
+[ "$n" -le 3 ] || fail "$n transient objects left in the TPM"
+"$SIGNER" procs 1234 20 01 02 >"$WORK/last.out" 2>&1 || fail "after the kills: $(cat "$WORK/last.out")"
+pass "3 processes killed mid-signature; the next process signed at once each time"
