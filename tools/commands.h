@@ -17,6 +17,8 @@ struct Options {
   std::string file;      // input file
   std::string out;       // output file ("" = stdout)
   std::string finish;    // rotate --finish CERT
+  std::string anchor;     // anchor --label, verify --anchor: the trust anchor's label (issue 11)
+  std::string signature;  // verify --signature
   bool so = false;
   bool owner = false;  // store accept-restore / token delete: the TPM owner authorization
   bool yes = false;    // store delete: confirmed
@@ -80,5 +82,21 @@ int AttestRequest(const Options& o);
 int AttestChallenge(const Options& o);
 int AttestRespond(const Options& o);
 int AttestVerify(const Options& o);
+
+// Trust anchors (anchor.cc) and update verification (verify.cc).
+int AnchorAdd(const Options& o);
+int AnchorList(const Options& o);
+int AnchorRemove(const Options& o);
+int Verify(const Options& o);
+// verify's exit codes beyond tool.h's, one per cause.
+enum VerifyExit : int {
+  kVerifyBadSignature = 30,  // the signature or the file's digest does not match
+  kVerifyUntrusted = 31,     // the signer: no chain to the anchor, expired, no codeSigning
+  kVerifyBadInput = 32,      // unreadable file, malformed or attached CMS, unknown anchor
+};
+// The trust anchors (trusted certificates) labelled label: found through
+// the token like any PKCS#11 client would, never read from a file.
+std::vector<CK_OBJECT_HANDLE> FindAnchors(Context& ctx, CK_SESSION_HANDLE s,
+                                          const std::string& label);
 
 }  // namespace tpmtoken::tool

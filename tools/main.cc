@@ -17,6 +17,9 @@ choose the TPM, the store and the configuration.
 
 Exit codes: 0 done; 2 bad arguments or input; 3 no such token, key or
 certificate; 4 wrong or locked PIN; 5 the TPM or the store failed.
+verify: 30 bad signature or digest mismatch; 31 untrusted signer (no chain to
+the anchor, expired, no codeSigning); 32 bad input (unreadable file, malformed
+signature, unknown anchor).
 attest: 10 malformed file; 11 EK not trusted; 12 AK not a restricted fixedTPM
 key; 13 another challenge's state; 14 replayed response; 15 secret not
 proven; 16 bad signature; 17 not the requested key; 18 imported key;
@@ -163,6 +166,45 @@ int main(int argc, char** argv) {
   });
   auto* aver = aud->add_subcommand("verify", "check the chain: exit 5 naming the first bad entry");
   aver->callback([&] { run = AuditVerify; });
+
+  // Trust anchors and update verification (issue 11).
+  auto* anc = app.add_subcommand("anchor", "trust anchors: CA certificates on the token that verify updates");
+  anc->require_subcommand(1);
+  auto* aadd = anc->add_subcommand("add", "install a CA certificate as a trust anchor (SO PIN)");
+  needs_token(aadd);
+  aadd->add_option("--label", o.anchor, "the anchor's name (verify --anchor NAME)")->required();
+  aadd->add_option("cert", o.file, "the CA certificate, PEM or DER")->required();
+  PinOptions(aadd, o.so_pin, "so-pin");
+  aadd->footer(
+      "An anchor must be a CA certificate (basicConstraints CA:TRUE; keyCertSign if it has a\n"
+      "keyUsage): signers' certificates chain to it. It is stored as a public token certificate\n"
+      "with CKA_TRUSTED=TRUE and CKA_CERTIFICATE_CATEGORY=2, visible to every PKCS#11 client;\n"
+      "only the SO can add, change or remove one. The audit log records the change.");
+  aadd->callback([&] { run = AnchorAdd; });
+  auto* alist = anc->add_subcommand("list", "label, subject, SHA-256 fingerprint and expiry of each anchor");
+  needs_token(alist);
+  alist->add_flag("--json", o.json, "machine-readable output");
+  alist->callback([&] { run = AnchorList; });
+  auto* arem = anc->add_subcommand("remove", "remove a trust anchor (SO PIN)");
+  needs_token(arem);
+  arem->add_option("--label", o.anchor, "the anchor's name")->required();
+  PinOptions(arem, o.so_pin, "so-pin");
+  arem->callback([&] { run = AnchorRemove; });
+  auto* ver = app.add_subcommand("verify", "check a detached CMS signature over a file against a trust anchor");
+  needs_token(ver);
+  ver->add_option("--anchor", o.anchor, "the trust anchor's label")->required();
+  ver->add_option("--signature", o.signature, "the detached CMS signature, DER or PEM")->required();
+  ver->add_option("file", o.file, "the signed file (streamed: any size)")->required();
+  ver->footer(
+      "The signature is what `openssl cms -sign -binary -in FILE -signer S.pem -inkey S.key\n"
+      "[-certfile INTERMEDIATES.pem] -outform DER -out SIG` makes. Every signer's certificate\n"
+      "must chain to the anchor (intermediates may travel in the signature), be within its\n"
+      "validity, have codeSigning if it has an extendedKeyUsage and digitalSignature if it has\n"
+      "a keyUsage. The anchor is read from the token, never from a file. No PIN is needed.\n"
+      "Exit codes: 0 valid; 30 bad signature or digest mismatch; 31 untrusted signer;\n"
+      "32 bad input (unreadable file, malformed signature, unknown anchor); 3 no such token;\n"
+      "5 the TPM or the store failed.");
+  ver->callback([&] { run = Verify; });
 
   // Key attestation (issue 12): `attest` makes the request; challenge and
   // verify run on the verifier with no TPM and no store.

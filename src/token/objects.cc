@@ -124,11 +124,33 @@ CK_RV Module::CheckWriteAccess(const Session& s, bool token_object, bool private
 // What the audit log says about an object: its class, row and token. No
 // label or ID: the log is in clear, and the store reveals neither
 // (tests/integration/store_secrecy.sh).
+// Trusted objects (issue 11 trust anchors, CKA_WRAP_WITH_TRUSTED wrapping
+// keys): only the SO sets CKA_TRUSTED (footnote 10), and "trusted
+// certificates cannot be modified" (2.40 section 4.6.3). Anchors are public,
+// so without this any R/W session could rename, untrust or delete one. This
+// one check serves C_SetAttributeValue (change) and C_DestroyObject.
+namespace {
+CK_RV GuardTrusted(const Session& s, const Object& o, bool destroy, const CK_ATTRIBUTE* tmpl,
+                   CK_ULONG n) {
+  if (!o.attrs.Bool(CKA_TRUSTED) || (!destroy && o.attrs.Matches(tmpl, n))) return CKR_OK;
+  const bool cert = o.attrs.Ulong(CKA_CLASS) == CKO_CERTIFICATE;
+  if (s.token->login == CKU_SO && (destroy || !cert)) return CKR_OK;
+  log::Warn(destroy ? "C_DestroyObject" : "C_SetAttributeValue", ": a trusted ",
+            cert ? "certificate" : "key", " (CKA_TRUSTED) ",
+            destroy ? "is destroyed only by the SO"
+                    : cert ? "cannot be modified; the SO removes it and adds a new one"
+                           : "is changed only by the SO");
+  return CKR_ACTION_PROHIBITED;
+}
+}  // namespace
+
 std::string Module::AuditName(const Token& t, const Object& o) const {
   static const std::map<CK_ULONG, const char*> kClasses = {
       {CKO_PRIVATE_KEY, "private key"}, {CKO_PUBLIC_KEY, "public key"},
       {CKO_SECRET_KEY, "secret key"},   {CKO_CERTIFICATE, "certificate"},
       {CKO_DATA, "data object"}};
+  if (o.attrs.Ulong(CKA_CLASS) == CKO_CERTIFICATE && o.attrs.Bool(CKA_TRUSTED))
+    return "trust anchor " + std::to_string(o.db_id) + " of token " + t.rec.serial;
   const auto cls = kClasses.find(o.attrs.Ulong(CKA_CLASS).value_or(~CK_ULONG{0}));
   return std::string(cls == kClasses.end() ? "object" : cls->second) + " " +
          std::to_string(o.db_id) + " of token " + t.rec.serial;
@@ -205,6 +227,11 @@ CK_RV Module::CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, const CK_ATT
   if (CK_RV rv = schema::ApplyChanges(*cls, tmpl, n, s->token->login == CKU_SO, true, &attrs);
       rv != CKR_OK)
     return rv;
+  if (attrs.Bool(CKA_TRUSTED) && s->token->login != CKU_SO) {  // footnote 10: a copy sets it too
+    log::Warn("C_CopyObject: the copy would be trusted (CKA_TRUSTED); only the SO makes trusted "
+              "objects: copy with CKA_TRUSTED=FALSE");
+    return CKR_ATTRIBUTE_READ_ONLY;
+  }
   attrs.Set(CKA_UNIQUE_ID, View(Hex(crypto::Random(16))));
   return StoreNewObject(*s, std::move(attrs), out, src->key);
 }
@@ -216,6 +243,7 @@ CK_RV Module::DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
   if (!o) return CKR_OBJECT_HANDLE_INVALID;
   if (CK_RV rv = CheckWriteAccess(*s, o->is_token(), o->is_private()); rv != CKR_OK) return rv;
   if (!o->attrs.Bool(CKA_DESTROYABLE, true)) return CKR_ACTION_PROHIBITED;
+  if (CK_RV rv = GuardTrusted(*s, *o, true, nullptr, 0); rv != CKR_OK) return rv;
   if (o->is_token()) {
     store::Db::Txn txn(store_->db());
     store_->DeleteObject(s->token->db_id, o->db_id);
@@ -280,6 +308,7 @@ CK_RV Module::SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
   if (!o) return CKR_OBJECT_HANDLE_INVALID;
   if (CK_RV rv = CheckWriteAccess(*s, o->is_token(), o->is_private()); rv != CKR_OK) return rv;
   if (!o->attrs.Bool(CKA_MODIFIABLE, true)) return CKR_ACTION_PROHIBITED;
+  if (CK_RV rv = GuardTrusted(*s, *o, false, tmpl, n); rv != CKR_OK) return rv;
   const schema::ClassSpec* cls = schema::ForObject(o->attrs);
   if (!cls) return CKR_GENERAL_ERROR;
   AttrSet updated = o->attrs;
