@@ -40,12 +40,16 @@ reset16
 
 # The SO's key: bind to the current value of PCR 16.
 expect_fail '--pcrs is needed' "$T" boot bind --authorizer so
-out=$("$T" boot bind --authorizer so --pcrs sha256:16 --so-pin-file <(echo 87654321) 2>&1) &&
-  fail "bind with a wrong SO PIN: $out"
-[ $? -ne 0 ] && grep -q 'CKR_PIN_INCORRECT\|PIN' <<<"$out" || fail "wrong SO PIN: $out"
+rc=0
+out=$("$T" boot bind --authorizer so --pcrs sha256:16 --so-pin-file <(echo 87654321) 2>&1) || rc=$?
+[ "$rc" = 4 ] && grep -q 'wrong PIN' <<<"$out" || fail "a wrong SO PIN: exit $rc: $out"
+[ "$(status_json mode)" = none ] || fail "a refused bind changed the binding"
 "$T" boot bind --authorizer so --pcrs sha256:16 >/dev/null || fail "boot bind --authorizer so"
 [ "$(status_json mode)" = authorized ] || fail "status: $("$T" boot status)"
 [ "$(status_json authorizer)" = so ] || fail "status authorizer"
+"$T" status | grep -q 'Store key  sealed to this TPM and to boot states authorized by so' ||
+  fail "tpmtoken status: $("$T" status)"
+"$T" status | grep -q WARNING && fail "status warns of an unbound store key: $("$T" status)"
 opens || fail "the store did not open right after the bind"
 E0=$(status_json epoch)
 pass "the store key is sealed to SO-authorized boot states (epoch $E0)"
