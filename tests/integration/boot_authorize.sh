@@ -119,7 +119,8 @@ vendor_authorize() {
   { cat "$d/policy_pcr.bin"; printf '00000149' | xxd -r -p; cat "$d/args.bin"; printf '%s' "$EPOCH_NAME" | xxd -r -p; } |
     openssl dgst -sha256 -binary >"$d/approved.bin"
   { cat "$d/approved.bin"; printf 'tpmtoken-boot'; } | openssl dgst -sha256 -binary >"$d/ahash.bin"
-  openssl pkeyutl -sign -inkey "$WORK/vendor.key" -in "$d/ahash.bin" -out "$d/sig.der"
+  openssl pkeyutl -sign -inkey "${VENDOR_KEY:-$WORK/vendor.key}" -in "$d/ahash.bin" -out "$d/sig.der" \
+    ${VENDOR_RSA:+-pkeyopt digest:sha256}
   printf 'tpmtoken-boot-authorization: 1\npcrs: sha256:16\nvalues: %s\nepoch: %s\nsignature: %s\n' \
     "$values" "$epoch" "$(xxd -p "$d/sig.der" | tr -d '\n')" >"$out"
 }
@@ -146,8 +147,20 @@ out=$(p11 -L 2>&1) && fail "the tampered authorization opened the store"
 grep -q 'bad.auth: not signed by the authorizer (anchor:vendor)' <<<"$out" || fail "tamper reason: $out"
 pass "a vendor authorization made with openssl alone opens the store; a tampered one is refused"
 
-# Back to exact PCRs: the binding is left only from an authorized state.
+# An RSA vendor key (PKCS#1 v1.5, SHA-256): the bind's trial unseal proves
+# the TPM accepted the signature.
 reset16
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=vendor-rsa \
+  -addext basicConstraints=critical,CA:TRUE -keyout "$WORK/vendor-rsa.key" -out "$WORK/vendor-rsa.pem" 2>/dev/null
+GNUTLS_SO_PIN=12345678 p11tool --provider "$MODULE" --so-login --write --trusted --ca --label vendor-rsa \
+  --load-certificate "$WORK/vendor-rsa.pem" "pkcs11:token=boot" >/dev/null 2>&1 || fail "RSA anchor add"
+VENDOR_KEY="$WORK/vendor-rsa.key" VENDOR_RSA=1 vendor_authorize "$(pcr16_after 0)" "$EPOCH" "$WORK/r0.auth"
+"$T" boot bind --authorizer anchor:vendor-rsa --authorization "$WORK/r0.auth" >/dev/null ||
+  fail "bind to an RSA vendor key"
+opens || fail "the RSA vendor's authorization did not open the store"
+pass "an RSA vendor key works the same way"
+
+# Back to exact PCRs: the binding is left only from an authorized state.
 "$T" boot bind --authorizer none >/dev/null || fail "boot bind --authorizer none"
 [ "$(status_json mode)" = none ] || fail "mode after unbinding"
 extend
