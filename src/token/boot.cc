@@ -438,8 +438,11 @@ CK_RV Module::RevokeBoot(CK_SLOT_ID slot, ByteView so_pin, uint64_t* new_epoch) 
   } else {
     std::vector<std::string> ignored;
     const auto installed = InstalledAuthorizations(&ignored);
-    if (std::none_of(installed.begin(), installed.end(), [&](const auto& e) {
-          return e.second.epoch >= next && e.second.pcrs == pcrs && e.second.values == now;
+    const auto key = tpm::AuthorizerKey::FromPublic(*store_->Meta(kBootKey));
+    const Bytes epoch_name = tpm::Tpm::EpochCounterName(index);
+    if (!key || std::none_of(installed.begin(), installed.end(), [&](const auto& e) {
+          return e.second.epoch >= next && e.second.pcrs == pcrs && e.second.values == now &&
+                 SignatureValid(*key, e.second, epoch_name);
         }))
       throw BootRefused(BootRefused::kNotApproved,
           "revoking would leave this boot state without an authorization: install " +
