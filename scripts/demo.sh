@@ -129,3 +129,68 @@ tpmtoken key list "${pin[@]}"
 
 step "8. The token's state"
 tpmtoken status
+
+# 9-12: an over-the-air update (issue 11). Boot measurements are played by
+# PCR 16, which the simulated TPM resets and extends as a reboot would; on a
+# real TPM the demo stops here rather than bind its store to PCR 16.
+if [ -n "${DELETE_TOKEN:-}" ]; then
+  step "9. (The update steps run on the simulated TPM only.)"
+  exit 0
+fi
+so=(--so-pin-file "$WORK/so-pin")
+pcr() { tpm2_"$1" -T "$TPMTOKEN_TCTI" "${@:2}" >/dev/null; }
+# reboot_into FILE: a reset, then FILE's SHA-256 measured into PCR 16.
+reboot_into() {
+  pcr pcrreset 16
+  pcr pcrextend "16:sha256=$(openssl dgst -sha256 -r "$1" | cut -d' ' -f1)"
+}
+measured() {  # PCR 16 after reboot_into FILE, computed in software
+  { printf '%064d' 0 | xxd -r -p; openssl dgst -sha256 -binary "$1"; } | openssl dgst -sha256 -r | cut -d' ' -f1
+}
+
+step "9. The device boots release 1; the store key is sealed to boot states the SO authorizes."
+printf 'release 1\n' >"$WORK/release1.bin"
+reboot_into "$WORK/release1.bin"
+tpmtoken boot bind --authorizer so --pcrs sha256:16 "${so[@]}"
+
+step "10. The vendor's CA becomes a trust anchor on the token; its update is verified against it."
+printf '[req]\ndistinguished_name = dn\n[dn]\n[ca]\nbasicConstraints = critical, CA:TRUE\nkeyUsage = critical, keyCertSign\n[code]\nbasicConstraints = CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = codeSigning\n' \
+  >"$WORK/vendor.cnf"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj '/CN=demo vendor CA' \
+  -config "$WORK/vendor.cnf" -extensions ca -keyout "$WORK/vendor-ca.key" -out "$WORK/vendor-ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj '/CN=demo release signer' \
+  -config "$WORK/vendor.cnf" -keyout "$WORK/signer.key" -out "$WORK/signer.csr" 2>/dev/null
+openssl x509 -req -in "$WORK/signer.csr" -CA "$WORK/vendor-ca.pem" -CAkey "$WORK/vendor-ca.key" \
+  -CAcreateserial -days 2 -extfile "$WORK/vendor.cnf" -extensions code -out "$WORK/signer.pem" 2>/dev/null
+tpmtoken anchor add --label vendor "${so[@]}" "$WORK/vendor-ca.pem"
+printf 'release 2\n' >"$WORK/upd.bin"
+openssl cms -sign -binary -in "$WORK/upd.bin" -signer "$WORK/signer.pem" -inkey "$WORK/signer.key" \
+  -outform DER -out "$WORK/upd.sig"
+tpmtoken verify --anchor vendor --signature "$WORK/upd.sig" "$WORK/upd.bin"
+echo "   update verified against the anchor 'vendor'"
+printf 'release 2 with a backdoor\n' >"$WORK/tampered.bin"
+if tpmtoken verify --anchor vendor --signature "$WORK/upd.sig" "$WORK/tampered.bin"; then
+  echo "demo: a tampered update passed verification" >&2
+  exit 1
+fi
+echo "   tampered update refused"
+
+step "11. The SO authorizes the boot state the update will measure; the device reboots into it."
+printf '16: %s\n' "$(measured "$WORK/upd.bin")" >"$WORK/release2.values"
+tpmtoken boot authorize --pcrs sha256:16 --values "$WORK/release2.values" --out "$WORK/release2.auth" "${so[@]}"
+tpmtoken boot install "$WORK/release2.auth"
+reboot_into "$WORK/upd.bin"
+page=$(fetch)
+echo "   after the reboot into release 2: $(grep -m1 'Protocol' <<<"$page" | tr -s ' ')"
+echo "   the credentials still work after the reboot"
+
+step "12. A boot state nobody authorized (the tampered release) cannot reach the credentials."
+reboot_into "$WORK/tampered.bin"
+if out=$(tpmtoken status 2>&1); then
+  echo "demo: the store opened in an unauthorized boot state" >&2
+  exit 1
+fi
+fold -s -w 96 <<<"$out" | sed 's/^/   /'
+echo "   unauthorized boot state refused"
+reboot_into "$WORK/upd.bin"
+tpmtoken boot status

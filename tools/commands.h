@@ -30,6 +30,9 @@ struct Options {
   std::string state, ek_ca, ek_pub, ek_pem, pubkey_out;
   bool allow_imported = false;
   bool unattended = false;  // key generate: CKA_PRIVATE false (issue 9 item 2)
+  // boot (issue 11)
+  std::string authorizer, pcrs, values, epoch;
+  bool current = false;
 };
 
 int Status(const Options& o);
@@ -64,6 +67,18 @@ enum AttestExit : int {
   kImported = 18,          // the key was imported (sensitiveDataOrigin clear)
   kNotFixed = 19,          // the key is not fixedTPM/fixedParent
 };
+// Authorized boot states (boot.cc).
+enum BootExit : int {
+  kBootNotSigned = 20,    // not signed by the store's authorizer (or another store's)
+  kBootRevoked = 21,      // its epoch is below the store's boot epoch
+  kBootNotApproved = 22,  // no authorization approves this boot state
+};
+int BootStatus(const Options& o);
+int BootBind(const Options& o);
+int BootAuthorize(const Options& o);
+int BootInstall(const Options& o);
+int BootRevoke(const Options& o);
+
 int AttestRequest(const Options& o);
 int AttestChallenge(const Options& o);
 int AttestRespond(const Options& o);

@@ -23,7 +23,9 @@ signature, unknown anchor).
 attest: 10 malformed file; 11 EK not trusted; 12 AK not a restricted fixedTPM
 key; 13 another challenge's state; 14 replayed response; 15 secret not
 proven; 16 bad signature; 17 not the requested key; 18 imported key;
-19 key not fixedTPM/fixedParent.)";
+19 key not fixedTPM/fixedParent.
+boot: 20 authorization not signed by the store's authorizer; 21 revoked;
+22 no authorization approves this boot state.)";
 
 void PinOptions(CLI::App* cmd, PinSource& src, const std::string& name) {
   cmd->add_option("--" + name + "-file", src.file, "read the " + name + " from this file");
@@ -241,6 +243,40 @@ int main(int argc, char** argv) {
   atver->add_flag("--json", o.json, "machine-readable result");
   atver->callback([&] { run = AttestVerify; });
 
+  // Authorized boot states (issue 11): the store key opens in any boot state
+  // an authorization key approved.
+  auto* boot = app.add_subcommand("boot", "seal the store key to boot states an authorization key approves");
+  boot->require_subcommand(1);
+  auto* bstat = boot->add_subcommand("status", "the binding, the boot epoch and the authorizations' directory");
+  bstat->callback([&] { run = BootStatus; });
+  auto* bbind = boot->add_subcommand(
+      "bind", "seal the store key to boot states approved by the SO's key or an anchor (SO PIN)");
+  needs_token(bbind);
+  bbind->add_option("--authorizer", o.authorizer, "so, anchor:NAME (a trust anchor's label) or none")
+      ->required();
+  bbind->add_option("--pcrs", o.pcrs, "with so: the PCRs whose current values it authorizes, e.g. sha256:7,16");
+  bbind->add_option("--authorization", o.file,
+                    "with anchor:NAME: the anchor's authorization of the current boot state");
+  PinOptions(bbind, o.so_pin, "so-pin");
+  bbind->callback([&] { run = BootBind; });
+  auto* bauth = boot->add_subcommand("authorize", "approve a boot state with the SO's key (SO PIN)");
+  needs_token(bauth);
+  bauth->add_option("--pcrs", o.pcrs, "the PCR selection, e.g. sha256:7,16")->required();
+  bauth->add_option("--values", o.values, "expected values: 'N: HEX' lines (tpm2_pcrread's output)");
+  bauth->add_flag("--current", o.current, "the values the PCRs hold now");
+  bauth->add_option("--epoch", o.epoch, "valid while the boot epoch is at most this (default: the epoch now)");
+  bauth->add_option("--out", o.out, "the authorization file")->required();
+  PinOptions(bauth, o.so_pin, "so-pin");
+  bauth->callback([&] { run = BootAuthorize; });
+  auto* binst = boot->add_subcommand("install", "check an authorization and install it for the next starts");
+  binst->add_option("file", o.file, "the authorization")->required();
+  binst->callback([&] { run = BootInstall; });
+  auto* brev = boot->add_subcommand(
+      "revoke", "raise the boot epoch: older authorizations no longer open the store (SO PIN)");
+  needs_token(brev);
+  PinOptions(brev, o.so_pin, "so-pin");
+  brev->callback([&] { run = BootRevoke; });
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -250,7 +286,7 @@ int main(int argc, char** argv) {
   try {
     if (run != Status && run != TokenList && run != TokenInit && run != StoreAcceptRestore &&
         run != StoreDelete && run != Audit && run != AuditVerify && run != AttestChallenge &&
-        run != AttestVerify) {
+        run != AttestVerify && run != BootStatus && run != BootInstall) {
       if (token.empty()) {
         Context probe;
         const auto all = probe.module().Tokens();

@@ -40,6 +40,7 @@ int Status(const Options& o) {
   const auto tokens = m.Tokens();
   const auto anchor = m.anchor_info();
   const std::string exposure = m.OwnerExposure();
+  const std::string boot_authorizer = m.GetBootState().authorizer;  // issue 11
   std::string anchor_text = "NOT ANCHORED: a copy put back in place of the store is not detected";
   if (anchor) {
     std::ostringstream a;
@@ -77,7 +78,10 @@ int Status(const Options& o) {
                            : "; token PINs are counted per token, not here\n")
               << "Store      " << m.store().path() << " (schema " << store::kSchemaVersion << ")\n"
               << "Store key  "
-              << (m.store_key_pcrs().empty()
+              << (!boot_authorizer.empty()
+                      ? "sealed to this TPM and to boot states authorized by " + boot_authorizer +
+                            " (tpmtoken boot status)"
+                  : m.store_key_pcrs().empty()
                       ? std::string("sealed to this TPM, not bound to PCRs")
                       : "sealed to this TPM and bound to PCRs " + m.store_key_pcrs().ToString())
               << "\n"

@@ -143,8 +143,11 @@ void Module::UnsealStoreKey() {
     txn.Commit();
   }
   sk_pcrs_ = StoredPcrs();
+  // Sealed under PolicyAuthorize, the installed authorizations open it (boot.cc).
+  const bool authorized = BootAuthorized();
   try {
-    sk_ = tpm_->UnsealOpen({*pub, *priv}, sk_pcrs_);
+    sk_ = authorized ? UnsealAuthorizedStoreKey({*pub, *priv})
+                     : tpm_->UnsealOpen({*pub, *priv}, sk_pcrs_);
   } catch (const tpm::TpmError& e) {
     // A blob that fails its integrity check was made under another storage
     // primary: another TPM, or this one after TPM2_Clear.
@@ -177,7 +180,9 @@ void Module::UnsealStoreKey() {
   }
   // Re-sealed when the configured PCRs changed, or when an earlier version
   // sealed it without NODA (a DA lockout anywhere on the TPM then closed it).
-  if (sk_pcrs_ != want || !tpm::Tpm::IsNoDa({*pub, *priv})) {
+  // Authorized boot states are left with `tpmtoken boot bind --authorizer
+  // none`, not by pcr_policy.
+  if (!authorized && (sk_pcrs_ != want || !tpm::Tpm::IsNoDa({*pub, *priv}))) {
     try {
       RebindStoreKey(want, *pub);
     } catch (const std::exception& e) {

@@ -25,6 +25,7 @@
 #include "token/object.h"
 #include "token/operation.h"
 #include "token/record.h"
+#include "tpm/authorize.h"
 #include "tpm/tpm.h"
 #include "util/config.h"
 
@@ -245,6 +246,43 @@ class Module {
   // The PCRs the store key is sealed to (empty: not bound).
   const PcrSelection& store_key_pcrs() const { return sk_pcrs_; }
 
+  // Authorized boot states (boot.cc, issue 11 item 3).
+  // An authorization refused for a reason the tool reports with its own exit code.
+  struct BootRefused : std::runtime_error {
+    enum Why { kNotSigned, kRevoked, kNotApproved } why;
+    BootRefused(Why w, const std::string& what) : std::runtime_error(what), why(w) {}
+  };
+  struct BootState {
+    std::string authorizer;  // "" (exact PCRs or none), "so" or "anchor:NAME"
+    Bytes key_name;          // the authorization key's TPM name
+    uint32_t epoch_index = 0;  // 0: no epoch counter yet
+    uint64_t epoch = 0;        // the counter's value
+    Bytes epoch_name;
+    std::string directory;     // where authorizations are installed
+    std::optional<tpm::BootAuthorization> opened_with;  // this start's
+  };
+  BootState GetBootState();
+  // Re-seals the store key (only an open store can) under PolicyAuthorize by
+  // authorizer "so" (the SO's signing key in the TPM, made on first use; an
+  // authorization for the current values of pcrs is made and installed) or
+  // "anchor:NAME" (key: the anchor's public key; an installed authorization
+  // (or given) must open the new seal), or "none" (back to pcr_policy). The new seal is
+  // tried before anything is committed. Throws naming the cause.
+  CK_RV BindBoot(CK_SLOT_ID slot, ByteView so_pin, const std::string& authorizer,
+                 const std::optional<tpm::AuthorizerKey>& key, const PcrSelection& pcrs,
+                 const std::optional<tpm::BootAuthorization>& given = std::nullopt);
+  // An authorization by the SO's key for pcrs holding values (the epoch
+  // defaults to the counter's value).
+  CK_RV AuthorizeBoot(CK_SLOT_ID slot, ByteView so_pin, const PcrSelection& pcrs, ByteView values,
+                      std::optional<uint64_t> epoch, tpm::BootAuthorization* out);
+  // Checks the signature (TPM2_VerifySignature) and the epoch, then copies it
+  // into the directory; returns the file's path.
+  std::string InstallBootAuthorization(const tpm::BootAuthorization& auth);
+  // Increments the epoch counter: every authorization below the new value
+  // is refused by the TPM from now on. The current boot state must stay
+  // authorized (the SO's key makes one; an anchor's must be installed).
+  CK_RV RevokeBoot(CK_SLOT_ID slot, ByteView so_pin, uint64_t* new_epoch);
+
  private:
   Module() = default;
   void UnsealStoreKey();
@@ -275,6 +313,16 @@ class Module {
   // and keep (keep: indices the committed records now reference).
   void FinishNvChange(std::initializer_list<uint32_t> drop, std::initializer_list<uint32_t> keep);
   PcrSelection StoredPcrs() const;
+  // Authorized boot states (boot.cc): whether the store key is sealed under
+  // PolicyAuthorize, and its unseal with the installed authorizations.
+  bool BootAuthorized();
+  Secret UnsealAuthorizedStoreKey(const tpm::SealedBlob& blob);
+  uint32_t EnsureEpochCounter();
+  tpm::AuthorizerKey SoAuthorizer(const Token& t, ByteView so_pin);
+  Bytes SignAsSo(const Token& t, ByteView so_pin, ByteView digest);
+  std::vector<std::pair<std::string, tpm::BootAuthorization>> InstalledAuthorizations(
+      std::vector<std::string>* problems);
+  std::optional<tpm::BootAuthorization> boot_opened_with_;
   void RebindStoreKey(const PcrSelection& want, const Bytes& unsealed_pub);
   void RefreshTokens();
   CK_SLOT_ID NewSlotId() const;

@@ -152,7 +152,7 @@ CK_RV Module::DeleteTokenAsOwner(CK_SLOT_ID slot) {
 }
 
 std::string Module::OwnerExposure() {
-  if (!sk_pcrs_.empty() || tpm_->OwnerAuthSet()) return {};
+  if (!sk_pcrs_.empty() || BootAuthorized() || tpm_->OwnerAuthSet()) return {};
   return "the TPM owner authorization is empty and the store key of " + store_->path() +
          " is bound to no PCRs: anyone who can open the TPM (root, group tss) can undefine and "
          "re-create this store's NV counters (a PIN's guesses are then bounded only by the "

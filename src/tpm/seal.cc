@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "crypto/ossl.h"
+#include "tpm/authorize.h"
 #include "tpm/fast_session.h"
 #include "tpm/tpm.h"
 #include "tpm/tpm_util.h"
@@ -45,23 +46,6 @@ TPM2_ALG_ID BankAlg(const std::string& bank) {
   throw std::invalid_argument("unknown PCR bank " + bank);
 }
 
-size_t BankSize(const std::string& bank) {
-  if (bank == "sha1") return 20;
-  if (bank == "sha384") return 48;
-  if (bank == "sha512") return 64;
-  return 32;
-}
-
-TPML_PCR_SELECTION ToTpm(const PcrSelection& sel) {
-  TPML_PCR_SELECTION out{};
-  out.count = 1;
-  out.pcrSelections[0].hash = BankAlg(sel.bank);
-  out.pcrSelections[0].sizeofSelect = 3;
-  for (unsigned i = 0; i < 24; ++i)
-    if (sel.mask & (1u << i)) out.pcrSelections[0].pcrSelect[i / 8] |= 1u << (i % 8);
-  return out;
-}
-
 uint32_t MaskOf(const TPML_PCR_SELECTION& sel) {
   uint32_t mask = 0;
   for (UINT32 n = 0; n < sel.count; ++n)
@@ -77,12 +61,31 @@ bool IsAuthFailure(TSS2_RC rc) {
 
 }  // namespace
 
+TPML_PCR_SELECTION ToTpmSelection(const PcrSelection& sel) {
+  TPML_PCR_SELECTION out{};
+  out.count = 1;
+  out.pcrSelections[0].hash = BankAlg(sel.bank);
+  out.pcrSelections[0].sizeofSelect = 3;
+  for (unsigned i = 0; i < 24; ++i)
+    if (sel.mask & (1u << i)) out.pcrSelections[0].pcrSelect[i / 8] |= 1u << (i % 8);
+  return out;
+}
+
 // TPM2_PolicyPCR computed in software (TPM 2.0 Part 3, 23.7): the digest
 // of the selected PCRs' current values, read with TPM2_PCR_Read (which
 // returns at most eight values per call), in ascending PCR order.
 Bytes Tpm::PcrPolicy(const PcrSelection& pcrs) {
-  const TPML_PCR_SELECTION want = ToTpm(pcrs);
-  const size_t digest_size = BankSize(pcrs.bank);
+  return PolicyPcrDigest(pcrs, ReadPcrValues(pcrs));
+}
+
+Bytes Tpm::PcrValues(const PcrSelection& pcrs) {
+  auto lock = Enter();
+  return Retry([&] { return ReadPcrValues(pcrs); });
+}
+
+Bytes Tpm::ReadPcrValues(const PcrSelection& pcrs) {
+  const TPML_PCR_SELECTION want = ToTpmSelection(pcrs);
+  const size_t digest_size = PcrBankSize(pcrs.bank);
   TPML_PCR_SELECTION left = want;
   Bytes values;
   while (MaskOf(left) != 0) {
@@ -109,19 +112,9 @@ Bytes Tpm::PcrPolicy(const PcrSelection& pcrs) {
       values.insert(values.end(), digests.digests[i].buffer,
                     digests.digests[i].buffer + digests.digests[i].size);
     }
-    left = ToTpm({pcrs.bank, MaskOf(left) & ~read});
+    left = ToTpmSelection({pcrs.bank, MaskOf(left) & ~read});
   }
-  uint8_t marshalled[sizeof(TPML_PCR_SELECTION)];
-  size_t used = 0;
-  Check(Tss2_MU_TPML_PCR_SELECTION_Marshal(&want, marshalled, sizeof marshalled, &used),
-        "marshalling the PCR selection");
-  Bytes in(32, 0);
-  const Bytes cc = EncodeBe32(TPM2_CC_PolicyPCR);
-  in.insert(in.end(), cc.begin(), cc.end());
-  in.insert(in.end(), marshalled, marshalled + used);
-  const Bytes pcr_digest = crypto::Sha256(values);
-  in.insert(in.end(), pcr_digest.begin(), pcr_digest.end());
-  return crypto::Sha256(in);
+  return values;
 }
 
 bool Tpm::IsNoDa(const SealedBlob& blob) {
@@ -139,6 +132,12 @@ SealedBlob Tpm::SealOpen(ByteView data, const PcrSelection& pcrs) {
     const Bytes policy = pcrs.empty() ? Bytes{} : PcrPolicy(pcrs);
     return CreateChild(SealTemplate(policy), data, {}, "TPM2_Create (seal)");
   });
+}
+
+// Authorized boot states: the policy is TPM2_PolicyAuthorize (authorize.h).
+SealedBlob Tpm::SealUnderPolicy(ByteView data, ByteView policy) {
+  auto lock = Enter();
+  return Retry([&] { return CreateChild(SealTemplate(policy), data, {}, "TPM2_Create (seal)"); });
 }
 
 Secret Tpm::UnsealOpen(const SealedBlob& blob, const PcrSelection& pcrs) {
@@ -159,7 +158,7 @@ Secret Tpm::UnsealOpen(const SealedBlob& blob, const PcrSelection& pcrs) {
     // unseal then fails with TPM_RC_POLICY_FAIL if they differ from those
     // the seal was made with.
     TPM2B_DIGEST current{};
-    const TPML_PCR_SELECTION sel = ToTpm(pcrs);
+    const TPML_PCR_SELECTION sel = ToTpmSelection(pcrs);
     Check(Tss2_Sys_PolicyPCR(Sys(), policy->handle(), nullptr, &current, &sel, nullptr),
           "TPM2_PolicyPCR");
     return UnsealLoaded(*policy, object, {});

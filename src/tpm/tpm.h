@@ -68,6 +68,8 @@ struct TpmInfo {
 
 class FastSession;
 class Registry;
+struct BootAuthorization;  // authorize.h
+struct AuthorizerKey;
 class Transport;
 class SysContext;
 
@@ -347,6 +349,7 @@ class Tpm {
   bool ForgetVanished();
   void DropCached();  // FlushCached's work, inside a turn
   Bytes PcrPolicy(const PcrSelection& pcrs);  // from the PCRs' current values
+  Bytes ReadPcrValues(const PcrSelection& pcrs);  // PcrValues without the lock
   void ReadFixedProperties();
   std::vector<TPMS_TAGGED_PROPERTY> VarProperties();
   TpmObject EndorsementPrimary(const TPM2B_PUBLIC& tmpl, Bytes* out_public, const char* what);
@@ -404,6 +407,28 @@ class Tpm {
   // (TPM2_ClockRateAdjust(owner, no change) in the salted session); throws
   // TpmError (TPM2_RC_BAD_AUTH) when owner_auth is wrong.
   void ProveOwner();
+
+  // Authorized boot states (authorize.cc, issue 11). The selected PCRs'
+  // values in ascending order, read in the audit session (seal.cc).
+  Bytes PcrValues(const PcrSelection& pcrs);
+  // Seals data that opens through the given policy digest alone (seal.cc).
+  SealedBlob SealUnderPolicy(ByteView data, ByteView policy);
+  // Unseals a seal made under AuthorizedPolicy(key's name) with one
+  // authorization. Throws TpmError: base() TPM2_RC_SIGNATURE (not signed by
+  // key), TPM2_RC_VALUE (the PCRs hold other values), TPM2_RC_POLICY (the
+  // epoch counter passed the authorization's epoch: revoked).
+  Secret UnsealAuthorized(const SealedBlob& blob, const BootAuthorization& auth,
+                          const AuthorizerKey& key, uint32_t epoch_index);
+  // The store's boot epoch counter (TPM_NT_COUNTER, OWNERWRITE, AUTHREAD
+  // with an empty auth, NO_DA): defined and incremented once, so it is
+  // written and readable; read in the module session (verified).
+  void DefineEpochCounter(uint32_t index);
+  void IncrementEpochCounter(uint32_t index, bool written = true);
+  uint64_t ReadEpochCounter(uint32_t index);
+  static Bytes EpochCounterName(uint32_t index);
+  // Removes it with the owner authorization; false when it does not exist;
+  // throws when the index is not a boot epoch counter.
+  bool UndefineEpochCounter(uint32_t index);
 };
 
 struct Tpm::CachedKey {

@@ -64,6 +64,8 @@ void Apply(Config& c, const std::string& key, const std::string& value, const st
                                " and 100000000 entries");
   } else if (key == "ek_ca") {
     c.ek_ca = value;
+  } else if (key == "boot_authorizations") {
+    c.boot_authorizations = value;
   } else if (key == "pin_fallback") {
     if (value != "refuse" && value != "dictionary-attack")
       throw std::runtime_error(where + ": pin_fallback must be 'refuse' or 'dictionary-attack'");
@@ -171,6 +173,7 @@ Config Config::Load() {
   std::error_code ec;  // unreadable parents: the store's own open names the cause
   if (c.store_path.back() == '/' || std::filesystem::is_directory(c.store_path, ec))
     c.store_path = (std::filesystem::path(c.store_path) / "tpmtoken.sqlite3").string();
+  if (c.boot_authorizations.empty()) c.boot_authorizations = c.store_path + ".boot.d";
   if (const char* t = std::getenv("TPMTOKEN_TPM_TIMEOUT"); t && *t) {
     c.tpm_timeout = ParseNumber(t, "TPMTOKEN_TPM_TIMEOUT");
     if (c.tpm_timeout == 0 || c.tpm_timeout > 3600)

@@ -44,6 +44,9 @@ struct Config {
   uint32_t audit_retention = 10000;
   static constexpr uint32_t kMinAuditRetention = 100;
   PcrSelection pcr_policy;  // binds the store key to these PCRs (DESIGN.md)
+  // Where boot authorizations are read at start (issue 11): a directory of
+  // *.auth files; default: the store's path + ".boot.d".
+  std::string boot_authorizations;
 
   // Throws std::runtime_error naming the file and line on a malformed file.
   static Config Load();
