@@ -6,6 +6,12 @@
 # CI=true: a fixed seed; otherwise a new one, printed (CAMPAIGN_SEED repeats a
 # run). CAMPAIGN_SECONDS (60) and CAMPAIGN_OPS bound it; CAMPAIGN_RATE (0.3)
 # is the fraction of TPM answers mutated. TPMTOKEN_TPM_TIMEOUT is 2 s here.
+# --long (or CAMPAIGN_LONG=1): the long run the suite does not do, at least
+# CAMPAIGN_OPS (default 5000) operations with no time bound; run it on the
+# sanitizer build (README, "The mutation campaign"):
+#   MODULE=build-asan/src/libtpmtoken.so TOOL=build-asan/tools/tpmtoken \
+#   CAMPAIGN=build-asan/tests/hostile_campaign tests/hostile/campaign.sh --long
+[ "${1:-}" = --long ] && CAMPAIGN_LONG=1
 source "$(dirname "$0")/lib.sh"
 : "${CAMPAIGN:?CAMPAIGN must name the campaign binary}"
 fixture_start
@@ -23,7 +29,11 @@ if [ -z "${CAMPAIGN_SEED:-}" ]; then
 fi
 # Bounded by time (about a minute) rather than by count: the count an
 # operation costs depends on how often the bus breaks the module's recovery.
-export CAMPAIGN_SECONDS=${CAMPAIGN_SECONDS:-60} CAMPAIGN_OPS=${CAMPAIGN_OPS:-100000}
+if [ "${CAMPAIGN_LONG:-}" = 1 ]; then
+  export CAMPAIGN_SECONDS=${CAMPAIGN_SECONDS:-86400} CAMPAIGN_OPS=${CAMPAIGN_OPS:-5000}
+else
+  export CAMPAIGN_SECONDS=${CAMPAIGN_SECONDS:-60} CAMPAIGN_OPS=${CAMPAIGN_OPS:-100000}
+fi
 export CAMPAIGN_RATE=${CAMPAIGN_RATE:-0.3}
 export CAMPAIGN_SEED PROXY_CTL PROXY_MUTATIONS="$PROXY_LOG.mutations"
 export NV_COUNT_CMD="tpm2_getcap -T '$DIRECT_TCTI' handles-nv-index | grep -c '^- '"
