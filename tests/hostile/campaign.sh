@@ -48,14 +48,11 @@ fi
 
 deliberate=$(sed -n 's/.*deliberate_wrong_tries=\([0-9]*\).*/\1/p' "$WORK/campaign.out")
 used=0
-for idx in $(tpm getcap handles-nv-index | sed -n 's/^- //p'); do
-  # TPM_NT_PIN_FAIL indices hold pinCount then pinLimit.
-  tpm nvreadpublic "$idx" | grep -q 'pinfail' || continue
-  hex=$(tpm nvread -C o -s 8 "$idx" | xxd -p)
-  used=$((used + 0x${hex:0:8}))
-done
+counters=$(pin_counters)
+[ -n "$counters" ] || fail "no PIN counter found in the TPM (tpm2_getcap handles-nv-index: $(tpm getcap handles-nv-index | tr '\n' ' '))"
+while read -r _ n; do used=$((used + n)); done <<<"$counters"
 [ "$used" -le "${deliberate:-0}" ] || fail "PIN counters show $used tries used, $deliberate deliberate: a correct PIN consumed tries"
-pass "PIN counters: $used tries used, ${deliberate:-0} deliberate"
+pass "PIN counters ($(wc -l <<<"$counters")): $used tries used, ${deliberate:-0} deliberate"
 export TPMTOKEN_TCTI=$DIRECT_TCTI
 echo campaign >"$WORK/msg"
 pin=$(sed -n 's/.*final_pin=\([0-9]*\).*/\1/p' "$WORK/campaign.out")
