@@ -59,7 +59,7 @@ rules '[{"kind": "substitute_primary", "cc": "CreatePrimary", "count": 0},
 out=$(p11 --token-label a --login --pin 1234 -O 2>&1) && rc=0 || rc=$?
 rules '[]'
 after_sub=$(since a | awk '/^! .* substitute_primary unique point/ { f = 1; next } f && /^> / { print $3 }')
-subst=$(since a | grep -c '^! .* substitute_primary unique point' || true)
+subst=$(since a | count_lines '^! .* substitute_primary unique point')
 if [ "$subst" -eq 0 ]; then
   bad a "the proxy substituted nothing (no CreatePrimary/ReadPublic answer seen)"
 elif grep -qx StartAuthSession <<<"$after_sub"; then
@@ -117,7 +117,7 @@ mark b
 rules '[{"kind": "xor", "cc": "PCR_Read", "offset": 20, "hex": "5a5a5a5a", "count": 0}]'
 out=$(p11 --token-label b -O 2>&1) && rc=0 || rc=$?
 rules '[]'
-forged=$(since b | grep -c '^! .* PCR_Read xor' || true)
+forged=$(since b | count_lines '^! .* PCR_Read xor')
 if [ "$forged" -eq 0 ]; then
   bad b "the module read no PCR through the proxy (nothing forged)"
 elif ! out2=$(direct p11 --token-label b --login --pin 1234 -O 2>&1); then
