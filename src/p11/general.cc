@@ -57,10 +57,14 @@ void Unlock() {
 CK_RV MapTpmError(const tpm::TpmError& e) {
   switch (e.base()) {
     case TPM2_RC_LOCKOUT:
+      // Only PIN seals are DA-protected, and C_Login answers a lockout there
+      // itself, after the TPM's audited state confirms it. Anywhere else the
+      // code (which carries no HMAC) was forged: a device error, not a PIN.
       log::Error(e.what(),
-                 ": the TPM is in dictionary-attack lockout; wait for it to recover or clear it "
-                 "with the lockout authorization (tpm2_dictionarylockout --clear-lockout)");
-      return CKR_PIN_LOCKED;
+                 ": the TPM answered 'dictionary-attack lockout' for an operation no lockout "
+                 "applies to (the module's keys are NODA): the answer was altered on the way, or "
+                 "the TPM is failing");
+      return CKR_DEVICE_ERROR;
     case TPM2_RC_NV_SPACE:
       log::Error(e.what(), ": the TPM has no NV space left for PIN counters");
       return CKR_DEVICE_MEMORY;

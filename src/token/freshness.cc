@@ -189,10 +189,33 @@ void Module::CheckAnchor(OpenMode mode) {
             base != TPM2_RC_NV_AUTHORIZATION && base != TPM2_RC_ATTRIBUTES &&
             base != TPM2_RC_NV_UNINITIALIZED)
           throw;
+        // A response code carries no HMAC: anyone on the bus can forge one.
+        // "Gone or replaced" is said only when authenticated answers show it.
+        const std::string unverified =
+            "the TPM's answer to the read of the store anchor (NV index " +
+            HexIndex(rec->nv_index) + ": " + e.what() + ") could not be authenticated";
+        tpm::Tpm::NvPresence seen;
+        try {
+          seen = tpm_->VerifyNvIndex(rec->nv_index, rec->nv_name);
+        } catch (const tpm::TpmError& v) {
+          throw tpm::TpmError(unverified + ", nor could the index be checked (" + v.what() +
+                                  "): the TPM's answers are altered on the way or the TPM is "
+                                  "failing. Nothing was changed",
+                              v.rc);
+        }
+        if (seen == tpm::Tpm::NvPresence::kSameName)
+          throw tpm::TpmError(unverified + ": the TPM holds the index with the name the store "
+                                  "recorded (audited read), so the error was altered on the way, "
+                                  "the TPM is failing, or the index was re-created with the same "
+                                  "attributes and another authorization. Nothing was changed; "
+                                  "try again, and if it persists on a trusted bus: " +
+                                  RestoreHint(),
+                              TSS2_SYS_RC_MALFORMED_RESPONSE);
         problem = "the TPM does not hold the anchor of the store " + store_->path() +
-                  " (NV index " + HexIndex(rec->nv_index) + ": " + e.what() +
-                  "): the index was undefined or replaced with the TPM owner authorization, "
-                  "or this is another TPM. Nothing was changed. " + RestoreHint();
+                  " (NV index " + HexIndex(rec->nv_index) + ": " + e.what() + "): the index was " +
+                  (seen == tpm::Tpm::NvPresence::kAbsent ? "undefined" : "replaced") +
+                  " with the TPM owner authorization (audited read), or this is another TPM. "
+                  "Nothing was changed. " + RestoreHint();
       }
       if (!problem.empty()) {
       } else if (rec->value == c) {

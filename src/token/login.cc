@@ -54,7 +54,13 @@ void Module::FillPinFlags(const RoleSeal& role, bool so, CK_FLAGS* flags) {
 CK_RV Module::OpenRole(const Token& t, const RoleSeal& role, ByteView pin, Secret* tk) {
   const bool da = role.nv_index == 0;
   auto da_locked = [&] {
+    // A response code carries no HMAC: "lockout" is believed only from the
+    // TPM's audited state, else the answer was forged and no PIN is locked.
     const tpm::DaState state = tpm_->ReadDaState();
+    if (!state.in_lockout)
+      throw tpm::TpmError("the TPM answered TPM_RC_LOCKOUT to C_Login, but its audited state shows "
+                          "no dictionary-attack lockout: the answer was altered on the way",
+                          TSS2_SYS_RC_MALFORMED_RESPONSE);
     log::Error("token ", t.rec.serial, ": the TPM is in dictionary-attack lockout, and ",
                da ? "this token's PINs use the DA fallback"
                   : "PIN seals are guarded by it as well (README: Why it is safe)",
@@ -108,23 +114,17 @@ RoleSeal Module::MakeRole(bool so, ByteView pin, ByteView tk, uint32_t old_index
       tpm_->DefinePinCounter(r.nv_index, auth, r.retry_limit);
       break;
     } catch (const tpm::TpmError& e) {
-      FinishNvChange({}, {r.nv_index});  // not defined: nothing to reclaim
       const TSS2_RC base = e.base();
       // Another process took the same index between the query and the define.
+      // (Its intent stays: the reclaim at open spares every referenced index.)
       if (base == TPM2_RC_NV_DEFINED && attempt < 8) continue;
+      // Any other answer may be forged or lost after the TPM defined the
+      // index: it goes now if it is there, or its intent stays for the next
+      // open to reclaim (the intent was cleared here, and the index leaked).
+      FinishNvChange({r.nv_index}, {});
       if (base == TPM2_RC_NV_SPACE) refused = "the TPM's NV memory is full";
       else if (base == TPM2_RC_HIERARCHY) refused = "the owner hierarchy is disabled";
-      if (!refused.empty()) {
-        refused_rc = e.rc;
-        // The answer may be forged after the TPM defined the index: remove
-        // it if it is there (a missing one is not an error).
-        try {
-          tpm_->UndefinePinCounter(r.nv_index);
-        } catch (const std::exception& u) {
-          log::Warn("PIN counter 0x", Hex(EncodeBe32(r.nv_index)), " may be left in the TPM: ",
-                    u.what());
-        }
-      }
+      if (!refused.empty()) refused_rc = e.rc;
       else if (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL)
         throw tpm::TpmError("the TPM refused owner_auth for a PIN counter (fix owner_auth in "
                             "tpmtoken.conf, or remove it and set pin_fallback = "

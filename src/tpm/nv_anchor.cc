@@ -49,7 +49,9 @@ Bytes NameOf(const TPMS_NV_PUBLIC& pub) {
 // resource manager (TPM2_RC_REFERENCE_S0). Safe to run once more.
 bool NotExecuted(const TpmError& e) {
   const TSS2_RC tpm = e.rc & 0xFFFF;
-  return (e.rc & ~TSS2_RC(0xFFFF)) == 0 && !(tpm & TPM2_RC_FMT1) && (tpm & TPM2_RC_WARN);
+  // (TPM2_RC_WARN is 0x900: RC_VER1 (0x100) alone marks an error.)
+  return (e.rc & ~TSS2_RC(0xFFFF)) == 0 && !(tpm & TPM2_RC_FMT1) &&
+         (tpm & TPM2_RC_WARN) == TPM2_RC_WARN;
 }
 
 template <typename Fn>
@@ -105,6 +107,34 @@ uint64_t Tpm::ReadAnchorCounter(uint32_t index, ByteView name, ByteView auth) {
     return (uint64_t{DecodeBe32(ByteView(data.buffer, 4))} << 32) |
            DecodeBe32(ByteView(data.buffer + 4, 4));
   }); });
+}
+
+Tpm::NvPresence Tpm::VerifyNvIndex(uint32_t index, ByteView name) {
+  std::lock_guard lock(mu_);
+  TSS2_SYS_CONTEXT* sys = Sys();
+  const TPMS_CAPABILITY_DATA caps = AuditedCapability(TPM2_CAP_HANDLES, index, 1);
+  if (caps.data.handles.count == 0 || caps.data.handles.handle[0] != index) return NvPresence::kAbsent;
+  // The audit session's HMAC covers the index's name, which only the TPM
+  // knows for sure: the name comes from a plain NV_ReadPublic, then the
+  // audited one proves it (a forged first answer makes the second fail).
+  TPM2B_NV_PUBLIC pub{};
+  TPM2B_NAME answered{};
+  answered.size = sizeof answered.name;
+  Check(Tss2_Sys_NV_ReadPublic(sys, index, nullptr, &pub, &answered, nullptr), "TPM2_NV_ReadPublic");
+  const Bytes claimed = NvNameOf(pub.nvPublic);
+  Check(Tss2_Sys_NV_ReadPublic_Prepare(sys, index), "TPM2_NV_ReadPublic prepare");
+  RunFast(Fast(), TPM2_CC_NV_ReadPublic, claimed, {}, false, "TPM2_NV_ReadPublic (audited)", false,
+          true);
+  pub = {};
+  answered = {};
+  answered.size = sizeof answered.name;
+  Check(Tss2_Sys_NV_ReadPublic_Complete(sys, &pub, &answered), "TPM2_NV_ReadPublic complete");
+  if (pub.nvPublic.nvIndex != index)
+    throw TpmError("TPM2_NV_ReadPublic answered for another index", TSS2_SYS_RC_MALFORMED_RESPONSE);
+  const Bytes got = NvNameOf(pub.nvPublic);
+  return got.size() == name.size() && std::equal(got.begin(), got.end(), name.begin())
+             ? NvPresence::kSameName
+             : NvPresence::kOtherName;
 }
 
 void Tpm::IncrementAnchorCounter(uint32_t index, ByteView name, ByteView auth) {

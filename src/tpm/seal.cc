@@ -325,6 +325,12 @@ void Tpm::UndefinePinCounter(uint32_t index) {
   answered.size = sizeof answered.name;
   const TSS2_RC rrc = Tss2_Sys_NV_ReadPublic(Sys(), index, nullptr, &pub, &answered, nullptr);
   if (TpmError("", rrc).base() == TPM2_RC_HANDLE) {
+    // An error code carries no HMAC: "gone" is believed from the audited
+    // handle list, else the index would be left behind with its intent gone.
+    const TPMS_CAPABILITY_DATA caps = AuditedCapability(TPM2_CAP_HANDLES, index, 1);
+    if (caps.data.handles.count != 0 && caps.data.handles.handle[0] == index)
+      throw TpmError("TPM2_NV_ReadPublic (PIN counter) answered 'no such index' for an index the "
+                     "TPM holds: the answer was altered on the way", TSS2_SYS_RC_MALFORMED_RESPONSE);
     log::Debug("PIN counter ", index, " already gone");
     return;
   }
@@ -348,18 +354,27 @@ void Tpm::UndefinePinCounter(uint32_t index) {
 PinCounter Tpm::ReadPinCounter(uint32_t index, const SealedBlob& seal) {
   auto lock = Enter();
   const Bytes names = Concat(HandleName(TPM2_RH_OWNER), PinCounterNameFor(index, seal));
-  return Retry([&] {
-    TSS2_SYS_CONTEXT* sys = Sys();
-    TPM2B_MAX_NV_BUFFER data{};
-    data.size = sizeof data.buffer;
-    FastSession& session = Fast();
-    Check(Tss2_Sys_NV_Read_Prepare(sys, TPM2_RH_OWNER, index, 8, 0), "TPM2_NV_Read prepare");
-    RunFast(session, TPM2_CC_NV_Read, names, owner_auth_.view(), false,
-            "TPM2_NV_Read (PIN counter)");
-    Check(Tss2_Sys_NV_Read_Complete(sys, &data), "TPM2_NV_Read complete");
-    if (data.size != 8) throw TpmError("PIN counter has the wrong size", TSS2_MU_RC_BAD_SIZE);
-    return PinCounter{DecodeBe32(ByteView(data.buffer, 4)), DecodeBe32(ByteView(data.buffer + 4, 4))};
-  });
+  try {
+    return Retry([&] {
+      TSS2_SYS_CONTEXT* sys = Sys();
+      TPM2B_MAX_NV_BUFFER data{};
+      data.size = sizeof data.buffer;
+      FastSession& session = Fast();
+      Check(Tss2_Sys_NV_Read_Prepare(sys, TPM2_RH_OWNER, index, 8, 0), "TPM2_NV_Read prepare");
+      RunFast(session, TPM2_CC_NV_Read, names, owner_auth_.view(), false,
+              "TPM2_NV_Read (PIN counter)");
+      Check(Tss2_Sys_NV_Read_Complete(sys, &data), "TPM2_NV_Read complete");
+      if (data.size != 8) throw TpmError("PIN counter has the wrong size", TSS2_MU_RC_BAD_SIZE);
+      return PinCounter{DecodeBe32(ByteView(data.buffer, 4)), DecodeBe32(ByteView(data.buffer + 4, 4))};
+    });
+  } catch (const TpmError& e) {
+    // The owner authorization is never locked out and a read needs no NV
+    // space: such an answer was forged (response codes carry no HMAC), and a
+    // count that cannot be read is a device error, never a locked PIN.
+    if (e.base() != TPM2_RC_LOCKOUT && e.base() != TPM2_RC_NV_SPACE) throw;
+    throw TpmError(std::string(e.what()) + " (impossible for this read: the answer was altered on "
+                   "the way)", TSS2_SYS_RC_MALFORMED_RESPONSE);
+  }
 }
 
 SealedBlob Tpm::SealForPin(ByteView data, uint32_t index, const crypto::PinAuth& pin,

@@ -514,23 +514,27 @@ Secret Tpm::GetRandom(size_t n) {
   return out;
 }
 
+TPMS_CAPABILITY_DATA Tpm::AuditedCapability(TPM2_CAP cap, UINT32 property, UINT32 count) {
+  TSS2_SYS_CONTEXT* sys = Sys();
+  Fast();
+  Check(Tss2_Sys_GetCapability_Prepare(sys, cap, property, count), "TPM2_GetCapability prepare");
+  RunAudited(TPM2_CC_GetCapability, false, "TPM2_GetCapability (audited)");
+  TPMI_YES_NO more = TPM2_NO;
+  TPMS_CAPABILITY_DATA caps{};
+  Check(Tss2_Sys_GetCapability_Complete(sys, &more, &caps), "TPM2_GetCapability complete");
+  if (caps.capability != cap)
+    throw TpmError("TPM2_GetCapability: another capability came back",
+                   TSS2_SYS_RC_MALFORMED_RESPONSE);
+  return caps;
+}
+
 // TPM2_PT_PERMANENT onwards: the lockout state and the permanent flags, read
 // in the audit session so the answer is the TPM's.
 std::vector<TPMS_TAGGED_PROPERTY> Tpm::VarProperties() {
   auto lock = Enter();
   return Retry([&] {
-    TSS2_SYS_CONTEXT* sys = Sys();
-    Fast();
-    Check(Tss2_Sys_GetCapability_Prepare(sys, TPM2_CAP_TPM_PROPERTIES, TPM2_PT_VAR,
-                                         TPM2_MAX_TPM_PROPERTIES),
-          "TPM2_GetCapability prepare");
-    RunAudited(TPM2_CC_GetCapability, false, "TPM2_GetCapability (variable properties)");
-    TPMI_YES_NO more = TPM2_NO;
-    TPMS_CAPABILITY_DATA caps{};
-    Check(Tss2_Sys_GetCapability_Complete(sys, &more, &caps), "TPM2_GetCapability complete");
-    if (caps.capability != TPM2_CAP_TPM_PROPERTIES)
-      throw TpmError("TPM2_GetCapability: another capability came back",
-                     TSS2_SYS_RC_MALFORMED_RESPONSE);
+    const TPMS_CAPABILITY_DATA caps =
+        AuditedCapability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_VAR, TPM2_MAX_TPM_PROPERTIES);
     const auto& props = caps.data.tpmProperties;
     return std::vector<TPMS_TAGGED_PROPERTY>(props.tpmProperty, props.tpmProperty + props.count);
   });

@@ -352,6 +352,9 @@ class Tpm {
   Bytes ReadPcrValues(const PcrSelection& pcrs);  // PcrValues without the lock
   void ReadFixedProperties();
   std::vector<TPMS_TAGGED_PROPERTY> VarProperties();
+  // TPM2_GetCapability in the audit session (the answer is the TPM's); the
+  // caller holds the lock.
+  TPMS_CAPABILITY_DATA AuditedCapability(TPM2_CAP cap, UINT32 property, UINT32 count);
   TpmObject EndorsementPrimary(const TPM2B_PUBLIC& tmpl, Bytes* out_public, const char* what);
   template <typename Fn>
   auto Retry(Fn&& fn);
@@ -394,6 +397,14 @@ class Tpm {
   void DefineAnchorCounter(uint32_t index, ByteView auth, ByteView tag);
   static Bytes AnchorCounterName(uint32_t index, ByteView tag, bool written);
   uint64_t ReadAnchorCounter(uint32_t index, ByteView name, ByteView auth);
+  // After a failed read: what the TPM holds at index, from answers the
+  // module's session authenticates (response codes carry no HMAC, so an
+  // error answer proves nothing): an audited GetCapability for presence, an
+  // audited NV_ReadPublic for the name. Throws when that cannot be done.
+  // (An index re-created with the same public area and another auth value
+  // has the same name: that shows as kSameName.)
+  enum class NvPresence { kAbsent, kSameName, kOtherName };
+  NvPresence VerifyNvIndex(uint32_t index, ByteView name);
   void IncrementAnchorCounter(uint32_t index, ByteView name, ByteView auth);
   // TPM2_NV_ReadPublic (unauthenticated: used to find, never to trust);
   // nullopt when the index does not exist.

@@ -78,7 +78,7 @@ absent "the imported AES key" "$(xxd -p -c 32 "$WORK/aes.key")"
 absent "the imported RSA key's first prime (first 32 bytes)" "${prime:0:64}"
 
 # Generated secrets: try every 32-byte window of every frame as the key.
-"$PY" - "$hexlog" "$WORK/msg" "$WORK/gen.mac" "$WORK/block" "$WORK/block.enc" >"$WORK/windows" <<'PY' || true
+"$PY" - "$hexlog" "$WORK/msg" "$WORK/gen.mac" "$WORK/block" "$WORK/block.enc" >"$WORK/windows" <<'PY' || true  # a failed search is caught below (no result line)
 import hashlib, hmac, subprocess, sys
 frames = [bytes.fromhex(l.strip()) for l in open(sys.argv[1]) if l.strip()]
 msg = open(sys.argv[2], "rb").read()
@@ -103,7 +103,7 @@ else:
     aes_hits = [w for w in windows if aes(w) == enc]
     print("aes-windows %d hits %d" % (len(windows), len(aes_hits)))
 PY
-read -r _ n hits_word hits < <(grep '^hmac-windows' "$WORK/windows") || true
+read -r _ n hits_word hits < <(grep '^hmac-windows' "$WORK/windows") || true  # (checked next)
 if [ -z "${n:-}" ]; then bad "generated-secret" "the window search did not run: $(cat "$WORK/windows")"
 elif [ "$hits" -ne 0 ]; then bad "generated-secret" "an HMAC under a 32-byte window of the bus log matches the token's HMAC with its generated generic secret ($hits of $n windows): the key crossed the bus in clear"
 else ok "no 32-byte window of the bus log ($n tried) is the generated generic secret"; fi

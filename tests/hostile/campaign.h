@@ -23,7 +23,8 @@ class Campaign {
  private:
   // Mutations the proxy logged since the last call, tallied by kind.
   int NewMutations();
-  void SetRandom(bool on);
+  // on: the proxy mutates answers at `rate` (rate_ when negative).
+  void SetRandom(bool on, double rate = -1);
   CK_RV Ensure();  // initialized, session open, logged in, keys found
   CK_RV Init();
   CK_RV FindKeys();
@@ -49,10 +50,13 @@ class Campaign {
   std::mt19937_64 rng_;
   uint64_t seed_ = 0;
   double rate_ = 0.3;
+  double recover_rate_ = 0.05;  // while C_Initialize re-opens the token
+  bool mutating_ = false;
   int epoch_ = 0;
   std::string ctl_, mutations_;
   long mut_offset_ = 0;
   std::map<std::string, int> kinds_, outcomes_;
+  std::map<std::string, double> seconds_;  // where the campaign's time goes, by step
   int wrong_ = 0, hangs_ = 0, deliberate_wrong_ = 0, setpin_misreports_ = 0, tool_crashes_ = 0;
   std::string tool_;
   double timeout_s_ = 2;

@@ -6,6 +6,12 @@
 # CI=true: a fixed seed; otherwise a new one, printed (CAMPAIGN_SEED repeats a
 # run). CAMPAIGN_SECONDS (60) and CAMPAIGN_OPS bound it; CAMPAIGN_RATE (0.3)
 # is the fraction of TPM answers mutated. TPMTOKEN_TPM_TIMEOUT is 2 s here.
+# --long (or CAMPAIGN_LONG=1): the long run the suite does not do, at least
+# CAMPAIGN_OPS (default 5000) operations with no time bound; run it on the
+# sanitizer build (README, "The mutation campaign"):
+#   MODULE=build-asan/src/libtpmtoken.so TOOL=build-asan/tools/tpmtoken \
+#   CAMPAIGN=build-asan/tests/hostile_campaign tests/hostile/campaign.sh --long
+[ "${1:-}" = --long ] && CAMPAIGN_LONG=1
 source "$(dirname "$0")/lib.sh"
 : "${CAMPAIGN:?CAMPAIGN must name the campaign binary}"
 fixture_start
@@ -23,7 +29,11 @@ if [ -z "${CAMPAIGN_SEED:-}" ]; then
 fi
 # Bounded by time (about a minute) rather than by count: the count an
 # operation costs depends on how often the bus breaks the module's recovery.
-export CAMPAIGN_SECONDS=${CAMPAIGN_SECONDS:-60} CAMPAIGN_OPS=${CAMPAIGN_OPS:-100000}
+if [ "${CAMPAIGN_LONG:-}" = 1 ]; then
+  export CAMPAIGN_SECONDS=${CAMPAIGN_SECONDS:-86400} CAMPAIGN_OPS=${CAMPAIGN_OPS:-5000}
+else
+  export CAMPAIGN_SECONDS=${CAMPAIGN_SECONDS:-60} CAMPAIGN_OPS=${CAMPAIGN_OPS:-100000}
+fi
 export CAMPAIGN_RATE=${CAMPAIGN_RATE:-0.3}
 export CAMPAIGN_SEED PROXY_CTL PROXY_MUTATIONS="$PROXY_LOG.mutations"
 export NV_COUNT_CMD="tpm2_getcap -T '$DIRECT_TCTI' handles-nv-index | grep -c '^- '"
@@ -38,14 +48,11 @@ fi
 
 deliberate=$(sed -n 's/.*deliberate_wrong_tries=\([0-9]*\).*/\1/p' "$WORK/campaign.out")
 used=0
-for idx in $(tpm getcap handles-nv-index | sed -n 's/^- //p'); do
-  # TPM_NT_PIN_FAIL indices hold pinCount then pinLimit.
-  tpm nvreadpublic "$idx" | grep -q 'pinfail' || continue
-  hex=$(tpm nvread -C o -s 8 "$idx" | xxd -p)
-  used=$((used + 0x${hex:0:8}))
-done
+counters=$(pin_counters)
+[ -n "$counters" ] || fail "no PIN counter found in the TPM (tpm2_getcap handles-nv-index: $(tpm getcap handles-nv-index | tr '\n' ' '))"
+while read -r _ n; do used=$((used + n)); done <<<"$counters"
 [ "$used" -le "${deliberate:-0}" ] || fail "PIN counters show $used tries used, $deliberate deliberate: a correct PIN consumed tries"
-pass "PIN counters: $used tries used, ${deliberate:-0} deliberate"
+pass "PIN counters ($(wc -l <<<"$counters")): $used tries used, ${deliberate:-0} deliberate"
 export TPMTOKEN_TCTI=$DIRECT_TCTI
 echo campaign >"$WORK/msg"
 pin=$(sed -n 's/.*final_pin=\([0-9]*\).*/\1/p' "$WORK/campaign.out")

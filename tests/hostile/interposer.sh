@@ -19,6 +19,14 @@
 #     TPM timeout (TPMTOKEN_TPM_TIMEOUT), and the next call works
 #  g  a parameterSize far past the received answer (Unseal, NV_Read, Load,
 #     PolicySecret during C_Login): no crash, no sanitizer report
+#  h  a forged TPM_RC_LOCKOUT on each command of a C_Login with the correct
+#     PIN (PIN-counter NV_Read, Load, PolicySecret, Unseal): CKR_DEVICE_ERROR,
+#     never CKR_PIN_LOCKED; no PIN try used; the next login works
+#  i  a forged error code on the store anchor's NV_Read: refused as an
+#     answer that could not be authenticated, not as a replaced index
+#  j  a lost or forged answer to the PIN counter's NV_DefineSpace (after the
+#     TPM defined it) during C_InitPIN: no NV index left behind once the
+#     store has been opened again
 source "$(dirname "$0")/lib.sh"
 fixture_start
 proxy_start
@@ -51,7 +59,7 @@ rules '[{"kind": "substitute_primary", "cc": "CreatePrimary", "count": 0},
 out=$(p11 --token-label a --login --pin 1234 -O 2>&1) && rc=0 || rc=$?
 rules '[]'
 after_sub=$(since a | awk '/^! .* substitute_primary unique point/ { f = 1; next } f && /^> / { print $3 }')
-subst=$(since a | grep -c '^! .* substitute_primary unique point' || true)
+subst=$(since a | count_lines '^! .* substitute_primary unique point')
 if [ "$subst" -eq 0 ]; then
   bad a "the proxy substituted nothing (no CreatePrimary/ReadPublic answer seen)"
 elif grep -qx StartAuthSession <<<"$after_sub"; then
@@ -109,7 +117,7 @@ mark b
 rules '[{"kind": "xor", "cc": "PCR_Read", "offset": 20, "hex": "5a5a5a5a", "count": 0}]'
 out=$(p11 --token-label b -O 2>&1) && rc=0 || rc=$?
 rules '[]'
-forged=$(since b | grep -c '^! .* PCR_Read xor' || true)
+forged=$(since b | count_lines '^! .* PCR_Read xor')
 if [ "$forged" -eq 0 ]; then
   bad b "the module read no PCR through the proxy (nothing forged)"
 elif ! out2=$(direct p11 --token-label b --login --pin 1234 -O 2>&1); then
@@ -206,28 +214,51 @@ else
 fi
 if ! logs_in e 1234; then bad e "the correct PIN no longer logs in after forged counter reads"; fi
 
-# ---- f: stalled answers, on a signature (pkcs11-tool names the CKR of C_Sign)
+# ---- f: stalled answers, on a signature. The call is timed by pkcs11-spy
+# between the module and pkcs11-tool: pkcs11-tool itself tries C_Sign and then
+# C_SignUpdate/C_SignFinal, so its own run takes two timeouts; each call must
+# end within one.
 use f
 direct init_token f 12345678 1234
 direct p11 --token-label f --login --pin 1234 --keypairgen --key-type EC:prime256v1 --id 0f >/dev/null 2>&1 \
   || bad f "EC keygen"
 printf 'stall' >"$WORK/f.msg"
 export TPMTOKEN_TPM_TIMEOUT=2
+SPY=$(ls /usr/lib/*/pkcs11/pkcs11-spy.so /usr/lib/*/pkcs11-spy.so 2>/dev/null | head -1)
+[ -n "$SPY" ] || bad f "pkcs11-spy.so (OpenSC) is not installed: the call cannot be timed"
 sign_f() {
+  rm -f "$WORK/f.spy"
   timeout 30 env ${asan_runtime:+LD_PRELOAD="$asan_runtime" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1} \
-    pkcs11-tool --module "$MODULE" --token-label f --login --pin 1234 --sign -m ECDSA-SHA256 --id 0f \
+    PKCS11SPY="$MODULE" PKCS11SPY_OUTPUT="$WORK/f.spy" \
+    pkcs11-tool --module "$SPY" --token-label f --login --pin 1234 --sign -m ECDSA-SHA256 --id 0f \
     -i "$WORK/f.msg" -o "$WORK/f.sig" 2>&1
+}
+# spy_took CALL: seconds from CALL's entry to the next call's, from the spy log.
+spy_took() {
+  "$PY" - "$WORK/f.spy" "$1" <<'PY'
+import datetime, re, sys
+lines = open(sys.argv[1]).read().splitlines()
+calls = []
+for i, l in enumerate(lines):
+    m = re.match(r"^\d+: (C_\w+)$", l)
+    if m and i + 1 < len(lines):
+        calls.append((m.group(1), datetime.datetime.strptime(lines[i + 1], "%Y-%m-%d %H:%M:%S.%f")))
+for (name, t), (_, t2) in zip(calls, calls[1:]):
+    if name == sys.argv[2]:
+        print(round((t2 - t).total_seconds(), 2)); break
+PY
 }
 for kind in stall stall_half; do
   rules "[{\"kind\": \"$kind\", \"cc\": \"Sign\", \"count\": 0}]"
-  start=$(date +%s.%N)
   out=$(sign_f) && rc=0 || rc=$?
-  took=$("$PY" -c "import time; print(round(time.time() - $start, 1))")
+  took=$(spy_took C_Sign)
   rules '[]'
   if [ "$rc" -eq 124 ]; then
     bad f "$kind: C_Sign hung past 30 s (TPMTOKEN_TPM_TIMEOUT=2)"
-  elif ! "$PY" -c "import sys; sys.exit(0 if $took <= 2 + 3 else 1)"; then
-    bad f "$kind: the call took ${took} s, past the 2 s timeout"
+  elif [ -z "$took" ]; then
+    bad f "$kind: no C_Sign in the spy log: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+  elif ! "$PY" -c "import sys; sys.exit(0 if $took <= 2 + 1 else 1)"; then
+    bad f "$kind: C_Sign took ${took} s, past the 2 s timeout"
   elif ! grep -q 'C_Sign.*CKR_DEVICE_ERROR' <<<"$out"; then
     bad f "$kind: expected C_Sign to return CKR_DEVICE_ERROR after ${took} s, got: $(grep -v "^tpmtoken" <<<"$out" | tail -n 2 | tr '\n' ' ')"
   elif ! sign_f >/dev/null; then
@@ -260,6 +291,91 @@ for step in Unseal:0 Unseal:1 NV_Read:0 Load:1 PolicySecret:0; do
     bad g "$cc: after a forged parameterSize the correct PIN no longer logs in"
   else
     ok "g: parameterSize 0xfffffff0 in $cc answer #${step#*:}: no crash (exit $rc); the next login works"
+  fi
+done
+
+# ---- h: response codes carry no HMAC; a "lockout" is believed only from the
+# TPM's audited state (TPMA_PERMANENT inLockout), and a PIN counter read with
+# the owner authorization (never subject to lockout) that fails is a device
+# error.
+use h
+direct init_token h 12345678 1234
+before=$(pin_counters)
+[ -n "$before" ] || bad h "no PIN counter found in the TPM"
+pin_rules=$(while read -r idx _; do
+  printf '{"kind": "rc", "rc": "LOCKOUT", "cc": "NV_Read", "match": "%08x", "count": 0},' "$idx"
+done <<<"$before")
+for step in NV_Read Load:1 PolicySecret:0 Unseal:1; do
+  cc=${step%:*}
+  if [ "$cc" = NV_Read ]; then r="[${pin_rules%,}]"
+  else r="[{\"kind\": \"rc\", \"rc\": \"LOCKOUT\", \"cc\": \"$cc\", \"nth\": ${step#*:}}]"; fi
+  mark "h $step"
+  rules "$r"
+  # (by slot: the token lookup reads the counters too, and would fail first)
+  out=$(p11 --slot-index 0 --login --pin 1234 -O 2>&1) && rc=0 || rc=$?
+  rules '[]'
+  if ! since "h $step" | grep -q "^! .* $cc rc"; then
+    bad h "$step: no $cc answer was forged (the login did not reach it)"
+  elif grep -q CKR_PIN_LOCKED <<<"$out"; then
+    bad h "$step: a forged TPM_RC_LOCKOUT made C_Login return CKR_PIN_LOCKED for the correct PIN"
+  elif ! grep -q 'C_[A-Za-z]*.*CKR_DEVICE_ERROR' <<<"$out"; then
+    bad h "$step: expected CKR_DEVICE_ERROR, got: $(grep -v '^tpmtoken' <<<"$out" | tail -n 2 | tr '\n' ' ')"
+  elif [ "$(pin_counters)" != "$before" ]; then
+    bad h "$step: a PIN try was used by the correct PIN ($(echo $before) -> $(echo $(pin_counters)))"
+  elif ! logs_in h 1234; then
+    bad h "$step: the correct PIN no longer logs in"
+  else
+    ok "h: forged TPM_RC_LOCKOUT on $step during C_Login: CKR_DEVICE_ERROR, no try used"
+  fi
+done
+
+# ---- i: a forged error code on the store anchor's NV_Read (the first NV_Read
+# of C_Initialize) is an answer that could not be authenticated; the
+# "undefined or replaced" line stays for an index really gone (tested in
+# anchor_*).
+use i
+direct init_token i 12345678 1234
+for code in AUTH_FAIL NV_AUTHORIZATION HANDLE; do
+  mark "i $code"
+  rules "[{\"kind\": \"rc\", \"rc\": \"$code\", \"cc\": \"NV_Read\", \"nth\": 0}]"
+  out=$(p11 -L 2>&1) && rc=0 || rc=$?
+  rules '[]'
+  if ! since "i $code" | grep -q '^! .* NV_Read rc'; then
+    bad i "$code: the anchor's NV_Read was not forged"
+  elif grep -qi 'undefined or replaced' <<<"$out"; then
+    bad i "$code: a forged answer is reported as an undefined or replaced anchor: $(grep -m1 -i 'undefined or replaced' <<<"$out" | head -c 300)"
+  elif ! grep -qiE 'could not be authenticated|not authenticated' <<<"$out"; then
+    bad i "$code: no line says the anchor's answer could not be authenticated: $(grep -m2 '^tpmtoken' <<<"$out" | head -c 400)"
+  elif ! logs_in i 1234; then
+    bad i "$code: the token does not open afterwards on an honest bus"
+  else
+    ok "i: forged $code on the anchor's NV_Read: refused as an unauthenticated answer"
+  fi
+done
+
+# ---- j: the TPM runs NV_DefineSpace, the module gets no answer or a forged
+# error: the index it may have made goes, or its intent stays for the next
+# open (which reclaims it). Counted around the proxy after one more open.
+for kind in drop rc:FAILURE rc:NV_DEFINED; do
+  use "j${kind//:/}"
+  direct p11 --slot-index 0 --init-token --label j --so-pin 12345678 >/dev/null 2>&1 || bad j "init-token"
+  before=$(pin_counters | wc -l)  # (every store's on this swtpm)
+  mark "j $kind"
+  r="{\"kind\": \"${kind%%:*}\", \"cc\": \"NV_DefineSpace\""
+  [ "$kind" = drop ] || r="$r, \"rc\": \"${kind#*:}\""
+  rules "[$r}]"
+  out=$(p11 --token-label j --login --login-type so --so-pin 12345678 --init-pin --pin 1234 2>&1) && rc=0 || rc=$?
+  rules '[]'
+  direct p11 -L >/dev/null 2>&1 || bad j "$kind: the store does not open afterwards"
+  want=$before
+  logs_in j 1234 && want=$((before + 1))
+  have=$(pin_counters | wc -l)
+  if ! since "j $kind" | grep -q '^! .* NV_DefineSpace'; then
+    bad j "$kind: no NV_DefineSpace answer was forged"
+  elif [ "$have" -ne "$want" ]; then
+    bad j "$kind on NV_DefineSpace: $have PIN counters in the TPM, $want expected (C_InitPIN rc=$rc): an index leaked"
+  else
+    ok "j: $kind on NV_DefineSpace: no index left ($before PIN counters before, $have after; C_InitPIN rc=$rc)"
   fi
 done
 

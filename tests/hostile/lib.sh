@@ -43,3 +43,16 @@ since() { awk -v m="# mark $1" 'f; $0 == m { f = 1 }' "$PROXY_LOG" || true; }
 
 # direct CMD...: CMD straight to swtpm, around the proxy.
 direct() { TPMTOKEN_TCTI=$DIRECT_TCTI "$@"; }
+
+# pin_counters: "INDEX PINCOUNT" for each TPM_NT_PIN_FAIL index, read straight
+# from swtpm. (tpm2_nvreadpublic prints the type only as "nt" in its friendly
+# attributes: the type is bits 4-7 of the attribute value, 8 = PIN_FAIL.)
+pin_counters() {
+  local idx value hex
+  for idx in $(tpm2_getcap -T "$DIRECT_TCTI" handles-nv-index | sed -n 's/^- //p'); do
+    value=$(tpm2_nvreadpublic -T "$DIRECT_TCTI" "$idx" | awk '/attributes:/ { a = 1 } a && /value:/ { print $2; exit }')
+    [ $(( (value >> 4) & 0xF )) -eq 8 ] || continue
+    hex=$(tpm2_nvread -T "$DIRECT_TCTI" -C o -s 4 "$idx" | xxd -p)
+    echo "$idx $((0x$hex))"
+  done
+}

@@ -29,9 +29,9 @@ for w in 1 2 3 4; do worker "$w" & pids+=($!); done
 for pid in "${pids[@]}"; do wait "$pid"; done
 cat "$WORK"/log.* >"$WORK/all.log"
 ops=$(( ($(cat "$WORK"/count.* | paste -sd+)) * 3 ))
-tamper=$(grep -c "fails authentication" "$WORK/all.log" || true)
-stale=$(grep -c "older than\|ahead of" "$WORK/all.log" || true)
-failed=$(grep -c "failed" "$WORK/all.log" || true)
+tamper=$(count_lines "fails authentication" "$WORK/all.log")
+stale=$(count_lines "older than\|ahead of" "$WORK/all.log")
+failed=$(count_lines "failed" "$WORK/all.log")
 echo "4 processes, ${secs} s: $ops operations, $tamper tamper lines, $stale anchor refusals, $failed failures"
 [ "$tamper" -eq 0 ] || fail "tamper lines: $(grep -m3 "fails authentication" "$WORK/all.log")"
 [ "$stale" -eq 0 ] || fail "anchor refusals: $(grep -m3 "older than\|ahead of" "$WORK/all.log")"

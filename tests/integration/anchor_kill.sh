@@ -14,7 +14,7 @@ printf 'user_pin_retries = 1000\nso_pin_retries = 1000\n' >"$WORK/tpmtoken.conf"
 export TPMTOKEN_CONF="$WORK/tpmtoken.conf"
 SO=87654321
 init_token kill "$SO" 1111
-nv_count() { tpm2_getcap -T "$TPMTOKEN_TCTI" handles-nv-index | grep -c '^-' || true; }
+nv_count() { tpm2_getcap -T "$TPMTOKEN_TCTI" handles-nv-index | count_lines '^-'; }
 base_nv=$(nv_count)
 max_nv=$base_nv
 user_ok() { p11 --token-label kill --login --pin "$1" -O >/dev/null 2>&1; }
@@ -30,7 +30,7 @@ run_killed() {
   local pid=$!
   sleep "$(awk -v r=$RANDOM -v m="$max" 'BEGIN { printf "%.3f", r / 32768 * m * 0.9 / 1000 }')"
   kill -9 "$pid" 2>/dev/null && killed=$((killed + 1))
-  wait "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true  # its status is the kill's (or the run's): not a check
 }
 # Milliseconds one unkilled run of CMD takes.
 time_ms() {

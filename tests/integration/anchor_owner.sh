@@ -12,7 +12,7 @@ tpm() { tpm2_"$1" -T "$TPMTOKEN_TCTI" "${@:2}"; }
 # start once the owner has a password.
 tpm createprimary -C o -G ecc256:aes128cfb -c "$WORK/primary.ctx" >/dev/null || fail "createprimary"
 tpm evictcontrol -C o -c "$WORK/primary.ctx" 0x81000001 >/dev/null || fail "evictcontrol"
-tpm flushcontext -t >/dev/null 2>&1 || true
+tpm flushcontext -t >/dev/null || fail "flushcontext"
 conf() { printf 'so_pin_retries = 3\nprimary_handle = 0x81000001\n%s\n' "${1:-}" >"$WORK/tpmtoken.conf"; }
 conf
 export TPMTOKEN_CONF="$WORK/tpmtoken.conf"
@@ -26,7 +26,8 @@ out=$(TPMTOKEN_LOG=warn p11 -L 2>&1)
 pass "empty owner authorization without PCR binding: status and C_Initialize warn"
 
 for _ in 1 2 3; do
-  p11 --token-label victim --session-rw --login --login-type so --so-pin 00000000 -O >/dev/null 2>&1 || true
+  p11 --token-label victim --session-rw --login --login-type so --so-pin 00000000 -O >/dev/null 2>&1 \
+    && fail "a wrong SO PIN logged in"
 done
 token_flags victim | grep -q "SO PIN locked" || fail "the SO PIN did not lock: $(token_flags victim)"
 before=$(tpm getcap handles-nv-index | grep -c '0x13[0-7]')

@@ -106,7 +106,7 @@ rm -f "$S-wal" "$S-shm"
 # The holder dies without a checkpoint (a crash, a kill -9): what only the
 # lost -wal file held is gone.
 kill -9 "$holder"
-wait "$holder" 2>/dev/null || true
+wait "$holder" 2>/dev/null || true  # killed above: its status is the signal
 exec 7>&-
 expect_exit 5 "-wal file was lost" "$T" key list
 pass "a lost -wal file is named at the next open"

@@ -61,7 +61,7 @@ pass "an old row re-inserted is refused"
 
 # One corrupted record: only that object goes, with a line naming it.
 restore whole
-"$T" store accept-restore --so-pin-file "$WORK/so" >/dev/null 2>&1 || true
+"$T" store accept-restore --so-pin-file "$WORK/so" >/dev/null 2>&1 || fail "accept-restore (whole)"
 pubrow=$(sql "SELECT id FROM objects WHERE private = 0 ORDER BY id LIMIT 1" | tr -dc 0-9)
 python3 -c 'import sqlite3, sys
 c = sqlite3.connect(sys.argv[1])
@@ -84,7 +84,7 @@ pass "a corrupted store is named as such"
 # A read-only store (another user, no write permission on the file or its
 # directory): login and signing work; changes get CKR_TOKEN_WRITE_PROTECTED.
 restore whole
-"$T" store accept-restore --so-pin-file "$WORK/so" >/dev/null 2>&1 || true
+"$T" store accept-restore --so-pin-file "$WORK/so" >/dev/null 2>&1 || fail "accept-restore (whole, read-only test)"
 "$T" key list >/dev/null || fail "the store does not open before the read-only test"
 chmod 755 "$WORK" "$(dirname "$S")"
 chmod 644 "$S"

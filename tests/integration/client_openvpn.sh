@@ -48,6 +48,7 @@ tunnel() {
     grep -q 'TLS Error: TLS handshake failed' "$WORK/client.log" && break
     sleep 0.1
   done
+  # Cleanup: the processes may have ended already; nothing here is a check.
   kill "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
 }

@@ -15,6 +15,7 @@ g=tts$$
 uin=ttin$$
 uout=ttout$$
 remove_accounts() {
+  # Cleanup of what the test made (it may have failed before making it).
   userdel "$uin" 2>/dev/null || true
   userdel "$uout" 2>/dev/null || true
   groupdel "$g" 2>/dev/null || true

@@ -40,7 +40,7 @@ request() {  # request PORT [curl options...]: prints the protocol line or the e
   shift
   OPENSSL_CONF="$WORK/openssl.cnf" timeout 60 curl -sS --cacert "$WORK/ca.pem" "$@" \
     "https://127.0.0.1:$port/" 2>&1 \
-    | grep -E -m1 'Protocol *:|curl: \(' || true
+    | grep -E -m1 'Protocol *:|curl: \(' || true  # no such line: the caller's check of the output fails
 }
 
 p1=$(free_port_pair)

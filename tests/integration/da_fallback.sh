@@ -14,7 +14,7 @@ T=${TOOL:?TOOL must name the tpmtoken binary}
 export TPMTOKEN_CONF="$WORK/tpmtoken.conf"
 tpm() { tpm2_"$1" -T "$TPMTOKEN_TCTI" "${@:2}"; }
 da_failures() { echo $(( $(tpm getcap properties-variable | awk '/TPM2_PT_LOCKOUT_COUNTER/ { print $2 }') )); }
-nv_count() { tpm getcap handles-nv-index | grep -c '^- 0x13[0-7]' || true; }  # PIN counters (anchors: 0x138xxxx)
+nv_count() { tpm getcap handles-nv-index | count_lines '^- 0x13[0-7]'; }  # PIN counters (anchors: 0x138xxxx)
 
 # A storage key as TCG provisioning makes it (noda: usable in a lockout).
 tpm createprimary -C o -G ecc256:aes128cfb -c "$WORK/srk.ctx" \
@@ -81,7 +81,7 @@ out=$(p11 --token-label fallback --login --login-type so --so-pin 12345678 --ini
   && fail "init-pin with a wrong owner_auth succeeded"
 grep -q 'refused owner_auth' <<<"$out" || fail "a wrong owner_auth is not named: $out"
 p11 --token-label fallback --login --pin 4321 -O >/dev/null 2>&1 || fail "the old PIN stopped working"
-tpm dictionarylockout -c >/dev/null 2>&1 || true
+tpm dictionarylockout -c >/dev/null || fail "clearing the dictionary-attack lockout"
 
 printf 'pin_fallback = dictionary-attack\nprimary_handle = 0x81000001\nowner_auth = owner-secret\n' >"$TPMTOKEN_CONF"
 p11 --token-label fallback --login --login-type so --so-pin 12345678 --init-pin --pin 5555 >/dev/null 2>&1 \

@@ -11,6 +11,7 @@ CLEANUP_PIDS=()
 
 fixture_cleanup() {
   local rc=$?
+  # Cleanup: a process may have ended already; nothing here is a check.
   for pid in "${CLEANUP_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   if [ -n "$SWTPM_PID" ]; then kill "$SWTPM_PID" 2>/dev/null || true; fi
   wait 2>/dev/null || true
@@ -24,6 +25,9 @@ fixture_cleanup() {
 trap fixture_cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
+# count_lines ARGS...: grep -c ARGS; no match prints 0 and is no failure (grep
+# exits 1), an error reading (exit 2) still fails the test.
+count_lines() { grep -c "$@" || [ $? -eq 1 ]; }
 pass() { echo "ok: $*"; }
 # skip REASON: the test cannot run here; meson counts exit 77 as a skip.
 skip() { echo "SKIP: $*"; exit 77; }
