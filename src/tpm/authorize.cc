@@ -274,21 +274,22 @@ std::optional<Bytes> FromHex(std::string_view s) { return Unhex(s); }
 Bytes Tpm::EpochCounterName(uint32_t index) { return NvNameOf(EpochPublic(index, true)); }
 
 void Tpm::DefineEpochCounter(uint32_t index) {
-  auto lock = Enter();
-  Retry([&] {
-    TSS2_SYS_CONTEXT* sys = Sys();
-    TPM2B_AUTH none{};
-    TPM2B_NV_PUBLIC info{};
-    info.nvPublic = EpochPublic(index, false);
-    FastSession& session = Fast();
-    Check(Tss2_Sys_NV_DefineSpace_Prepare(sys, TPM2_RH_OWNER, &none, &info),
-          "TPM2_NV_DefineSpace prepare");
-    RunFast(session, TPM2_CC_NV_DefineSpace, HandleName(TPM2_RH_OWNER), owner_auth_.view(), false,
-            "TPM2_NV_DefineSpace (boot epoch counter)");
-    Check(Tss2_Sys_NV_DefineSpace_Complete(sys), "TPM2_NV_DefineSpace complete");
-    return 0;
-  });
-  lock.unlock();
+  {
+    auto lock = Enter();
+    Retry([&] {
+      TSS2_SYS_CONTEXT* sys = Sys();
+      TPM2B_AUTH none{};
+      TPM2B_NV_PUBLIC info{};
+      info.nvPublic = EpochPublic(index, false);
+      FastSession& session = Fast();
+      Check(Tss2_Sys_NV_DefineSpace_Prepare(sys, TPM2_RH_OWNER, &none, &info),
+            "TPM2_NV_DefineSpace prepare");
+      RunFast(session, TPM2_CC_NV_DefineSpace, HandleName(TPM2_RH_OWNER), owner_auth_.view(), false,
+              "TPM2_NV_DefineSpace (boot epoch counter)");
+      Check(Tss2_Sys_NV_DefineSpace_Complete(sys), "TPM2_NV_DefineSpace complete");
+      return 0;
+    });
+  }  // the turn ends here: IncrementEpochCounter takes its own
   // A counter cannot be read (nor used by TPM2_PolicyNV) before its first
   // increment; that increment also gives it its name with TPMA_NV_WRITTEN.
   IncrementEpochCounter(index, false);
