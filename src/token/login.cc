@@ -389,8 +389,7 @@ void Module::LogoutToken(Token& t) {
       ++it;
     }
   }
-  t.private_loaded = false;
-  t.index_valid = false;
+  t.index_key_private.Clear();
   for (auto& [h, s] : sessions_) {
     if (s->token == &t) s->find = FindState{};
   }
