@@ -50,13 +50,16 @@ constexpr const char* kObjectRowSql =
 // acc ^= HMAC(key, text): a token's MAC is the XOR of its rows' MACs, so a
 // change of one row is one HMAC out and one in. Rows have unique ids, so no
 // two rows cancel; without the key no one can make a row that does.
-void XorRow(ByteView key, ByteView text, Bytes* acc) {
-  const Secret m = crypto::HmacSha256(key, {text});
+void XorRow(const crypto::HmacKey& key, ByteView text, Bytes* acc) {
+  const Secret m = key.Mac({text});
   if (acc->empty()) acc->assign(m.view().size(), 0);
   for (size_t i = 0; i < acc->size(); ++i) (*acc)[i] ^= m.view()[i];
 }
 
-Secret RowMacKey(ByteView sk) { return crypto::HmacSha256(sk, {View("tpmtoken row mac key v2")}); }
+std::unique_ptr<crypto::HmacKey> RowMacKey(ByteView sk) {
+  const Secret k = crypto::HmacSha256(sk, {View("tpmtoken row mac key v2")});
+  return std::make_unique<crypto::HmacKey>("SHA256", k.view());
+}
 
 }  // namespace
 
@@ -123,14 +126,14 @@ void Store::SetAnchor(const AnchorRecord& rec, ByteView sk) {
 // One MAC per token: the XOR of one HMAC per row, its token row (id, gen)
 // and each object row (token, id, gen, privacy, index tags).
 std::map<int64_t, Bytes> Store::TokenMacs(ByteView sk) {
-  const Secret key = RowMacKey(sk);
+  const auto key = RowMacKey(sk);
   std::map<int64_t, Bytes> out;
   {
     Stmt q = db_->Prepare("SELECT id, gen FROM tokens");
-    while (q.Step()) XorRow(key.view(), TokenRowText(q.Int(0), q.Int(1)), &out[q.Int(0)]);
+    while (q.Step()) XorRow(*key, TokenRowText(q.Int(0), q.Int(1)), &out[q.Int(0)]);
   }
   Stmt q = db_->Prepare(kObjectRowSql);
-  while (q.Step()) XorRow(key.view(), ObjectRowText(q, 0), &out[q.Int(0)]);
+  while (q.Step()) XorRow(*key, ObjectRowText(q, 0), &out[q.Int(0)]);
   return out;
 }
 
@@ -168,10 +171,10 @@ void Store::TouchToken(int64_t token_id) {
 
 void Store::ApplyTouched(ByteView sk, std::map<int64_t, Bytes>* macs) {
   if (touched_.empty()) return;
-  const Secret key = RowMacKey(sk);
+  const auto key = RowMacKey(sk);
   for (const auto& [k, before] : touched_) {
-    if (before) XorRow(key.view(), before->text, &(*macs)[before->token_id]);
-    if (const auto now = ReadRow(k)) XorRow(key.view(), now->text, &(*macs)[now->token_id]);
+    if (before) XorRow(*key, before->text, &(*macs)[before->token_id]);
+    if (const auto now = ReadRow(k)) XorRow(*key, now->text, &(*macs)[now->token_id]);
   }
   // A token whose rows are all gone has no entry, as TokenMacs makes none.
   std::erase_if(*macs, [](const auto& e) {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <functional>
 
 #include "crypto/aead.h"
@@ -239,14 +240,15 @@ std::optional<ObjectStamp> Store::Stamp(int64_t token_id, int64_t id) {
 
 std::vector<ObjectStamp> Store::FindRows(int64_t token_id, IndexColumn column,
                                          const std::vector<Bytes>& tags, bool with_private) {
-  // Prepared once per shape: a steady search is one index lookup.
+  // Prepared once per shape: a steady search is one index lookup. No ORDER
+  // BY: with it SQLite walks objects_by_token (every row of the token).
   static const char* const kSql[3] = {
       "SELECT id, gen, private, length(label_tag) FROM objects WHERE token_id = ?1 AND "
-      "label_tag IN (?2, ?3, x'') AND private <= ?4 ORDER BY id",
+      "label_tag IN (?2, ?3, x'') AND private <= ?4",
       "SELECT id, gen, private, length(id_tag) FROM objects WHERE token_id = ?1 AND "
-      "id_tag IN (?2, ?3, x'') AND private <= ?4 ORDER BY id",
+      "id_tag IN (?2, ?3, x'') AND private <= ?4",
       "SELECT id, gen, private, length(class_tag) FROM objects WHERE token_id = ?1 AND "
-      "class_tag IN (?2, ?3, x'') AND private <= ?4 ORDER BY id"};
+      "class_tag IN (?2, ?3, x'') AND private <= ?4"};
   const auto c = static_cast<size_t>(column);
   std::optional<Stmt>& q = find_rows_[c][with_private ? 1 : 0];
   if (!q) q.emplace(db_->Prepare(kSql[c]));
@@ -257,6 +259,8 @@ std::vector<ObjectStamp> Store::FindRows(int64_t token_id, IndexColumn column,
       .Bind(4, with_private ? 1 : 0);
   std::vector<ObjectStamp> out;
   while (q->Step()) out.push_back({q->Int(0), q->Int(1), q->Int(2) != 0, q->Int(3) != 0});
+  std::sort(out.begin(), out.end(),
+            [](const ObjectStamp& a, const ObjectStamp& b) { return a.id < b.id; });
   return out;
 }
 
