@@ -29,48 +29,66 @@ class Search : public TokenTest {
 
 TEST_F(Search, ExactMatchesThroughChangesLoginAndSessionObjects) {
   ASSERT_EQ(LoginUser(s_), CKR_OK);
-  CK_OBJECT_HANDLE pub, priv, other, sess;
-  ASSERT_EQ(MakeData(s_, "web", true, false, &pub, {{CKA_ID, Pin("A"), 1}}), CKR_OK);
-  ASSERT_EQ(MakeData(s_, "web", true, true, &priv, {{CKA_ID, Pin("A"), 1}}), CKR_OK);
-  ASSERT_EQ(MakeData(s_, "mail", true, true, &other, {{CKA_ID, Pin("B"), 1}}), CKR_OK);
-  ASSERT_EQ(MakeData(s_, "web", false, false, &sess, {{CKA_ID, Pin("A"), 1}}), CKR_OK);
-  EXPECT_EQ(ByLabel("web"), Sorted({pub, priv, sess}));
-  EXPECT_EQ(ById("A"), Sorted({pub, priv, sess}));
-  EXPECT_EQ(ById("B"), Handles{other});
-  EXPECT_EQ(ByClass(CKO_DATA), Sorted({pub, priv, other, sess}));
+  // A key pair carries CKA_ID (data objects have none): a public key object
+  // and a private one with the same ID.
+  CK_OBJECT_HANDLE pub_key, priv_key;
+  {
+    CK_MECHANISM gen = {CKM_EC_KEY_PAIR_GEN, nullptr, 0};
+    CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+    CK_BBOOL yes = CK_TRUE;
+    CK_ATTRIBUTE pt[] = {{CKA_EC_PARAMS, p256, sizeof p256},
+                         {CKA_TOKEN, &yes, 1},
+                         {CKA_ID, Pin("A"), 1},
+                         {CKA_LABEL, Pin("web"), 3}};
+    CK_ATTRIBUTE kt[] = {{CKA_TOKEN, &yes, 1}, {CKA_ID, Pin("A"), 1}, {CKA_LABEL, Pin("key"), 3}};
+    ASSERT_EQ(f_->C_GenerateKeyPair(s_, &gen, pt, 4, kt, 3, &pub_key, &priv_key), CKR_OK);
+  }
+  CK_OBJECT_HANDLE pub, priv, sess;
+  ASSERT_EQ(MakeData(s_, "web", true, false, &pub), CKR_OK);
+  ASSERT_EQ(MakeData(s_, "mail", true, true, &priv), CKR_OK);
+  ASSERT_EQ(MakeData(s_, "web", false, false, &sess), CKR_OK);
+  EXPECT_EQ(ByLabel("web"), Sorted({pub_key, pub, sess}));
+  EXPECT_EQ(ByLabel("key"), Handles{priv_key});
+  EXPECT_EQ(ById("A"), Sorted({pub_key, priv_key}));
+  EXPECT_EQ(ByClass(CKO_DATA), Sorted({pub, priv, sess}));
+  EXPECT_EQ(ByClass(CKO_PRIVATE_KEY), Handles{priv_key});
   EXPECT_TRUE(ByClass(CKO_CERTIFICATE).empty());
   EXPECT_TRUE(ByLabel("we").empty());  // a prefix is another value
 
   // Label and ID changes move objects in the index, token and session alike.
-  CK_ATTRIBUTE relabel[] = {{CKA_LABEL, Pin("mail"), 4}, {CKA_ID, Pin("B"), 1}};
-  ASSERT_EQ(f_->C_SetAttributeValue(s_, priv, relabel, 2), CKR_OK);
-  ASSERT_EQ(f_->C_SetAttributeValue(s_, sess, relabel, 1), CKR_OK);
-  EXPECT_EQ(ByLabel("web"), Handles{pub});
-  EXPECT_EQ(ByLabel("mail"), Sorted({priv, other, sess}));
-  EXPECT_EQ(ById("A"), Sorted({pub, sess}));
-  EXPECT_EQ(ById("B"), Sorted({priv, other}));
+  CK_ATTRIBUTE relabel = {CKA_LABEL, Pin("mail"), 4};
+  CK_ATTRIBUTE reid = {CKA_ID, Pin("B"), 1};
+  ASSERT_EQ(f_->C_SetAttributeValue(s_, pub, &relabel, 1), CKR_OK);
+  ASSERT_EQ(f_->C_SetAttributeValue(s_, sess, &relabel, 1), CKR_OK);
+  ASSERT_EQ(f_->C_SetAttributeValue(s_, priv_key, &reid, 1), CKR_OK);
+  EXPECT_EQ(ByLabel("web"), Handles{pub_key});
+  EXPECT_EQ(ByLabel("mail"), Sorted({pub, priv, sess}));
+  EXPECT_EQ(ById("A"), Handles{pub_key});
+  EXPECT_EQ(ById("B"), Handles{priv_key});
 
   // Destroyed objects leave every index.
-  ASSERT_EQ(f_->C_DestroyObject(s_, other), CKR_OK);
+  ASSERT_EQ(f_->C_DestroyObject(s_, pub), CKR_OK);
   ASSERT_EQ(f_->C_DestroyObject(s_, sess), CKR_OK);
   EXPECT_EQ(ByLabel("mail"), Handles{priv});
-  EXPECT_EQ(ById("B"), Handles{priv});
+  EXPECT_EQ(ByClass(CKO_DATA), Handles{priv});
 
-  // Logged out: only the public object; after login again, the same handles.
+  // Logged out: only public objects; after login again, the same handles.
   ASSERT_EQ(f_->C_Logout(s_), CKR_OK);
-  EXPECT_EQ(ByLabel("web"), Handles{pub});
   EXPECT_TRUE(ByLabel("mail").empty());
-  EXPECT_EQ(ByClass(CKO_DATA), Handles{pub});
+  EXPECT_TRUE(ById("B").empty());
+  EXPECT_EQ(ById("A"), Handles{pub_key});
+  EXPECT_TRUE(ByClass(CKO_DATA).empty());
   ASSERT_EQ(LoginUser(s_), CKR_OK);
   EXPECT_EQ(ByLabel("mail"), Handles{priv});
+  EXPECT_EQ(ById("B"), Handles{priv_key});
 
   // A session object goes with its session, and from the index.
   CK_SESSION_HANDLE s2 = Open(slot_, true);
   CK_OBJECT_HANDLE temp;
   ASSERT_EQ(MakeData(s2, "web", false, false, &temp), CKR_OK);
-  EXPECT_EQ(ByLabel("web"), Sorted({pub, temp}));
+  EXPECT_EQ(ByLabel("web"), Sorted({pub_key, temp}));
   ASSERT_EQ(f_->C_CloseSession(s2), CKR_OK);
-  EXPECT_EQ(ByLabel("web"), Handles{pub});
+  EXPECT_EQ(ByLabel("web"), Handles{pub_key});
 }
 
 // The first search after C_Initialize and login finds private objects it
@@ -90,8 +108,10 @@ TEST_F(Search, FirstSearchAfterLoginFindsPrivateRows) {
   EXPECT_EQ(ByClass(CKO_DATA).size(), 4u);
 }
 
-// The helper half of AnotherProcessesChangesAreSeen, in a fresh process.
-TEST_F(Search, HelperProcess) {
+// The helper half of AnotherProcessesChangesAreSeen, in a fresh process
+// (its own suite: the Search fixture would make a token of its own).
+class SearchProcess : public ModuleTest {};
+TEST_F(SearchProcess, Helper) {
   const char* store = std::getenv("HELPER_STORE");
   if (!store) GTEST_SKIP() << "only run as AnotherProcessesChangesAreSeen's helper";
   setenv("TPMTOKEN_STORE", store, 1);
@@ -101,7 +121,7 @@ TEST_F(Search, HelperProcess) {
   ASSERT_EQ(LoginUser(s), CKR_OK);
   CK_OBJECT_HANDLE o;
   ASSERT_EQ(MakeData(s, "shared", true, false, &o), CKR_OK);
-  ASSERT_EQ(MakeData(s, "shared", true, true, &o, {{CKA_ID, Pin("Z"), 1}}), CKR_OK);
+  ASSERT_EQ(MakeData(s, "shared", true, true, &o), CKR_OK);
   const auto moved = FindLabel(s, "moving");
   ASSERT_EQ(moved.size(), 1u);
   CK_ATTRIBUTE relabel = {CKA_LABEL, Pin("shared"), 6};
@@ -126,7 +146,7 @@ TEST_F(Search, AnotherProcessesChangesAreSeen) {
   if (pid == 0) {
     setenv("HELPER_STORE", store.c_str(), 1);
     setenv("HELPER_SLOT", slot_text.c_str(), 1);
-    execl("/proc/self/exe", "api_tests", "--gtest_filter=Search.HelperProcess", nullptr);
+    execl("/proc/self/exe", "api_tests", "--gtest_filter=SearchProcess.Helper", nullptr);
     _exit(99);
   }
   int status = 0;
@@ -138,7 +158,7 @@ TEST_F(Search, AnotherProcessesChangesAreSeen) {
   EXPECT_TRUE(std::binary_search(shared.begin(), shared.end(), moving));  // same handle
   EXPECT_TRUE(FindLabel(s_, "moving").empty());
   EXPECT_TRUE(FindLabel(s_, "doomed").empty());
-  EXPECT_EQ(ById("Z").size(), 1u);
+  EXPECT_EQ(ByClass(CKO_DATA).size(), 3u);
   CK_ULONG size;
   EXPECT_EQ(f_->C_GetObjectSize(s_, doomed, &size), CKR_OBJECT_HANDLE_INVALID);
   ASSERT_EQ(f_->C_Logout(s_), CKR_OK);
