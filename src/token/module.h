@@ -46,6 +46,9 @@ struct Token {
   // its index tags select (object_index.cc), and they stay cached.
   std::map<int64_t, std::shared_ptr<Object>> objects;
   std::map<int64_t, CK_OBJECT_HANDLE> handles;         // row -> handle, stable in the process
+  // Handles given out whose objects are not cached (trimmed, logged out,
+  // forgotten): row by handle, so Resolve reads the row again on use.
+  std::unordered_map<CK_OBJECT_HANDLE, int64_t> uncached;
   std::set<int64_t> unreadable;                        // rows that failed authentication
   int64_t seen_version = -1;
   // Key uses since the last flush, by row (key_use.cc): counted in memory,
@@ -311,6 +314,9 @@ class Module {
   std::vector<std::shared_ptr<Object>> Candidates(Token& t, const CK_ATTRIBUTE* tmpl, CK_ULONG n);
   // The search index (object_index.cc).
   std::shared_ptr<Object> LoadRow(Token& t, const store::ObjectStamp& st);
+  // Drops a cached object whose handle stays valid; TrimCache bounds the cache.
+  void Uncache(Token& t, int64_t row);
+  void TrimCache(Token& t);
   const Secret& IndexKeyOf(Token& t, bool is_private);
   store::IndexTags TagsOf(Token& t, const Object& o);
   void TagRows(Token& t, const std::vector<std::shared_ptr<Object>>& objs);

@@ -12,6 +12,9 @@ namespace {
 // Past this many cached objects, one listing of the token's rows is cheaper
 // than one lookup per cached row.
 constexpr size_t kRowChecks = 64;
+// Decrypted objects kept per token; past it, those no operation holds go
+// (their handles stay valid), so memory follows use, not the token's size.
+constexpr size_t kCacheMax = 2048;
 
 constexpr CK_ATTRIBUTE_TYPE kIndexed[] = {CKA_LABEL, CKA_ID, CKA_CLASS};
 
@@ -41,8 +44,7 @@ std::string SessionKey(CK_ATTRIBUTE_TYPE type, ByteView value) {
 }  // namespace
 
 void Module::ForgetObjects(Token& t) {
-  for (auto& [row, o] : t.objects) objects_.erase(o->handle);
-  t.objects.clear();
+  while (!t.objects.empty()) Uncache(t, t.objects.begin()->first);
   t.seen_version = -1;
   t.index_key_public.Clear();
   t.index_key_private.Clear();
@@ -105,11 +107,31 @@ store::IndexTags Module::TagsOf(Token& t, const Object& o) {
   return {tag(CKA_LABEL), tag(CKA_ID), tag(CKA_CLASS)};
 }
 
+void Module::Uncache(Token& t, int64_t row) {
+  const auto it = t.objects.find(row);
+  if (it == t.objects.end()) return;
+  t.uncached[it->second->handle] = row;
+  objects_.erase(it->second->handle);
+  t.objects.erase(it);
+}
+
+void Module::TrimCache(Token& t) {
+  if (t.objects.size() <= kCacheMax) return;
+  std::vector<int64_t> idle;
+  for (const auto& [row, o] : t.objects)
+    if (o.use_count() <= 2) idle.push_back(row);  // only the two maps hold it
+  for (int64_t row : idle) {
+    if (t.objects.size() <= kCacheMax / 2) break;
+    Uncache(t, row);
+  }
+}
+
 // Checks the objects this process holds against the store when another
 // process committed (PRAGMA data_version moved): a changed row is read
 // again, a deleted one leaves. Nothing else is read.
 void Module::Sync(Token& t) {
   const int64_t version = store_->db().DataVersion();
+  TrimCache(t);
   if (version == t.seen_version) return;
   t.seen_version = version;
   if (t.objects.empty()) return;
@@ -129,10 +151,7 @@ void Module::Sync(Token& t) {
       t.objects.erase(row);
       t.handles.erase(row);  // gone for good: row ids are never reused
     } else if (!LoadRow(t, st->second)) {
-      if (auto it = t.objects.find(row); it != t.objects.end()) {
-        objects_.erase(it->second->handle);  // now private, or unreadable
-        t.objects.erase(it);
-      }
+      Uncache(t, row);  // now private, or unreadable
     }
   }
 }
@@ -177,6 +196,7 @@ std::shared_ptr<Object> Module::LoadRow(Token& t, const store::ObjectStamp& st) 
   auto [h, fresh] = t.handles.try_emplace(st.id, 0);
   if (fresh) h->second = NextObjectHandle();
   o->handle = h->second;
+  t.uncached.erase(o->handle);
   objects_[o->handle] = o;
   t.objects[st.id] = o;
   return o;

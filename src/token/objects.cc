@@ -18,7 +18,22 @@ bool Module::Visible(const Token& t, const Object& o) const {
 std::shared_ptr<Object> Module::Resolve(Session& s, CK_OBJECT_HANDLE h) {
   Sync(*s.token);
   auto it = objects_.find(h);
-  if (it == objects_.end()) return nullptr;
+  if (it == objects_.end()) {
+    // A token object this process saw but does not keep decrypted: its row
+    // is read again (nullptr when gone, or private before login).
+    Token& t = *s.token;
+    const auto row = t.uncached.find(h);
+    if (row == t.uncached.end()) return nullptr;
+    const auto st = store_->Stamp(t.db_id, row->second);
+    if (!st) {
+      t.handles.erase(row->second);
+      t.uncached.erase(row);
+      return nullptr;
+    }
+    if (!LoadRow(t, *st)) return nullptr;
+    it = objects_.find(h);
+    if (it == objects_.end()) return nullptr;
+  }
   const std::shared_ptr<Object>& o = it->second;
   if (o->session) {
     auto owner = sessions_.find(o->session);
@@ -142,6 +157,7 @@ CK_RV Module::DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
     txn.Commit();
     s->token->objects.erase(o->db_id);
     s->token->handles.erase(o->db_id);
+    s->token->uncached.erase(o->handle);
   } else {
     IndexSessionObject(*s->token, *o, false);
   }

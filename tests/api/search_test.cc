@@ -108,6 +108,24 @@ TEST_F(Search, FirstSearchAfterLoginFindsPrivateRows) {
   EXPECT_EQ(ByClass(CKO_DATA).size(), 4u);
 }
 
+// A handle kept across logout and login, or across another process's
+// commit, resolves with no new search (the row is read again on use).
+TEST_F(Search, HandlesResolveWithoutASearch) {
+  ASSERT_EQ(LoginUser(s_), CKR_OK);
+  CK_OBJECT_HANDLE priv;
+  ASSERT_EQ(MakeData(s_, "kept", true, true, &priv), CKR_OK);
+  ASSERT_EQ(f_->C_Logout(s_), CKR_OK);
+  CK_ULONG size = 0;
+  EXPECT_EQ(f_->C_GetObjectSize(s_, priv, &size), CKR_OBJECT_HANDLE_INVALID);
+  ASSERT_EQ(LoginUser(s_), CKR_OK);
+  char label[8];
+  CK_ATTRIBUTE q = {CKA_LABEL, label, sizeof label};
+  ASSERT_EQ(f_->C_GetAttributeValue(s_, priv, &q, 1), CKR_OK);
+  EXPECT_EQ(std::string(label, q.ulValueLen), "kept");
+  ASSERT_EQ(f_->C_DestroyObject(s_, priv), CKR_OK);
+  EXPECT_EQ(f_->C_GetObjectSize(s_, priv, &size), CKR_OBJECT_HANDLE_INVALID);
+}
+
 // The helper half of AnotherProcessesChangesAreSeen, in a fresh process
 // (its own suite: the Search fixture would make a token of its own).
 class SearchProcess : public ModuleTest {};
