@@ -14,11 +14,15 @@ Secret IndexKey(ByteView record_key) {
 }
 
 Bytes IndexTag(ByteView index_key, IndexColumn column, std::optional<ByteView> value) {
+  return IndexTag(crypto::HmacKey("SHA256", index_key), column, value);
+}
+
+Bytes IndexTag(const crypto::HmacKey& index_key, IndexColumn column,
+               std::optional<ByteView> value) {
   // The column and presence go into the hash: an absent label, an empty
   // label and an ID with the label's bytes all differ.
   const uint8_t head[2] = {static_cast<uint8_t>(column), static_cast<uint8_t>(value ? 1 : 0)};
-  const Secret mac =
-      crypto::HmacSha256(index_key, {ByteView(head, 2), value.value_or(ByteView())});
+  const Secret mac = index_key.Mac({ByteView(head, 2), value.value_or(ByteView())});
   return Bytes(mac.view().begin(), mac.view().begin() + 16);  // 128 bits: no chance collision
 }
 

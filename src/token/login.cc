@@ -385,7 +385,7 @@ void Module::LogoutToken(Token& t) {
   for (const auto& [row, o] : t.objects)
     if (o->is_private()) private_rows.push_back(row);
   for (int64_t row : private_rows) Uncache(t, row);
-  t.index_key_private.Clear();
+  t.index_key_private.reset();
   for (auto& [h, s] : sessions_) {
     if (s->token == &t) s->find = FindState{};
   }

@@ -56,8 +56,8 @@ struct Token {
   std::map<int64_t, store::Store::KeyUse> pending_uses;
 
   // The store's index keys (store/index.cc) of SK and, while the user is
-  // logged in, of TK; derived on first use.
-  Secret index_key_public, index_key_private;
+  // logged in, of TK; derived and keyed on first use.
+  std::unique_ptr<crypto::HmacKey> index_key_public, index_key_private;
   // Session objects of this token, and by (attribute, value) of their
   // CKA_LABEL, CKA_ID and CKA_CLASS, kept as they are created, changed and
   // destroyed.
@@ -317,7 +317,7 @@ class Module {
   // Drops a cached object whose handle stays valid; TrimCache bounds the cache.
   void Uncache(Token& t, int64_t row);
   void TrimCache(Token& t);
-  const Secret& IndexKeyOf(Token& t, bool is_private);
+  const crypto::HmacKey& IndexKeyOf(Token& t, bool is_private);
   store::IndexTags TagsOf(Token& t, const Object& o);
   void TagRows(Token& t, const std::vector<std::shared_ptr<Object>>& objs);
   void IndexSessionObject(Token& t, const Object& o, bool add);

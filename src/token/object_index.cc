@@ -46,8 +46,8 @@ std::string SessionKey(CK_ATTRIBUTE_TYPE type, ByteView value) {
 void Module::ForgetObjects(Token& t) {
   while (!t.objects.empty()) Uncache(t, t.objects.begin()->first);
   t.seen_version = -1;
-  t.index_key_public.Clear();
-  t.index_key_private.Clear();
+  t.index_key_public.reset();
+  t.index_key_private.reset();
 }
 
 void Module::DropSessionObjects(CK_SESSION_HANDLE h) {
@@ -91,17 +91,20 @@ std::set<CK_OBJECT_HANDLE> Module::SessionCandidates(const Token& t, const CK_AT
   return it == t.session_index.end() ? std::set<CK_OBJECT_HANDLE>{} : it->second;
 }
 
-const Secret& Module::IndexKeyOf(Token& t, bool is_private) {
-  Secret& k = is_private ? t.index_key_private : t.index_key_public;
-  if (k.empty()) k = store::IndexKey(is_private ? t.tk.view() : sk_.view());
-  return k;
+const crypto::HmacKey& Module::IndexKeyOf(Token& t, bool is_private) {
+  std::unique_ptr<crypto::HmacKey>& k = is_private ? t.index_key_private : t.index_key_public;
+  if (!k) {
+    const Secret key = store::IndexKey(is_private ? t.tk.view() : sk_.view());
+    k = std::make_unique<crypto::HmacKey>("SHA256", key.view());
+  }
+  return *k;
 }
 
 store::IndexTags Module::TagsOf(Token& t, const Object& o) {
-  const Secret& key = IndexKeyOf(t, o.is_private());
+  const crypto::HmacKey& key = IndexKeyOf(t, o.is_private());
   auto tag = [&](CK_ATTRIBUTE_TYPE type) {
     const Bytes* v = o.attrs.Find(type);
-    return store::IndexTag(key.view(), ColumnOf(type),
+    return store::IndexTag(key, ColumnOf(type),
                            v ? std::optional<ByteView>(*v) : std::nullopt);
   };
   return {tag(CKA_LABEL), tag(CKA_ID), tag(CKA_CLASS)};
@@ -212,8 +215,8 @@ std::vector<std::shared_ptr<Object>> Module::Candidates(Token& t, const CK_ATTRI
   if (const CK_ATTRIBUTE* a = IndexedAttribute(tmpl, n)) {
     const store::IndexColumn column = ColumnOf(a->type);
     const ByteView value(static_cast<const uint8_t*>(a->pValue), a->ulValueLen);
-    std::vector<Bytes> tags = {store::IndexTag(IndexKeyOf(t, false).view(), column, value)};
-    if (user) tags.push_back(store::IndexTag(IndexKeyOf(t, true).view(), column, value));
+    std::vector<Bytes> tags = {store::IndexTag(IndexKeyOf(t, false), column, value)};
+    if (user) tags.push_back(store::IndexTag(IndexKeyOf(t, true), column, value));
     rows = store_->FindRows(t.db_id, column, tags, user);
   } else {
     rows = store_->ObjectStamps(t.db_id);
