@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <openssl/core_names.h>
+#include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
@@ -32,7 +33,7 @@ Secret Pbkdf2Sha256(ByteView password, ByteView salt, uint32_t iterations, size_
   return out;
 }
 
-Secret Hmac(const char* md, ByteView key, std::initializer_list<ByteView> parts) {
+HmacKey::HmacKey(const char* md, ByteView key) {
   // One HMAC for the module (sessions, credentials, records): the algorithm
   // is fetched once; the digest is a parameter.
   static EVP_MAC* mac = [] {
@@ -40,15 +41,24 @@ Secret Hmac(const char* md, ByteView key, std::initializer_list<ByteView> parts)
     if (!m) Fail("HMAC unavailable");
     return m;
   }();
-  std::unique_ptr<EVP_MAC_CTX, Deleter<EVP_MAC_CTX_free>> ctx(EVP_MAC_CTX_new(mac));
+  ctx_.reset(EVP_MAC_CTX_new(mac));
   char digest[16] = {};
   std::strncpy(digest, md, sizeof digest - 1);
   const OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
                                OSSL_PARAM_construct_end()};
   // HMAC with an empty key is valid (an unsalted session with no auth).
   static const uint8_t kZero = 0;
-  if (!ctx || EVP_MAC_init(ctx.get(), key.empty() ? &kZero : key.data(), key.size(), params) != 1)
+  if (!ctx_ || EVP_MAC_init(ctx_.get(), key.empty() ? &kZero : key.data(), key.size(), params) != 1)
     Fail("HMAC init");
+}
+
+HmacKey::~HmacKey() = default;
+void HmacKey::Free::operator()(EVP_MAC_CTX* c) const { EVP_MAC_CTX_free(c); }
+
+Secret HmacKey::Mac(std::initializer_list<ByteView> parts) const {
+  // A copy of the keyed state: the key schedule is not redone per message.
+  std::unique_ptr<EVP_MAC_CTX, Deleter<EVP_MAC_CTX_free>> ctx(EVP_MAC_CTX_dup(ctx_.get()));
+  if (!ctx) Fail("HMAC copy");
   for (ByteView p : parts)
     if (!p.empty() && EVP_MAC_update(ctx.get(), p.data(), p.size()) != 1) Fail("HMAC update");
   Secret out(EVP_MAX_MD_SIZE);
@@ -56,6 +66,10 @@ Secret Hmac(const char* md, ByteView key, std::initializer_list<ByteView> parts)
   if (EVP_MAC_final(ctx.get(), out.data(), &len, out.size()) != 1) Fail("HMAC final");
   Secret exact(out.view().first(len));
   return exact;
+}
+
+Secret Hmac(const char* md, ByteView key, std::initializer_list<ByteView> parts) {
+  return HmacKey(md, key).Mac(parts);
 }
 
 Secret HmacSha256(ByteView key, std::initializer_list<ByteView> parts) {

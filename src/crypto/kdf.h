@@ -3,6 +3,9 @@
 #pragma once
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
+
+#include <openssl/types.h>
 
 #include "util/bytes.h"
 
@@ -24,6 +27,23 @@ PinAuth DerivePinAuth(ByteView pin, ByteView salt, uint32_t iterations);
 // HMAC with digest md ("SHA256", "SHA384", ...) over the concatenated parts.
 Secret Hmac(const char* md, ByteView key, std::initializer_list<ByteView> parts);
 Secret HmacSha256(ByteView key, std::initializer_list<ByteView> parts);
+
+// A key set up once for many HMACs (the anchor's one MAC per row): each Mac
+// starts from a copy of the keyed state.
+class HmacKey {
+ public:
+  HmacKey(const char* md, ByteView key);
+  ~HmacKey();
+  HmacKey(const HmacKey&) = delete;
+  HmacKey& operator=(const HmacKey&) = delete;
+  Secret Mac(std::initializer_list<ByteView> parts) const;
+
+ private:
+  struct Free {
+    void operator()(EVP_MAC_CTX* c) const;
+  };
+  std::unique_ptr<EVP_MAC_CTX, Free> ctx_;
+};
 
 // ANSI X9.63 KDF (the CKD_SHA*_KDF of ECDH): H(Z || counter || sharedInfo)...
 Secret X963Kdf(const char* md, ByteView z, ByteView shared_info, size_t length);

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <functional>
 
 #include "crypto/aead.h"
@@ -48,6 +49,17 @@ const std::vector<std::function<void(Db&)>>& Migrations() {
             "  count INTEGER NOT NULL, last_use INTEGER NOT NULL,"
             "  PRIMARY KEY (token_id, object_id));");
       },
+      // 5: index tags (index.cc). Rows of older schemas stay untagged (x'')
+      // until the module decrypts them once and tags them.
+      [](Db& db) {
+        db.Exec(
+            "ALTER TABLE objects ADD COLUMN label_tag BLOB NOT NULL DEFAULT x'';"
+            "ALTER TABLE objects ADD COLUMN id_tag BLOB NOT NULL DEFAULT x'';"
+            "ALTER TABLE objects ADD COLUMN class_tag BLOB NOT NULL DEFAULT x'';"
+            "CREATE INDEX objects_by_label ON objects(token_id, label_tag);"
+            "CREATE INDEX objects_by_id ON objects(token_id, id_tag);"
+            "CREATE INDEX objects_by_class ON objects(token_id, class_tag);");
+      },
   };
   return kSteps;
 }
@@ -81,6 +93,8 @@ std::unique_ptr<Store> Store::Open(const std::string& path, bool read_only) {
 }
 
 Store::~Store() {
+  for (auto& by_column : find_rows_)
+    for (auto& q : by_column) q.reset();  // statements go before their connection
   db_.reset();
   if (lock_fd_ >= 0) ::close(lock_fd_);
 }
@@ -167,6 +181,7 @@ int64_t Store::AddToken(uint32_t slot_id, ByteView plain, ByteView sk) {
   // Reserve the row id first: the record's AAD names it.
   db_->Prepare("INSERT INTO tokens (slot_id, record) VALUES (?, x'')").Bind(1, slot_id).Run();
   const int64_t id = db_->LastInsertId();
+  touched_.emplace(RowKey{true, id}, std::nullopt);  // new: no old row MAC
   WriteToken(id, slot_id, plain, sk);
   return id;
 }
@@ -177,6 +192,7 @@ void Store::UpdateToken(int64_t id, uint32_t slot_id, ByteView plain, ByteView s
 }
 
 void Store::WriteToken(int64_t id, uint32_t slot_id, ByteView plain, ByteView sk) {
+  Touch({true, id});
   const int64_t gen = NextGen();
   const Bytes sealed = crypto::AeadSeal(sk, RecordAadV2("tokens", id, id, false, gen), plain);
   db_->Prepare("UPDATE tokens SET slot_id = ?, record = ?, gen = ? WHERE id = ?")
@@ -189,6 +205,7 @@ void Store::WriteToken(int64_t id, uint32_t slot_id, ByteView plain, ByteView sk
 
 void Store::DeleteToken(int64_t id) {
   MarkDestructive();
+  TouchToken(id);
   db_->Prepare("DELETE FROM objects WHERE token_id = ?").Bind(1, id).Run();
   db_->Prepare("DELETE FROM key_use WHERE token_id = ?").Bind(1, id).Run();
   db_->Prepare("DELETE FROM tokens WHERE id = ?").Bind(1, id).Run();
@@ -204,9 +221,46 @@ int64_t Store::NextGen() {
 
 std::vector<ObjectStamp> Store::ObjectStamps(int64_t token_id) {
   std::vector<ObjectStamp> out;
-  Stmt q = db_->Prepare("SELECT id, gen, private FROM objects WHERE token_id = ? ORDER BY id");
+  Stmt q = db_->Prepare(
+      "SELECT id, gen, private, length(label_tag) FROM objects WHERE token_id = ? ORDER BY id");
   q.Bind(1, token_id);
-  while (q.Step()) out.push_back({q.Int(0), q.Int(1), q.Int(2) != 0});
+  while (q.Step()) out.push_back({q.Int(0), q.Int(1), q.Int(2) != 0, q.Int(3) != 0});
+  return out;
+}
+
+std::optional<ObjectStamp> Store::Stamp(int64_t token_id, int64_t id) {
+  Stmt q = db_->Prepare(
+      "SELECT gen, private, length(label_tag) FROM objects WHERE id = ? AND token_id = ?");
+  q.Bind(1, id).Bind(2, token_id);
+  if (!q.Step()) return std::nullopt;
+  const ObjectStamp st{id, q.Int(0), q.Int(1) != 0, q.Int(2) != 0};
+  q.Run();
+  return st;
+}
+
+std::vector<ObjectStamp> Store::FindRows(int64_t token_id, IndexColumn column,
+                                         const std::vector<Bytes>& tags, bool with_private) {
+  // Prepared once per shape: a steady search is one index lookup. No ORDER
+  // BY: with it SQLite walks objects_by_token (every row of the token).
+  static const char* const kSql[3] = {
+      "SELECT id, gen, private, length(label_tag) FROM objects WHERE token_id = ?1 AND "
+      "label_tag IN (?2, ?3, x'') AND private <= ?4",
+      "SELECT id, gen, private, length(id_tag) FROM objects WHERE token_id = ?1 AND "
+      "id_tag IN (?2, ?3, x'') AND private <= ?4",
+      "SELECT id, gen, private, length(class_tag) FROM objects WHERE token_id = ?1 AND "
+      "class_tag IN (?2, ?3, x'') AND private <= ?4"};
+  const auto c = static_cast<size_t>(column);
+  std::optional<Stmt>& q = find_rows_[c][with_private ? 1 : 0];
+  if (!q) q.emplace(db_->Prepare(kSql[c]));
+  // x'' stands for a missing second tag: it only repeats the untagged case.
+  q->Bind(1, token_id)
+      .Bind(2, tags.empty() ? ByteView() : ByteView(tags[0]))
+      .Bind(3, tags.size() < 2 ? ByteView() : ByteView(tags[1]))
+      .Bind(4, with_private ? 1 : 0);
+  std::vector<ObjectStamp> out;
+  while (q->Step()) out.push_back({q->Int(0), q->Int(1), q->Int(2) != 0, q->Int(3) != 0});
+  std::sort(out.begin(), out.end(),
+            [](const ObjectStamp& a, const ObjectStamp& b) { return a.id < b.id; });
   return out;
 }
 
@@ -235,37 +289,62 @@ LoadResult Store::LoadObject(int64_t token_id, int64_t id, bool is_private, Byte
   return *out ? LoadResult::kOk : LoadResult::kFailed;
 }
 
-ObjectStamp Store::AddObject(int64_t token_id, bool is_private, ByteView plain, ByteView key) {
+ObjectStamp Store::AddObject(int64_t token_id, bool is_private, ByteView plain, ByteView key,
+                             const IndexTags& tags) {
   db_->Prepare("INSERT INTO objects (token_id, private, gen, record) VALUES (?, ?, 0, x'')")
       .Bind(1, token_id)
       .Bind(2, is_private ? 1 : 0)
       .Run();
-  return WriteObject(token_id, db_->LastInsertId(), is_private, plain, key);
+  const int64_t id = db_->LastInsertId();
+  touched_.emplace(RowKey{false, id}, std::nullopt);  // new: no old row MAC
+  return WriteObject(token_id, id, is_private, plain, key, tags);
 }
 
 ObjectStamp Store::UpdateObject(int64_t token_id, int64_t id, bool is_private, ByteView plain,
-                                ByteView key) {
+                                ByteView key, const IndexTags& tags) {
   MarkDestructive();  // an attribute change replaces what an old copy holds
-  return WriteObject(token_id, id, is_private, plain, key);
+  return WriteObject(token_id, id, is_private, plain, key, tags);
 }
 
 ObjectStamp Store::WriteObject(int64_t token_id, int64_t id, bool is_private, ByteView plain,
-                               ByteView key) {
+                               ByteView key, const IndexTags& tags) {
+  Touch({false, id});
   const int64_t gen = NextGen();
   const Bytes sealed =
       crypto::AeadSeal(key, RecordAadV2("objects", token_id, id, is_private, gen), plain);
-  db_->Prepare("UPDATE objects SET private = ?, gen = ?, record = ? WHERE id = ? AND token_id = ?")
+  db_->Prepare(
+         "UPDATE objects SET private = ?, gen = ?, record = ?, label_tag = ?, id_tag = ?, "
+         "class_tag = ? WHERE id = ? AND token_id = ?")
       .Bind(1, is_private ? 1 : 0)
       .Bind(2, gen)
       .Bind(3, sealed)
+      .Bind(4, tags.label)
+      .Bind(5, tags.id)
+      .Bind(6, tags.cls)
+      .Bind(7, id)
+      .Bind(8, token_id)
+      .Run();
+  return {id, gen, is_private, !tags.label.empty()};
+}
+
+bool Store::SetTags(int64_t token_id, int64_t id, int64_t gen, const IndexTags& tags) {
+  Touch({false, id});
+  db_->Prepare(
+         "UPDATE objects SET label_tag = ?, id_tag = ?, class_tag = ? "
+         "WHERE id = ? AND token_id = ? AND gen = ?")
+      .Bind(1, tags.label)
+      .Bind(2, tags.id)
+      .Bind(3, tags.cls)
       .Bind(4, id)
       .Bind(5, token_id)
+      .Bind(6, gen)
       .Run();
-  return {id, gen, is_private};
+  return db_->Changes() > 0;
 }
 
 bool Store::DeleteObject(int64_t token_id, int64_t id) {
   MarkDestructive();
+  Touch({false, id});
   db_->Prepare("DELETE FROM objects WHERE id = ? AND token_id = ?").Bind(1, id).Bind(2, token_id).Run();
   const bool gone = db_->Changes() > 0;
   db_->Prepare("DELETE FROM key_use WHERE token_id = ? AND object_id = ?")
@@ -277,6 +356,7 @@ bool Store::DeleteObject(int64_t token_id, int64_t id) {
 
 void Store::DeleteObjects(int64_t token_id) {
   MarkDestructive();
+  TouchToken(token_id);
   db_->Prepare("DELETE FROM objects WHERE token_id = ?").Bind(1, token_id).Run();
   db_->Prepare("DELETE FROM key_use WHERE token_id = ?").Bind(1, token_id).Run();
 }

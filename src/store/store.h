@@ -6,22 +6,26 @@
 // the meta table in clear. Since schema 2 the additional data also names the
 // row's generation, and an anchor record (anchor.cc) authenticates the set
 // of rows and ties the store to a TPM counter (DESIGN.md, State anchored in
-// the TPM).
+// the TPM). Since schema 5 each object row carries keyed hashes of its
+// CKA_LABEL, CKA_ID and CKA_CLASS (index.cc), so a search reads and
+// decrypts only the rows that match.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "crypto/kdf.h"
 #include "store/db.h"
 #include "util/bytes.h"
 
 namespace tpmtoken::store {
 
-inline constexpr int kSchemaVersion = 4;
+inline constexpr int kSchemaVersion = 5;
 
 struct TokenRow {
   int64_t id = 0;
@@ -33,8 +37,12 @@ struct TokenRow {
 
 // The anchor record (meta "anchor", sealed under the store key): the store's
 // freshness counter in the TPM, the counter value this store expects, and a
-// MAC per token over its row and its objects' (row, gen, privacy).
+// MAC per token over its row and its objects' (row, gen, privacy, index
+// tags). Version 2 MACs are the XOR of one HMAC per row, so a write updates
+// them in O(1); version 1 (one HMAC over all rows) is still read.
 struct AnchorRecord {
+  static constexpr uint32_t kMacsVersion = 2;
+  uint32_t macs_version = kMacsVersion;
   uint32_t nv_index = 0;
   Bytes nv_name;
   Secret auth;         // the counter's auth value
@@ -53,7 +61,24 @@ struct ObjectStamp {
   int64_t id = 0;
   int64_t gen = 0;  // changes whenever the row is written
   bool is_private = false;
+  bool tagged = true;  // false: written before schema 5, no index tags yet
 };
+
+// The index columns of an object row (index.cc): keyed hashes of its
+// CKA_LABEL, CKA_ID and CKA_CLASS under a key derived from the record's key
+// (the store key for public objects, the token key for private ones). A
+// stolen store shows which rows share a value, never the value.
+enum class IndexColumn { kLabel, kId, kClass };
+struct IndexTags {
+  Bytes label, id, cls;  // all empty: not tagged
+};
+// The index key of a record key (SK or TK).
+Secret IndexKey(ByteView record_key);
+// The tag of one attribute value (nullopt: the object lacks the attribute);
+// the second form with the index key set up once (a search's hot path).
+Bytes IndexTag(ByteView index_key, IndexColumn column, std::optional<ByteView> value);
+Bytes IndexTag(const crypto::HmacKey& index_key, IndexColumn column,
+               std::optional<ByteView> value);
 
 // One entry of the audit log: what happened, never a secret.
 struct AuditEntry {
@@ -91,9 +116,19 @@ class Store : private TxnHooks {
   // fails authentication; *gen is the generation that was read.
   LoadResult LoadObject(int64_t token_id, int64_t id, bool is_private, ByteView key,
                         std::optional<Secret>* out, int64_t* gen);
-  ObjectStamp AddObject(int64_t token_id, bool is_private, ByteView plain, ByteView key);
+  // One row's stamp; nullopt when it is gone.
+  std::optional<ObjectStamp> Stamp(int64_t token_id, int64_t id);
+  // The rows whose column holds one of tags, and the untagged rows (which
+  // may match too); private rows only when with_private.
+  std::vector<ObjectStamp> FindRows(int64_t token_id, IndexColumn column,
+                                    const std::vector<Bytes>& tags, bool with_private);
+  ObjectStamp AddObject(int64_t token_id, bool is_private, ByteView plain, ByteView key,
+                        const IndexTags& tags = {});
   ObjectStamp UpdateObject(int64_t token_id, int64_t id, bool is_private, ByteView plain,
-                           ByteView key);
+                           ByteView key, const IndexTags& tags = {});
+  // Tags a row written before schema 5 (its record and gen unchanged); false
+  // when the row changed since gen.
+  bool SetTags(int64_t token_id, int64_t id, int64_t gen, const IndexTags& tags);
   // False when the row was already gone.
   bool DeleteObject(int64_t token_id, int64_t id);
   void DeleteObjects(int64_t token_id);
@@ -108,8 +143,10 @@ class Store : private TxnHooks {
   // throws StoreError when it fails authentication under sk.
   std::optional<AnchorRecord> Anchor(ByteView sk);
   void SetAnchor(const AnchorRecord& rec, ByteView sk);
-  // The MAC of each token's row and objects, as the anchor keeps them.
+  // The MAC of each token's row and objects, as the anchor keeps them
+  // (version 2), and as a version 1 record kept them.
   std::map<int64_t, Bytes> TokenMacs(ByteView sk);
+  std::map<int64_t, Bytes> TokenMacsV1(ByteView sk);
   // From now on every outermost commit re-seals the anchor record with the
   // current MACs; one that removed, replaced or revoked something
   // (MarkDestructive) also moves the expected counter value one up, commits
@@ -183,7 +220,23 @@ class Store : private TxnHooks {
   int64_t NextGen();
   void WriteToken(int64_t id, uint32_t slot_id, ByteView plain, ByteView sk);
   ObjectStamp WriteObject(int64_t token_id, int64_t id, bool is_private, ByteView plain,
-                          ByteView key);
+                          ByteView key, const IndexTags& tags);
+  // Incremental anchor MACs (anchor.cc): a row's text before its first
+  // change in this transaction; BeforeCommit XORs out the old row MACs and
+  // in the rows as they are then (savepoint rollbacks included).
+  struct RowKey {
+    bool token = false;
+    int64_t id = 0;
+    auto operator<=>(const RowKey&) const = default;
+  };
+  struct RowText {
+    int64_t token_id = 0;
+    Bytes text;
+  };
+  std::optional<RowText> ReadRow(const RowKey& k);
+  void Touch(const RowKey& k);
+  void TouchToken(int64_t token_id);  // the token row and all its objects
+  void ApplyTouched(ByteView sk, std::map<int64_t, Bytes>* macs);
   // TxnHooks: the one write path.
   void Begin() override;
   void BeforeCommit() override;
@@ -200,6 +253,8 @@ class Store : private TxnHooks {
   bool destructive_ = false;
   size_t audit_keep_ = kAuditKeep;
   std::optional<AnchorRecord> advanced_;  // committed, waiting for the TPM step
+  std::map<RowKey, std::optional<RowText>> touched_;
+  std::optional<Stmt> find_rows_[3][2];  // FindRows by column, with_private
 };
 
 }  // namespace tpmtoken::store

@@ -253,7 +253,9 @@ void Module::CheckAnchor(OpenMode mode) {
   }
   if (problem.empty()) {
     // The whole, not only each record: a removed or re-inserted row shows.
-    const std::map<int64_t, Bytes> macs = store_->TokenMacs(sk_.view());
+    const std::map<int64_t, Bytes> macs = rec->macs_version == 1
+                                              ? store_->TokenMacsV1(sk_.view())
+                                              : store_->TokenMacs(sk_.view());
     std::set<int64_t> ids;
     for (const auto& [id, mac] : macs) ids.insert(id);
     for (const auto& [id, mac] : rec->token_macs) ids.insert(id);
@@ -449,6 +451,7 @@ CK_RV Module::AcceptRestore(ByteView so_pin, bool owner) {
     auto now = store_->Anchor(sk_.view());
     now->value = tpm_->ReadAnchorCounter(now->nv_index, now->nv_name, now->auth.view());
     now->token_macs = store_->TokenMacs(sk_.view());
+    now->macs_version = store::AnchorRecord::kMacsVersion;
     store_->Audit("restore accepted (every token's SO PIN): the store was re-bound to its "
                   "anchor counter as it is");
     now->audit_head = store_->AuditHead();

@@ -381,16 +381,11 @@ void Module::LogoutToken(Token& t) {
   if (was_user) tpm_->FlushKeys();
   // Private token objects leave the cache; their handles come back on the
   // next login because Token::handles keeps the row-to-handle map.
-  for (auto it = t.objects.begin(); it != t.objects.end();) {
-    if (it->second->is_private()) {
-      objects_.erase(it->second->handle);
-      it = t.objects.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  t.private_loaded = false;
-  t.index_valid = false;
+  std::vector<int64_t> private_rows;
+  for (const auto& [row, o] : t.objects)
+    if (o->is_private()) private_rows.push_back(row);
+  for (int64_t row : private_rows) Uncache(t, row);
+  t.index_key_private.reset();
   for (auto& [h, s] : sessions_) {
     if (s->token == &t) s->find = FindState{};
   }

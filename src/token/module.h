@@ -44,19 +44,27 @@ struct Token {
   CK_USER_TYPE login = kNobody;
   Secret tk;  // the token key while someone is logged in
 
-  std::map<int64_t, std::shared_ptr<Object>> objects;  // loaded token objects by row
+  // Token objects decrypted so far, by row: a search decrypts only the rows
+  // its index tags select (object_index.cc), and they stay cached.
+  std::map<int64_t, std::shared_ptr<Object>> objects;
   std::map<int64_t, CK_OBJECT_HANDLE> handles;         // row -> handle, stable in the process
+  // Handles given out whose objects are not cached (trimmed, logged out,
+  // forgotten): row by handle, so Resolve reads the row again on use.
+  std::unordered_map<CK_OBJECT_HANDLE, int64_t> uncached;
   std::set<int64_t> unreadable;                        // rows that failed authentication
   int64_t seen_version = -1;
-  bool private_loaded = false;
   // Key uses since the last flush, by row (key_use.cc): counted in memory,
   // written at logout, last session close and C_Finalize.
   std::map<int64_t, store::Store::KeyUse> pending_uses;
 
-  // Rows by CKA_LABEL and by CKA_ID, rebuilt on the next search after any
-  // change to `objects`, so a search by label or ID does not scan the token.
-  std::unordered_map<std::string, std::vector<int64_t>> by_label, by_id;
-  bool index_valid = false;
+  // The store's index keys (store/index.cc) of SK and, while the user is
+  // logged in, of TK; derived and keyed on first use.
+  std::unique_ptr<crypto::HmacKey> index_key_public, index_key_private;
+  // Session objects of this token, and by (attribute, value) of their
+  // CKA_LABEL, CKA_ID and CKA_CLASS, kept as they are created, changed and
+  // destroyed.
+  std::set<CK_OBJECT_HANDLE> session_objects;
+  std::unordered_map<std::string, std::set<CK_OBJECT_HANDLE>> session_index;
 };
 
 struct FindState {
@@ -356,6 +364,17 @@ class Module {
   std::shared_ptr<Object> Resolve(Session& s, CK_OBJECT_HANDLE h);
   bool Visible(const Token& t, const Object& o) const;
   std::vector<std::shared_ptr<Object>> Candidates(Token& t, const CK_ATTRIBUTE* tmpl, CK_ULONG n);
+  // The search index (object_index.cc).
+  std::shared_ptr<Object> LoadRow(Token& t, const store::ObjectStamp& st);
+  // Drops a cached object whose handle stays valid; TrimCache bounds the cache.
+  void Uncache(Token& t, int64_t row);
+  void TrimCache(Token& t);
+  const crypto::HmacKey& IndexKeyOf(Token& t, bool is_private);
+  store::IndexTags TagsOf(Token& t, const Object& o);
+  void TagRows(Token& t, const std::vector<std::shared_ptr<Object>>& objs);
+  void IndexSessionObject(Token& t, const Object& o, bool add);
+  std::set<CK_OBJECT_HANDLE> SessionCandidates(const Token& t, const CK_ATTRIBUTE* tmpl,
+                                               CK_ULONG n) const;
   CK_RV CheckWriteAccess(const Session& s, bool token_object, bool private_object) const;
   CK_RV StoreNewObject(Session& s, AttrSet attrs, CK_OBJECT_HANDLE* out,
                        std::shared_ptr<const KeyMaterial> key = nullptr);

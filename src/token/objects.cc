@@ -15,98 +15,25 @@ bool Module::Visible(const Token& t, const Object& o) const {
   return !o.is_private() || t.login == CKU_USER;
 }
 
-void Module::ForgetObjects(Token& t) {
-  for (auto& [row, o] : t.objects) objects_.erase(o->handle);
-  t.objects.clear();
-  t.index_valid = false;
-  t.seen_version = -1;
-  t.private_loaded = false;
-}
-
-// A session key's auth value lived only here: with the object it is gone,
-// and its TPM object leaves the key cache (issue 9 item 1).
-void Module::DropSessionObjects(CK_SESSION_HANDLE h) {
-  std::erase_if(objects_, [&](const auto& e) {
-    if (e.second->session != h) return false;
-    if (e.second->key) tpm_->FlushKey(e.second->key->blob);
-    return true;
-  });
-}
-
-// Brings the token's cached objects in line with the store. Cheap when nothing
-// changed: PRAGMA data_version moves only when another connection commits.
-// Records are decrypted on first need, not at login (lazy loading).
-void Module::Sync(Token& t) {
-  const bool want_private = t.login == CKU_USER;
-  const int64_t version = store_->db().DataVersion();
-  if (version == t.seen_version && want_private == t.private_loaded) return;
-  const std::vector<store::ObjectStamp> stamps = store_->ObjectStamps(t.db_id);
-  t.index_valid = false;
-  std::set<int64_t> present;  // rows this login state may see
-  std::set<int64_t> exists;   // every row of the token
-  for (const store::ObjectStamp& st : stamps) {
-    exists.insert(st.id);
-    if (st.is_private && !want_private) continue;
-    present.insert(st.id);
-    auto it = t.objects.find(st.id);
-    if (it != t.objects.end() && it->second->gen == st.gen) continue;
-    if (t.unreadable.count(st.id) && it == t.objects.end()) continue;
-    const ByteView key = st.is_private ? t.tk.view() : sk_.view();
-    std::optional<Secret> plain;
-    int64_t gen = st.gen;
-    // Another process may delete (or rewrite) the row between the listing
-    // and this read: gone is not tampered. The next Sync sees the change.
-    if (store_->LoadObject(t.db_id, st.id, st.is_private, key, &plain, &gen) ==
-        store::LoadResult::kGone) {
-      present.erase(st.id);
-      continue;
-    }
-    auto o = std::make_shared<Object>();
-    bool readable = false;
-    if (plain) {
-      try {
-        DecodeObjectRecord(plain->view(), o.get());
-        readable = true;
-      } catch (const DecodeError&) {
-      }
-    }
-    if (!readable) {
-      if (t.unreadable.insert(st.id).second)
-        log::Error("token ", t.rec.serial, ": object ", st.id, " in ", store_->path(),
-                   " fails authentication (tampered or corrupted); it is skipped, the rest "
-                   "of the token stays usable");
-      if (it != t.objects.end()) {
-        objects_.erase(it->second->handle);
-        t.objects.erase(it);
-      }
-      continue;
-    }
-    t.unreadable.erase(st.id);
-    o->db_id = st.id;
-    o->gen = gen;
-    auto [h, fresh] = t.handles.try_emplace(st.id, 0);
-    if (fresh) h->second = NextObjectHandle();
-    o->handle = h->second;
-    objects_[o->handle] = o;
-    t.objects[st.id] = o;
-  }
-  for (auto it = t.objects.begin(); it != t.objects.end();) {
-    if (present.count(it->first)) {
-      ++it;
-      continue;
-    }
-    objects_.erase(it->second->handle);
-    if (!exists.count(it->first)) t.handles.erase(it->first);  // gone for good
-    it = t.objects.erase(it);
-  }
-  t.seen_version = version;
-  t.private_loaded = want_private;
-}
-
 std::shared_ptr<Object> Module::Resolve(Session& s, CK_OBJECT_HANDLE h) {
   Sync(*s.token);
   auto it = objects_.find(h);
-  if (it == objects_.end()) return nullptr;
+  if (it == objects_.end()) {
+    // A token object this process saw but does not keep decrypted: its row
+    // is read again (nullptr when gone, or private before login).
+    Token& t = *s.token;
+    const auto row = t.uncached.find(h);
+    if (row == t.uncached.end()) return nullptr;
+    const auto st = store_->Stamp(t.db_id, row->second);
+    if (!st) {
+      t.handles.erase(row->second);
+      t.uncached.erase(row);
+      return nullptr;
+    }
+    if (!LoadRow(t, *st)) return nullptr;
+    it = objects_.find(h);
+    if (it == objects_.end()) return nullptr;
+  }
   const std::shared_ptr<Object>& o = it->second;
   if (o->session) {
     auto owner = sessions_.find(o->session);
@@ -166,11 +93,12 @@ void Module::Persist(Token& t, Object& o) {
   const bool priv = o.is_private();
   const ByteView key = priv ? t.tk.view() : sk_.view();
   const Secret plain = EncodeObjectRecord(o);
+  const store::IndexTags tags = TagsOf(t, o);  // the index changes with the row
   store::Db::Txn txn(store_->db());
   const bool fresh = o.db_id == 0;
   const store::ObjectStamp st =
-      o.db_id ? store_->UpdateObject(t.db_id, o.db_id, priv, plain.view(), key)
-              : store_->AddObject(t.db_id, priv, plain.view(), key);
+      o.db_id ? store_->UpdateObject(t.db_id, o.db_id, priv, plain.view(), key, tags)
+              : store_->AddObject(t.db_id, priv, plain.view(), key, tags);
   o.db_id = st.id;
   store_->Audit((fresh ? "created " : "changed ") + AuditName(t, o));
   txn.Commit();
@@ -195,10 +123,10 @@ CK_RV Module::StoreNewObject(Session& s, AttrSet attrs, CK_OBJECT_HANDLE* out,
     if (fresh) h->second = NextObjectHandle();
     o->handle = h->second;
     t.objects[o->db_id] = o;
-    t.index_valid = false;
   } else {
     o->handle = NextObjectHandle();
     o->session = s.handle;
+    IndexSessionObject(t, *o, true);
   }
   objects_[o->handle] = o;
   *out = o->handle;
@@ -258,7 +186,9 @@ CK_RV Module::DestroyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj) {
     txn.Commit();
     s->token->objects.erase(o->db_id);
     s->token->handles.erase(o->db_id);
-    s->token->index_valid = false;
+    s->token->uncached.erase(o->handle);
+  } else {
+    IndexSessionObject(*s->token, *o, false);
   }
   objects_.erase(o->handle);
   if (o->key) tpm_->FlushKey(o->key->blob);
@@ -328,39 +258,12 @@ CK_RV Module::SetAttributeValue(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj,
     next.attrs = std::move(updated);
     Persist(*s->token, next);
     *o = std::move(next);
-    s->token->index_valid = false;
   } else {
+    IndexSessionObject(*s->token, *o, false);
     o->attrs = std::move(updated);
+    IndexSessionObject(*s->token, *o, true);
   }
   return CKR_OK;
-}
-
-// The token objects a search must look at: those with the template's label
-// or ID when it names one (through the index), else all of them.
-std::vector<std::shared_ptr<Object>> Module::Candidates(Token& t, const CK_ATTRIBUTE* tmpl,
-                                                        CK_ULONG n) {
-  if (!t.index_valid) {
-    t.by_label.clear();
-    t.by_id.clear();
-    for (const auto& [row, o] : t.objects) {
-      if (const Bytes* l = o->attrs.Find(CKA_LABEL)) t.by_label[std::string(AsText(*l))].push_back(row);
-      if (const Bytes* i = o->attrs.Find(CKA_ID)) t.by_id[std::string(AsText(*i))].push_back(row);
-    }
-    t.index_valid = true;
-  }
-  for (CK_ULONG i = 0; i < n; ++i) {
-    if (tmpl[i].type != CKA_LABEL && tmpl[i].type != CKA_ID) continue;
-    const auto& index = tmpl[i].type == CKA_LABEL ? t.by_label : t.by_id;
-    const std::string key(static_cast<const char*>(tmpl[i].pValue), tmpl[i].ulValueLen);
-    std::vector<std::shared_ptr<Object>> out;
-    if (auto it = index.find(key); it != index.end())
-      for (int64_t row : it->second) out.push_back(t.objects.at(row));
-    return out;
-  }
-  std::vector<std::shared_ptr<Object>> all;
-  all.reserve(t.objects.size());
-  for (const auto& [row, o] : t.objects) all.push_back(o);
-  return all;
 }
 
 CK_RV Module::Atomically(CK_SESSION_HANDLE h, const std::function<CK_RV()>& fn) {
@@ -408,11 +311,9 @@ CK_RV Module::FindObjectsInit(CK_SESSION_HANDLE h, const CK_ATTRIBUTE* tmpl, CK_
   f.active = true;
   for (const std::shared_ptr<Object>& o : Candidates(t, tmpl, n))
     if (Visible(t, *o) && o->attrs.Matches(tmpl, n)) f.results.push_back(o->handle);
-  for (const auto& [handle, o] : objects_) {
-    if (!o->session) continue;
-    auto owner = sessions_.find(o->session);
-    if (owner == sessions_.end() || owner->second->token != &t) continue;
-    if (Visible(t, *o) && o->attrs.Matches(tmpl, n)) f.results.push_back(handle);
+  for (CK_OBJECT_HANDLE handle : SessionCandidates(t, tmpl, n)) {
+    const Object& o = *objects_.at(handle);
+    if (Visible(t, o) && o.attrs.Matches(tmpl, n)) f.results.push_back(handle);
   }
   s->find = std::move(f);
   return CKR_OK;
