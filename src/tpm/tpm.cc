@@ -109,16 +109,19 @@ std::unique_ptr<Tpm> Tpm::Open(const std::string& tcti, const std::string& owner
   t->sys_ = std::make_unique<SysContext>(t->transport_->tcti());
   t->owner_auth_ = Secret(View(owner_auth));
   t->has_rm_ = !IsSimulatorTcti(tcti) && tcti.find("/dev/tpm0") == std::string::npos;
-  if (IsSimulatorTcti(tcti)) {
-    // A bare simulator may not have been started; a started one answers
-    // TPM2_RC_INITIALIZE, which is fine.
+  try {
+    t->ReadFixedProperties();
+  } catch (const TpmError& e) {
+    // A bare simulator may not have been started: it answers the first
+    // command with TPM2_RC_INITIALIZE. TPM2_Startup is sent only then, not
+    // at every start (a command fewer for every short-lived process).
+    if (!IsSimulatorTcti(tcti) || e.rc != TPM2_RC_INITIALIZE) throw;
+    t->sys_->Reset();
     const TSS2_RC rc = Tss2_Sys_Startup(t->Sys(), TPM2_SU_CLEAR);
-    if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) {
-      if (t->transport_->broken()) throw TpmError("TPM2_Startup", rc);
-      log::Debug("TPM2_Startup: ", Tss2_RC_Decode(rc));
-    }
+    if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) throw TpmError("TPM2_Startup", rc);
+    t->sys_->Reset();
+    t->ReadFixedProperties();
   }
-  t->ReadFixedProperties();
   return t;
 }
 
@@ -294,26 +297,33 @@ void Tpm::CreatePrimary() {
 // no owner authorization is needed to use it. The module's sessions are
 // salted to it, so it must be an ECC P-256 restricted decryption key with
 // SHA-256 as its name algorithm.
-void Tpm::PersistentPrimary() {
-  char where[64];
-  std::snprintf(where, sizeof where, "primary_handle 0x%08x", persistent_primary_);
+void Tpm::PersistentPrimary(uint32_t handle) {
+  char hex[16];
+  std::snprintf(hex, sizeof hex, "0x%08x", handle);
+  const std::string where = std::string("primary_handle ") + hex;
   TPM2B_PUBLIC pub{};
   TPM2B_NAME name{};
   name.size = sizeof name.name;
   TPM2B_NAME qualified{};
   qualified.size = sizeof qualified.name;
   const TSS2_RC rc =
-      Tss2_Sys_ReadPublic(Sys(), persistent_primary_, nullptr, &pub, &name, &qualified, nullptr);
-  if (rc != TSS2_RC_SUCCESS)
-    throw TpmError(std::string(where) + " holds no key (TPM2_ReadPublic; tpm2_getcap "
+      Tss2_Sys_ReadPublic(Sys(), handle, nullptr, &pub, &name, &qualified, nullptr);
+  if (rc != TSS2_RC_SUCCESS) {
+    if (!persistent_primary_ && !pinned_name_.empty() && TpmError("", rc).base() == TPM2_RC_HANDLE)
+      throw PrimaryMismatch(
+          std::string("the store was made with the persistent storage key at ") + hex +
+          ", and the TPM holds none there now: the key was evicted or the TPM cleared (nothing "
+          "secret was sent)");
+    throw TpmError(where + " holds no key (TPM2_ReadPublic; tpm2_getcap "
                    "handles-persistent lists them)", rc);
+  }
   const TPMT_PUBLIC& p = pub.publicArea;
   const TPMA_OBJECT need = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
   if (p.type != TPM2_ALG_ECC || p.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256 ||
       p.nameAlg != TPM2_ALG_SHA256 || (p.objectAttributes & need) != need ||
       (p.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT) || p.unique.ecc.x.size != 32 ||
       p.unique.ecc.y.size != 32)
-    throw std::runtime_error(std::string(where) +
+    throw std::runtime_error(where +
                              " is not an ECC P-256 storage key with SHA-256 names (create one "
                              "with tpm2_createprimary -C o -G ecc256:aes128cfb and persist it "
                              "with tpm2_evictcontrol, or remove primary_handle)");
@@ -325,13 +335,54 @@ void Tpm::PersistentPrimary() {
   primary_name_ = NameOf(p);
 }
 
+// The TCG SRK template (TCG TPM v2.0 Provisioning Guidance, 7.5.1; what
+// systemd and tpm2_createprimary -G ecc256:aes128cfb with these attributes
+// persist) has the same type, attributes and parameters as the module's own
+// primary; only the unique field the key was made from differs, which the
+// public area does not show. The point is checked on the curve when the
+// session is salted to it.
+bool Tpm::TcgSrk() {
+  TPM2B_PUBLIC pub{};
+  TPM2B_NAME name{};
+  name.size = sizeof name.name;
+  TPM2B_NAME qualified{};
+  qualified.size = sizeof qualified.name;
+  const TSS2_RC rc = Tss2_Sys_ReadPublic(Sys(), kTcgSrk, nullptr, &pub, &name, &qualified, nullptr);
+  if (rc != TSS2_RC_SUCCESS) {
+    sys_->Reset();
+    log::Debug("no TCG SRK at 0x81000001: ", Tss2_RC_Decode(rc));
+    return false;
+  }
+  const TPMT_PUBLIC& p = pub.publicArea;
+  if (!MatchesTemplate(p, PrimaryTemplate().publicArea)) {
+    log::Info("0x81000001 holds a key that is not a TCG SRK (ECC P-256, AES-128-CFB, noda); "
+              "using the module's own storage primary");
+    return false;
+  }
+  const Bytes srk_name = NameOf(p);
+  if (!pinned_name_.empty() && srk_name != pinned_name_) {
+    log::Debug("the store was not made on the TCG SRK at 0x81000001");
+    return false;
+  }
+  primary_x_.assign(p.unique.ecc.x.buffer, p.unique.ecc.x.buffer + p.unique.ecc.x.size);
+  primary_y_.assign(p.unique.ecc.y.buffer, p.unique.ecc.y.buffer + p.unique.ecc.y.size);
+  primary_name_ = srk_name;
+  return true;
+}
+
 void Tpm::Primary() {
   if (primary_loaded_) return;
   primary_x_.clear();
   primary_y_.clear();
-  if (persistent_primary_) {
-    PersistentPrimary();
-    primary_handle_ = persistent_primary_;
+  // The configured key; else the one the store says it was made on; else
+  // the platform's SRK when it fits; else the module's own.
+  const uint32_t persistent =
+      persistent_primary_ ? persistent_primary_ : pinned_handle_.value_or(0);
+  if (persistent) {
+    PersistentPrimary(persistent);
+    primary_handle_ = persistent;
+  } else if (!pinned_handle_ && TcgSrk()) {
+    primary_handle_ = kTcgSrk;
   } else {
     CreatePrimary();
     primary_handle_ = primary_.handle();
@@ -352,9 +403,16 @@ Bytes Tpm::PrimaryName() {
   return primary_name_;
 }
 
-void Tpm::PinPrimary(ByteView name) {
+uint32_t Tpm::PrimaryPersistentHandle() {
+  auto lock = Enter();
+  Primary();
+  return primary_.handle() ? 0 : primary_handle_;
+}
+
+void Tpm::PinPrimary(ByteView name, std::optional<uint32_t> persistent) {
   auto lock = Enter();
   pinned_name_.assign(name.begin(), name.end());
+  if (persistent) pinned_handle_ = persistent;
   if (primary_loaded_ && pinned_name_ != primary_name_) {
     fast_.reset();
     keys_.clear();

@@ -14,7 +14,9 @@
 #pragma once
 #include <tss2/tss2_sys.h>
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -138,7 +140,10 @@ class Tpm {
   // Connects through the TCTI loader ("device:/dev/tpmrm0", "swtpm:port=…",
   // "tabrmd:…"). Throws TpmError naming the TCTI on failure.
   // primary_handle: a persistent ECC P-256 storage key to use as the storage
-  // primary (0: create the module's own under the owner hierarchy).
+  // primary. 0: the platform's TCG SRK at 0x81000001 when one is there and
+  // fits the TCG SRK template (no owner authorization, no TPM2_CreatePrimary
+  // at each start), otherwise the module's own, created under the owner
+  // hierarchy.
   // timeout_ms bounds every exchange with the TPM (config tpm_timeout).
   static std::unique_ptr<Tpm> Open(const std::string& tcti, const std::string& owner_auth,
                                    uint32_t primary_handle = 0, int timeout_ms = 120000);
@@ -162,7 +167,15 @@ class Tpm {
   void SetEkCa(const std::string& ca_file) { ek_ca_ = ca_file; }
   // From now on the storage primary must have this name (the store's pin):
   // any other is refused with PrimaryMismatch before a session is salted to it.
-  void PinPrimary(ByteView name);
+  // persistent: where the store says that key lives (kTcgSrk, or 0 for one
+  // created by TPM2_CreatePrimary); nullopt for stores that did not record
+  // it (then the SRK is tried first). A store made on the SRK is never
+  // opened on a created primary, nor the reverse: the name decides.
+  void PinPrimary(ByteView name, std::optional<uint32_t> persistent = std::nullopt);
+  static constexpr uint32_t kTcgSrk = 0x81000001;  // TCG provisioning guidance
+  // The persistent handle of the storage primary in use, 0 when the module
+  // created it (loads it first).
+  uint32_t PrimaryPersistentHandle();
 
   // Random bytes from the TPM, in the salted session with the response
   // encrypted (they are often key material); throws if the TPM keeps
@@ -195,7 +208,13 @@ class Tpm {
   void UndefinePinCounter(uint32_t index);  // missing index is not an error
   // seal: the role's seal, whose policy names the counter (so the counter's
   // name is computed, never taken from an unauthenticated answer).
-  PinCounter ReadPinCounter(uint32_t index, const SealedBlob& seal);
+  // A value this process read less than kPinCounterCacheAge ago is
+  // answered without a TPM command (C_GetTokenInfo, which clients call
+  // several times in a row); fresh forces a read. Any unseal, define or
+  // undefine on the index drops its cached value, so the count after this
+  // process's own failed login is always read anew; another process's (or
+  // tool's) change shows within the cache age.
+  PinCounter ReadPinCounter(uint32_t index, const SealedBlob& seal, bool fresh = false);
   // The name of a PIN counter as this module defines it (written), current
   // (AUTHWRITE) or from earlier versions (OWNERWRITE); exposed for tests.
   static Bytes PinCounterName(uint32_t index, bool legacy = false);
@@ -287,7 +306,10 @@ class Tpm {
   void CreatePrimary();
   // A session salted to the certified EK (ek.cc); throws naming what failed.
   std::unique_ptr<FastSession> EkSession(const std::string& ca_file);
-  void PersistentPrimary();
+  void PersistentPrimary(uint32_t handle);
+  // The TCG SRK at kTcgSrk when it is there, matches the TCG template and
+  // (for a pinned store) has the pinned name; false otherwise.
+  bool TcgSrk();
   void Primary();  // loads and checks it once; primary_handle_ then holds it
   TSS2_SYS_CONTEXT* Sys();
   // A command without authorization handles in the module session used for
@@ -323,7 +345,7 @@ class Tpm {
   std::unique_ptr<SysContext> sys_;
   uint64_t generation_ = 0;
   Secret owner_auth_;
-  uint32_t persistent_primary_ = 0;
+  uint32_t persistent_primary_ = 0;  // primary_handle from the configuration
   TpmInfo info_;
   bool has_rm_ = false;
   bool primary_loaded_ = false;
@@ -331,6 +353,12 @@ class Tpm {
   TPM2_HANDLE primary_handle_ = 0;
   Bytes primary_name_;
   Bytes pinned_name_;  // from the store; empty until pinned
+  std::optional<uint32_t> pinned_handle_;  // where the store says it lives
+  struct CachedCounter {
+    PinCounter value;
+    std::chrono::steady_clock::time_point read_at;
+  };
+  std::map<uint32_t, CachedCounter> counters_;  // ReadPinCounter
   std::string ek_ca_;
   Bytes primary_x_, primary_y_;  // the storage primary's public point
   std::unique_ptr<FastSession> fast_;
