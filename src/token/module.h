@@ -271,6 +271,7 @@ class Module {
   // and keep (keep: indices the committed records now reference).
   void FinishNvChange(std::initializer_list<uint32_t> drop, std::initializer_list<uint32_t> keep);
   PcrSelection StoredPcrs() const;
+  void RecordPrimary();  // module.cc: where the pinned primary lives
   void RebindStoreKey(const PcrSelection& want, const Bytes& unsealed_pub);
   void RefreshTokens();
   CK_SLOT_ID NewSlotId() const;

@@ -109,20 +109,26 @@ std::unique_ptr<Tpm> Tpm::Open(const std::string& tcti, const std::string& owner
   t->sys_ = std::make_unique<SysContext>(t->transport_->tcti());
   t->owner_auth_ = Secret(View(owner_auth));
   t->has_rm_ = !IsSimulatorTcti(tcti) && tcti.find("/dev/tpm0") == std::string::npos;
-  try {
-    t->ReadFixedProperties();
-  } catch (const TpmError& e) {
-    // A bare simulator may not have been started: it answers the first
-    // command with TPM2_RC_INITIALIZE. TPM2_Startup is sent only then, not
-    // at every start (a command fewer for every short-lived process).
-    if (!IsSimulatorTcti(tcti) || e.rc != TPM2_RC_INITIALIZE) throw;
-    t->sys_->Reset();
-    const TSS2_RC rc = Tss2_Sys_Startup(t->Sys(), TPM2_SU_CLEAR);
-    if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) throw TpmError("TPM2_Startup", rc);
-    t->sys_->Reset();
-    t->ReadFixedProperties();
-  }
+  t->simulator_ = IsSimulatorTcti(tcti);
+  // No command yet: the storage primary comes first (Primary), the
+  // properties when they are first needed (info).
   return t;
+}
+
+// A bare simulator may not have been started: it answers the first command
+// with TPM2_RC_INITIALIZE. TPM2_Startup is sent only then, not at every
+// start (a command fewer for every short-lived process).
+void Tpm::StartupSimulator() {
+  sys_->Reset();
+  const TSS2_RC rc = Tss2_Sys_Startup(Sys(), TPM2_SU_CLEAR);
+  if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) throw TpmError("TPM2_Startup", rc);
+  sys_->Reset();
+}
+
+const TpmInfo& Tpm::info() {
+  auto lock = Enter();
+  if (!info_read_) ReadProperties();
+  return info_;
 }
 
 Tpm::~Tpm() {
@@ -166,10 +172,8 @@ TPMS_CAPABILITY_DATA GetCapability(TSS2_SYS_CONTEXT* sys, TPM2_CAP cap, UINT32 p
 }
 }  // namespace
 
-void Tpm::ReadFixedProperties() {
-  const TPMS_CAPABILITY_DATA caps =
-      GetCapability(Sys(), TPM2_CAP_TPM_PROPERTIES, TPM2_PT_FIXED, TPM2_MAX_TPM_PROPERTIES,
-                    "TPM2_GetCapability");
+void Tpm::ReadProperties() {
+  const std::vector<TPMS_TAGGED_PROPERTY> props = Retry([&] { return Properties(TPM2_PT_FIXED); });
   auto chars = [](uint32_t v) {
     std::string s;
     for (int shift = 24; shift >= 0; shift -= 8) {
@@ -178,10 +182,10 @@ void Tpm::ReadFixedProperties() {
     }
     return s;
   };
-  const auto& props = caps.data.tpmProperties;
-  for (UINT32 i = 0; i < props.count; ++i) {
-    const uint32_t v = props.tpmProperty[i].value;
-    switch (props.tpmProperty[i].property) {
+  info_ = {};
+  for (const TPMS_TAGGED_PROPERTY& p : props) {
+    const uint32_t v = p.value;
+    switch (p.property) {
       case TPM2_PT_MANUFACTURER: info_.manufacturer = chars(v); break;
       case TPM2_PT_VENDOR_STRING_1: info_.vendor += chars(v); break;
       case TPM2_PT_VENDOR_STRING_2: info_.vendor += chars(v); break;
@@ -199,6 +203,7 @@ void Tpm::ReadFixedProperties() {
       default: break;
     }
   }
+  info_read_ = true;
 }
 
 // On a TPM without a resource manager a crashed process can leave objects
@@ -372,8 +377,28 @@ bool Tpm::TcgSrk() {
 
 void Tpm::Primary() {
   if (primary_loaded_) return;
+  try {
+    LoadPrimary();
+  } catch (const TpmError& e) {
+    if (!simulator_ || e.rc != TPM2_RC_INITIALIZE) throw;
+    StartupSimulator();
+    LoadPrimary();
+  }
+}
+
+void Tpm::LoadPrimary() {
   primary_x_.clear();
   primary_y_.clear();
+  if (!persistent_primary_ && pinned_handle_.value_or(0) != 0 && pinned_point_.size() == 64 &&
+      !pinned_name_.empty()) {
+    primary_x_.assign(pinned_point_.begin(), pinned_point_.begin() + 32);
+    primary_y_.assign(pinned_point_.begin() + 32, pinned_point_.end());
+    primary_name_ = pinned_name_;
+    primary_handle_ = *pinned_handle_;
+    primary_unverified_ = true;
+    primary_loaded_ = true;
+    return;
+  }
   // The configured key; else the one the store says it was made on; else
   // the platform's SRK when it fits; else the module's own.
   const uint32_t persistent =
@@ -403,16 +428,34 @@ Bytes Tpm::PrimaryName() {
   return primary_name_;
 }
 
+void Tpm::VerifyPrimary() {
+  primary_unverified_ = false;
+  pinned_point_.clear();
+  fast_.reset();
+  keys_.clear();
+  primary_loaded_ = false;
+  Primary();  // reads the key at the handle; throws PrimaryMismatch
+}
+
+Bytes Tpm::PrimaryPoint() {
+  auto lock = Enter();
+  Primary();
+  Bytes point = primary_x_;
+  point.insert(point.end(), primary_y_.begin(), primary_y_.end());
+  return point;
+}
+
 uint32_t Tpm::PrimaryPersistentHandle() {
   auto lock = Enter();
   Primary();
   return primary_.handle() ? 0 : primary_handle_;
 }
 
-void Tpm::PinPrimary(ByteView name, std::optional<uint32_t> persistent) {
+void Tpm::PinPrimary(ByteView name, std::optional<uint32_t> persistent, ByteView point) {
   auto lock = Enter();
   pinned_name_.assign(name.begin(), name.end());
   if (persistent) pinned_handle_ = persistent;
+  pinned_point_.assign(point.begin(), point.end());
   if (primary_loaded_ && pinned_name_ != primary_name_) {
     fast_.reset();
     keys_.clear();
@@ -427,7 +470,13 @@ TSS2_SYS_CONTEXT* Tpm::Sys() { return sys_->get(); }
 FastSession& Tpm::Fast() {
   if (!fast_) {
     Primary();
-    fast_ = FastSession::Start(Sys(), primary_handle_, primary_x_, primary_y_);
+    try {
+      fast_ = FastSession::Start(Sys(), primary_handle_, primary_x_, primary_y_);
+    } catch (const TpmError&) {
+      if (!primary_unverified_) throw;
+      VerifyPrimary();  // throws when another key (or none) is there
+      fast_ = FastSession::Start(Sys(), primary_handle_, primary_x_, primary_y_);
+    }
   }
   return *fast_;
 }
@@ -440,9 +489,14 @@ void Tpm::RunFast(FastSession& session, TPM2_CC command, ByteView names, ByteVie
     // Whatever failed (the TPM, the bus, the response HMAC), the nonces may
     // no longer be in step with the TPM's: a later command in this session
     // would fail its HMAC, and on a PIN counter count as a wrong PIN.
-    if (&session == fast_.get()) fast_.reset();
+    const bool ours = &session == fast_.get();
+    if (ours) fast_.reset();
+    // A session salted to the recorded point fails at once if another key
+    // sits at the handle: name that cause rather than the HMAC failure.
+    if (ours && primary_unverified_) VerifyPrimary();
     throw TpmError(what, rc);
   }
+  if (&session == fast_.get()) primary_unverified_ = false;
 }
 
 void Tpm::RunAudited(TPM2_CC command, bool decrypt_response, const char* what) {
@@ -579,26 +633,29 @@ Bytes Tpm::GetRandom(size_t n) {
   return Bytes(out.view().begin(), out.view().end());
 }
 
-// TPM2_PT_PERMANENT onwards: the lockout state and the permanent flags, read
-// in the audit session so the answer is the TPM's.
+// TPM properties from first on, read in the audit session so the answer is
+// the TPM's.
+std::vector<TPMS_TAGGED_PROPERTY> Tpm::Properties(UINT32 first) {
+  TSS2_SYS_CONTEXT* sys = Sys();
+  Fast();
+  Check(Tss2_Sys_GetCapability_Prepare(sys, TPM2_CAP_TPM_PROPERTIES, first,
+                                       TPM2_MAX_TPM_PROPERTIES),
+        "TPM2_GetCapability prepare");
+  RunAudited(TPM2_CC_GetCapability, false, "TPM2_GetCapability (properties)");
+  TPMI_YES_NO more = TPM2_NO;
+  TPMS_CAPABILITY_DATA caps{};
+  Check(Tss2_Sys_GetCapability_Complete(sys, &more, &caps), "TPM2_GetCapability complete");
+  if (caps.capability != TPM2_CAP_TPM_PROPERTIES)
+    throw TpmError("TPM2_GetCapability: another capability came back",
+                   TSS2_SYS_RC_MALFORMED_RESPONSE);
+  const auto& props = caps.data.tpmProperties;
+  return std::vector<TPMS_TAGGED_PROPERTY>(props.tpmProperty, props.tpmProperty + props.count);
+}
+
+// TPM2_PT_PERMANENT onwards: the lockout state and the permanent flags.
 std::vector<TPMS_TAGGED_PROPERTY> Tpm::VarProperties() {
   auto lock = Enter();
-  return Retry([&] {
-    TSS2_SYS_CONTEXT* sys = Sys();
-    Fast();
-    Check(Tss2_Sys_GetCapability_Prepare(sys, TPM2_CAP_TPM_PROPERTIES, TPM2_PT_VAR,
-                                         TPM2_MAX_TPM_PROPERTIES),
-          "TPM2_GetCapability prepare");
-    RunAudited(TPM2_CC_GetCapability, false, "TPM2_GetCapability (variable properties)");
-    TPMI_YES_NO more = TPM2_NO;
-    TPMS_CAPABILITY_DATA caps{};
-    Check(Tss2_Sys_GetCapability_Complete(sys, &more, &caps), "TPM2_GetCapability complete");
-    if (caps.capability != TPM2_CAP_TPM_PROPERTIES)
-      throw TpmError("TPM2_GetCapability: another capability came back",
-                     TSS2_SYS_RC_MALFORMED_RESPONSE);
-    const auto& props = caps.data.tpmProperties;
-    return std::vector<TPMS_TAGGED_PROPERTY>(props.tpmProperty, props.tpmProperty + props.count);
-  });
+  return Retry([&] { return Properties(TPM2_PT_VAR); });
 }
 
 bool Tpm::OwnerAuthSet() {

@@ -151,7 +151,8 @@ class Tpm {
   Tpm(const Tpm&) = delete;
   Tpm& operator=(const Tpm&) = delete;
 
-  const TpmInfo& info() const { return info_; }
+  // Read at first use (with the lockout state, in one audited command).
+  const TpmInfo& info();
   bool has_resource_manager() const { return has_rm_; }
 
   // The storage primary's name (nameAlg || H(public)), computed here from
@@ -171,7 +172,15 @@ class Tpm {
   // created by TPM2_CreatePrimary); nullopt for stores that did not record
   // it (then the SRK is tried first). A store made on the SRK is never
   // opened on a created primary, nor the reverse: the name decides.
-  void PinPrimary(ByteView name, std::optional<uint32_t> persistent = std::nullopt);
+  // point (x || y, from PrimaryPoint) with a persistent handle that is not
+  // primary_handle from the configuration: the key's public point as the
+  // store recorded it, so no TPM2_ReadPublic is sent. The salt goes to that
+  // point, so only the pinned key can answer the session, and its name is
+  // in every command's cpHash; if the first command in the session fails,
+  // the key there is read and a different one refused (PrimaryMismatch).
+  void PinPrimary(ByteView name, std::optional<uint32_t> persistent = std::nullopt,
+                  ByteView point = {});
+  Bytes PrimaryPoint();
   static constexpr uint32_t kTcgSrk = 0x81000001;  // TCG provisioning guidance
   // The persistent handle of the storage primary in use, 0 when the module
   // created it (loads it first).
@@ -333,8 +342,15 @@ class Tpm {
   // temporary object such as a seal.
   void MakeRoomForObject(bool for_key);
   Bytes PcrPolicy(const PcrSelection& pcrs);  // from the PCRs' current values
-  void ReadFixedProperties();
+  // The fixed properties (info_), read in the audit session at first use.
+  void ReadProperties();
+  std::vector<TPMS_TAGGED_PROPERTY> Properties(UINT32 first);  // audited
   std::vector<TPMS_TAGGED_PROPERTY> VarProperties();
+  void LoadPrimary();  // Primary() without the start-up check
+  // After a failure while primary_unverified_: reads the key at the handle
+  // and throws PrimaryMismatch if it is not the pinned one.
+  void VerifyPrimary();
+  void StartupSimulator();
   void RecoverTransientMemory();
   TpmObject EndorsementPrimary(const TPM2B_PUBLIC& tmpl, Bytes* out_public, const char* what);
   template <typename Fn>
@@ -347,6 +363,8 @@ class Tpm {
   Secret owner_auth_;
   uint32_t persistent_primary_ = 0;  // primary_handle from the configuration
   TpmInfo info_;
+  bool info_read_ = false;
+  bool simulator_ = false;  // swtpm or mssim: may need TPM2_Startup
   bool has_rm_ = false;
   bool primary_loaded_ = false;
   TpmObject primary_;  // the transient primary (empty when persistent)
@@ -354,6 +372,8 @@ class Tpm {
   Bytes primary_name_;
   Bytes pinned_name_;  // from the store; empty until pinned
   std::optional<uint32_t> pinned_handle_;  // where the store says it lives
+  Bytes pinned_point_;                     // its public point, x || y
+  bool primary_unverified_ = false;        // taken from pinned_point_, no answer yet
   struct CachedCounter {
     PinCounter value;
     std::chrono::steady_clock::time_point read_at;
