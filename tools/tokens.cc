@@ -50,12 +50,23 @@ int Status(const Options& o) {
   }
   const bool fallback =
       std::any_of(tokens.begin(), tokens.end(), [](const auto& t) { return t.da_fallback; });
+  // Which storage primary the sessions are salted to and the seals live under.
+  const uint32_t srk = m.tpm().PrimaryPersistentHandle();
+  std::ostringstream primary;
+  if (srk == tpm::Tpm::kTcgSrk && m.config().primary_handle == 0)
+    primary << "the platform's TCG SRK at 0x81000001 (persistent; no TPM2_CreatePrimary)";
+  else if (srk != 0)
+    primary << "persistent key 0x" << std::hex << srk << std::dec << " (primary_handle)";
+  else
+    primary << "created by TPM2_CreatePrimary under the owner hierarchy at each start (no "
+               "TCG SRK at 0x81000001 for this store)";
   if (o.json) {
     std::cout << "{\"tpm\":{\"manufacturer\":" << JsonString(ti.manufacturer)
               << ",\"vendor\":" << JsonString(ti.vendor) << ",\"firmware\":\"" << int(ti.fw_major)
               << "." << int(ti.fw_minor) << "\",\"spec\":\"" << int(ti.spec_major) << "."
               << int(ti.spec_minor) << "\",\"tcti\":" << JsonString(m.config().tcti)
               << ",\"resource_manager\":" << (rm ? "true" : "false")
+              << ",\"storage_primary\":" << (srk ? std::to_string(srk) : "\"created\"")
               << ",\"dictionary_attack\":{\"failures\":" << da.failures
               << ",\"max_tries\":" << da.max_tries << ",\"recovery_seconds\":" << da.recovery_seconds
               << ",\"in_lockout\":" << (da.in_lockout ? "true" : "false") << "}},"
@@ -71,6 +82,7 @@ int Status(const Options& o) {
               << int(ti.spec_major) << "." << int(ti.spec_minor) << "\n"
               << "TCTI       " << m.config().tcti
               << (rm ? " (resource manager)" : " (no resource manager)") << "\n"
+              << "Primary    " << primary.str() << "\n"
               << "DA lockout " << da.failures << " of " << da.max_tries << " failures"
               << (da.in_lockout ? ", IN LOCKOUT" : "") << " (recovery " << da.recovery_seconds
               << " s)"

@@ -69,9 +69,14 @@ CK_RV Module::OpenRole(const Token& t, const RoleSeal& role, ByteView pin, Secre
                "(tpm2_dictionarylockout -c)");
     return CKR_PIN_LOCKED;
   };
-  // A locked PIN_FAIL counter is read first. A DA lockout needs no extra
-  // round trip: the TPM refuses the unseal with TPM_RC_LOCKOUT.
-  if (!da && tpm_->ReadPinCounter(role.nv_index, role.seal).locked()) return CKR_PIN_LOCKED;
+  // A locked PIN_FAIL counter is read first (the value C_GetTokenInfo read
+  // a moment ago serves). A DA lockout needs no extra round trip: the TPM
+  // refuses the unseal with TPM_RC_LOCKOUT.
+  tpm::PinCounter before;
+  if (!da) {
+    before = tpm_->ReadPinCounter(role.nv_index, role.seal);
+    if (before.locked()) return CKR_PIN_LOCKED;
+  }
   const crypto::PinAuth auth = crypto::DerivePinAuth(pin, role.salt, t.rec.kdf_iterations);
   std::optional<Secret> opened;
   try {
@@ -81,7 +86,16 @@ CK_RV Module::OpenRole(const Token& t, const RoleSeal& role, ByteView pin, Secre
     if (e.base() != TPM2_RC_LOCKOUT) throw;
     return da_locked();
   }
-  if (!opened) return CKR_PIN_INCORRECT;
+  if (!opened) {
+    // The value before may have been up to a second old: a counter that
+    // another process locked meanwhile did not move with this try (the read
+    // is fresh, the try dropped the cached value; the audit line reuses it).
+    if (!da) {
+      const tpm::PinCounter after = tpm_->ReadPinCounter(role.nv_index, role.seal);
+      if (after.locked() && after.count == before.count) return CKR_PIN_LOCKED;
+    }
+    return CKR_PIN_INCORRECT;
+  }
   if (opened->size() != crypto::kAeadKeySize) {
     log::Error("token ", t.rec.serial, ": the sealed token key has the wrong size");
     return CKR_DEVICE_ERROR;

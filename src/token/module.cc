@@ -24,6 +24,12 @@ constexpr const char* kSkPcrs = "sk_pcrs";
 // The storage primary's name when the store was made (DESIGN.md, "The bus
 // and the caller are hostile"): every session is salted to that key.
 constexpr const char* kPrimaryName = "primary_name";
+// Where that key lives: its persistent handle (the TCG SRK), or 0 for the
+// module's own made by TPM2_CreatePrimary. Only a hint that saves probing:
+// the name still decides.
+constexpr const char* kPrimaryHandle = "primary_handle";
+// A persistent primary's public point (x || y): no TPM2_ReadPublic at start.
+constexpr const char* kPrimaryPoint = "primary_point";
 
 }  // namespace
 
@@ -108,8 +114,13 @@ void Module::UnsealStoreKey() {
   // throws here, before anything secret is sent or anything is written.
   tpm_->SetEkCa(cfg_.ek_ca);
   std::optional<Bytes> pinned = store_->Meta(kPrimaryName);
+  const std::optional<Bytes> where = store_->Meta(kPrimaryHandle);
+  const std::optional<Bytes> point = store_->Meta(kPrimaryPoint);
   if (pinned) {
-    tpm_->PinPrimary(*pinned);
+    tpm_->PinPrimary(*pinned,
+                     where && where->size() == 4 ? std::optional<uint32_t>(DecodeBe32(*where))
+                                                 : std::nullopt,
+                     point ? ByteView(*point) : ByteView());
   } else if (!cfg_.ek_ca.empty()) {
     // First contact: the key is confirmed through the certified EK before
     // anything is salted to it (otherwise it is trusted as it answers).
@@ -126,6 +137,7 @@ void Module::UnsealStoreKey() {
       const Bytes name = tpm_->PrimaryName();
       tpm_->PinPrimary(name);
       store_->SetMeta(kPrimaryName, name);
+      RecordPrimary();
       Secret sk = crypto::RandomSecret(crypto::kAeadKeySize);
       const tpm::SealedBlob blob = tpm_->SealOpen(sk.view(), want);
       store_->SetMeta(kSkPub, blob.pub);
@@ -168,12 +180,13 @@ void Module::UnsealStoreKey() {
   const auto check = store_->Meta(kSkCheck);
   if (!check || !crypto::AeadOpen(sk_.view(), View(kSkCheck), *check))
     throw std::runtime_error("the store key of " + store_->path() + " does not match the store");
-  if (!pinned) {
+  if (!pinned || !where) {
     // A store made before the pin existed gets it now: this first contact is
-    // trusted as it is (README).
+    // trusted as it is (README). One made before the hint gets that.
     try {
-      store_->SetMeta(kPrimaryName, tpm_->PrimaryName());
-      log::Info("the storage key of this TPM is now pinned in ", store_->path());
+      if (!pinned) store_->SetMeta(kPrimaryName, tpm_->PrimaryName());
+      if (!store_->read_only()) RecordPrimary();
+      if (!pinned) log::Info("the storage key of this TPM is now pinned in ", store_->path());
     } catch (const store::StoreError& e) {
       log::Warn("could not pin the TPM's storage key in ", store_->path(), ": ", e.what());
     }
@@ -190,6 +203,14 @@ void Module::UnsealStoreKey() {
       log::Warn("could not re-seal the store key of ", store_->path(), ": ", e.what());
     }
   }
+}
+
+// Where the pinned primary lives, and its point when persistent (meta is
+// read before the store key: a hint, the pinned name still decides).
+void Module::RecordPrimary() {
+  const uint32_t handle = tpm_->PrimaryPersistentHandle();
+  store_->SetMeta(kPrimaryHandle, EncodeBe32(handle));
+  if (handle) store_->SetMeta(kPrimaryPoint, tpm_->PrimaryPoint());
 }
 
 PcrSelection Module::StoredPcrs() const {

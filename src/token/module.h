@@ -331,6 +331,7 @@ class Module {
   std::vector<std::pair<std::string, tpm::BootAuthorization>> InstalledAuthorizations(
       std::vector<std::string>* problems);
   std::optional<tpm::BootAuthorization> boot_opened_with_;
+  void RecordPrimary();  // module.cc: where the pinned primary lives
   void RebindStoreKey(const PcrSelection& want, const Bytes& unsealed_pub);
   void RefreshTokens();
   CK_SLOT_ID NewSlotId() const;

@@ -223,7 +223,7 @@ Secret CfbParam(ByteView hmac_key, ByteView newer, ByteView older, ByteView in, 
 TSS2_RC FastSession::Execute(TPM2_CC command, ByteView names, ByteView auth,
                              bool decrypt_response, bool encrypt_command, bool audit,
                              const SysContext* sys, const TPMS_AUTH_COMMAND* second) {
-  const uint8_t attrs = TPMA_SESSION_CONTINUESESSION |
+  const uint8_t attrs = (last_ ? 0 : TPMA_SESSION_CONTINUESESSION) |
                         (decrypt_response ? TPMA_SESSION_ENCRYPT : 0) |
                         (encrypt_command ? TPMA_SESSION_DECRYPT : 0) |
                         (audit ? TPMA_SESSION_AUDIT : 0);
@@ -281,6 +281,7 @@ TSS2_RC FastSession::Execute(TPM2_CC command, ByteView names, ByteView auth,
   // On any failure the caller drops this session: the nonces may be out of
   // step with the TPM's.
   if (rc != TSS2_RC_SUCCESS) return rc;
+  if (last_) handle_ = 0;  // the TPM flushed it
   TSS2L_SYS_AUTH_RESPONSE rsp{};
   if (TSS2_RC r = Tss2_Sys_GetRspAuths(sys_, &rsp); r != TSS2_RC_SUCCESS) return r;
   if (rsp.count != cmd.count || rsp.auths[0].nonce.size < 16 || rsp.auths[0].hmac.size != kDigest)

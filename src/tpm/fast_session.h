@@ -58,6 +58,9 @@ class FastSession {
                   const TPMS_AUTH_COMMAND* second = nullptr);
   // Forget the session without flushing it (its connection is gone).
   void Abandon() { handle_ = 0; }
+  // The next command clears continueSession: the TPM ends the session when
+  // that command succeeds, which saves a TPM2_FlushContext.
+  void EndWithNextCommand() { last_ = true; }
 
  private:
   FastSession() = default;
@@ -68,6 +71,7 @@ class FastSession {
   TPMI_SH_AUTH_SESSION handle_ = 0;
   Secret key_;       // sessionKey
   Bytes nonce_tpm_;  // the TPM's latest nonce
+  bool last_ = false;  // EndWithNextCommand
 };
 
 }  // namespace tpmtoken::tpm

@@ -259,6 +259,7 @@ Bytes Tpm::PinPolicy(ByteView nv_name) {
 
 void Tpm::DefinePinCounter(uint32_t index, const crypto::PinAuth& pin, uint32_t limit) {
   auto lock = Enter();
+  counters_.erase(index);
   Retry([&] {
     TSS2_SYS_CONTEXT* sys = Sys();
     TPM2B_AUTH auth{};
@@ -317,6 +318,7 @@ void Tpm::DefinePinCounter(uint32_t index, const crypto::PinAuth& pin, uint32_t 
 void Tpm::UndefinePinCounter(uint32_t index) {
   if (index == 0) return;  // a role without a counter (the DA fallback)
   auto lock = Enter();
+  counters_.erase(index);
   // TPM2_NV_ReadPublic cannot be audited without knowing the name it
   // answers (cpHash covers it), so the answer only chooses between the two
   // public areas this module defines: anything else is not ours to delete.
@@ -351,30 +353,45 @@ void Tpm::UndefinePinCounter(uint32_t index) {
 
 // In the module session even with an empty owner authorization: the
 // response HMAC proves the count is the TPM's.
-PinCounter Tpm::ReadPinCounter(uint32_t index, const SealedBlob& seal) {
+// A cache age of one second: long enough that the C_GetTokenInfo calls and
+// the login of one client command share one read, short enough that a
+// count moved by another process or tool (which need not touch the store)
+// shows almost at once. This process's own attempts drop the value.
+PinCounter Tpm::ReadPinCounter(uint32_t index, const SealedBlob& seal, bool fresh) {
+  constexpr auto kPinCounterCacheAge = std::chrono::seconds(1);
   auto lock = Enter();
+  const auto now = std::chrono::steady_clock::now();
+  if (auto it = counters_.find(index);
+      !fresh && it != counters_.end() && now - it->second.read_at < kPinCounterCacheAge)
+    return it->second.value;
+  counters_.erase(index);
   const Bytes names = Concat(HandleName(TPM2_RH_OWNER), PinCounterNameFor(index, seal));
-  try {
-    return Retry([&] {
-      TSS2_SYS_CONTEXT* sys = Sys();
-      TPM2B_MAX_NV_BUFFER data{};
-      data.size = sizeof data.buffer;
-      FastSession& session = Fast();
-      Check(Tss2_Sys_NV_Read_Prepare(sys, TPM2_RH_OWNER, index, 8, 0), "TPM2_NV_Read prepare");
-      RunFast(session, TPM2_CC_NV_Read, names, owner_auth_.view(), false,
-              "TPM2_NV_Read (PIN counter)");
-      Check(Tss2_Sys_NV_Read_Complete(sys, &data), "TPM2_NV_Read complete");
-      if (data.size != 8) throw TpmError("PIN counter has the wrong size", TSS2_MU_RC_BAD_SIZE);
-      return PinCounter{DecodeBe32(ByteView(data.buffer, 4)), DecodeBe32(ByteView(data.buffer + 4, 4))};
-    });
-  } catch (const TpmError& e) {
-    // The owner authorization is never locked out and a read needs no NV
-    // space: such an answer was forged (response codes carry no HMAC), and a
-    // count that cannot be read is a device error, never a locked PIN.
-    if (e.base() != TPM2_RC_LOCKOUT && e.base() != TPM2_RC_NV_SPACE) throw;
-    throw TpmError(std::string(e.what()) + " (impossible for this read: the answer was altered on "
-                   "the way)", TSS2_SYS_RC_MALFORMED_RESPONSE);
-  }
+  const PinCounter read = [&] {
+    try {
+      return Retry([&] {
+        TSS2_SYS_CONTEXT* sys = Sys();
+        TPM2B_MAX_NV_BUFFER data{};
+        data.size = sizeof data.buffer;
+        FastSession& session = Fast();
+        Check(Tss2_Sys_NV_Read_Prepare(sys, TPM2_RH_OWNER, index, 8, 0), "TPM2_NV_Read prepare");
+        RunFast(session, TPM2_CC_NV_Read, names, owner_auth_.view(), false,
+                "TPM2_NV_Read (PIN counter)");
+        Check(Tss2_Sys_NV_Read_Complete(sys, &data), "TPM2_NV_Read complete");
+        if (data.size != 8) throw TpmError("PIN counter has the wrong size", TSS2_MU_RC_BAD_SIZE);
+        return PinCounter{DecodeBe32(ByteView(data.buffer, 4)),
+                          DecodeBe32(ByteView(data.buffer + 4, 4))};
+      });
+    } catch (const TpmError& e) {
+      // The owner authorization is never locked out and a read needs no NV
+      // space: such an answer was forged (response codes carry no HMAC), and
+      // a count that cannot be read is a device error, never a locked PIN.
+      if (e.base() != TPM2_RC_LOCKOUT && e.base() != TPM2_RC_NV_SPACE) throw;
+      throw TpmError(std::string(e.what()) + " (impossible for this read: the answer was altered "
+                     "on the way)", TSS2_SYS_RC_MALFORMED_RESPONSE);
+    }
+  }();
+  counters_[index] = {read, now};
+  return read;
 }
 
 SealedBlob Tpm::SealForPin(ByteView data, uint32_t index, const crypto::PinAuth& pin,
@@ -390,6 +407,7 @@ SealedBlob Tpm::SealForPin(ByteView data, uint32_t index, const crypto::PinAuth&
 std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
                                          const crypto::PinAuth& pin) {
   auto lock = Enter();
+  counters_.erase(index);  // this try may move the count
   return Retry([&]() -> std::optional<Secret> {
     const Bytes nv_name = PinCounterNameFor(index, blob);
     Primary();
@@ -424,7 +442,9 @@ std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
     Check(Tss2_Sys_PolicySecret_Complete(sys, &timeout, &ticket), "TPM2_PolicySecret complete");
     Check(Tss2_Sys_PolicyAuthValue(sys, policy->handle(), nullptr, nullptr),
           "TPM2_PolicyAuthValue");
-    // The seal's own auth value enters the policy session's HMAC.
+    // The seal's own auth value enters the policy session's HMAC. The
+    // session ends with the unseal (continueSession clear): no flush.
+    policy->EndWithNextCommand();
     return UnsealLoaded(*policy, object, pin.seal.view());
   });
 }

@@ -15,32 +15,6 @@
 #include "util/log.h"
 
 namespace tpmtoken::tpm {
-namespace {
-
-
-
-// The storage primary (DESIGN.md, P): an ECC P-256 restricted decryption key
-// whose unique field is fixed, so the owner seed makes the same key each time.
-TPM2B_PUBLIC PrimaryTemplate() {
-  TPM2B_PUBLIC t{};
-  t.publicArea.type = TPM2_ALG_ECC;
-  t.publicArea.nameAlg = TPM2_ALG_SHA256;
-  t.publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT |
-                                  TPMA_OBJECT_SENSITIVEDATAORIGIN | TPMA_OBJECT_USERWITHAUTH |
-                                  TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT |
-                                  TPMA_OBJECT_NODA;
-  auto& ecc = t.publicArea.parameters.eccDetail;
-  ecc.symmetric = {.algorithm = TPM2_ALG_AES, .keyBits = {.aes = 128}, .mode = {.aes = TPM2_ALG_CFB}};
-  ecc.scheme.scheme = TPM2_ALG_NULL;
-  ecc.curveID = TPM2_ECC_NIST_P256;
-  ecc.kdf.scheme = TPM2_ALG_NULL;
-  const Bytes unique = crypto::Sha256(View("tpmtoken storage primary v1"));
-  SetBuffer(t.publicArea.unique.ecc.x, unique);
-  return t;
-}
-
-
-}  // namespace
 
 Bytes MarshalPublic(const TPM2B_PUBLIC& p) {
   Bytes out(sizeof(TPM2B_PUBLIC));
@@ -111,17 +85,26 @@ std::unique_ptr<Tpm> Tpm::Open(const std::string& tcti, const std::string& owner
   t->has_rm_ = !IsSimulatorTcti(tcti) && tcti.find("/dev/tpm0") == std::string::npos;
   // Without a resource manager, processes share the TPM's slots (coord.h).
   if (!t->has_rm_) t->registry_ = Registry::Open(Registry::DefaultDir(), tcti);
-  if (IsSimulatorTcti(tcti)) {
-    // A bare simulator may not have been started; a started one answers
-    // TPM2_RC_INITIALIZE, which is fine.
-    const TSS2_RC rc = Tss2_Sys_Startup(t->Sys(), TPM2_SU_CLEAR);
-    if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) {
-      if (t->transport_->broken()) throw TpmError("TPM2_Startup", rc);
-      log::Debug("TPM2_Startup: ", Tss2_RC_Decode(rc));
-    }
-  }
-  t->ReadFixedProperties();
+  t->simulator_ = IsSimulatorTcti(tcti);
+  // No command yet: the storage primary comes first (Primary), the
+  // properties when they are first needed (info).
   return t;
+}
+
+// A bare simulator may not have been started: it answers the first command
+// with TPM2_RC_INITIALIZE. TPM2_Startup is sent only then, not at every
+// start (a command fewer for every short-lived process).
+void Tpm::StartupSimulator() {
+  sys_->Reset();
+  const TSS2_RC rc = Tss2_Sys_Startup(Sys(), TPM2_SU_CLEAR);
+  if (rc != TSS2_RC_SUCCESS && rc != TPM2_RC_INITIALIZE) throw TpmError("TPM2_Startup", rc);
+  sys_->Reset();
+}
+
+const TpmInfo& Tpm::info() {
+  auto lock = Enter();
+  if (!info_read_) ReadProperties();
+  return info_;
 }
 
 Tpm::~Tpm() {
@@ -165,10 +148,8 @@ TPMS_CAPABILITY_DATA GetCapability(TSS2_SYS_CONTEXT* sys, TPM2_CAP cap, UINT32 p
   return data;
 }
 
-void Tpm::ReadFixedProperties() {
-  const TPMS_CAPABILITY_DATA caps =
-      GetCapability(Sys(), TPM2_CAP_TPM_PROPERTIES, TPM2_PT_FIXED, TPM2_MAX_TPM_PROPERTIES,
-                    "TPM2_GetCapability");
+void Tpm::ReadProperties() {
+  const std::vector<TPMS_TAGGED_PROPERTY> props = Retry([&] { return Properties(TPM2_PT_FIXED); });
   auto chars = [](uint32_t v) {
     std::string s;
     for (int shift = 24; shift >= 0; shift -= 8) {
@@ -177,10 +158,10 @@ void Tpm::ReadFixedProperties() {
     }
     return s;
   };
-  const auto& props = caps.data.tpmProperties;
-  for (UINT32 i = 0; i < props.count; ++i) {
-    const uint32_t v = props.tpmProperty[i].value;
-    switch (props.tpmProperty[i].property) {
+  info_ = {};
+  for (const TPMS_TAGGED_PROPERTY& p : props) {
+    const uint32_t v = p.value;
+    switch (p.property) {
       case TPM2_PT_MANUFACTURER: info_.manufacturer = chars(v); break;
       case TPM2_PT_VENDOR_STRING_1: info_.vendor += chars(v); break;
       case TPM2_PT_VENDOR_STRING_2: info_.vendor += chars(v); break;
@@ -199,166 +180,22 @@ void Tpm::ReadFixedProperties() {
       default: break;
     }
   }
+  info_read_ = true;
 }
 
-namespace {
-// The public area the TPM answered for the storage primary must be the one
-// the template asked for: the same type, name algorithm, attributes and
-// parameters, no policy, and a P-256 point (checked on the curve when the
-// session is salted to it).
-bool MatchesTemplate(const TPMT_PUBLIC& got, const TPMT_PUBLIC& want) {
-  const auto& g = got.parameters.eccDetail;
-  const auto& w = want.parameters.eccDetail;
-  return got.type == want.type && got.nameAlg == want.nameAlg &&
-         got.objectAttributes == want.objectAttributes && got.authPolicy.size == 0 &&
-         g.symmetric.algorithm == w.symmetric.algorithm &&
-         g.symmetric.keyBits.aes == w.symmetric.keyBits.aes &&
-         g.symmetric.mode.aes == w.symmetric.mode.aes && g.scheme.scheme == w.scheme.scheme &&
-         g.curveID == w.curveID && g.kdf.scheme == w.kdf.scheme &&
-         got.unique.ecc.x.size == 32 && got.unique.ecc.y.size == 32;
-}
-}  // namespace
-
-// TPM2_CreatePrimary under the owner hierarchy. With an owner password the
-// authorization is an HMAC over it in a session, never the password itself.
-void Tpm::CreatePrimary() {
-  TPM2B_SENSITIVE_CREATE sensitive{};
-  const TPM2B_PUBLIC in_public = PrimaryTemplate();
-  TPM2B_DATA outside{};
-  TPML_PCR_SELECTION pcrs{};
-  TPM2_HANDLE handle = 0;
-  TPM2B_PUBLIC out_public{};
-  TPM2B_CREATION_DATA creation{};
-  TPM2B_DIGEST creation_hash{};
-  creation_hash.size = sizeof creation_hash.buffer;
-  TPMT_TK_CREATION ticket{};
-  TPM2B_NAME name{};
-  name.size = sizeof name.name;
-  TSS2_SYS_CONTEXT* sys = Sys();
-  TSS2_RC rc;
-  if (owner_auth_.empty()) {
-    TSS2L_SYS_AUTH_COMMAND cmd{};
-    cmd.count = 1;
-    cmd.auths[0].sessionHandle = TPM2_RH_PW;
-    rc = Tss2_Sys_CreatePrimary(sys, TPM2_RH_OWNER, &cmd, &sensitive, &in_public, &outside, &pcrs,
-                                &handle, &out_public, &creation, &creation_hash, &ticket, &name,
-                                nullptr);
-  } else {
-    // No storage key is known yet to salt to: the certified EK where ek_ca
-    // is set, else an unsalted HMAC session, which keeps the owner password
-    // off the bus (a bus observer could still search its HMAC for a weak one).
-    std::unique_ptr<FastSession> hmac =
-        ek_ca_.empty() ? FastSession::Start(sys, 0, {}, {}) : EkSession(ek_ca_);
-    Check(Tss2_Sys_CreatePrimary_Prepare(sys, TPM2_RH_OWNER, &sensitive, &in_public, &outside,
-                                         &pcrs),
-          "TPM2_CreatePrimary prepare");
-    rc = hmac->Execute(TPM2_CC_CreatePrimary, HandleName(TPM2_RH_OWNER), owner_auth_.view(), false,
-                       false, false, sys_.get());
-    if (rc == TSS2_RC_SUCCESS)
-      rc = Tss2_Sys_CreatePrimary_Complete(sys, &handle, &out_public, &creation, &creation_hash,
-                                           &ticket, &name);
-  }
-  const TSS2_RC base = TpmError("", rc).base();
-  if (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL)
-    throw TpmError("the TPM refused the owner authorization for TPM2_CreatePrimary (set owner_auth "
-                   "in tpmtoken.conf to the owner hierarchy's password, or primary_handle to a "
-                   "persistent storage key)", rc);
-  Check(rc, "TPM2_CreatePrimary (storage primary under the owner hierarchy)");
-  primary_ = TpmObject(sys, handle, {});
-  if (!MatchesTemplate(out_public.publicArea, in_public.publicArea))
-    throw PrimaryMismatch(
-        "the TPM answered TPM2_CreatePrimary with a key that does not match the storage "
-        "primary's template: something between the module and the TPM altered it");
-  const auto& ecc = out_public.publicArea.unique.ecc;
-  primary_x_.assign(ecc.x.buffer, ecc.x.buffer + ecc.x.size);
-  primary_y_.assign(ecc.y.buffer, ecc.y.buffer + ecc.y.size);
-  primary_name_ = NameOf(out_public.publicArea);
-}
-
-// A storage key the platform provisioned (e.g. the TCG SRK at 0x81000001):
-// no owner authorization is needed to use it. The module's sessions are
-// salted to it, so it must be an ECC P-256 restricted decryption key with
-// SHA-256 as its name algorithm.
-void Tpm::PersistentPrimary() {
-  char where[64];
-  std::snprintf(where, sizeof where, "primary_handle 0x%08x", persistent_primary_);
-  TPM2B_PUBLIC pub{};
-  TPM2B_NAME name{};
-  name.size = sizeof name.name;
-  TPM2B_NAME qualified{};
-  qualified.size = sizeof qualified.name;
-  const TSS2_RC rc =
-      Tss2_Sys_ReadPublic(Sys(), persistent_primary_, nullptr, &pub, &name, &qualified, nullptr);
-  if (rc != TSS2_RC_SUCCESS)
-    throw TpmError(std::string(where) + " holds no key (TPM2_ReadPublic; tpm2_getcap "
-                   "handles-persistent lists them)", rc);
-  const TPMT_PUBLIC& p = pub.publicArea;
-  const TPMA_OBJECT need = TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT;
-  if (p.type != TPM2_ALG_ECC || p.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256 ||
-      p.nameAlg != TPM2_ALG_SHA256 || (p.objectAttributes & need) != need ||
-      (p.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT) || p.unique.ecc.x.size != 32 ||
-      p.unique.ecc.y.size != 32)
-    throw std::runtime_error(std::string(where) +
-                             " is not an ECC P-256 storage key with SHA-256 names (create one "
-                             "with tpm2_createprimary -C o -G ecc256:aes128cfb and persist it "
-                             "with tpm2_evictcontrol, or remove primary_handle)");
-  if (!(p.objectAttributes & TPMA_OBJECT_NODA))
-    log::Warn(where, " is protected by dictionary-attack lockout: while the TPM is locked out "
-              "nothing under it loads (persist a storage key with the noda attribute)");
-  primary_x_.assign(p.unique.ecc.x.buffer, p.unique.ecc.x.buffer + p.unique.ecc.x.size);
-  primary_y_.assign(p.unique.ecc.y.buffer, p.unique.ecc.y.buffer + p.unique.ecc.y.size);
-  primary_name_ = NameOf(p);
-}
-
-void Tpm::Primary() {
-  if (primary_loaded_) return;
-  if (RestorePrimary()) return;
-  primary_x_.clear();
-  primary_y_.clear();
-  if (persistent_primary_) {
-    PersistentPrimary();
-    primary_handle_ = persistent_primary_;
-  } else {
-    CreatePrimary();
-    primary_handle_ = primary_.handle();
-  }
-  if (!pinned_name_.empty() && pinned_name_ != primary_name_) {
-    primary_.Reset();
-    throw PrimaryMismatch(
-        "the TPM's storage key does not match the one this store was made with: another TPM, a "
-        "cleared TPM, or something between the module and the TPM substituting it (nothing "
-        "secret was sent)");
-  }
-  primary_loaded_ = true;
-}
-
-Bytes Tpm::PrimaryName() {
-  auto lock = Enter();
-  return Retry([&] {  // a bare TPM may be full of a killed process's objects
-    Primary();
-    return primary_name_;
-  });
-}
-
-void Tpm::PinPrimary(ByteView name) {
-  auto lock = Enter();
-  pinned_name_.assign(name.begin(), name.end());
-  if (primary_loaded_ && pinned_name_ != primary_name_) {
-    primary_saved_.reset();
-    fast_.reset();
-    keys_.clear();
-    primary_.Reset();
-    primary_loaded_ = false;
-    Primary();  // throws PrimaryMismatch
-  }
-}
 
 TSS2_SYS_CONTEXT* Tpm::Sys() { return sys_->get(); }
 
 FastSession& Tpm::Fast() {
   if (!fast_) {
     Primary();
-    fast_ = FastSession::Start(Sys(), primary_handle_, primary_x_, primary_y_);
+    try {
+      fast_ = FastSession::Start(Sys(), primary_handle_, primary_x_, primary_y_);
+    } catch (const TpmError&) {
+      if (!primary_unverified_) throw;
+      VerifyPrimary();  // throws when another key (or none) is there
+      fast_ = FastSession::Start(Sys(), primary_handle_, primary_x_, primary_y_);
+    }
   }
   return *fast_;
 }
@@ -371,9 +208,14 @@ void Tpm::RunFast(FastSession& session, TPM2_CC command, ByteView names, ByteVie
     // Whatever failed (the TPM, the bus, the response HMAC), the nonces may
     // no longer be in step with the TPM's: a later command in this session
     // would fail its HMAC, and on a PIN counter count as a wrong PIN.
-    if (&session == fast_.get()) fast_.reset();
+    const bool ours = &session == fast_.get();
+    if (ours) fast_.reset();
+    // A session salted to the recorded point fails at once if another key
+    // sits at the handle: name that cause rather than the HMAC failure.
+    if (ours && primary_unverified_) VerifyPrimary();
     throw TpmError(what, rc);
   }
+  if (&session == fast_.get()) primary_unverified_ = false;
 }
 
 void Tpm::RunAudited(TPM2_CC command, bool decrypt_response, const char* what) {
@@ -528,16 +370,19 @@ TPMS_CAPABILITY_DATA Tpm::AuditedCapability(TPM2_CAP cap, UINT32 property, UINT3
   return caps;
 }
 
-// TPM2_PT_PERMANENT onwards: the lockout state and the permanent flags, read
-// in the audit session so the answer is the TPM's.
+// TPM properties from first on, read in the audit session so the answer is
+// the TPM's.
+std::vector<TPMS_TAGGED_PROPERTY> Tpm::Properties(UINT32 first) {
+  const TPMS_CAPABILITY_DATA caps =
+      AuditedCapability(TPM2_CAP_TPM_PROPERTIES, first, TPM2_MAX_TPM_PROPERTIES);
+  const auto& props = caps.data.tpmProperties;
+  return std::vector<TPMS_TAGGED_PROPERTY>(props.tpmProperty, props.tpmProperty + props.count);
+}
+
+// TPM2_PT_PERMANENT onwards: the lockout state and the permanent flags.
 std::vector<TPMS_TAGGED_PROPERTY> Tpm::VarProperties() {
   auto lock = Enter();
-  return Retry([&] {
-    const TPMS_CAPABILITY_DATA caps =
-        AuditedCapability(TPM2_CAP_TPM_PROPERTIES, TPM2_PT_VAR, TPM2_MAX_TPM_PROPERTIES);
-    const auto& props = caps.data.tpmProperties;
-    return std::vector<TPMS_TAGGED_PROPERTY>(props.tpmProperty, props.tpmProperty + props.count);
-  });
+  return Retry([&] { return Properties(TPM2_PT_VAR); });
 }
 
 bool Tpm::OwnerAuthSet() {

@@ -15,7 +15,9 @@
 #pragma once
 #include <tss2/tss2_sys.h>
 
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -144,7 +146,10 @@ class Tpm {
   // Connects through the TCTI loader ("device:/dev/tpmrm0", "swtpm:port=…",
   // "tabrmd:…"). Throws TpmError naming the TCTI on failure.
   // primary_handle: a persistent ECC P-256 storage key to use as the storage
-  // primary (0: create the module's own under the owner hierarchy).
+  // primary. 0: the platform's TCG SRK at 0x81000001 when one is there and
+  // fits the TCG SRK template (no owner authorization, no TPM2_CreatePrimary
+  // at each start), otherwise the module's own, created under the owner
+  // hierarchy.
   // timeout_ms bounds every exchange with the TPM (config tpm_timeout).
   static std::unique_ptr<Tpm> Open(const std::string& tcti, const std::string& owner_auth,
                                    uint32_t primary_handle = 0, int timeout_ms = 120000);
@@ -152,7 +157,8 @@ class Tpm {
   Tpm(const Tpm&) = delete;
   Tpm& operator=(const Tpm&) = delete;
 
-  const TpmInfo& info() const { return info_; }
+  // Read at first use (with the lockout state, in one audited command).
+  const TpmInfo& info();
   bool has_resource_manager() const { return has_rm_; }
 
   // The storage primary's name (nameAlg || H(public)), computed here from
@@ -168,7 +174,23 @@ class Tpm {
   void SetEkCa(const std::string& ca_file) { ek_ca_ = ca_file; }
   // From now on the storage primary must have this name (the store's pin):
   // any other is refused with PrimaryMismatch before a session is salted to it.
-  void PinPrimary(ByteView name);
+  // persistent: where the store says that key lives (kTcgSrk, or 0 for one
+  // created by TPM2_CreatePrimary); nullopt for stores that did not record
+  // it (then the SRK is tried first). A store made on the SRK is never
+  // opened on a created primary, nor the reverse: the name decides.
+  // point (x || y, from PrimaryPoint) with a persistent handle that is not
+  // primary_handle from the configuration: the key's public point as the
+  // store recorded it, so no TPM2_ReadPublic is sent. The salt goes to that
+  // point, so only the pinned key can answer the session, and its name is
+  // in every command's cpHash; if the first command in the session fails,
+  // the key there is read and a different one refused (PrimaryMismatch).
+  void PinPrimary(ByteView name, std::optional<uint32_t> persistent = std::nullopt,
+                  ByteView point = {});
+  Bytes PrimaryPoint();
+  static constexpr uint32_t kTcgSrk = 0x81000001;  // TCG provisioning guidance
+  // The persistent handle of the storage primary in use, 0 when the module
+  // created it (loads it first).
+  uint32_t PrimaryPersistentHandle();
 
   // Random bytes from the TPM, in the salted session with the response
   // encrypted (they are often key material), in a Secret that wipes them;
@@ -201,7 +223,13 @@ class Tpm {
   void UndefinePinCounter(uint32_t index);  // missing index is not an error
   // seal: the role's seal, whose policy names the counter (so the counter's
   // name is computed, never taken from an unauthenticated answer).
-  PinCounter ReadPinCounter(uint32_t index, const SealedBlob& seal);
+  // A value this process read less than kPinCounterCacheAge ago is
+  // answered without a TPM command (C_GetTokenInfo, which clients call
+  // several times in a row); fresh forces a read. Any unseal, define or
+  // undefine on the index drops its cached value, so the count after this
+  // process's own failed login is always read anew; another process's (or
+  // tool's) change shows within the cache age.
+  PinCounter ReadPinCounter(uint32_t index, const SealedBlob& seal, bool fresh = false);
   // The name of a PIN counter as this module defines it (written), current
   // (AUTHWRITE) or from earlier versions (OWNERWRITE); exposed for tests.
   static Bytes PinCounterName(uint32_t index, bool legacy = false);
@@ -311,7 +339,10 @@ class Tpm {
   void CreatePrimary();
   // A session salted to the certified EK (ek.cc); throws naming what failed.
   std::unique_ptr<FastSession> EkSession(const std::string& ca_file);
-  void PersistentPrimary();
+  void PersistentPrimary(uint32_t handle);
+  // The TCG SRK at kTcgSrk when it is there, matches the TCG template and
+  // (for a pinned store) has the pinned name; false otherwise.
+  bool TcgSrk();
   void Primary();  // loads and checks it once; primary_handle_ then holds it
   TSS2_SYS_CONTEXT* Sys();
   // A command without authorization handles in the module session used for
@@ -350,11 +381,18 @@ class Tpm {
   void DropCached();  // FlushCached's work, inside a turn
   Bytes PcrPolicy(const PcrSelection& pcrs);  // from the PCRs' current values
   Bytes ReadPcrValues(const PcrSelection& pcrs);  // PcrValues without the lock
-  void ReadFixedProperties();
+  // The fixed properties (info_), read in the audit session at first use.
+  void ReadProperties();
+  std::vector<TPMS_TAGGED_PROPERTY> Properties(UINT32 first);  // audited
   std::vector<TPMS_TAGGED_PROPERTY> VarProperties();
   // TPM2_GetCapability in the audit session (the answer is the TPM's); the
   // caller holds the lock.
   TPMS_CAPABILITY_DATA AuditedCapability(TPM2_CAP cap, UINT32 property, UINT32 count);
+  void LoadPrimary();  // Primary() without the start-up check
+  // After a failure while primary_unverified_: reads the key at the handle
+  // and throws PrimaryMismatch if it is not the pinned one.
+  void VerifyPrimary();
+  void StartupSimulator();
   TpmObject EndorsementPrimary(const TPM2B_PUBLIC& tmpl, Bytes* out_public, const char* what);
   template <typename Fn>
   auto Retry(Fn&& fn);
@@ -367,14 +405,24 @@ class Tpm {
   std::unique_ptr<SysContext> sys_;
   uint64_t generation_ = 0;
   Secret owner_auth_;
-  uint32_t persistent_primary_ = 0;
+  uint32_t persistent_primary_ = 0;  // primary_handle from the configuration
   TpmInfo info_;
+  bool info_read_ = false;
+  bool simulator_ = false;  // swtpm or mssim: may need TPM2_Startup
   bool has_rm_ = false;
   bool primary_loaded_ = false;
   TpmObject primary_;  // the transient primary (empty when persistent)
   TPM2_HANDLE primary_handle_ = 0;
   Bytes primary_name_;
   Bytes pinned_name_;  // from the store; empty until pinned
+  std::optional<uint32_t> pinned_handle_;  // where the store says it lives
+  Bytes pinned_point_;                     // its public point, x || y
+  bool primary_unverified_ = false;        // taken from pinned_point_, no answer yet
+  struct CachedCounter {
+    PinCounter value;
+    std::chrono::steady_clock::time_point read_at;
+  };
+  std::map<uint32_t, CachedCounter> counters_;  // ReadPinCounter
   std::string ek_ca_;
   Bytes primary_x_, primary_y_;  // the storage primary's public point
   std::unique_ptr<FastSession> fast_;

@@ -16,18 +16,19 @@ tpm() { tpm2_"$1" -T "$TPMTOKEN_TCTI" "${@:2}"; }
 da_failures() { echo $(( $(tpm getcap properties-variable | awk '/TPM2_PT_LOCKOUT_COUNTER/ { print $2 }') )); }
 nv_count() { tpm getcap handles-nv-index | count_lines '^- 0x13[0-7]'; }  # PIN counters (anchors: 0x138xxxx)
 
-# A storage key as TCG provisioning makes it (noda: usable in a lockout).
-tpm createprimary -C o -G ecc256:aes128cfb -c "$WORK/srk.ctx" \
-  -a 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt' >/dev/null \
-  || fail "createprimary"
-tpm evictcontrol -C o -c "$WORK/srk.ctx" 0x81000001 >/dev/null || fail "evictcontrol"
-tpm flushcontext -t >/dev/null
 tpm dictionarylockout -s -n 4 -t 600 -l 600 >/dev/null || fail "dictionarylockout setup"
 tpm changeauth -c o owner-secret >/dev/null || fail "changeauth owner"
 
-# Without primary_handle the module cannot make its storage key.
+# Without a persistent storage key the module cannot make its own.
 echo "pin_fallback = dictionary-attack" >"$TPMTOKEN_CONF"
 expect_fail 'refused the owner authorization' p11 -L
+
+# A storage key as TCG provisioning makes it (noda: usable in a lockout).
+tpm createprimary -C o -P owner-secret -G ecc256:aes128cfb -c "$WORK/srk.ctx" \
+  -a 'fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|restricted|decrypt' >/dev/null \
+  || fail "createprimary"
+tpm evictcontrol -C o -P owner-secret -c "$WORK/srk.ctx" 0x81000001 >/dev/null || fail "evictcontrol"
+tpm flushcontext -t >/dev/null
 printf 'pin_fallback = dictionary-attack\nprimary_handle = 0x81000002\n' >"$TPMTOKEN_CONF"
 expect_fail 'primary_handle 0x81000002 holds no key' p11 -L
 printf 'pin_fallback = dictionary-attack\nprimary_handle = 0x40000001\n' >"$TPMTOKEN_CONF"
