@@ -110,7 +110,7 @@ uint64_t Tpm::ReadAnchorCounter(uint32_t index, ByteView name, ByteView auth) {
 }
 
 Tpm::NvPresence Tpm::VerifyNvIndex(uint32_t index, ByteView name) {
-  std::lock_guard lock(mu_);
+  auto lock = Enter();
   TSS2_SYS_CONTEXT* sys = Sys();
   const TPMS_CAPABILITY_DATA caps = AuditedCapability(TPM2_CAP_HANDLES, index, 1);
   if (caps.data.handles.count == 0 || caps.data.handles.handle[0] != index) return NvPresence::kAbsent;
