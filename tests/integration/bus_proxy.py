@@ -13,10 +13,16 @@ TPM2B size, another response code, a dropped answer); see proxy log.
 MODE paramsize: the answer's parameterSize claims 0xFFFFFFFF bytes.
 MODE ownerauth: in a TPM2_GetCapability answer, TPMA_PERMANENT ownerAuthSet
 is flipped (with no session, as before; with one, the HMAC no longer fits).
-Usage: bus_proxy.py LISTEN_PORT_FILE UPSTREAM_PORT CC NTH MODE"""
+CC may name the command's first handle too, CC@HANDLE (both hex): only
+commands on that handle count, so a test is not thrown off by another
+command of the same code that the module sends first.
+Usage: bus_proxy.py LISTEN_PORT_FILE UPSTREAM_PORT CC[@HANDLE] NTH MODE"""
 import socket, sys, threading, time
 
-port_file, upstream, cc, nth = sys.argv[1], int(sys.argv[2]), int(sys.argv[3], 16), int(sys.argv[4])
+port_file, upstream, nth = sys.argv[1], int(sys.argv[2]), int(sys.argv[4])
+cc, _, on_handle = sys.argv[3].partition("@")
+cc = int(cc, 16)
+on_handle = int(on_handle, 16) if on_handle else None
 mode = sys.argv[5]
 seen = 0
 import random
@@ -72,6 +78,8 @@ def serve(client):
                 print("fuzz: kind %d at %d" % (kind, pos), flush=True)
                 rsp = bytes(b)
         match = int.from_bytes(cmd[6:10], "big") == cc
+        if on_handle is not None:
+            match = match and len(cmd) >= 14 and int.from_bytes(cmd[10:14], "big") == on_handle
         if mode == "ownerauth":  # only answers that carry TPM2_PT_PERMANENT count
             match = match and rsp.find((0x200).to_bytes(4, "big"), 10) > 0
         with lock:
