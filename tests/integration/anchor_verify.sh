@@ -9,7 +9,7 @@
 # truncated signature and an unknown anchor each fail with their own exit
 # code and a line naming the cause. A removed anchor does not come back with
 # an old copy of the store. A large file streams in bounded memory
-# (BIG_MB, default 64 here; the issue's 400 MB by hand: see the report).
+# (BIG_MB, default 400 as the issue asks: about 1 s of the test on this machine).
 # The C-ABI refusals (create, set, copy, destroy) are tests/api/anchors_test.cc.
 source "$(dirname "$0")/lib.sh"
 fixture_start
@@ -196,7 +196,7 @@ expect_exit 31 "certificate has expired" \
 pass "an expired signer is untrusted (31), naming the expiry"
 
 # A large update streams: peak RSS stays bounded whatever the size.
-BIG_MB=${BIG_MB:-64}
+BIG_MB=${BIG_MB:-400}
 head -c $((BIG_MB << 20)) /dev/zero >"$WORK/big.bin"
 sign signer "$WORK/big.bin" "$WORK/big.sig" -certfile "$P/vendor-int.pem"
 start=$(date +%s.%N)
