@@ -81,6 +81,11 @@ CK_RV Module::StorePrivateKey(Session& s, AttrSet a, std::map<CK_ATTRIBUTE_TYPE,
       access != CKR_OK)
     return access;
   tpm::ImportedKey key;
+  // The TPM object carries only the uses the template allows, as for a
+  // generated key (token/keys.cc): ECDSA with CKA_SIGN, ECDH with CKA_DERIVE;
+  // an RSA key keeps decrypt (tpm/keys.cc KeyTemplate says why).
+  key.sign = a.Bool(CKA_SIGN);
+  key.decrypt = a.Ulong(CKA_KEY_TYPE) == CKK_RSA || a.Bool(CKA_DERIVE);
   std::optional<crypto::PublicKey> public_key;
   if (a.Ulong(CKA_KEY_TYPE) == CKK_RSA) {
     key.kind = tpm::KeyKind::kRsa;

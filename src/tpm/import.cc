@@ -20,8 +20,11 @@ namespace {
 // elsewhere), no authPolicy (so it can never be duplicated out again), NODA
 // (its auth is random); the public part is the key's own.
 TPM2B_PUBLIC ImportTemplate(const ImportedKey& key) {
-  TPM2B_PUBLIC t = KeyTemplate({key.kind, static_cast<uint32_t>(key.modulus.size() * 8), key.curve,
-                                static_cast<uint32_t>(key.secret.size() * 8)});
+  KeySpec spec{key.kind, static_cast<uint32_t>(key.modulus.size() * 8), key.curve,
+               static_cast<uint32_t>(key.secret.size() * 8)};
+  spec.sign = key.sign;
+  spec.decrypt = key.decrypt;
+  TPM2B_PUBLIC t = KeyTemplate(spec);
   t.publicArea.objectAttributes &=
       ~(TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN);
   if (key.kind == KeyKind::kRsa) {

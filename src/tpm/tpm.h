@@ -135,6 +135,10 @@ struct ImportedKey {
   TPM2_ECC_CURVE curve = 0;
   Bytes x, y;
   Secret secret;  // the prime (RSA) or the scalar (EC)
+  // The uses the TPM object carries, as KeySpec's (an imported key gets the
+  // same template as a generated one).
+  bool sign = true;
+  bool decrypt = true;
 };
 struct CreatedKey {
   SealedBlob blob;

@@ -233,6 +233,57 @@ TEST_F(Oracle, UnwrapGivesOneCodeAfterTheRsaStep) {
   EXPECT_EQ(Unwrap(pkcs, priv, Bytes(200, 1), CKK_AES, 16, &k), CKR_WRAPPED_KEY_LEN_RANGE);
 }
 
+// An imported EC key's TPM object, like a generated one's, carries only the
+// uses its template gives: past the module's own check (the attribute set to
+// true afterwards) the TPM itself refuses ECDH and ECDSA.
+TEST_F(Oracle, TpmRefusesEcUsesAnImportedKeyWasNotGiven) {
+  CK_OBJECT_HANDLE peer_pub, peer_priv;
+  GenerateEc(&peer_pub, &peer_priv, /*sign=*/true, /*derive=*/true);
+  const Bytes peer = Attr(peer_pub, CKA_EC_POINT);
+  CK_BYTE point[67];
+  std::memcpy(point, peer.data(), peer.size());
+  CK_ECDH1_DERIVE_PARAMS params = {CKD_NULL, 0, nullptr, static_cast<CK_ULONG>(peer.size()), point};
+  CK_MECHANISM ecdh = {CKM_ECDH1_DERIVE, &params, sizeof params};
+  CK_MECHANISM ecdsa = {CKM_ECDSA_SHA256, nullptr, 0};
+  CK_OBJECT_CLASS secret_cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE gen = CKK_GENERIC_SECRET;
+  CK_ATTRIBUTE dt[] = {{CKA_CLASS, &secret_cls, sizeof secret_cls},
+                       {CKA_KEY_TYPE, &gen, sizeof gen}};
+  CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+  const auto import = [&](bool sign, bool derive) {
+    CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+    CK_KEY_TYPE ec = CKK_EC;
+    CK_BYTE p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+    CK_BYTE d[32];
+    std::memset(d, 0x11, sizeof d);  // a valid P-256 scalar (below the order)
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls},     {CKA_KEY_TYPE, &ec, sizeof ec},
+                        {CKA_TOKEN, &no, 1},               {CKA_EC_PARAMS, p256, sizeof p256},
+                        {CKA_VALUE, d, sizeof d},          {CKA_SIGN, sign ? &yes : &no, 1},
+                        {CKA_DERIVE, derive ? &yes : &no, 1}};
+    CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
+    EXPECT_EQ(f_->C_CreateObject(s_, t, 7, &key), CKR_OK);
+    return key;
+  };
+  CK_OBJECT_HANDLE derived;
+  const CK_OBJECT_HANDLE sign_only = import(true, false);
+  EXPECT_EQ(f_->C_DeriveKey(s_, &ecdh, sign_only, dt, 2, &derived), CKR_KEY_FUNCTION_NOT_PERMITTED);
+  CK_ATTRIBUTE derive = {CKA_DERIVE, &yes, 1};
+  ASSERT_EQ(f_->C_SetAttributeValue(s_, sign_only, &derive, 1), CKR_OK);
+  EXPECT_EQ(f_->C_DeriveKey(s_, &ecdh, sign_only, dt, 2, &derived), CKR_KEY_FUNCTION_NOT_PERMITTED);
+  CK_BYTE data[] = "x", sig[64];
+  CK_ULONG len = sizeof sig;
+  ASSERT_EQ(f_->C_SignInit(s_, &ecdsa, sign_only), CKR_OK);
+  EXPECT_EQ(f_->C_Sign(s_, data, 1, sig, &len), CKR_OK);
+
+  const CK_OBJECT_HANDLE derive_only = import(false, true);
+  EXPECT_EQ(f_->C_DeriveKey(s_, &ecdh, derive_only, dt, 2, &derived), CKR_OK);
+  CK_ATTRIBUTE sign = {CKA_SIGN, &yes, 1};
+  ASSERT_EQ(f_->C_SetAttributeValue(s_, derive_only, &sign, 1), CKR_OK);
+  ASSERT_EQ(f_->C_SignInit(s_, &ecdsa, derive_only), CKR_OK);
+  len = sizeof sig;
+  EXPECT_EQ(f_->C_Sign(s_, data, 1, sig, &len), CKR_KEY_FUNCTION_NOT_PERMITTED);
+}
+
 TEST_F(Oracle, SignOnlyKeyRefusesDecryption) {
   CK_OBJECT_HANDLE pub, priv;
   GenerateRsa(&pub, &priv, /*sign=*/true, /*decrypt=*/false, /*unwrap=*/false);
