@@ -25,12 +25,16 @@ void Module::ForgetObjects(Token& t) {
 
 // A session key's auth value lived only here: with the object it is gone,
 // and its TPM object leaves the key cache (issue 9 item 1).
-void Module::DropSessionObjects(CK_SESSION_HANDLE h) {
+void Module::DropSessionObjectsIf(const std::function<bool(const Object&)>& drop) {
   std::erase_if(objects_, [&](const auto& e) {
-    if (e.second->session != h) return false;
+    if (e.second->session == 0 || !drop(*e.second)) return false;
     if (e.second->key) tpm_->FlushKey(e.second->key->blob);
     return true;
   });
+}
+
+void Module::DropSessionObjects(CK_SESSION_HANDLE h) {
+  DropSessionObjectsIf([h](const Object& o) { return o.session == h; });
 }
 
 // Brings the token's cached objects in line with the store. Cheap when nothing

@@ -195,6 +195,35 @@ TEST_F(PublicObjects, SessionKeysOfEveryClassWithoutLogin) {
   EXPECT_TRUE(Find(other, {{CKA_CLASS, &priv_cls, sizeof priv_cls}}).empty());
 }
 
+// C_Logout destroys the private session objects (PKCS#11 2.40 section 5.6,
+// C_Logout): their handles stay invalid after a new login, while a public
+// session object of the same session lives on.
+TEST_F(PublicObjects, LogoutDestroysPrivateSessionObjects) {
+  ASSERT_EQ(LoginUser(s_), CKR_OK);
+  CK_OBJECT_HANDLE pub, priv, aes, public_pub, public_priv;
+  ASSERT_EQ(Pair(s_, false, false, true, &pub, &priv), CKR_OK) << "private session EC pair";
+  ASSERT_EQ(Secret(s_, true, false, true, &aes), CKR_OK) << "private session AES key";
+  ASSERT_EQ(Pair(s_, false, false, false, &public_pub, &public_priv), CKR_OK);
+  SignsAndVerifies(s_, CKM_ECDSA_SHA256, priv, pub);
+  ASSERT_EQ(f_->C_Logout(s_), CKR_OK);
+  auto gone = [&](const char* when) {
+    for (CK_OBJECT_HANDLE o : {priv, aes}) {
+      CK_RV rv = CKR_OK;
+      Attr(s_, o, CKA_CLASS, &rv);
+      EXPECT_EQ(rv, CKR_OBJECT_HANDLE_INVALID) << "private session object " << o << " " << when;
+    }
+  };
+  gone("survived C_Logout");
+  ASSERT_EQ(LoginUser(s_), CKR_OK);
+  gone("came back at the next C_Login");
+  CK_OBJECT_CLASS priv_cls = CKO_PRIVATE_KEY, secret_cls = CKO_SECRET_KEY;
+  EXPECT_EQ(Find(s_, {{CKA_CLASS, &priv_cls, sizeof priv_cls}}),
+            std::vector<CK_OBJECT_HANDLE>{public_priv})
+      << "only the public session key is left";
+  EXPECT_TRUE(Find(s_, {{CKA_CLASS, &secret_cls, sizeof secret_cls}}).empty());
+  SignsAndVerifies(s_, CKM_ECDSA_SHA256, public_priv, public_pub);
+}
+
 // Item 2: a public token key (the unattended device key) signs with no PIN,
 // in a later "process" (C_Finalize and C_Initialize again).
 TEST_F(PublicObjects, PublicTokenKeySignsWithoutLogin) {
