@@ -28,6 +28,7 @@ struct Options {
   std::string state, ek_ca, ek_pub, ek_pem, pubkey_out;
   bool allow_imported = false;
   bool unattended = false;  // key generate: CKA_PRIVATE false (issue 9 item 2)
+  std::string pcr_policy;   // key generate: CKA_TPMTOKEN_PCR_POLICY, e.g. sha256:7
 };
 
 int Status(const Options& o);
