@@ -260,6 +260,27 @@ TEST_F(PublicObjects, TemplatesHonouredOrRefused) {
   EXPECT_TRUE(BoolAttr(s_, pub, CKA_LOCAL));
   EXPECT_TRUE(BoolAttr(s_, priv, CKA_ALWAYS_SENSITIVE));
   EXPECT_TRUE(BoolAttr(s_, priv, CKA_NEVER_EXTRACTABLE));
+  // The per-key PCR binding (CKA_TPMTOKEN_PCR_POLICY): kept as given on a
+  // generated key that signs through its policy; a malformed selection
+  // refused; no binding on a created key (the TPM did not make it).
+  {
+    char bad[] = "sha256:99", good[] = "sha256:16";
+    CK_OBJECT_HANDLE bpub, bpriv;
+    EXPECT_EQ(Pair(s_, false, false, true, &bpub, &bpriv,
+                   {{CKA_TPMTOKEN_PCR_POLICY, bad, sizeof bad - 1}}),
+              CKR_ATTRIBUTE_VALUE_INVALID);
+    ASSERT_EQ(Pair(s_, false, false, true, &bpub, &bpriv,
+                   {{CKA_TPMTOKEN_PCR_POLICY, good, sizeof good - 1}}),
+              CKR_OK);
+    const Bytes bound = Attr(s_, bpriv, CKA_TPMTOKEN_PCR_POLICY);
+    EXPECT_EQ(std::string(bound.begin(), bound.end()), "sha256:16");
+    SignsAndVerifies(s_, CKM_ECDSA_SHA256, bpriv, bpub);
+    CK_OBJECT_HANDLE refused;
+    EXPECT_EQ(CreateSecret(s_, Bytes(32, 1), true, &refused,
+                           {{CKA_TPMTOKEN_PCR_POLICY, good, sizeof good - 1}}),
+              CKR_ATTRIBUTE_TYPE_INVALID)
+        << "a secret key has no PCR binding";
+  }
   CK_MECHANISM_TYPE gen = 0;
   Bytes g = Attr(s_, priv, CKA_KEY_GEN_MECHANISM);
   ASSERT_EQ(g.size(), sizeof gen);
