@@ -33,6 +33,7 @@ struct Options {
   // boot (issue 11)
   std::string authorizer, pcrs, values, epoch;
   bool current = false;
+  std::string pcr_policy;   // key generate: CKA_TPMTOKEN_PCR_POLICY, e.g. sha256:7
 };
 
 int Status(const Options& o);

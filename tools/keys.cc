@@ -51,7 +51,8 @@ std::string KeyDescription(Context& ctx, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE k
 }  // namespace
 
 KeyPair GenerateKey(Context& ctx, CK_SESSION_HANDLE s, const std::string& type,
-                    const std::string& label, bool unattended) {
+                    const std::string& label, bool unattended,
+                    const std::string& pcr_policy) {
   const KeyType kt = ParseType(type);
   CK_BBOOL yes = CK_TRUE, is_private = unattended ? CK_FALSE : CK_TRUE;
   std::vector<CK_ATTRIBUTE> pub = {{CKA_TOKEN, &yes, 1},
@@ -60,6 +61,10 @@ KeyPair GenerateKey(Context& ctx, CK_SESSION_HANDLE s, const std::string& type,
   priv.push_back({CKA_SIGN, &yes, 1});
   // Unattended: the auth value under the store key, not the token key.
   priv.push_back({CKA_PRIVATE, &is_private, 1});
+  // Bound to the boot state: the TPM refuses the key once a PCR changes.
+  if (!pcr_policy.empty())
+    priv.push_back({CKA_TPMTOKEN_PCR_POLICY, const_cast<char*>(pcr_policy.data()),
+                    pcr_policy.size()});
   CK_ULONG bits = kt.bits;
   CK_MECHANISM mech = {kt.rsa ? CKM_RSA_PKCS_KEY_PAIR_GEN : CKM_EC_KEY_PAIR_GEN, nullptr, 0};
   if (kt.rsa)
@@ -82,10 +87,19 @@ int KeyGenerate(const Options& o) {
                     {CKA_LABEL, const_cast<char*>(o.key.data()), o.key.size()}})
            .empty())
     throw ToolError("a key labelled '" + o.key + "' exists", kUsage);
-  const KeyPair kp = GenerateKey(ctx, s, o.type, o.key, o.unattended);
+  std::string pcrs;
+  try {
+    pcrs = PcrSelection::Parse(o.pcr_policy).ToString();
+  } catch (const std::invalid_argument& e) {
+    throw ToolError(std::string("--pcr-policy: ") + e.what() +
+                        " (give BANK:PCRS, e.g. sha256:7 or sha256:0,2,7)",
+                    kUsage);
+  }
+  const KeyPair kp = GenerateKey(ctx, s, o.type, o.key, o.unattended, pcrs);
   std::cout << "key '" << o.key << "' generated in the TPM (" << o.type << "), id "
             << Hex(ctx.Attr(s, kp.priv, CKA_ID))
-            << (o.unattended ? ", unattended: usable with no PIN" : "") << "\n";
+            << (o.unattended ? ", unattended: usable with no PIN" : "")
+            << (pcrs.empty() ? "" : ", bound to PCRs " + pcrs) << "\n";
   return kOk;
 }
 

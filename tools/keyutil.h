@@ -11,7 +11,8 @@ struct KeyPair {
 };
 // A token key pair generated in the TPM ("ec:p256", "rsa:2048", ...).
 KeyPair GenerateKey(Context& ctx, CK_SESSION_HANDLE s, const std::string& type,
-                    const std::string& label, bool unattended = false);
+                    const std::string& label, bool unattended = false,
+                    const std::string& pcr_policy = "");
 // An OpenSSL private key put into the TPM, with its public half beside it.
 KeyPair ImportKey(Context& ctx, CK_SESSION_HANDLE s, EVP_PKEY* key, const std::string& label);
 

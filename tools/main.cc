@@ -99,6 +99,9 @@ int main(int argc, char** argv) {
   kgen->add_flag("--unattended", o.unattended,
                  "a public key (CKA_PRIVATE false): usable with no PIN, on this TPM and in the "
                  "boot state the store is bound to");
+  kgen->add_option("--pcr-policy", o.pcr_policy,
+                   "bind the key to these PCRs' values of now, e.g. sha256:7: the TPM refuses "
+                   "it once one changes");
   PinOptions(kgen, o.pin, "pin");
   kgen->callback([&] { run = KeyGenerate; });
   auto* klist = key->add_subcommand("list", "list the keys");

@@ -17,6 +17,16 @@ extern "C" {
 #ifndef CKA_UNIQUE_ID
 #define CKA_UNIQUE_ID 0x00000004UL
 #endif
+
+/* Vendor-defined: a private RSA or EC key's binding to the boot state, given
+ * to C_GenerateKeyPair in the private-key template as the text "BANK:PCRS",
+ * e.g. "sha256:7" or "sha256:0,2,7" (banks sha1, sha256, sha384, sha512).
+ * The TPM key then carries the policy PolicyPCR (the PCRs' values at
+ * generation) then PolicyAuthValue, and the TPM refuses every use once one
+ * of the PCRs changes: the call returns CKR_KEY_FUNCTION_NOT_PERMITTED and
+ * the module logs the PCRs. Empty (the default) means unbound. Read-only
+ * after generation; refused in C_CreateObject and C_UnwrapKey. */
+#define CKA_TPMTOKEN_PCR_POLICY (CKA_VENDOR_DEFINED | 0x54504d01UL)
 #ifndef CKF_INTERFACE_FORK_SAFE
 #define CKF_INTERFACE_FORK_SAFE 0x00000001UL
 #endif

@@ -74,6 +74,11 @@ CK_RV MapTpmError(const tpm::TpmError& e) {
                  ": the TPM refused an authorization (for the owner hierarchy, set owner_auth "
                  "in tpmtoken.conf)");
       return CKR_DEVICE_ERROR;
+    case TPM2_RC_POLICY_FAIL:
+      // A key bound to PCRs (CKA_TPMTOKEN_PCR_POLICY) after the boot state
+      // changed: the TPM itself refuses the use; e names the PCRs.
+      log::Error(e.what());
+      return CKR_KEY_FUNCTION_NOT_PERMITTED;
     default:
       log::Error(e.what());
       return CKR_DEVICE_ERROR;

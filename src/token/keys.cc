@@ -173,6 +173,16 @@ CK_RV Module::GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
     spec.curve = curve->tpm;
   }
 
+  // The per-key boot binding (include/tpmtoken/pkcs11.h), kept canonical.
+  if (const Bytes* bound = priv.Find(CKA_TPMTOKEN_PCR_POLICY); bound && !bound->empty()) {
+    try {
+      spec.pcrs = PcrSelection::Parse(std::string(AsText(*bound)));
+    } catch (const std::invalid_argument& e) {
+      log::Warn("C_GenerateKeyPair: CKA_TPMTOKEN_PCR_POLICY refused: ", e.what());
+      return CKR_ATTRIBUTE_VALUE_INVALID;
+    }
+    priv.Set(CKA_TPMTOKEN_PCR_POLICY, View(spec.pcrs.ToString()));
+  }
   auto key = std::make_shared<KeyMaterial>();
   key->auth = NewKeyAuth();
   const tpm::CreatedKey created = tpm_->CreateKey(spec, key->auth.view());

@@ -393,6 +393,13 @@ void Module::LogoutToken(Token& t) {
   t.tk.Clear();
   // The keys this login loaded leave the TPM with it.
   if (was_user) tpm_->FlushKeys();
+  // PKCS#11 2.40 C_Logout: the private session objects of the application's
+  // sessions with this token are destroyed, not hidden: their handles stay
+  // invalid after a new login (a session key's auth value dies with it).
+  DropSessionObjectsIf([&](const Object& o) {
+    const auto s = sessions_.find(o.session);
+    return o.is_private() && s != sessions_.end() && s->second->token == &t;
+  });
   // Private token objects leave the cache; their handles come back on the
   // next login because Token::handles keeps the row-to-handle map.
   std::vector<int64_t> private_rows;

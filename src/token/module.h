@@ -341,6 +341,7 @@ class Module {
   void SaveRecord(Token& t);
   void ForgetObjects(Token& t);
   void DropSessionObjects(CK_SESSION_HANDLE h);
+  void DropSessionObjectsIf(const std::function<bool(const Object&)>& drop);
   void LogoutToken(Token& t);
  public:
   // Per-key use counts (key_use.cc): CountUse costs no TPM command and no

@@ -36,6 +36,9 @@ void DecodeObjectRecord(ByteView in, Object* o) {
     ByteView priv = r.Blob();
     key->blob = {Bytes(pub.begin(), pub.end()), Bytes(priv.begin(), priv.end())};
     key->auth = Secret(r.Blob());
+    // A key bound to PCRs runs its policy at each use (tpm/keys.cc RunKey).
+    if (const Bytes* bound = o->attrs.Find(CKA_TPMTOKEN_PCR_POLICY))
+      key->blob.pcrs = PcrSelection::Parse(std::string(AsText(*bound)));
     o->key = std::move(key);
   }
   if (!r.done()) throw DecodeError("trailing bytes in object record");

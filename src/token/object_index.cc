@@ -50,21 +50,25 @@ void Module::ForgetObjects(Token& t) {
   t.index_key_private.reset();
 }
 
-void Module::DropSessionObjects(CK_SESSION_HANDLE h) {
-  Session* s = FindSession(h);
-  if (!s) return;
-  Token& t = *s->token;
-  std::vector<std::shared_ptr<Object>> mine;
-  for (CK_OBJECT_HANDLE handle : t.session_objects)
-    if (auto it = objects_.find(handle); it != objects_.end() && it->second->session == h)
-      mine.push_back(it->second);
-  // A session key's auth value lived only here: with the object it is gone,
-  // and its TPM object leaves the key cache (issue 9 item 1).
-  for (const auto& o : mine) {
-    IndexSessionObject(t, *o, false);
-    if (o->key) tpm_->FlushKey(o->key->blob);
-    objects_.erase(o->handle);
+// A session key's auth value lived only here: with the object it is gone,
+// and its TPM object leaves the key cache (issue 9 item 1).
+void Module::DropSessionObjectsIf(const std::function<bool(const Object&)>& drop) {
+  for (auto& tp : tokens_) {
+    Token& t = *tp;
+    std::vector<std::shared_ptr<Object>> gone;
+    for (CK_OBJECT_HANDLE handle : t.session_objects)
+      if (auto it = objects_.find(handle); it != objects_.end() && drop(*it->second))
+        gone.push_back(it->second);
+    for (const auto& o : gone) {
+      IndexSessionObject(t, *o, false);
+      if (o->key) tpm_->FlushKey(o->key->blob);
+      objects_.erase(o->handle);
+    }
   }
+}
+
+void Module::DropSessionObjects(CK_SESSION_HANDLE h) {
+  DropSessionObjectsIf([h](const Object& o) { return o.session == h; });
 }
 
 void Module::IndexSessionObject(Token& t, const Object& o, bool add) {

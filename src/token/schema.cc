@@ -101,6 +101,8 @@ std::vector<AttrSpec> PrivateKey(bool decrypts) {
                   {CKA_WRAP_WITH_TRUSTED, Kind::kBool, kModifiable | kStaysTrue, Default::kFalse},
                   {CKA_ALWAYS_AUTHENTICATE, Kind::kBool, 0, Default::kFalse},
                   {CKA_PUBLIC_KEY_INFO, Kind::kBytes, kNotOnGen, Default::kNone},
+                  // Bound at generation only (tpm/keys.cc CreateKey).
+                  {CKA_TPMTOKEN_PCR_POLICY, Kind::kBytes, kNotOnCreate, Default::kEmpty},
               });
 }
 

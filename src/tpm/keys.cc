@@ -237,10 +237,11 @@ Secret Tpm::EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y) 
     TPM2B_ECC_POINT in{};
     SetBuffer(in.point.x, x);
     SetBuffer(in.point.y, y);
-    FastSession& session = Fast();
+    std::unique_ptr<FastSession> policy;
+    FastSession& session = KeySession(key, &policy);
     Check(Tss2_Sys_ECDH_ZGen_Prepare(sys, k.object.handle(), &in), "TPM2_ECDH_ZGen prepare");
     const ResponseWipe wipe(*sys_);
-    RunFast(session, TPM2_CC_ECDH_ZGen, k.object.name(), auth, true, "TPM2_ECDH_ZGen");
+    RunKey(session, key, TPM2_CC_ECDH_ZGen, k.object.name(), auth, true, "TPM2_ECDH_ZGen");
     auto out = std::make_unique<TPM2B_ECC_POINT>();
     Check(Tss2_Sys_ECDH_ZGen_Complete(sys, out.get()), "TPM2_ECDH_ZGen complete");
     Secret z = PadSecret(out->point.x.buffer, out->point.x.size, x.size());
@@ -272,7 +273,17 @@ CreatedKey Tpm::CreateKey(const KeySpec& spec, ByteView auth) {
   auto lock = Enter();
   return Retry([&] {
     CreatedKey k;
-    k.blob = CreateChild(KeyTemplate(spec), {}, auth, "TPM2_Create (key)");
+    TPM2B_PUBLIC t = KeyTemplate(spec);
+    if (!spec.pcrs.empty()) {
+      // Bound to the boot state: no plain auth-value use, only the policy
+      // PolicyPCR (values of now) then PolicyAuthValue.
+      if (spec.kind != KeyKind::kRsa && spec.kind != KeyKind::kEcc)
+        throw std::invalid_argument("a PCR policy is for RSA and EC keys");
+      SetBuffer(t.publicArea.authPolicy, PcrKeyPolicy(spec.pcrs));
+      t.publicArea.objectAttributes &= ~TPMA_OBJECT_USERWITHAUTH;
+    }
+    k.blob = CreateChild(t, {}, auth, "TPM2_Create (key)");
+    k.blob.pcrs = spec.pcrs;
     TPM2B_PUBLIC pub{};
     size_t off = 0;
     Check(Tss2_MU_TPM2B_PUBLIC_Unmarshal(k.blob.pub.data(), k.blob.pub.size(), &off, &pub),
@@ -280,6 +291,25 @@ CreatedKey Tpm::CreateKey(const KeySpec& spec, ByteView auth) {
     k.pub = ToKeyPublic(pub.publicArea);
     return k;
   });
+}
+
+FastSession& Tpm::KeySession(const SealedBlob& key, std::unique_ptr<FastSession>* policy) {
+  if (key.pcrs.empty()) return Fast();
+  *policy = StartPcrPolicy(key.pcrs, true);
+  return **policy;
+}
+
+void Tpm::RunKey(FastSession& session, const SealedBlob& key, TPM2_CC command, ByteView names,
+                 ByteView auth, bool decrypt_response, const char* what) {
+  try {
+    RunFast(session, command, names, auth, decrypt_response, what);
+  } catch (const TpmError& e) {
+    if (key.pcrs.empty() || e.base() != TPM2_RC_POLICY_FAIL) throw;
+    throw TpmError(std::string(what) + ": the key is bound to PCRs " + key.pcrs.ToString() +
+                       ", which no longer hold the values they had when it was generated: the "
+                       "boot state changed; boot the configuration it was made under to use it",
+                   e.rc);
+  }
 }
 
 Bytes Tpm::SignEcdsa(const SealedBlob& key, ByteView auth, ByteView digest, TPM2_ALG_ID hash) {
@@ -297,9 +327,10 @@ Bytes Tpm::SignEcdsa(const SealedBlob& key, ByteView auth, ByteView digest, TPM2
     // The key's auth value is used only inside the session HMAC; neither the
     // digest nor the signature is secret, so no parameter encryption.
     TSS2_SYS_CONTEXT* sys = Sys();
-    FastSession& session = Fast();
+    std::unique_ptr<FastSession> policy;
+    FastSession& session = KeySession(key, &policy);
     Check(Tss2_Sys_Sign_Prepare(sys, k.object.handle(), &d, &scheme, &validation), "TPM2_Sign prepare");
-    RunFast(session, TPM2_CC_Sign, k.object.name(), auth, false, "TPM2_Sign (ECDSA)");
+    RunKey(session, key, TPM2_CC_Sign, k.object.name(), auth, false, "TPM2_Sign (ECDSA)");
     auto sig = std::make_unique<TPMT_SIGNATURE>();
     Check(Tss2_Sys_Sign_Complete(sys, sig.get()), "TPM2_Sign complete");
     TPM2B_PUBLIC pub{};
@@ -326,12 +357,14 @@ Secret Tpm::RsaPrivate(const SealedBlob& key, ByteView auth, ByteView input) {
     scheme.scheme = TPM2_ALG_NULL;
     TPM2B_DATA label{};
     TSS2_SYS_CONTEXT* sys = Sys();
-    FastSession& session = Fast();
+    std::unique_ptr<FastSession> policy;
+    FastSession& session = KeySession(key, &policy);
     Check(Tss2_Sys_RSA_Decrypt_Prepare(sys, k.object.handle(), &in, &scheme, &label),
           "TPM2_RSA_Decrypt prepare");
     // The result may be a decrypted secret: the session encrypts it.
     const ResponseWipe wipe(*sys_);
-    RunFast(session, TPM2_CC_RSA_Decrypt, k.object.name(), auth, true, "TPM2_RSA_Decrypt (raw)");
+    RunKey(session, key, TPM2_CC_RSA_Decrypt, k.object.name(), auth, true,
+           "TPM2_RSA_Decrypt (raw)");
     auto msg = std::make_unique<TPM2B_PUBLIC_KEY_RSA>();
     Check(Tss2_Sys_RSA_Decrypt_Complete(sys, msg.get()), "TPM2_RSA_Decrypt complete");
     Secret out = PadSecret(msg->buffer, msg->size, input.size());

@@ -148,21 +148,29 @@ Secret Tpm::UnsealOpen(const SealedBlob& blob, const PcrSelection& pcrs) {
       TpmObject object = Load(blob);
       return UnsealLoaded(Fast(), object, {});
     }
-    Primary();
     // A salted policy session: it carries the unsealed key back encrypted.
-    std::unique_ptr<FastSession> policy =
-        FastSession::Start(Sys(), primary_handle_, primary_x_, primary_y_, TPM2_SE_POLICY);
+    std::unique_ptr<FastSession> policy = StartPcrPolicy(pcrs, false);
     MakeRoomForObject(false);
     TpmObject object = Load(blob);
-    // An empty pcrDigest makes the TPM use the PCRs' current values; the
-    // unseal then fails with TPM_RC_POLICY_FAIL if they differ from those
-    // the seal was made with.
-    TPM2B_DIGEST current{};
-    const TPML_PCR_SELECTION sel = ToTpmSelection(pcrs);
-    Check(Tss2_Sys_PolicyPCR(Sys(), policy->handle(), nullptr, &current, &sel, nullptr),
-          "TPM2_PolicyPCR");
     return UnsealLoaded(*policy, object, {});
   });
+}
+
+std::unique_ptr<FastSession> Tpm::StartPcrPolicy(const PcrSelection& pcrs, bool auth_value) {
+  Primary();
+  std::unique_ptr<FastSession> policy =
+      FastSession::Start(Sys(), primary_handle_, primary_x_, primary_y_, TPM2_SE_POLICY);
+  // An empty pcrDigest makes the TPM use the PCRs' current values; the
+  // command then fails with TPM_RC_POLICY_FAIL if they differ from those
+  // the object's policy was made with.
+  TPM2B_DIGEST current{};
+  const TPML_PCR_SELECTION sel = ToTpmSelection(pcrs);
+  Check(Tss2_Sys_PolicyPCR(Sys(), policy->handle(), nullptr, &current, &sel, nullptr),
+        "TPM2_PolicyPCR");
+  if (auth_value)
+    Check(Tss2_Sys_PolicyAuthValue(Sys(), policy->handle(), nullptr, nullptr),
+          "TPM2_PolicyAuthValue");
+  return policy;
 }
 
 SealedBlob Tpm::SealWithAuth(ByteView data, const crypto::PinAuth& pin) {
@@ -186,20 +194,29 @@ std::optional<Secret> Tpm::UnsealWithAuth(const SealedBlob& blob, const crypto::
 }
 
 namespace {
+// One policy step computed in software: digest' = H(digest || parts).
+Bytes ExtendPolicy(const Bytes& digest, std::initializer_list<Bytes> parts) {
+  Bytes in = digest;
+  for (const Bytes& p : parts) in.insert(in.end(), p.begin(), p.end());
+  return crypto::Sha256(in);
+}
+
 // The counter's write policy: TPM2_PolicyCommandCode(NV_Write) then
 // TPM2_PolicyAuthValue (Part 3, 23.11 and 23.19), i.e. only a holder of the
 // index's own auth (the PIN's nv value) may write it.
 Bytes PinWritePolicy() {
-  auto extend = [](const Bytes& digest, std::initializer_list<Bytes> parts) {
-    Bytes in = digest;
-    for (const Bytes& p : parts) in.insert(in.end(), p.begin(), p.end());
-    return crypto::Sha256(in);
-  };
   Bytes d(32, 0);
-  d = extend(d, {EncodeBe32(TPM2_CC_PolicyCommandCode), EncodeBe32(TPM2_CC_NV_Write)});
-  return extend(d, {EncodeBe32(TPM2_CC_PolicyAuthValue)});
+  d = ExtendPolicy(d, {EncodeBe32(TPM2_CC_PolicyCommandCode), EncodeBe32(TPM2_CC_NV_Write)});
+  return ExtendPolicy(d, {EncodeBe32(TPM2_CC_PolicyAuthValue)});
 }
 
+}  // namespace
+
+Bytes Tpm::PcrKeyPolicy(const PcrSelection& pcrs) {
+  return ExtendPolicy(PcrPolicy(pcrs), {EncodeBe32(TPM2_CC_PolicyAuthValue)});
+}
+
+namespace {
 // PIN_FAIL, NO_DA, readable with the owner authorization, written only
 // through its policy (the TPM forbids AUTHWRITE on PIN indices). Earlier
 // versions had OWNERWRITE, which let whoever holds the (usually empty) owner

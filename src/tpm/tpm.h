@@ -45,6 +45,10 @@ struct TpmError : std::runtime_error {
 struct SealedBlob {
   Bytes pub;
   Bytes priv;
+  // A key bound to these PCRs (authPolicy PolicyPCR then PolicyAuthValue,
+  // userWithAuth clear): each use runs that policy. Not part of the blobs:
+  // the token keeps it as the key's CKA_TPMTOKEN_PCR_POLICY.
+  PcrSelection pcrs = {};
 };
 
 struct PinCounter {
@@ -118,6 +122,9 @@ struct KeySpec {
   // signing uses too) is TPM2_RSA_Decrypt with the NULL scheme.
   bool sign = true;
   bool decrypt = true;
+  // Non-empty: the key is usable only while these PCRs hold their values of
+  // now (RSA and EC keys; SealedBlob::pcrs).
+  PcrSelection pcrs = {};
 };
 struct KeyPublic {
   KeyKind kind = KeyKind::kEcc;
@@ -388,6 +395,19 @@ class Tpm {
   // The fixed properties (info_), read in the audit session at first use.
   void ReadProperties();
   std::vector<TPMS_TAGGED_PROPERTY> Properties(UINT32 first);  // audited
+  // A salted policy session that has run TPM2_PolicyPCR over pcrs' current
+  // values (then TPM2_PolicyAuthValue when auth_value).
+  // A key's authPolicy bound to pcrs: PolicyPCR(current values), then
+  // PolicyAuthValue, so its auth value is still needed.
+  Bytes PcrKeyPolicy(const PcrSelection& pcrs);
+  std::unique_ptr<FastSession> StartPcrPolicy(const PcrSelection& pcrs, bool auth_value);
+  // The session a key's command runs in, taken before the command is
+  // prepared: the fast session, or for a key bound to PCRs a policy session
+  // kept in *policy. RunKey runs the command there; a PCR policy failure is
+  // thrown naming the PCRs.
+  FastSession& KeySession(const SealedBlob& key, std::unique_ptr<FastSession>* policy);
+  void RunKey(FastSession& session, const SealedBlob& key, TPM2_CC command, ByteView names,
+              ByteView auth, bool decrypt_response, const char* what);
   std::vector<TPMS_TAGGED_PROPERTY> VarProperties();
   // TPM2_GetCapability in the audit session (the answer is the TPM's); the
   // caller holds the lock.

@@ -195,6 +195,35 @@ TEST_F(PublicObjects, SessionKeysOfEveryClassWithoutLogin) {
   EXPECT_TRUE(Find(other, {{CKA_CLASS, &priv_cls, sizeof priv_cls}}).empty());
 }
 
+// C_Logout destroys the private session objects (PKCS#11 2.40 section 5.6,
+// C_Logout): their handles stay invalid after a new login, while a public
+// session object of the same session lives on.
+TEST_F(PublicObjects, LogoutDestroysPrivateSessionObjects) {
+  ASSERT_EQ(LoginUser(s_), CKR_OK);
+  CK_OBJECT_HANDLE pub, priv, aes, public_pub, public_priv;
+  ASSERT_EQ(Pair(s_, false, false, true, &pub, &priv), CKR_OK) << "private session EC pair";
+  ASSERT_EQ(Secret(s_, true, false, true, &aes), CKR_OK) << "private session AES key";
+  ASSERT_EQ(Pair(s_, false, false, false, &public_pub, &public_priv), CKR_OK);
+  SignsAndVerifies(s_, CKM_ECDSA_SHA256, priv, pub);
+  ASSERT_EQ(f_->C_Logout(s_), CKR_OK);
+  auto gone = [&](const char* when) {
+    for (CK_OBJECT_HANDLE o : {priv, aes}) {
+      CK_RV rv = CKR_OK;
+      Attr(s_, o, CKA_CLASS, &rv);
+      EXPECT_EQ(rv, CKR_OBJECT_HANDLE_INVALID) << "private session object " << o << " " << when;
+    }
+  };
+  gone("survived C_Logout");
+  ASSERT_EQ(LoginUser(s_), CKR_OK);
+  gone("came back at the next C_Login");
+  CK_OBJECT_CLASS priv_cls = CKO_PRIVATE_KEY, secret_cls = CKO_SECRET_KEY;
+  EXPECT_EQ(Find(s_, {{CKA_CLASS, &priv_cls, sizeof priv_cls}}),
+            std::vector<CK_OBJECT_HANDLE>{public_priv})
+      << "only the public session key is left";
+  EXPECT_TRUE(Find(s_, {{CKA_CLASS, &secret_cls, sizeof secret_cls}}).empty());
+  SignsAndVerifies(s_, CKM_ECDSA_SHA256, public_priv, public_pub);
+}
+
 // Item 2: a public token key (the unattended device key) signs with no PIN,
 // in a later "process" (C_Finalize and C_Initialize again).
 TEST_F(PublicObjects, PublicTokenKeySignsWithoutLogin) {
@@ -231,6 +260,27 @@ TEST_F(PublicObjects, TemplatesHonouredOrRefused) {
   EXPECT_TRUE(BoolAttr(s_, pub, CKA_LOCAL));
   EXPECT_TRUE(BoolAttr(s_, priv, CKA_ALWAYS_SENSITIVE));
   EXPECT_TRUE(BoolAttr(s_, priv, CKA_NEVER_EXTRACTABLE));
+  // The per-key PCR binding (CKA_TPMTOKEN_PCR_POLICY): kept as given on a
+  // generated key that signs through its policy; a malformed selection
+  // refused; no binding on a created key (the TPM did not make it).
+  {
+    char bad[] = "sha256:99", good[] = "sha256:16";
+    CK_OBJECT_HANDLE bpub, bpriv;
+    EXPECT_EQ(Pair(s_, false, false, true, &bpub, &bpriv,
+                   {{CKA_TPMTOKEN_PCR_POLICY, bad, sizeof bad - 1}}),
+              CKR_ATTRIBUTE_VALUE_INVALID);
+    ASSERT_EQ(Pair(s_, false, false, true, &bpub, &bpriv,
+                   {{CKA_TPMTOKEN_PCR_POLICY, good, sizeof good - 1}}),
+              CKR_OK);
+    const Bytes bound = Attr(s_, bpriv, CKA_TPMTOKEN_PCR_POLICY);
+    EXPECT_EQ(std::string(bound.begin(), bound.end()), "sha256:16");
+    SignsAndVerifies(s_, CKM_ECDSA_SHA256, bpriv, bpub);
+    CK_OBJECT_HANDLE refused;
+    EXPECT_EQ(CreateSecret(s_, Bytes(32, 1), true, &refused,
+                           {{CKA_TPMTOKEN_PCR_POLICY, good, sizeof good - 1}}),
+              CKR_ATTRIBUTE_TYPE_INVALID)
+        << "a secret key has no PCR binding";
+  }
   CK_MECHANISM_TYPE gen = 0;
   Bytes g = Attr(s_, priv, CKA_KEY_GEN_MECHANISM);
   ASSERT_EQ(g.size(), sizeof gen);

@@ -387,6 +387,9 @@ TEST_F(Oracle, WrapWithTrustedNeedsATrustedWrappingKey) {
   EXPECT_EQ(got, CK_TRUE);
   ASSERT_EQ(f_->C_Logout(s_), CKR_OK);
   ASSERT_EQ(LoginUser(s_), CKR_OK);
+  // C_Logout destroyed the user's private session keys: unwrap guarded again.
+  GenerateRsa(&pub, &priv);
+  ASSERT_EQ(Unwrap(oaep, priv, Encrypt(pub, oaep, key16), CKK_AES, 16, &guarded, true), CKR_OK);
   EXPECT_EQ(wrap(anchor, guarded), CKR_OK);
 }
 
