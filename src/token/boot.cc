@@ -153,6 +153,17 @@ Secret Module::UnsealAuthorizedStoreKey(const tpm::SealedBlob& blob) {
       "(tpmtoken boot install) or boot an authorized one");
 }
 
+std::optional<uint32_t> Module::EpochCounterIndex() {
+  const auto idx = store_->Meta(kEpochIndex);
+  if (!idx || idx->size() != 4) return std::nullopt;
+  // The index is kept in clear: only one inside this store's own block of
+  // the NV range is taken, so an edited store cannot name another's index.
+  const uint32_t index = DecodeBe32(*idx);
+  const uint32_t base = PinBase();
+  if (index < base || index >= base + kPinPart) return std::nullopt;
+  return index;
+}
+
 uint32_t Module::EnsureEpochCounter() {
   if (auto idx = store_->Meta(kEpochIndex); idx && idx->size() == 4) return DecodeBe32(*idx);
   const store::Store::Hold hold(*store_);

@@ -492,6 +492,7 @@ std::string Module::DeleteStore() {
       auto m = Create(OpenMode::kRecover);
       if (auto rec = m->store_->Anchor(m->sk_.view())) indices.push_back(rec->nv_index);
       if (auto intent = ReadIntent(*m->store_, m->sk_.view())) indices.push_back(intent->index);
+      if (auto epoch = m->EpochCounterIndex()) indices.push_back(*epoch);
       for (const auto& t : m->tokens_) {
         if (t->rec.so.present && t->rec.so.nv_index) indices.push_back(t->rec.so.nv_index);
         if (t->rec.user.present && t->rec.user.nv_index) indices.push_back(t->rec.user.nv_index);

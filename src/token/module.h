@@ -34,6 +34,10 @@ namespace tpmtoken {
 inline constexpr CK_USER_TYPE kNobody = ~CK_USER_TYPE{0};
 inline constexpr CK_ULONG kMinPin = 4;
 inline constexpr CK_ULONG kMaxPin = 128;
+// Each anchored store allocates its NV indices (PIN counters, the boot epoch
+// counter) from its own 128 (slot = its anchor's slot, unique on the TPM), so
+// an intent left by a crash can only name this store's index.
+inline constexpr uint32_t kPinPart = 128;
 // The store's meta key that holds the free slot's ID.
 inline constexpr const char* kFreeSlotKey = "free_slot";
 
@@ -326,6 +330,8 @@ class Module {
   bool BootAuthorized();
   Secret UnsealAuthorizedStoreKey(const tpm::SealedBlob& blob);
   uint32_t EnsureEpochCounter();
+  // The boot epoch counter's index when this store has one (store delete).
+  std::optional<uint32_t> EpochCounterIndex();
   tpm::AuthorizerKey SoAuthorizer(const Token& t, ByteView so_pin);
   Bytes SignAsSo(const Token& t, ByteView so_pin, ByteView digest);
   std::vector<std::pair<std::string, tpm::BootAuthorization>> InstalledAuthorizations(

@@ -20,10 +20,6 @@ namespace tpmtoken {
 namespace {
 
 constexpr const char* kIntentPrefix = "nv_intent/";
-// Each anchored store allocates PIN counters from its own 128 indices
-// (slot = its anchor's slot, unique on the TPM), so an intent left by a
-// crash can only name this store's index unless the store outgrew its part.
-constexpr uint32_t kPinPart = 128;
 
 std::string IntentKey(uint32_t index) {
   std::ostringstream s;

@@ -166,3 +166,13 @@ pass "an RSA vendor key works the same way"
 extend
 opens || fail "an unbound store refused a PCR change"
 pass "boot bind --authorizer none returns the store key to pcr_policy"
+
+# store delete frees the boot epoch counter with the store's other indices.
+epoch_index=$("$T" --json boot status | python3 -c "import json,sys; print(json.load(sys.stdin)['epoch_index'])")
+[ -n "$epoch_index" ] || fail "no boot epoch index in boot status"
+epoch_hex=$(printf '0x%X' "$((16#${epoch_index#0x}))")  # as tpm2_getcap prints it
+nv_listed() { tpm2_getcap -T "$TPMTOKEN_TCTI" handles-nv-index | grep -qix -- "- $epoch_hex"; }
+nv_listed || fail "the boot epoch counter $epoch_index is not in the TPM"
+"$T" store delete --yes >"$WORK/delete.out" 2>&1 || fail "store delete: $(cat "$WORK/delete.out")"
+nv_listed && fail "store delete left the boot epoch counter $epoch_index in the TPM"
+pass "store delete frees the boot epoch counter"
