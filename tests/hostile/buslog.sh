@@ -18,28 +18,28 @@ bad() { echo "FAIL: $*"; FAILED+=("$1"); }
 login=(--token-label bus --login --pin 1234)
 
 init_token bus 87654321 1234 || fail "init token"
-p11 "${login[@]}" --keypairgen --key-type EC:prime256v1 --id 01 --label ec >"$WORK/last" 2>&1 || fail "EC keygen: $(tail -n 3 "$WORK/last")"
+p11 "${login[@]}" --keypairgen --key-type EC:prime256v1 --id 01 --label ec >"$WORK/last" 2>&1 || fail "EC keygen: $(cat "$WORK/last")"
 printf 'a message to sign' >"$WORK/msg"
-p11 "${login[@]}" --sign -m ECDSA-SHA256 --id 01 -i "$WORK/msg" -o "$WORK/sig" >"$WORK/last" 2>&1 || fail "sign: $(tail -n 3 "$WORK/last")"
-p11 "${login[@]}" --generate-random 64 -o "$WORK/random" >"$WORK/last" 2>&1 || fail "generate random: $(tail -n 3 "$WORK/last")"
+p11 "${login[@]}" --sign -m ECDSA-SHA256 --id 01 -i "$WORK/msg" -o "$WORK/sig" >"$WORK/last" 2>&1 || fail "sign: $(cat "$WORK/last")"
+p11 "${login[@]}" --generate-random 64 -o "$WORK/random" >"$WORK/last" 2>&1 || fail "generate random: $(cat "$WORK/last")"
 [ "$(stat -c %s "$WORK/random")" -eq 64 ] || fail "C_GenerateRandom gave $(stat -c %s "$WORK/random") bytes"
-p11 "${login[@]}" --keygen --key-type GENERIC:32 --id 02 --label gen-secret >"$WORK/last" 2>&1 || fail "generic secret keygen: $(tail -n 3 "$WORK/last")"
-p11 "${login[@]}" --sign -m SHA256-HMAC --id 02 -i "$WORK/msg" -o "$WORK/gen.mac" >"$WORK/last" 2>&1 || fail "HMAC with the generated secret: $(tail -n 3 "$WORK/last")"
-p11 "${login[@]}" --keygen --key-type AES:32 --id 03 --label gen-aes >"$WORK/last" 2>&1 || fail "AES keygen: $(tail -n 3 "$WORK/last")"
+p11 "${login[@]}" --keygen --key-type GENERIC:32 --id 02 --label gen-secret >"$WORK/last" 2>&1 || fail "generic secret keygen: $(cat "$WORK/last")"
+p11 "${login[@]}" --sign -m SHA256-HMAC --id 02 -i "$WORK/msg" -o "$WORK/gen.mac" >"$WORK/last" 2>&1 || fail "HMAC with the generated secret: $(cat "$WORK/last")"
+p11 "${login[@]}" --keygen --key-type AES:32 --id 03 --label gen-aes >"$WORK/last" 2>&1 || fail "AES keygen: $(cat "$WORK/last")"
 printf 'sixteen byte blk' >"$WORK/block"
-p11 "${login[@]}" --encrypt -m AES-ECB --id 03 -i "$WORK/block" -o "$WORK/block.enc" >"$WORK/last" 2>&1 || fail "AES-ECB with the generated key: $(tail -n 3 "$WORK/last")"
+p11 "${login[@]}" --encrypt -m AES-ECB --id 03 -i "$WORK/block" -o "$WORK/block.enc" >"$WORK/last" 2>&1 || fail "AES-ECB with the generated key: $(cat "$WORK/last")"
 # Imported: an EC private key and an HMAC key whose values the test knows.
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/imp.pem" 2>/dev/null || fail "openssl genpkey"
 openssl pkey -in "$WORK/imp.pem" -outform DER -out "$WORK/imp.der" 2>/dev/null
 scalar=$(openssl pkey -in "$WORK/imp.pem" -text -noout 2>/dev/null | awk '/^priv:/ { f = 1; next } /^pub:/ { f = 0 } f' | tr -d ' :\n')
 scalar=$(printf '%064s' "${scalar#00}" | tr ' ' 0)
-p11 "${login[@]}" --write-object "$WORK/imp.der" --type privkey --id 04 --label imported >"$WORK/last" 2>&1 || fail "import EC key: $(tail -n 3 "$WORK/last")"
+p11 "${login[@]}" --write-object "$WORK/imp.der" --type privkey --id 04 --label imported >"$WORK/last" 2>&1 || fail "import EC key: $(cat "$WORK/last")"
 # (pkcs11-tool writes no generic secret keys: the imported secret is AES.)
 head -c 32 /dev/urandom >"$WORK/aes.key"
 p11 "${login[@]}" --write-object "$WORK/aes.key" --type secrkey --key-type AES:32 --id 05 --label imp-aes \
-  >"$WORK/last" 2>&1 || fail "import AES key: $(tail -n 3 "$WORK/last")"
+  >"$WORK/last" 2>&1 || fail "import AES key: $(cat "$WORK/last")"
 p11 "${login[@]}" --encrypt -m AES-ECB --id 05 -i "$WORK/block" -o "$WORK/imp.enc" >"$WORK/last" 2>&1 \
-  || fail "AES with the imported key: $(tail -n 3 "$WORK/last")"
+  || fail "AES with the imported key: $(cat "$WORK/last")"
 [ "$(xxd -p "$WORK/imp.enc" | head -c 32)" = "$(openssl enc -aes-256-ecb -nopad -K "$(xxd -p -c 32 "$WORK/aes.key")" -in "$WORK/block" | xxd -p)" ] \
   || fail "AES-ECB with the imported key differs from openssl"
 # An RSA key through the tool's import.
@@ -47,9 +47,9 @@ openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/rsa.pem
 prime=$(openssl pkey -in "$WORK/rsa.pem" -text -noout 2>/dev/null | awk '/^prime1:/ { f = 1; next } /^prime2:/ { f = 0 } f' | tr -d ' :\n')
 prime=${prime#00}
 TPMTOKEN_PIN=1234 "$TOOL" key import --token bus --key imported-rsa "$WORK/rsa.pem" >"$WORK/last" 2>&1 \
-  || fail "tpmtoken key import: $(tail -n 3 "$WORK/last")"
-p11 "${login[@]}" --change-pin --new-pin 9876 >"$WORK/last" 2>&1 || fail "change PIN: $(tail -n 3 "$WORK/last")"
-p11 --token-label bus --login --pin 9876 -O >"$WORK/last" 2>&1 || fail "login with the new PIN: $(tail -n 3 "$WORK/last")"
+  || fail "tpmtoken key import: $(cat "$WORK/last")"
+p11 "${login[@]}" --change-pin --new-pin 9876 >"$WORK/last" 2>&1 || fail "change PIN: $(cat "$WORK/last")"
+p11 --token-label bus --login --pin 9876 -O >"$WORK/last" 2>&1 || fail "login with the new PIN: $(cat "$WORK/last")"
 frames=$(grep -c '^[<>]' "$PROXY_LOG")
 pass "a session of $frames logged frames: init, login, sign, random, keygen (EC, generic, AES), import (EC, AES, RSA through the tool), HMAC, AES, change PIN"
 
