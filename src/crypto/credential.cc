@@ -103,16 +103,6 @@ std::optional<PublicKey> PublicKeyOfArea(const TPMT_PUBLIC& p) {
   return std::nullopt;
 }
 
-Bytes KdfA(const char* md, ByteView key, const char* label, ByteView u, ByteView v, size_t bits) {
-  Bytes out;
-  for (uint32_t counter = 1; out.size() * 8 < bits; ++counter)
-    Append(out, MacBytes(md, key,
-                     {EncodeBe32(counter), Label(label), u, v,
-                      EncodeBe32(static_cast<uint32_t>(bits))}));
-  out.resize((bits + 7) / 8);
-  return out;
-}
-
 std::string EkAreaProblem(const TPMT_PUBLIC& ek) {
   const TPMA_OBJECT need =
       TPMA_OBJECT_RESTRICTED | TPMA_OBJECT_DECRYPT | TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT;

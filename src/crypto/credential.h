@@ -28,8 +28,6 @@ std::optional<TpmPublic> ParseTpmPublic(ByteView tpm2b_public);
 // that is not usable: see RsaPublic / EcPublic).
 std::optional<PublicKey> PublicKeyOfArea(const TPMT_PUBLIC& pub);
 
-// KDFa (Part 1, 11.4.10.2) with the given hash ("SHA256").
-Bytes KdfA(const char* md, ByteView key, const char* label, ByteView u, ByteView v, size_t bits);
 
 // TPM2_MakeCredential in software: protects `credential` (at most the EK
 // name algorithm's digest size) for the object named `name` under the

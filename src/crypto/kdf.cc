@@ -76,6 +76,21 @@ Secret HmacSha256(ByteView key, std::initializer_list<ByteView> parts) {
   return Hmac("SHA256", key, parts);
 }
 
+Bytes KdfA(const char* md, ByteView key, const char* label, ByteView u, ByteView v, size_t bits) {
+  const ByteView l(reinterpret_cast<const uint8_t*>(label), std::strlen(label) + 1);  // with NUL
+  const size_t want = (bits + 7) / 8;
+  Bytes out;
+  out.reserve(want + EVP_MAX_MD_SIZE);  // no reallocation leaves a copy behind
+  for (uint32_t counter = 1; out.size() < want; ++counter) {
+    const Secret block = Hmac(md, key, {EncodeBe32(counter), l, u, v,
+                                        EncodeBe32(static_cast<uint32_t>(bits))});
+    out.insert(out.end(), block.view().begin(), block.view().end());
+  }
+  Wipe(out.data() + want, out.size() - want);
+  out.resize(want);
+  return out;
+}
+
 PinAuth DerivePinAuth(ByteView pin, ByteView salt, uint32_t iterations) {
   Secret both = Pbkdf2Sha256(pin, salt, iterations, 64);
   both.data()[31] |= 1;

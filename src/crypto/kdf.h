@@ -45,6 +45,11 @@ class HmacKey {
   std::unique_ptr<EVP_MAC_CTX, Free> ctx_;
 };
 
+// TPM 2.0 KDFa (Part 1, 11.4.10.2), SP 800-108 counter mode with HMAC-md:
+// the session keys, parameter encryption and credential keys all use it.
+// Key material: each block is wiped once copied out.
+Bytes KdfA(const char* md, ByteView key, const char* label, ByteView u, ByteView v, size_t bits);
+
 // ANSI X9.63 KDF (the CKD_SHA*_KDF of ECDH): H(Z || counter || sharedInfo)...
 Secret X963Kdf(const char* md, ByteView z, ByteView shared_info, size_t length);
 

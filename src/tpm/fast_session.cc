@@ -44,22 +44,8 @@ ByteView TrimAuth(ByteView auth) {
 
 }  // namespace
 
-// Both KDFs produce key material: the output is reserved at its final size
+// KDFe produces key material: the output is reserved at its final size
 // (no reallocation leaves a copy) and each block is wiped after use.
-Bytes KdfA(ByteView key, const char* label, ByteView context_u, ByteView context_v, size_t bits) {
-  Bytes out;
-  out.reserve((bits + 255) / 256 * kDigest);
-  for (uint32_t counter = 1; out.size() * 8 < bits; ++counter) {
-    Bytes block =
-        Hmac(key, {Be32(counter), Label(label), context_u, context_v, Be32(static_cast<uint32_t>(bits))});
-    out.insert(out.end(), block.begin(), block.end());
-    Wipe(block.data(), block.size());
-  }
-  Wipe(out.data() + (bits + 7) / 8, out.size() - (bits + 7) / 8);
-  out.resize((bits + 7) / 8);
-  return out;
-}
-
 Bytes KdfE(ByteView z, const char* label, ByteView party_u, ByteView party_v, size_t bits) {
   Bytes out;
   out.reserve((bits + 255) / 256 * kDigest);
@@ -186,7 +172,7 @@ std::unique_ptr<FastSession> FastSession::Begin(TSS2_SYS_CONTEXT* sys, TPM2_HAND
   // sessionKey = KDFa(SHA256, bind.auth || salt, "ATH", nonceTPM, nonceCaller);
   // unbound; an unsalted session has no sessionKey (Part 1, 19.6.8).
   if (primary != 0) {
-    Bytes key = KdfA(salt.view(), "ATH", s->nonce_tpm_, ByteView(caller.buffer, caller.size), 256);
+    Bytes key = crypto::KdfA("SHA256", salt.view(), "ATH", s->nonce_tpm_, ByteView(caller.buffer, caller.size), 256);
     s->key_ = Secret(key);
     Wipe(key.data(), key.size());
   }
@@ -203,7 +189,7 @@ FastSession::~FastSession() {
 namespace {
 // AES-128-CFB over a parameter with key and IV from KDFa (Part 1, 21.3).
 Secret CfbParam(ByteView hmac_key, ByteView newer, ByteView older, ByteView in, bool encrypt) {
-  Bytes kdf = KdfA(hmac_key, "CFB", newer, older, 256);
+  Bytes kdf = crypto::KdfA("SHA256", hmac_key, "CFB", newer, older, 256);
   const Secret kiv(kdf);
   Wipe(kdf.data(), kdf.size());
   Secret out(in.size());

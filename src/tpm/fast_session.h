@@ -15,8 +15,6 @@
 
 namespace tpmtoken::tpm {
 
-// KDFa with SHA-256 (exposed for tests).
-Bytes KdfA(ByteView key, const char* label, ByteView context_u, ByteView context_v, size_t bits);
 // KDFe with SHA-256 (exposed for tests).
 Bytes KdfE(ByteView z, const char* label, ByteView party_u, ByteView party_v, size_t bits);
 

@@ -124,12 +124,6 @@ TEST(Credential, PublicAreasAndNames) {
   EXPECT_NE(EkAreaProblem(ParseTpmPublic(kKeyPublic)->pub), "");
 }
 
-TEST(Credential, KdfAMatchesTheSessionKdf) {
-  const Bytes key = Random(32), u = Random(34), v = Random(5);
-  for (size_t bits : {128u, 256u, 384u})
-    EXPECT_EQ(KdfA("SHA256", key, "STORAGE", u, v, bits), tpm::KdfA(key, "STORAGE", u, v, bits));
-}
-
 // An ECC P-256 EK after TCG template L-2, with a point of our own.
 TpmPublic EccEk() {
   TPM2B_PUBLIC t{};

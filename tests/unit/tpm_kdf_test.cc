@@ -6,6 +6,7 @@
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 
+#include "crypto/kdf.h"
 #include "tpm/fast_session.h"
 
 namespace tpmtoken::tpm {
@@ -37,7 +38,7 @@ TEST(TpmKdf, KdfAIsSp800108CounterHmac) {
          OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, label, 3),
          OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, context.data(), context.size())},
         bits / 8);
-    EXPECT_EQ(Hex(KdfA(key, "ATH", u, v, bits)), Hex(expect)) << bits;
+    EXPECT_EQ(Hex(crypto::KdfA("SHA256", key, "ATH", u, v, bits)), Hex(expect)) << bits;
   }
 }
 
