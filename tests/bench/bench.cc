@@ -18,24 +18,14 @@
 #include <thread>
 #include <vector>
 
+#include "bench_common.h"
+
 namespace {
+
+using namespace tpmtoken::bench;
 
 using Clock = std::chrono::steady_clock;
 constexpr double kSeconds = 1.0;
-CK_FUNCTION_LIST_PTR f = nullptr;
-
-void Check(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "bench: %s failed\n", what);
-    std::exit(1);
-  }
-}
-void CheckRv(CK_RV rv, const char* what) {
-  if (rv != CKR_OK) {
-    std::fprintf(stderr, "bench: %s failed: CKR 0x%lx\n", what, rv);
-    std::exit(1);
-  }
-}
 
 // Runs op in `threads` threads for about kSeconds; returns operations per second.
 double Rate(int threads, const std::function<void(int)>& op) {
@@ -58,26 +48,6 @@ double Rate(int threads, const std::function<void(int)>& op) {
 
 double Millis(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
-}
-
-CK_UTF8CHAR kSo[] = "12345678";
-CK_UTF8CHAR kPin[] = "1234";
-
-CK_SLOT_ID MakeToken() {
-  CK_ULONG n = 8;
-  CK_SLOT_ID slots[8];
-  CheckRv(f->C_GetSlotList(CK_FALSE, slots, &n), "C_GetSlotList");
-  CK_UTF8CHAR label[32];
-  std::memset(label, ' ', 32);
-  std::memcpy(label, "bench", 5);
-  CheckRv(f->C_InitToken(slots[n - 1], kSo, 8, label), "C_InitToken");
-  CK_SESSION_HANDLE s;
-  CheckRv(f->C_OpenSession(slots[n - 1], CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &s),
-          "C_OpenSession");
-  CheckRv(f->C_Login(s, CKU_SO, kSo, 8), "SO login");
-  CheckRv(f->C_InitPIN(s, kPin, 4), "C_InitPIN");
-  CheckRv(f->C_CloseSession(s), "close");
-  return slots[n - 1];
 }
 
 // Issue 10 item 2: destroys n of the bench's labelled objects (found by
@@ -119,14 +89,10 @@ int main() {
   const char* module = std::getenv("MODULE");
   const char* tcti = std::getenv("TPMTOKEN_TCTI");
   Check(module && tcti, "MODULE and TPMTOKEN_TCTI must be set (use tests/bench/run.sh)");
-  void* lib = dlopen(module, RTLD_NOW);
-  Check(lib, "dlopen");
-  auto get = reinterpret_cast<CK_C_GetFunctionList>(dlsym(lib, "C_GetFunctionList"));
-  CheckRv(get(&f), "C_GetFunctionList");
+  LoadModule(module);
   CK_C_INITIALIZE_ARGS args{};
   args.flags = CKF_OS_LOCKING_OK;
-  CheckRv(f->C_Initialize(&args), "C_Initialize");
-  const CK_SLOT_ID slot = MakeToken();
+  const CK_SLOT_ID slot = MakeToken("bench");
 
   std::vector<CK_SESSION_HANDLE> sessions(4);
   for (auto& s : sessions)

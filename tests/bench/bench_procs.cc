@@ -16,37 +16,13 @@
 #include <thread>
 #include <vector>
 
+#include "bench_common.h"
+
 namespace {
 
+using namespace tpmtoken::bench;
+
 using Clock = std::chrono::steady_clock;
-CK_FUNCTION_LIST_PTR f = nullptr;
-
-void CheckRv(CK_RV rv, const char* what) {
-  if (rv != CKR_OK) {
-    std::fprintf(stderr, "bench_procs: %s failed: CKR 0x%lx\n", what, rv);
-    std::exit(1);
-  }
-}
-
-CK_UTF8CHAR kSo[] = "12345678";
-CK_UTF8CHAR kPin[] = "1234";
-
-CK_SLOT_ID MakeToken() {
-  CK_ULONG n = 8;
-  CK_SLOT_ID slots[8];
-  CheckRv(f->C_GetSlotList(CK_FALSE, slots, &n), "C_GetSlotList");
-  CK_UTF8CHAR label[32];
-  std::memset(label, ' ', 32);
-  std::memcpy(label, "procs", 5);
-  CheckRv(f->C_InitToken(slots[n - 1], kSo, 8, label), "C_InitToken");
-  CK_SESSION_HANDLE s;
-  CheckRv(f->C_OpenSession(slots[n - 1], CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &s),
-          "C_OpenSession");
-  CheckRv(f->C_Login(s, CKU_SO, kSo, 8), "SO login");
-  CheckRv(f->C_InitPIN(s, kPin, 4), "C_InitPIN");
-  CheckRv(f->C_CloseSession(s), "close");
-  return slots[n - 1];
-}
 
 void Sign(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE key) {
   CK_MECHANISM m = {CKM_ECDSA, nullptr, 0};
@@ -81,14 +57,9 @@ int main() {
     std::fprintf(stderr, "bench_procs: MODULE and TPMTOKEN_TCTI must be set\n");
     return 1;
   }
-  void* lib = dlopen(module, RTLD_NOW);
-  if (!lib) return 1;
-  auto get = reinterpret_cast<CK_C_GetFunctionList>(dlsym(lib, "C_GetFunctionList"));
-  CheckRv(get(&f), "C_GetFunctionList");
-  CK_C_INITIALIZE_ARGS args{};
-  args.flags = CKF_OS_LOCKING_OK;
-  CheckRv(f->C_Initialize(&args), "C_Initialize");
-  const CK_SLOT_ID slot = MakeToken();
+  g_program = "bench_procs";
+  LoadModule(module);
+  const CK_SLOT_ID slot = MakeToken("procs");
   std::vector<CK_SESSION_HANDLE> sessions(8);
   for (auto& s : sessions)
     CheckRv(f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &s),
