@@ -107,6 +107,15 @@ TPM2B_PUBLIC EkTemplate(bool ecc) {
   return t;
 }
 
+namespace {
+// A storage key's symmetric wrapping (AES-128-CFB) belongs to its template.
+bool SameSymmetric(const TPMT_SYM_DEF_OBJECT& g, const TPMT_SYM_DEF_OBJECT& w) {
+  return g.algorithm == w.algorithm &&
+         (w.algorithm == TPM2_ALG_NULL ||
+          (g.keyBits.aes == w.keyBits.aes && g.mode.aes == w.mode.aes));
+}
+}  // namespace
+
 bool MatchesTemplate(const TPMT_PUBLIC& got, const TPMT_PUBLIC& tmpl) {
   if (got.type != tmpl.type || got.nameAlg != tmpl.nameAlg ||
       got.objectAttributes != tmpl.objectAttributes ||
@@ -118,15 +127,16 @@ bool MatchesTemplate(const TPMT_PUBLIC& got, const TPMT_PUBLIC& tmpl) {
     const auto& w = tmpl.parameters.rsaDetail;
     // Exponent 0 in a template means 65537; a TPM may answer either.
     const auto exponent = [](UINT32 e) { return e == 0 ? 65537u : e; };
-    return g.symmetric.algorithm == w.symmetric.algorithm && g.scheme.scheme == w.scheme.scheme &&
+    return SameSymmetric(g.symmetric, w.symmetric) && g.scheme.scheme == w.scheme.scheme &&
            g.keyBits == w.keyBits && exponent(g.exponent) == exponent(w.exponent) &&
            got.unique.rsa.size == w.keyBits / 8;
   }
   const auto& g = got.parameters.eccDetail;
   const auto& w = tmpl.parameters.eccDetail;
-  return g.symmetric.algorithm == w.symmetric.algorithm && g.scheme.scheme == w.scheme.scheme &&
+  return SameSymmetric(g.symmetric, w.symmetric) && g.scheme.scheme == w.scheme.scheme &&
          g.scheme.details.anySig.hashAlg == w.scheme.details.anySig.hashAlg &&
-         g.curveID == w.curveID && got.unique.ecc.x.size == 32 && got.unique.ecc.y.size == 32;
+         g.curveID == w.curveID && g.kdf.scheme == w.kdf.scheme &&
+         got.unique.ecc.x.size == 32 && got.unique.ecc.y.size == 32;
 }
 
 std::optional<Bytes> ReadNvCertificate(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE index) {

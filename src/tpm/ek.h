@@ -22,7 +22,8 @@ inline constexpr TPM2_HANDLE kEkCertEcc = 0x01c0000a;  // ECC P-256, template L-
 TPM2B_PUBLIC EkTemplate(bool ecc);
 
 // Whether a public area the TPM answered is of tmpl's shape: type, name
-// algorithm, attributes, policy, symmetric and signing schemes, key size
+// algorithm, attributes, policy, symmetric (algorithm, key size, mode) and
+// signing schemes, the ECC KDF, key size
 // and exponent (0 and 65537 are one) or curve, and a unique of the key's
 // size. The key itself (unique) is the caller's to compare.
 bool MatchesTemplate(const TPMT_PUBLIC& got, const TPMT_PUBLIC& tmpl);

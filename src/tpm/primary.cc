@@ -7,6 +7,7 @@
 #include <cstdio>
 
 #include "crypto/ossl.h"
+#include "tpm/ek.h"
 #include "tpm/fast_session.h"
 #include "tpm/tpm.h"
 #include "tpm/tpm_util.h"
@@ -36,21 +37,6 @@ TPM2B_PUBLIC PrimaryTemplate() {
   return t;
 }
 
-// The public area the TPM answered for the storage primary must be the one
-// the template asked for: the same type, name algorithm, attributes and
-// parameters, no policy, and a P-256 point (checked on the curve when the
-// session is salted to it).
-bool MatchesTemplate(const TPMT_PUBLIC& got, const TPMT_PUBLIC& want) {
-  const auto& g = got.parameters.eccDetail;
-  const auto& w = want.parameters.eccDetail;
-  return got.type == want.type && got.nameAlg == want.nameAlg &&
-         got.objectAttributes == want.objectAttributes && got.authPolicy.size == 0 &&
-         g.symmetric.algorithm == w.symmetric.algorithm &&
-         g.symmetric.keyBits.aes == w.symmetric.keyBits.aes &&
-         g.symmetric.mode.aes == w.symmetric.mode.aes && g.scheme.scheme == w.scheme.scheme &&
-         g.curveID == w.curveID && g.kdf.scheme == w.kdf.scheme &&
-         got.unique.ecc.x.size == 32 && got.unique.ecc.y.size == 32;
-}
 }  // namespace
 
 // TPM2_CreatePrimary under the owner hierarchy. With an owner password the
