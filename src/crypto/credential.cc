@@ -40,25 +40,6 @@ Bytes MacBytes(const char* md, ByteView key, std::initializer_list<ByteView> par
   return Bytes(mac.view().begin(), mac.view().end());
 }
 
-ByteView Label(const char* label) {
-  return {reinterpret_cast<const uint8_t*>(label), std::strlen(label) + 1};  // with the NUL
-}
-
-// KDFe (Part 1, 11.4.10.3): H(counter || Z || label || partyU || partyV)...
-Bytes KdfE(const char* md, ByteView z, const char* label, ByteView u, ByteView v, size_t bits) {
-  Bytes out;
-  for (uint32_t counter = 1; out.size() * 8 < bits; ++counter) {
-    Bytes in = EncodeBe32(counter);
-    Append(in, z);
-    Append(in, Label(label));
-    Append(in, u);
-    Append(in, v);
-    Append(out, Digest(md, in));
-  }
-  out.resize((bits + 7) / 8);
-  return out;
-}
-
 Bytes Tpm2b(ByteView b) {
   Bytes out = U16(b.size());
   Append(out, b);
@@ -158,11 +139,11 @@ std::optional<Credential> MakeCredential(const TpmPublic& ek, ByteView name, Byt
   if (credential.size() > hlen || name.empty()) return std::nullopt;
   const auto key = PublicKeyOfArea(ek.pub);
   if (!key) return std::nullopt;
-  Bytes seed;
+  Secret seed;
   Credential out;
   if (ek.pub.type == TPM2_ALG_RSA) {
-    seed = Random(hlen);
-    const auto em = mech::OaepEncode(seed, key->ModulusBytes(), Md(md), Md(md), Label("IDENTITY"));
+    seed = RandomSecret(hlen);
+    const auto em = mech::OaepEncode(seed.view(), key->ModulusBytes(), Md(md), Md(md), KdfLabel("IDENTITY"));
     if (!em) return std::nullopt;
     const auto c = RsaPublicOp(*key, *em);
     if (!c) return std::nullopt;
@@ -179,7 +160,7 @@ std::optional<Credential> MakeCredential(const TpmPublic& ek, ByteView name, Byt
     Append(point, Tpm2b(ey));
     out.secret = Tpm2b(point);
   }
-  const Bytes sym_key = KdfA(md, seed, "STORAGE", name, {}, 128);
+  const Secret sym_key = KdfA(md, seed.view(), "STORAGE", name, {}, 128);
   const Bytes plain = Tpm2b(credential);
   Bytes enc(plain.size());
   CipherCtx ctx(EVP_CIPHER_CTX_new());
@@ -191,12 +172,11 @@ std::optional<Credential> MakeCredential(const TpmPublic& ek, ByteView name, Byt
                         static_cast<int>(plain.size())) != 1 ||
       EVP_EncryptFinal_ex(ctx.get(), enc.data() + len, &fin) != 1)
     Fail("credential encryption");
-  const Bytes hmac_key = KdfA(md, seed, "INTEGRITY", {}, {}, hlen * 8);
-  const Bytes outer = MacBytes(md, hmac_key, {enc, name});
+  const Secret hmac_key = KdfA(md, seed.view(), "INTEGRITY", {}, {}, hlen * 8);
+  const Bytes outer = MacBytes(md, hmac_key.view(), {enc, name});
   Bytes id = Tpm2b(outer);
   Append(id, enc);
   out.blob = Tpm2b(id);
-  Wipe(seed.data(), seed.size());
   return out;
 }
 

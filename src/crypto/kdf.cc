@@ -1,5 +1,6 @@
 #include "crypto/kdf.h"
 
+#include <algorithm>
 #include <cstring>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
@@ -76,20 +77,47 @@ Secret HmacSha256(ByteView key, std::initializer_list<ByteView> parts) {
   return Hmac("SHA256", key, parts);
 }
 
-Bytes KdfA(const char* md, ByteView key, const char* label, ByteView u, ByteView v, size_t bits) {
-  const ByteView l(reinterpret_cast<const uint8_t*>(label), std::strlen(label) + 1);  // with NUL
-  const size_t want = (bits + 7) / 8;
-  Bytes out;
-  out.reserve(want + EVP_MAX_MD_SIZE);  // no reallocation leaves a copy behind
-  for (uint32_t counter = 1; out.size() < want; ++counter) {
-    const Secret block = Hmac(md, key, {EncodeBe32(counter), l, u, v,
-                                        EncodeBe32(static_cast<uint32_t>(bits))});
-    out.insert(out.end(), block.view().begin(), block.view().end());
+ByteView KdfLabel(const char* label) {
+  return {reinterpret_cast<const uint8_t*>(label), std::strlen(label) + 1};
+}
+
+Secret KdfA(const char* md, ByteView key, const char* label, ByteView u, ByteView v, size_t bits) {
+  Secret out((bits + 7) / 8);
+  const HmacKey k(md, key);
+  const Bytes length = EncodeBe32(static_cast<uint32_t>(bits));
+  for (size_t off = 0, counter = 1; off < out.size(); ++counter) {
+    const Secret block =
+        k.Mac({EncodeBe32(static_cast<uint32_t>(counter)), KdfLabel(label), u, v, length});
+    const size_t n = std::min(block.size(), out.size() - off);
+    std::memcpy(out.data() + off, block.data(), n);
+    off += n;
   }
-  Wipe(out.data() + want, out.size() - want);
-  out.resize(want);
   return out;
 }
+
+Secret KdfE(const char* md, ByteView z, const char* label, ByteView u, ByteView v, size_t bits) {
+  Secret out((bits + 7) / 8);
+  for (size_t off = 0, counter = 1; off < out.size(); ++counter) {
+    MdCtx ctx(EVP_MD_CTX_new());
+    Secret block(EVP_MAX_MD_SIZE);
+    unsigned int len = 0;
+    const Bytes c = EncodeBe32(static_cast<uint32_t>(counter));
+    const ByteView l = KdfLabel(label);
+    if (!ctx || EVP_DigestInit_ex(ctx.get(), Md(md), nullptr) != 1 ||
+        EVP_DigestUpdate(ctx.get(), c.data(), c.size()) != 1 ||
+        EVP_DigestUpdate(ctx.get(), z.data(), z.size()) != 1 ||
+        EVP_DigestUpdate(ctx.get(), l.data(), l.size()) != 1 ||
+        EVP_DigestUpdate(ctx.get(), u.data(), u.size()) != 1 ||
+        EVP_DigestUpdate(ctx.get(), v.data(), v.size()) != 1 ||
+        EVP_DigestFinal_ex(ctx.get(), block.data(), &len) != 1)
+      Fail("KDFe");
+    const size_t n = std::min<size_t>(len, out.size() - off);
+    std::memcpy(out.data() + off, block.data(), n);
+    off += n;
+  }
+  return out;
+}
+
 
 PinAuth DerivePinAuth(ByteView pin, ByteView salt, uint32_t iterations) {
   Secret both = Pbkdf2Sha256(pin, salt, iterations, 64);

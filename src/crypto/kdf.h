@@ -22,11 +22,10 @@ struct PinAuth {
 // zero octets of an authValue, so a value ending in zero would not round-trip.
 PinAuth DerivePinAuth(ByteView pin, ByteView salt, uint32_t iterations);
 
-// HMAC-SHA256 over the concatenation of parts, in the private library
-// context; the result is a Secret (it keys further derivations).
-// HMAC with digest md ("SHA256", "SHA384", ...) over the concatenated parts.
+// HMAC with digest md ("SHA256", "SHA384", ...) over the concatenated parts,
+// in the private library context; a Secret (it keys further derivations).
 Secret Hmac(const char* md, ByteView key, std::initializer_list<ByteView> parts);
-Secret HmacSha256(ByteView key, std::initializer_list<ByteView> parts);
+Secret HmacSha256(ByteView key, std::initializer_list<ByteView> parts);  // Hmac("SHA256", …)
 
 // A key set up once for many HMACs (the anchor's one MAC per row): each Mac
 // starts from a copy of the keyed state.
@@ -45,10 +44,14 @@ class HmacKey {
   std::unique_ptr<EVP_MAC_CTX, Free> ctx_;
 };
 
-// TPM 2.0 KDFa (Part 1, 11.4.10.2), SP 800-108 counter mode with HMAC-md:
-// the session keys, parameter encryption and credential keys all use it.
-// Key material: each block is wiped once copied out.
-Bytes KdfA(const char* md, ByteView key, const char* label, ByteView u, ByteView v, size_t bits);
+// TPM 2.0 KDFa (Part 1, 11.4.10.2), SP 800-108 counter mode with HMAC-md,
+// and KDFe (11.4.10.3), H(counter || Z || label || u || v): the session
+// keys, parameter encryption, ECDH salts and credential keys all use them.
+// The output and every block are Secrets.
+// A TPM label (KDF or OAEP): its bytes with the terminating NUL.
+ByteView KdfLabel(const char* label);
+Secret KdfA(const char* md, ByteView key, const char* label, ByteView u, ByteView v, size_t bits);
+Secret KdfE(const char* md, ByteView z, const char* label, ByteView u, ByteView v, size_t bits);
 
 // ANSI X9.63 KDF (the CKD_SHA*_KDF of ECDH): H(Z || counter || sharedInfo)...
 Secret X963Kdf(const char* md, ByteView z, ByteView shared_info, size_t length);

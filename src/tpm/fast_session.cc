@@ -32,10 +32,6 @@ void SetBufferRaw(TPM2B_ENCRYPTED_SECRET& b, ByteView data) {
   std::memcpy(b.secret, data.data(), data.size());
 }
 
-ByteView Label(const char* label) {
-  return {reinterpret_cast<const uint8_t*>(label), std::strlen(label) + 1};  // with the NUL
-}
-
 // The TPM drops trailing zero octets of an authValue before using it.
 ByteView TrimAuth(ByteView auth) {
   while (!auth.empty() && auth.back() == 0) auth = auth.first(auth.size() - 1);
@@ -43,33 +39,6 @@ ByteView TrimAuth(ByteView auth) {
 }
 
 }  // namespace
-
-// KDFe produces key material: the output is reserved at its final size
-// (no reallocation leaves a copy) and each block is wiped after use.
-Bytes KdfE(ByteView z, const char* label, ByteView party_u, ByteView party_v, size_t bits) {
-  Bytes out;
-  out.reserve((bits + 255) / 256 * kDigest);
-  for (uint32_t counter = 1; out.size() * 8 < bits; ++counter) {
-    crypto::MdCtx ctx(EVP_MD_CTX_new());
-    Bytes block(kDigest);
-    unsigned int len = 0;
-    const Bytes c = Be32(counter);
-    const ByteView l = Label(label);
-    if (!ctx || EVP_DigestInit_ex(ctx.get(), crypto::Md("SHA256"), nullptr) != 1 ||
-        EVP_DigestUpdate(ctx.get(), c.data(), c.size()) != 1 ||
-        EVP_DigestUpdate(ctx.get(), z.data(), z.size()) != 1 ||
-        EVP_DigestUpdate(ctx.get(), l.data(), l.size()) != 1 ||
-        EVP_DigestUpdate(ctx.get(), party_u.data(), party_u.size()) != 1 ||
-        EVP_DigestUpdate(ctx.get(), party_v.data(), party_v.size()) != 1 ||
-        EVP_DigestFinal_ex(ctx.get(), block.data(), &len) != 1)
-      crypto::Fail("KDFe");
-    out.insert(out.end(), block.begin(), block.end());
-    Wipe(block.data(), block.size());
-  }
-  Wipe(out.data() + (bits + 7) / 8, out.size() - (bits + 7) / 8);
-  out.resize((bits + 7) / 8);
-  return out;
-}
 
 std::unique_ptr<FastSession> FastSession::Start(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE primary,
                                                 ByteView x, ByteView y, TPM2_SE type) {
@@ -85,9 +54,7 @@ std::unique_ptr<FastSession> FastSession::Start(TSS2_SYS_CONTEXT* sys, TPM2_HAND
     const Secret& z = shared->z;
     const ByteView eph_x = ByteView(shared->point).subspan(1, 32);
     const ByteView eph_y = ByteView(shared->point).subspan(33, 32);
-    Bytes kdf = KdfE(z.view(), "SECRET", eph_x, x, 256);
-    salt = Secret(kdf);
-    Wipe(kdf.data(), kdf.size());
+    salt = crypto::KdfE("SHA256", z.view(), "SECRET", eph_x, x, 256);
     TPMS_ECC_POINT point{};
     point.x.size = 32;
     std::memcpy(point.x.buffer, eph_x.data(), 32);
@@ -128,7 +95,7 @@ std::unique_ptr<FastSession> FastSession::StartRsa(TSS2_SYS_CONTEXT* sys, TPM2_H
   const Secret salt = crypto::RandomSecret(kDigest);
   // EME-OAEP (PKCS #1 v2.2, 7.1.1) with the label "SECRET" and its NUL.
   const size_t k = n.size();
-  const Bytes l_hash = crypto::Sha256(Label("SECRET"));
+  const Bytes l_hash = crypto::Sha256(crypto::KdfLabel("SECRET"));
   Secret db(k - kDigest - 1);
   std::memcpy(db.data(), l_hash.data(), kDigest);
   db.data()[db.size() - salt.size() - 1] = 0x01;
@@ -172,9 +139,8 @@ std::unique_ptr<FastSession> FastSession::Begin(TSS2_SYS_CONTEXT* sys, TPM2_HAND
   // sessionKey = KDFa(SHA256, bind.auth || salt, "ATH", nonceTPM, nonceCaller);
   // unbound; an unsalted session has no sessionKey (Part 1, 19.6.8).
   if (primary != 0) {
-    Bytes key = crypto::KdfA("SHA256", salt.view(), "ATH", s->nonce_tpm_, ByteView(caller.buffer, caller.size), 256);
-    s->key_ = Secret(key);
-    Wipe(key.data(), key.size());
+    s->key_ = crypto::KdfA("SHA256", salt.view(), "ATH", s->nonce_tpm_,
+                           ByteView(caller.buffer, caller.size), 256);
   }
   return s;
 }
@@ -189,9 +155,7 @@ FastSession::~FastSession() {
 namespace {
 // AES-128-CFB over a parameter with key and IV from KDFa (Part 1, 21.3).
 Secret CfbParam(ByteView hmac_key, ByteView newer, ByteView older, ByteView in, bool encrypt) {
-  Bytes kdf = crypto::KdfA("SHA256", hmac_key, "CFB", newer, older, 256);
-  const Secret kiv(kdf);
-  Wipe(kdf.data(), kdf.size());
+  const Secret kiv = crypto::KdfA("SHA256", hmac_key, "CFB", newer, older, 256);
   Secret out(in.size());
   crypto::CipherCtx ctx(EVP_CIPHER_CTX_new());
   int len = 0;

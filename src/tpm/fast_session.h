@@ -15,8 +15,6 @@
 
 namespace tpmtoken::tpm {
 
-// KDFe with SHA-256 (exposed for tests).
-Bytes KdfE(ByteView z, const char* label, ByteView party_u, ByteView party_v, size_t bits);
 
 class SysContext;
 
