@@ -26,7 +26,7 @@ cold_sign() {
   TO_SIGN=$(awk '{ n++ } $0 == "Sign" { print n; exit }' <<<"$CMDS")
   [ -n "$TO_SIGN" ] || fail "no TPM2_Sign on the bus for $1: $(tr '\n' ' ' <<<"$CMDS")"
 }
-count() { grep -cx "$1" <<<"$CMDS" || true; }
+count() { count_lines -x "$1" <<<"$CMDS"; }
 setup_token() {
   init_token "$1" 87654321 1234
   p11 --token-label "$1" --login --pin 1234 --keypairgen --key-type EC:prime256v1 --id 01 \

@@ -12,7 +12,7 @@ source "$(dirname "$0")/procs_lib.sh"
 T=${TOOL:?TOOL must name the tpmtoken binary}
 SIGNS=${SIGNS:-200}
 procs_setup
-transient() { tpm2_getcap -T "$TPMTOKEN_TCTI" handles-transient | grep -c '^-' || true; }
+transient() { tpm2_getcap -T "$TPMTOKEN_TCTI" handles-transient | count_lines '^-'; }
 
 # 1. Four processes, each SIGNS signatures alternating two keys, at once.
 t0=$(date +%s%N)

@@ -39,14 +39,18 @@ CLEANUP_PIDS+=($!)
 wait_for "$port"
 out=$(OPENSSL_CONF="$WORK/openssl.cnf" timeout 60 curl -sS --cacert "$WORK/ca.pem" \
   --engine pkcs11 --key-type ENG --key "$uri" --cert "$WORK/dev.pem" \
-  "https://127.0.0.1:$port/" </dev/null 2>&1 | grep -E -m1 'Protocol *:|curl: \(' || true)
+  "https://127.0.0.1:$port/" </dev/null 2>&1 | grep -E -m1 'Protocol *:|curl: \(' || true)  # no such line: the check below fails
 grep -q 'TLSv1.3' <<<"$out" || fail "curl with the unattended key: $out"
 pass "curl: mutual TLS with the unattended key, no PIN anywhere"
 
 # The PIN-protected key is not found without a PIN: libp11 cannot log in.
 OPENSSL_CONF="$WORK/openssl.cnf" timeout 30 openssl req -new -engine pkcs11 -keyform engine \
   -key "pkcs11:token=device;object=pinned-key;type=private" -subj /CN=x -out "$WORK/x.csr" \
-  </dev/null >/dev/null 2>&1 && fail "the PIN-protected key signed with no PIN"
+  </dev/null >"$WORK/pinned.out" 2>&1 && fail "the PIN-protected key signed with no PIN"
+# The reason: libp11 asks for the PIN (none can be given) and finds no key.
+grep -q 'Enter PKCS#11 token PIN for device' "$WORK/pinned.out" &&
+  grep -q 'private key was not found' "$WORK/pinned.out" ||
+  fail "the PIN-protected key failed for another reason: $(cat "$WORK/pinned.out")"
 pass "a PIN-protected key beside it still needs the PIN"
 
 # mosquitto_pub through the same engine.
