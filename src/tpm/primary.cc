@@ -255,7 +255,7 @@ uint32_t Tpm::PrimaryPersistentHandle() {
 void Tpm::PinPrimary(ByteView name, std::optional<uint32_t> persistent, ByteView point) {
   auto lock = Enter();
   pinned_name_.assign(name.begin(), name.end());
-  if (persistent) pinned_handle_ = persistent;
+  pinned_handle_ = persistent;  // a pin without a handle forgets an earlier one
   pinned_point_.assign(point.begin(), point.end());
   if (primary_loaded_ && pinned_name_ != primary_name_) {
     primary_saved_.reset();

@@ -395,11 +395,11 @@ class Tpm {
   // The fixed properties (info_), read in the audit session at first use.
   void ReadProperties();
   std::vector<TPMS_TAGGED_PROPERTY> Properties(UINT32 first);  // audited
-  // A salted policy session that has run TPM2_PolicyPCR over pcrs' current
-  // values (then TPM2_PolicyAuthValue when auth_value).
   // A key's authPolicy bound to pcrs: PolicyPCR(current values), then
   // PolicyAuthValue, so its auth value is still needed.
   Bytes PcrKeyPolicy(const PcrSelection& pcrs);
+  // A salted policy session that has run TPM2_PolicyPCR over pcrs' current
+  // values (then TPM2_PolicyAuthValue when auth_value).
   std::unique_ptr<FastSession> StartPcrPolicy(const PcrSelection& pcrs, bool auth_value);
   // The session a key's command runs in, taken before the command is
   // prepared: the fast session, or for a key bound to PCRs a policy session
