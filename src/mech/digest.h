@@ -25,8 +25,15 @@ class DigestOp {
   virtual CK_MECHANISM_TYPE type() const = 0;
   // An opaque blob naming the mechanism and the hash context.
   virtual Bytes SaveState() const = 0;
+  // A secret key's value went in (C_DigestKey): the context then holds key
+  // bytes (its unprocessed block), so it must not be saved out.
+  void MarkKeyed() { keyed_ = true; }
+  bool keyed() const { return keyed_; }
   // nullptr when the blob is not a state this module saved.
   static std::unique_ptr<DigestOp> RestoreState(ByteView state);
+
+ private:
+  bool keyed_ = false;
 };
 
 }  // namespace tpmtoken::mech

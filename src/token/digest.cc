@@ -77,6 +77,7 @@ CK_RV Module::DigestKey(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key) {
       return CKR_KEY_INDIGESTIBLE;
     }
     d.Update(*value);
+    d.MarkKeyed();
     return CKR_OK;
   });
 }
@@ -89,12 +90,14 @@ CK_RV Module::DigestFinal(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len) 
 
 // The saved state is the digest's, behind one byte naming its phase, so a
 // restored operation keeps the single- vs multi-part rule. Only a digest
-// can be saved: a key operation's state would carry key material.
+// with no key in it can be saved: a key operation's state, or a digest
+// after C_DigestKey, would carry key material.
 CK_RV Module::GetOperationState(CK_SESSION_HANDLE h, CK_BYTE* out, CK_ULONG* out_len) {
   Session* s = FindSession(h);
   if (!s) return CKR_SESSION_HANDLE_INVALID;
   if (s->sign || s->verify || s->encrypt || s->decrypt) return CKR_STATE_UNSAVEABLE;
   if (!s->digest) return CKR_OPERATION_NOT_INITIALIZED;
+  if (s->digest->keyed()) return CKR_STATE_UNSAVEABLE;  // it holds a key's bytes
   Bytes state = s->digest->SaveState();
   state.insert(state.begin(), static_cast<uint8_t>(s->digest.phase()));
   return PutOutput(state, out, out_len);

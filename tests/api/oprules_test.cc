@@ -320,6 +320,10 @@ TEST_F(OpRules, DigestKey) {
   ASSERT_EQ(f_->C_DigestInit(s_, &sha256_), CKR_OK);
   ASSERT_EQ(f_->C_DigestUpdate(s_, msg_, 3), CKR_OK);
   ASSERT_EQ(f_->C_DigestKey(s_, secret), CKR_OK);
+  // A digest that holds a key cannot be saved: the saved hash context would
+  // carry the key's bytes (its unprocessed block) out in clear.
+  CK_ULONG state_len = 0;
+  EXPECT_EQ(f_->C_GetOperationState(s_, nullptr, &state_len), CKR_STATE_UNSAVEABLE);
   ASSERT_EQ(f_->C_DigestUpdate(s_, msg_, 3), CKR_OK);
   CK_BYTE got[32];
   CK_ULONG got_len = sizeof got;
