@@ -248,6 +248,15 @@ CK_RV CheckDuplicates(const CK_ATTRIBUTE* tmpl, CK_ULONG count) {
   return CKR_OK;
 }
 
+// A caller's CK_ULONG value may sit at any address (pkcs11-tool packs
+// attribute values into one byte buffer), so it is copied out, never
+// dereferenced in place. False unless the value is exactly one CK_ULONG.
+bool UlongValue(const CK_ATTRIBUTE& a, CK_ULONG* out) {
+  if (a.ulValueLen != sizeof(CK_ULONG) || !a.pValue) return false;
+  std::memcpy(out, a.pValue, sizeof(CK_ULONG));
+  return true;
+}
+
 bool IsTrue(const CK_ATTRIBUTE& a) {
   return a.ulValueLen == 1 && *static_cast<const CK_BBOOL*>(a.pValue) != CK_FALSE;
 }
@@ -288,20 +297,20 @@ const ClassSpec* ForTemplate(const CK_ATTRIBUTE* tmpl, CK_ULONG count, CK_RV* rv
     *rv = CKR_TEMPLATE_INCOMPLETE;
     return nullptr;
   }
-  if (cls->ulValueLen != sizeof(CK_OBJECT_CLASS) || !cls->pValue) {
+  CK_OBJECT_CLASS want = 0;
+  if (!UlongValue(*cls, &want)) {
     *rv = CKR_ATTRIBUTE_VALUE_INVALID;
     return nullptr;
   }
-  const CK_OBJECT_CLASS want = *static_cast<const CK_OBJECT_CLASS*>(cls->pValue);
   bool class_known = false;
   for (const ClassSpec& c : Classes()) {
     if (c.cls != want) continue;
     class_known = true;
     if (!c.subtype_attr) return &c;
     for (CK_ULONG i = 0; i < count; ++i) {
-      if (tmpl[i].type != c.subtype_attr) continue;
-      if (tmpl[i].ulValueLen == sizeof(CK_ULONG) && tmpl[i].pValue &&
-          *static_cast<const CK_ULONG*>(tmpl[i].pValue) == c.subtype)
+      CK_ULONG subtype = 0;
+      if (tmpl[i].type == c.subtype_attr && UlongValue(tmpl[i], &subtype) &&
+          subtype == c.subtype)
         return &c;
     }
   }
@@ -352,11 +361,10 @@ CK_RV Build(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool
     if (gen && (spec->flags & kNotOnGen))
       return RefuseAttribute(CKR_TEMPLATE_INCONSISTENT, call, type,
                              "the token sets it when it makes the key");
-    const bool names_other =
-        tmpl[i].ulValueLen != sizeof(CK_ULONG) || !tmpl[i].pValue ||
-        *static_cast<const CK_ULONG*>(tmpl[i].pValue) !=
-            (type == CKA_CLASS ? cls.cls : cls.subtype);
-    if (gen && (cls.subtype_attr == type || type == CKA_CLASS) && names_other)
+    CK_ULONG named = 0;
+    if (gen && (cls.subtype_attr == type || type == CKA_CLASS) &&
+        (!UlongValue(tmpl[i], &named) ||
+         named != (type == CKA_CLASS ? cls.cls : cls.subtype)))
       return RefuseAttribute(CKR_TEMPLATE_INCONSISTENT, call, type,
                              "names another class or key type than the mechanism makes");
     if (!ValidValue(*spec, tmpl[i]))

@@ -73,6 +73,37 @@ TEST_F(Objects, SetCopyDestroyRules) {
   EXPECT_EQ(f_->C_DestroyObject(s_, copy), CKR_OBJECT_HANDLE_INVALID);
 }
 
+// pkcs11-tool packs attribute values into one byte buffer, so a CK_ULONG
+// (or an 8-byte label) may sit at an odd address. The module copies such
+// values out; UBSan (halt_on_error in the sanitizer run) stops on a
+// misaligned load, which is how hostile_buslog once failed under CI.
+TEST_F(Objects, UnalignedValues) {
+  ASSERT_EQ(LoginUser(s_), CKR_OK);
+  alignas(8) unsigned char buf[64] = {};
+  const CK_OBJECT_CLASS data = CKO_DATA;
+  std::memcpy(buf + 1, &data, sizeof data);
+  std::memcpy(buf + 17, "8bytes!!", 8);
+  CK_BBOOL yes = CK_TRUE;
+  CK_ATTRIBUTE obj[] = {{CKA_CLASS, buf + 1, sizeof data},
+                        {CKA_TOKEN, &yes, 1},
+                        {CKA_LABEL, buf + 17, 8}};
+  CK_OBJECT_HANDLE o;
+  ASSERT_EQ(f_->C_CreateObject(s_, obj, 3, &o), CKR_OK);
+  EXPECT_EQ(FindLabel(s_, "8bytes!!").size(), 1u);
+
+  const CK_KEY_TYPE aes = CKK_AES;
+  const CK_ULONG len = 16;
+  std::memcpy(buf + 33, &aes, sizeof aes);
+  std::memcpy(buf + 41, &len, sizeof len);
+  CK_ATTRIBUTE key[] = {{CKA_KEY_TYPE, buf + 33, sizeof aes},
+                        {CKA_VALUE_LEN, buf + 41, sizeof len},
+                        {CKA_LABEL, buf + 17, 8}};
+  CK_MECHANISM gen = {CKM_AES_KEY_GEN, nullptr, 0};
+  CK_OBJECT_HANDLE k;
+  ASSERT_EQ(f_->C_GenerateKey(s_, &gen, key, 3, &k), CKR_OK);
+  EXPECT_EQ(FindLabel(s_, "8bytes!!").size(), 2u);
+}
+
 TEST_F(Objects, SessionObjectsLiveWithTheirSession) {
   CK_SESSION_HANDLE other = Open(slot_, false);
   CK_OBJECT_HANDLE o;
