@@ -219,9 +219,17 @@ void Tpm::FlushKeys() {
 }
 
 void Tpm::FlushKey(const SealedBlob& key) {
-  auto lock = Enter();
+  // Runs after the object is gone from the store and the handle table, so it
+  // never fails the caller: a TPM that cannot be reached keeps the loaded
+  // copy until the next reconnect or flush, which the log says.
   const std::string id = CacheId(key);
-  std::erase_if(keys_, [&](const auto& k) { return k->id == id; });
+  try {
+    auto lock = Enter();
+    std::erase_if(keys_, [&](const auto& k) { return k->id == id; });
+  } catch (const std::exception& e) {
+    log::Warn("flushing a destroyed key from the TPM: ", e.what(),
+              " (its loaded copy goes at the next reconnect or C_Finalize)");
+  }
 }
 
 void Tpm::FlushCached() {

@@ -295,6 +295,7 @@ class Tpm {
   // Flushes the cached keys only (at logout: their auth values go with it).
   void FlushKeys();
   // Flushes one key from the cache if it is loaded (a destroyed object's).
+  // Never throws: a TPM error is logged, the object is already gone.
   void FlushKey(const SealedBlob& key);
 
   // Key attestation (attest.cc, issue 12). The endorsement hierarchy's
