@@ -305,7 +305,7 @@ void Tpm::RunKey(FastSession& session, const SealedBlob& key, TPM2_CC command, B
     RunFast(session, command, names, auth, decrypt_response, what);
   } catch (const TpmError& e) {
     if (key.pcrs.empty() || e.base() != TPM2_RC_POLICY_FAIL) throw;
-    throw TpmError(std::string(what) + ": the key is bound to PCRs " + key.pcrs.ToString() +
+    throw KeyPolicyError(std::string(what) + ": the key is bound to PCRs " + key.pcrs.ToString() +
                        ", which no longer hold the values they had when it was generated: the "
                        "boot state changed; boot the configuration it was made under to use it",
                    e.rc);

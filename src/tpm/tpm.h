@@ -40,6 +40,13 @@ struct TpmError : std::runtime_error {
   TSS2_RC base() const;
 };
 
+// A key bound to PCRs (CKA_TPMTOKEN_PCR_POLICY) that the TPM refused because
+// the boot state changed (TPM_RC_POLICY_FAIL on the key's own use): the one
+// place that code means "this key may not be used now" rather than a failure.
+struct KeyPolicyError : TpmError {
+  using TpmError::TpmError;
+};
+
 // A sealed data object: marshalled TPM2B_PUBLIC and TPM2B_PRIVATE. Only the
 // TPM that made it can load it, under the same storage primary.
 struct SealedBlob {

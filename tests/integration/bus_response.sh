@@ -70,3 +70,20 @@ grep -q "C_GetTokenInfo() failed: rv = CKR_DEVICE_ERROR" <<<"$out" || fail "expe
 grep -q "reading the user PIN counter" <<<"$out" || fail "the cause is not named: $out"
 grep -qi "locked\|C_InitToken\|C_InitPIN" <<<"$out" && fail "a locked PIN or a wipe advised: $out"
 pass "an altered PIN-counter answer: CKR_DEVICE_ERROR from C_GetTokenInfo, no 'locked', no wipe advised"
+
+# A forged TPM_RC_POLICY_FAIL where no key policy applies (the answer to the
+# TPM2_GetRandom behind C_GenerateRandom): CKR_DEVICE_ERROR naming the
+# altered answer, never CKR_KEY_FUNCTION_NOT_PERMITTED (that code is only for
+# a PCR-bound key the TPM refused: integration/pcr_key.sh).
+kill "${CLEANUP_PIDS[-1]}"
+rm -f "$WORK/proxy.port"
+python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 17b 1 rc:9d >"$WORK/proxy.log" 2>&1 &
+CLEANUP_PIDS+=($!)
+for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
+export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
+out=$(TPMTOKEN_LOG=error "$H" random "$MODULE" 1 2>"$WORK/random.err") || fail "random helper: $(cat "$WORK/random.err")"
+grep -q "answered rc 0x9d" "$WORK/proxy.log" || fail "the proxy forged nothing"
+# 0x30 is CKR_DEVICE_ERROR (0x68 would be CKR_KEY_FUNCTION_NOT_PERMITTED).
+[ "${out%% *}" = 0x30 ] || fail "expected CKR_DEVICE_ERROR (0x30): $out $(cat "$WORK/random.err")"
+grep -q "no key policy governs" "$WORK/random.err" || fail "the cause is not named: $(cat "$WORK/random.err")"
+pass "a forged 'policy check failed' for TPM2_GetRandom: CKR_DEVICE_ERROR, the altered answer named"
