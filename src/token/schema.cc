@@ -102,7 +102,7 @@ std::vector<AttrSpec> PrivateKey(bool decrypts) {
                   {CKA_ALWAYS_AUTHENTICATE, Kind::kBool, 0, Default::kFalse},
                   {CKA_PUBLIC_KEY_INFO, Kind::kBytes, kNotOnGen, Default::kNone},
                   // Bound at generation only (tpm/keys.cc CreateKey).
-                  {CKA_TPMTOKEN_PCR_POLICY, Kind::kBytes, kNotOnCreate, Default::kEmpty},
+                  {CKA_TPMTOKEN_PCR_POLICY, Kind::kBytes, kGenerateOnly, Default::kEmpty},
               });
 }
 
@@ -358,6 +358,9 @@ CK_RV Build(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool
                              "not an attribute of this object class");
     if (!gen && (spec->flags & kNotOnCreate))
       return RefuseAttribute(CKR_ATTRIBUTE_READ_ONLY, call, type, "the token sets it");
+    if (origin != Origin::kGenerate && (spec->flags & kGenerateOnly))
+      return RefuseAttribute(CKR_ATTRIBUTE_READ_ONLY, call, type,
+                             "only a key the TPM generates can carry it");
     if (gen && (spec->flags & kNotOnGen))
       return RefuseAttribute(CKR_TEMPLATE_INCONSISTENT, call, type,
                              "the token sets it when it makes the key");

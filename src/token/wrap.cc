@@ -148,13 +148,6 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
   AttrSet a;
   if ((rv = schema::BuildForDerive(*cls, tmpl, n, s->token->login == CKU_SO, &a)) != CKR_OK)
     return rv;
-  // A PCR binding is a TPM policy set when the TPM makes the key: an
-  // imported key cannot carry it (include/tpmtoken/pkcs11.h).
-  if (const Bytes* bound = a.Find(CKA_TPMTOKEN_PCR_POLICY); bound && !bound->empty()) {
-    log::Warn("C_UnwrapKey: CKA_TPMTOKEN_PCR_POLICY refused: only a key generated in the TPM "
-              "can be bound to PCRs");
-    return CKR_ATTRIBUTE_READ_ONLY;
-  }
 
   // Everything that does not depend on the plaintext is checked before the
   // unwrapping step; everything after it answers one code.
