@@ -15,16 +15,15 @@ std::optional<mech::KeyShape> ShapeOf(const AttrSet& a);
 std::optional<crypto::PublicKey> PublicKeyOf(const AttrSet& a);
 // CKA_ALLOWED_MECHANISMS, when present and non-empty, must list the mechanism.
 bool Allowed(const AttrSet& a, CK_MECHANISM_TYPE type);
-// Where a TPM-held key came from decides what its template may ask.
-enum class KeyOrigin { kGenerated, kImported };
 // A template is honoured or refused, never changed (issue 9 item 3).
 // CKA_PRIVATE is kept as given: a private key's auth value lives under the
 // token key, a public token key's under the store key, a session key's in
 // process memory only (DESIGN.md, Kinds of key). A key made in the TPM
 // never leaves it, so CKA_EXTRACTABLE true on a generated key is refused
 // with CKR_TEMPLATE_INCONSISTENT and a warn line naming the attribute;
-// imported keys may be extractable (their value is kept in the record).
-CK_RV TpmKeyPolicy(const AttrSet& a, KeyOrigin origin, const char* call);
+// imported keys may be extractable (their value is kept in the record), so
+// only generation asks this.
+CK_RV RefuseExtractableGenerated(const AttrSet& a, const char* call);
 // The origin attributes, set in one place (2.40 sections 4.7, 4.9, 4.10).
 // Generated: CKA_LOCAL true, CKA_KEY_GEN_MECHANISM mech, CKA_ALWAYS_SENSITIVE
 // = CKA_SENSITIVE, CKA_NEVER_EXTRACTABLE = !CKA_EXTRACTABLE. Imported or

@@ -24,7 +24,7 @@ CK_RV Module::GenerateKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, const C
           s->token->login == CKU_SO, &a);
       rv != CKR_OK)
     return rv;
-  if (CK_RV rv = TpmKeyPolicy(a, KeyOrigin::kGenerated, "C_GenerateKey"); rv != CKR_OK) return rv;
+  if (CK_RV rv = RefuseExtractableGenerated(a, "C_GenerateKey"); rv != CKR_OK) return rv;
   if (CK_RV rv = CheckWriteAccess(*s, a.Bool(CKA_TOKEN), a.Bool(CKA_PRIVATE, true)); rv != CKR_OK)
     return rv;
   const CK_ULONG len = *a.Ulong(CKA_VALUE_LEN);
@@ -51,7 +51,6 @@ CK_RV Module::GenerateKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, const C
 
 CK_RV Module::ImportSecretKey(Session& s, AttrSet a, CK_OBJECT_HANDLE* out) {
   Secret value = a.TakeSecret(CKA_VALUE);
-  if (CK_RV rv = TpmKeyPolicy(a, KeyOrigin::kImported, "C_CreateObject"); rv != CKR_OK) return rv;
   MarkImported(a);
   // An extractable key keeps its value in its record (under the token key,
   // or the store key for a public one) for C_WrapKey; the TPM holds it too.
