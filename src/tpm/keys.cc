@@ -80,6 +80,14 @@ TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
                                   TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT |
                                   TPMA_OBJECT_DECRYPT;
   if (spec.kind == KeyKind::kAes) {
+    // TPM2_EncryptDecrypt (Part 3, 15.2) runs decrypt=NO only with sign and
+    // decrypt=YES only with decrypt set, else TPM_RC_ATTRIBUTES: the object
+    // carries the directions the key's PKCS#11 uses need (token/secret.cc
+    // AesUses), and at least one (a symmetric cipher object without either
+    // is refused at creation: Part 1, 27.2.2).
+    if (!spec.sign && !spec.decrypt) throw std::invalid_argument("an AES key needs a TPM use");
+    if (!spec.sign) t.publicArea.objectAttributes &= ~TPMA_OBJECT_SIGN_ENCRYPT;
+    if (!spec.decrypt) t.publicArea.objectAttributes &= ~TPMA_OBJECT_DECRYPT;
     t.publicArea.type = TPM2_ALG_SYMCIPHER;
     t.publicArea.parameters.symDetail.sym = {TPM2_ALG_AES, {.aes = static_cast<TPMI_AES_KEY_BITS>(spec.aes_bits)},
                                              {.aes = TPM2_ALG_NULL}};
@@ -87,12 +95,26 @@ TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
   }
   if (spec.kind == KeyKind::kHmac) {
     // The caller supplies the value (any length), so not sensitiveDataOrigin.
-    // Sign and decrypt both set let the scheme stay NULL, so TPM2_HMAC takes
-    // its hash per call (Part 2, 12.2.3.6: a sign-only keyed-hash key is
-    // fixed to one HMAC hash).
+    // Sign always: a keyed-hash object with neither sign nor decrypt is a
+    // sealed data object, and TPM2_Unseal would hand out its value. A
+    // sign-only keyed-hash key must have the HMAC scheme, fixed to one hash
+    // (Part 2, 12.2.3.6; TPM2_HMAC then takes only that hash). So decrypt
+    // goes only when the key needs one hash; with several, sign and decrypt
+    // both set let the scheme stay NULL and TPM2_HMAC take its hash per
+    // call. The decrypt bit grants an unrestricted keyed-hash object no TPM
+    // command: TPM2_EncryptDecrypt wants a symmetric cipher, salting and
+    // credentials an asymmetric key, a parent the restricted attribute.
     t.publicArea.type = TPM2_ALG_KEYEDHASH;
     t.publicArea.objectAttributes &= ~TPMA_OBJECT_SENSITIVEDATAORIGIN;
-    t.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
+    auto& scheme = t.publicArea.parameters.keyedHashDetail.scheme;
+    scheme.scheme = TPM2_ALG_NULL;
+    if (!spec.decrypt) {
+      if (spec.hmac_hash == TPM2_ALG_NULL)
+        throw std::invalid_argument("a sign-only HMAC key needs its hash");
+      t.publicArea.objectAttributes &= ~TPMA_OBJECT_DECRYPT;
+      scheme.scheme = TPM2_ALG_HMAC;
+      scheme.details.hmac.hashAlg = spec.hmac_hash;
+    }
     return t;
   }
   if (spec.kind == KeyKind::kRsa) {
@@ -126,11 +148,19 @@ TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
   return t;
 }
 
-SealedBlob Tpm::CreateHmacKey(ByteView value, ByteView auth) {
-  TPM2B_PUBLIC t = KeyTemplate({KeyKind::kHmac});
-  // No value: the TPM generates one (TPM2_Create with sensitiveDataOrigin;
-  // a keyed-hash object with the NULL scheme gets a value the size of its
-  // nameAlg's digest, SHA-256: 32 bytes), and it never leaves the TPM.
+size_t Tpm::HmacGeneratedSize(TPM2_ALG_ID hash) {
+  // The size of the scheme's hash, or with the NULL scheme of the nameAlg's
+  // (SHA-256): Part 1, 27.2.3.
+  return HashSize(hash == TPM2_ALG_NULL ? TPM2_ALG_SHA256 : hash);
+}
+
+SealedBlob Tpm::CreateHmacKey(ByteView value, ByteView auth, TPM2_ALG_ID hash) {
+  KeySpec spec{KeyKind::kHmac};
+  spec.decrypt = hash == TPM2_ALG_NULL;
+  spec.hmac_hash = hash;
+  TPM2B_PUBLIC t = KeyTemplate(spec);
+  // No value: the TPM generates one (TPM2_Create with sensitiveDataOrigin)
+  // of HmacGeneratedSize(hash) bytes, and it never leaves the TPM.
   if (value.empty()) t.publicArea.objectAttributes |= TPMA_OBJECT_SENSITIVEDATAORIGIN;
   auto lock = Enter();
   return Retry([&] { return CreateChild(t, value, auth, "TPM2_Create (HMAC key)"); });
