@@ -185,13 +185,19 @@ Bytes Tpm::Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID
     // Longer data: an HMAC sequence, fed in TPM-sized pieces. A sequence
     // object has no public area and an empty name; its auth value is a
     // one-time random one, sent encrypted in TPM2_HMAC_Start.
+    // Each session is fetched before its command is prepared: Fast() may
+    // start a new one (after a failure reset it: an object-memory retry of
+    // TPM2_HMAC_Start on a bare TPM), and that command would overwrite the
+    // prepared one in the system API context ("called in the wrong order").
     const Secret seq_auth = crypto::RandomSecret(16);
     TPM2B_AUTH auth_param{};
     SetBuffer(auth_param, seq_auth.view());
+    FastSession& start_session = Fast();
     Check(Tss2_Sys_HMAC_Start_Prepare(sys, k.object.handle(), &auth_param, hash),
           "TPM2_HMAC_Start prepare");
     Wipe(&auth_param, sizeof auth_param);
-    RunFast(Fast(), TPM2_CC_HMAC_Start, k.object.name(), auth, false, "TPM2_HMAC_Start", true);
+    RunFast(start_session, TPM2_CC_HMAC_Start, k.object.name(), auth, false, "TPM2_HMAC_Start",
+            true);
     TPM2_HANDLE seq_handle = 0;
     Check(Tss2_Sys_HMAC_Start_Complete(sys, &seq_handle), "TPM2_HMAC_Start complete");
     TpmObject sequence(sys, seq_handle, {});
@@ -199,17 +205,19 @@ Bytes Tpm::Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID
     while (data.size() - off > TPM2_MAX_DIGEST_BUFFER) {
       TPM2B_MAX_BUFFER piece{};
       SetBuffer(piece, data.subspan(off, TPM2_MAX_DIGEST_BUFFER));
+      FastSession& session = Fast();
       Check(Tss2_Sys_SequenceUpdate_Prepare(sys, seq_handle, &piece), "TPM2_SequenceUpdate prepare");
-      RunFast(Fast(), TPM2_CC_SequenceUpdate, sequence.name(), seq_auth.view(), false,
+      RunFast(session, TPM2_CC_SequenceUpdate, sequence.name(), seq_auth.view(), false,
               "TPM2_SequenceUpdate");
       Check(Tss2_Sys_SequenceUpdate_Complete(sys), "TPM2_SequenceUpdate complete");
       off += TPM2_MAX_DIGEST_BUFFER;
     }
     TPM2B_MAX_BUFFER last{};
     SetBuffer(last, data.subspan(off));
+    FastSession& session = Fast();
     Check(Tss2_Sys_SequenceComplete_Prepare(sys, seq_handle, &last, TPM2_RH_NULL),
           "TPM2_SequenceComplete prepare");
-    RunFast(Fast(), TPM2_CC_SequenceComplete, sequence.name(), seq_auth.view(), false,
+    RunFast(session, TPM2_CC_SequenceComplete, sequence.name(), seq_auth.view(), false,
             "TPM2_SequenceComplete");
     TPM2B_DIGEST result{};
     result.size = sizeof result.buffer;

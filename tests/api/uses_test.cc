@@ -251,6 +251,7 @@ TEST_F(Uses, HmacKeysWithOneHashStillSign) {
   EXPECT_EQ(mac(imported, CKM_SHA384_HMAC, 3000), expect(EVP_sha384(), 3000));
   EXPECT_EQ(mac(both, CKM_SHA256_HMAC, 100), expect(EVP_sha256(), 100));
   EXPECT_EQ(mac(both, CKM_SHA512_HMAC, 100), expect(EVP_sha512(), 100));
+  EXPECT_EQ(mac(both, CKM_SHA256_HMAC, 3000), expect(EVP_sha256(), 3000));
 }
 
 }  // namespace
