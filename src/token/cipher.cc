@@ -14,6 +14,12 @@ CK_RV AesInTpm(const char* call, bool decrypt, const std::function<CK_RV()>& ste
   try {
     return step();
   } catch (const tpm::TpmError& e) {
+    if (e.base() == TPM2_RC_MODE) {
+      log::Warn(call, ": the AES key's TPM object runs CBC decryption only (it was made for "
+                "decryption without CTR); the TPM refused TPM2_EncryptDecrypt in another mode. "
+                "Make a new key with the use");
+      return CKR_KEY_FUNCTION_NOT_PERMITTED;
+    }
     if (e.base() != TPM2_RC_ATTRIBUTES) throw;
     log::Warn(call, ": the AES key's TPM object was made without ",
               decrypt ? "decryption (CKA_DECRYPT and CKA_UNWRAP" : "encryption (CKA_ENCRYPT and CKA_WRAP",

@@ -11,8 +11,13 @@
 #include "token/schema.h"
 
 namespace tpmtoken {
+namespace {
+bool HasMode(const mech::Caps& caps, uint16_t mode) {
+  return std::find(caps.aes_modes.begin(), caps.aes_modes.end(), mode) != caps.aes_modes.end();
+}
+}  // namespace
 
-SecretKeyUses TpmUsesOf(const AttrSet& a) {
+SecretKeyUses TpmUsesOf(const AttrSet& a, bool cbc) {
   SecretKeyUses uses;
   if (a.Ulong(CKA_KEY_TYPE) == CKK_AES) {
     // Which direction each PKCS#11 operation runs in the TPM (cipher.cc,
@@ -33,6 +38,14 @@ SecretKeyUses TpmUsesOf(const AttrSet& a) {
     // cipher object with neither): encrypt, which reveals nothing that was
     // encrypted under the key.
     if (!uses.sign && !uses.decrypt) uses.sign = true;
+    // Decrypt alone still leaves the forward cipher to whoever holds the
+    // object: with its mode NULL, TPM2_EncryptDecrypt decrypts in CTR, CFB or
+    // OFB mode, which encrypts. A key needing no CTR decryption (CKA_DECRYPT
+    // false, or CTR not among its allowed mechanisms) is fixed to CBC, whose
+    // decryption is the inverse cipher only; ECB decryption and AES-KWP
+    // unwrapping run through CBC (tpm/keys.cc AesCrypt).
+    if (!uses.sign && cbc && !(a.Bool(CKA_DECRYPT) && Allowed(a, CKM_AES_CTR)))
+      uses.aes_mode = TPM2_ALG_CBC;
     return uses;
   }
   // HMAC: one hash among the allowed mechanisms fixes the scheme and drops
@@ -72,7 +85,7 @@ CK_RV Module::GenerateKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, const C
   if (len < entry->info.ulMinKeySize || len > entry->info.ulMaxKeySize) return CKR_KEY_SIZE_RANGE;
   auto key = std::make_shared<KeyMaterial>();
   key->auth = NewKeyAuth();
-  const SecretKeyUses uses = TpmUsesOf(a);
+  const SecretKeyUses uses = TpmUsesOf(a, HasMode(caps_, TPM2_ALG_CBC));
   if (aes) {
     const uint32_t bits = static_cast<uint32_t>(len * 8);
     if (std::find(caps_.aes_bits.begin(), caps_.aes_bits.end(), bits) == caps_.aes_bits.end())
@@ -80,6 +93,7 @@ CK_RV Module::GenerateKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, const C
     tpm::KeySpec spec{tpm::KeyKind::kAes, 0, 0, bits};
     spec.sign = uses.sign;
     spec.decrypt = uses.decrypt;
+    spec.aes_mode = uses.aes_mode;
     key->blob = tpm_->CreateKey(spec, key->auth.view()).blob;
   } else if (len == tpm::Tpm::HmacGeneratedSize(uses.hmac_hash)) {
     // The TPM makes a value of its hash's size itself: it never leaves the TPM.
@@ -118,10 +132,11 @@ CK_RV Module::StoreSecretValue(Session& s, AttrSet a, Secret value, CK_OBJECT_HA
     if (!caps_.hmac || len == 0 || len > 128) return CKR_ATTRIBUTE_VALUE_INVALID;
     key.kind = tpm::KeyKind::kHmac;
   }
-  const SecretKeyUses uses = TpmUsesOf(a);
+  const SecretKeyUses uses = TpmUsesOf(a, HasMode(caps_, TPM2_ALG_CBC));
   key.sign = uses.sign;
   key.decrypt = uses.decrypt;
   key.hmac_hash = uses.hmac_hash;
+  key.aes_mode = uses.aes_mode;
   key.secret = std::move(value);
   auto material = std::make_shared<KeyMaterial>();
   material->auth = NewKeyAuth();

@@ -25,6 +25,7 @@ TPM2B_PUBLIC ImportTemplate(const ImportedKey& key) {
   spec.sign = key.sign;
   spec.decrypt = key.decrypt;
   spec.hmac_hash = key.hmac_hash;
+  spec.aes_mode = key.aes_mode;
   TPM2B_PUBLIC t = KeyTemplate(spec);
   t.publicArea.objectAttributes &=
       ~(TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN);

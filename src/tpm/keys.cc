@@ -90,7 +90,7 @@ TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
     if (!spec.decrypt) t.publicArea.objectAttributes &= ~TPMA_OBJECT_DECRYPT;
     t.publicArea.type = TPM2_ALG_SYMCIPHER;
     t.publicArea.parameters.symDetail.sym = {TPM2_ALG_AES, {.aes = static_cast<TPMI_AES_KEY_BITS>(spec.aes_bits)},
-                                             {.aes = TPM2_ALG_NULL}};
+                                             {.aes = spec.aes_mode}};
     return t;
   }
   if (spec.kind == KeyKind::kHmac) {
@@ -232,6 +232,15 @@ Bytes Tpm::Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID
 
 Secret Tpm::AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_ALG_ID mode,
                      Bytes* iv, ByteView in) {
+  if (mode == TPM2_ALG_ECB && decrypt && AesModeOf(key) == TPM2_ALG_CBC) {
+    // A key fixed to CBC (KeySpec::aes_mode) decrypts ECB as CBC from a zero
+    // IV, each block then XORed with the ciphertext block before it:
+    // P_i = D(C_i) xor C_(i-1), so D(C_i) = P_i xor C_(i-1).
+    Bytes zero(16, 0);
+    Secret out = AesCrypt(key, auth, true, TPM2_ALG_CBC, &zero, in);
+    for (size_t i = in.size(); i-- > 16;) out.data()[i] ^= in[i - 16];
+    return out;
+  }
   auto lock = Enter();
   Secret out(in.size());
   size_t done = 0;
@@ -265,6 +274,15 @@ Secret Tpm::AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_AL
     done += n;
   }
   return out;
+}
+
+TPM2_ALG_ID Tpm::AesModeOf(const SealedBlob& key) {
+  TPM2B_PUBLIC pub{};
+  size_t off = 0;
+  Check(Tss2_MU_TPM2B_PUBLIC_Unmarshal(key.pub.data(), key.pub.size(), &off, &pub),
+        "unmarshal key public");
+  if (pub.publicArea.type != TPM2_ALG_SYMCIPHER) return TPM2_ALG_NULL;
+  return pub.publicArea.parameters.symDetail.sym.mode.aes;
 }
 
 Secret Tpm::EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y) {

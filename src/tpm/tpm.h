@@ -126,6 +126,10 @@ struct KeySpec {
   bool sign = true;
   bool decrypt = true;
   TPM2_ALG_ID hmac_hash = TPM2_ALG_NULL;
+  // AES: the one mode the TPM object runs (TPM2_ALG_NULL: any, per call).
+  // A decrypt-only key fixed to CBC runs only the inverse cipher; AesCrypt
+  // runs its ECB decryptions through CBC.
+  TPM2_ALG_ID aes_mode = TPM2_ALG_NULL;
   // Non-empty: the key is usable only while these PCRs hold their values of
   // now (RSA and EC keys; SealedBlob::pcrs).
   PcrSelection pcrs = {};
@@ -151,6 +155,7 @@ struct ImportedKey {
   bool sign = true;
   bool decrypt = true;
   TPM2_ALG_ID hmac_hash = TPM2_ALG_NULL;
+  TPM2_ALG_ID aes_mode = TPM2_ALG_NULL;
 };
 struct CreatedKey {
   SealedBlob blob;
@@ -286,6 +291,9 @@ class Tpm {
   // and output are encrypted in the session.
   Secret AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_ALG_ID mode, Bytes* iv,
                   ByteView in);
+  // The mode an AES key's object is fixed to (KeySpec::aes_mode), from its
+  // public area; TPM2_ALG_NULL for keys made before or without one.
+  static TPM2_ALG_ID AesModeOf(const SealedBlob& key);
   // TPM2_ECDH_ZGen: the x-coordinate of d * peer (the shared secret Z),
   // padded to the curve's size; the response is encrypted in the session.
   Secret EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y);

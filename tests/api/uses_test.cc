@@ -52,7 +52,7 @@ class Uses : public UserTest {
   // A session AES-128 key with the given uses (imported with a known value,
   // or generated when value is empty).
   CK_OBJECT_HANDLE Aes(bool encrypt, bool decrypt, bool wrap, bool unwrap, const Bytes& value = {},
-                       bool extractable = false) {
+                       bool extractable = false, std::vector<CK_MECHANISM_TYPE> allowed = {}) {
     CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
     CK_KEY_TYPE type = CKK_AES;
     CK_ULONG len = 16;
@@ -61,6 +61,8 @@ class Uses : public UserTest {
                                    {CKA_TOKEN, &no, 1},           {CKA_ENCRYPT, &e, 1},
                                    {CKA_DECRYPT, &d, 1},          {CKA_WRAP, &w, 1},
                                    {CKA_UNWRAP, &u, 1},           {CKA_EXTRACTABLE, &x, 1}};
+    if (!allowed.empty())
+      t.push_back({CKA_ALLOWED_MECHANISMS, allowed.data(), allowed.size() * sizeof allowed[0]});
     CK_OBJECT_HANDLE k = CK_INVALID_HANDLE;
     if (value.empty()) {
       t.push_back({CKA_VALUE_LEN, &len, sizeof len});
@@ -153,6 +155,46 @@ TEST_F(Uses, TpmRefusesEncryptionToADecryptOnlyAesKey) {
   }
 }
 
+// Decryption alone would still leave the TPM object the forward cipher (its
+// CTR, CFB and OFB decryptions encrypt), so a key that needs no CTR
+// decryption is fixed to CBC, the inverse cipher only (its public area:
+// tests/hostile/uses.sh). It still decrypts ECB (several blocks, run as CBC
+// then XOR), CBC and CBC_PAD; the TPM refuses it encryption, and CTR.
+TEST_F(Uses, DecryptOnlyKeyWithoutCtrIsFixedToCbc) {
+  const CK_OBJECT_HANDLE enc = Aes(true, false, false, false, kValue);
+  const CK_OBJECT_HANDLE dec = Aes(false, true, false, false, kValue, false,
+                                   {CKM_AES_ECB, CKM_AES_CBC, CKM_AES_CBC_PAD});
+  Bytes three = kBlock;
+  for (int i = 0; i < 2; ++i)
+    for (CK_BYTE b : kBlock) three.push_back(static_cast<CK_BYTE>(b ^ (i + 1)));
+  const CK_MECHANISM mechs[] = {{CKM_AES_ECB, nullptr, 0},
+                                {CKM_AES_CBC, kIv, sizeof kIv},
+                                {CKM_AES_CBC_PAD, kIv, sizeof kIv}};
+  for (const CK_MECHANISM& m : mechs) {
+    Bytes cipher, plain;
+    ASSERT_EQ(Crypt(false, enc, m, three, &cipher), CKR_OK) << m.mechanism;
+    ASSERT_EQ(Crypt(true, dec, m, cipher, &plain), CKR_OK) << m.mechanism;
+    EXPECT_EQ(plain, three) << m.mechanism;
+  }
+  Grant(dec, CKA_ENCRYPT);
+  Bytes cipher;
+  std::string log;
+  EXPECT_EQ(Crypt(false, dec, mechs[0], kBlock, &cipher, &log), CKR_KEY_FUNCTION_NOT_PERMITTED);
+  EXPECT_NE(log.find(kTpmRefused), std::string::npos) << log;
+  // An unwrap-only key, fixed to CBC too, given CKA_DECRYPT and asked for
+  // CTR: the TPM refuses the mode.
+  const CK_OBJECT_HANDLE unwrap_only = Aes(false, false, false, true, kValue);
+  Grant(unwrap_only, CKA_DECRYPT);
+  CK_AES_CTR_PARAMS ctr_params = {128, {}};
+  CK_MECHANISM ctr = {CKM_AES_CTR, &ctr_params, sizeof ctr_params};
+  Bytes plain;
+  EXPECT_EQ(Crypt(true, unwrap_only, ctr, kBlock, &plain, &log), CKR_KEY_FUNCTION_NOT_PERMITTED)
+      << "the TPM ran CTR with a key fixed to CBC";
+  EXPECT_NE(log.find("the TPM refused TPM2_EncryptDecrypt in another mode"), std::string::npos)
+      << log;
+  EXPECT_EQ(Crypt(true, unwrap_only, mechs[0], Bytes(16, 0), &plain), CKR_OK);
+}
+
 // Wrap and unwrap (AES-KWP, RFC 5649 on ECB blocks in the TPM) follow the
 // same directions: a wrap-only key does not unwrap, even after CKA_UNWRAP is
 // set true, and an unwrap-only key does not wrap.
@@ -167,15 +209,21 @@ TEST_F(Uses, TpmRefusesTheKeyWrapDirectionsAKeyWasNotMadeFor) {
   wrapped.resize(len);
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
   CK_KEY_TYPE type = CKK_AES;
-  CK_BBOOL no = CK_FALSE;
+  CK_BBOOL no = CK_FALSE, yes = CK_TRUE;
   CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &type, sizeof type},
-                      {CKA_TOKEN, &no, 1}};
+                      {CKA_TOKEN, &no, 1}, {CKA_EXTRACTABLE, &yes, 1}, {CKA_SENSITIVE, &no, 1}};
   CK_OBJECT_HANDLE out;
-  ASSERT_EQ(f_->C_UnwrapKey(s_, &kwp, unwrap_only, wrapped.data(), wrapped.size(), t, 3, &out),
+  // The unwrap-only key's object is fixed to CBC (Uses.DecryptOnlyKeyWithoutCtr
+  // says why): AES-KWP's ECB steps run through it, and give the key back.
+  ASSERT_EQ(f_->C_UnwrapKey(s_, &kwp, unwrap_only, wrapped.data(), wrapped.size(), t, 5, &out),
             CKR_OK);
+  Bytes got(16);
+  CK_ATTRIBUTE v = {CKA_VALUE, got.data(), got.size()};
+  ASSERT_EQ(f_->C_GetAttributeValue(s_, out, &v, 1), CKR_OK);
+  EXPECT_EQ(got, kBlock);
   Grant(wrap_only, CKA_UNWRAP);
   testing::internal::CaptureStderr();
-  EXPECT_EQ(f_->C_UnwrapKey(s_, &kwp, wrap_only, wrapped.data(), wrapped.size(), t, 3, &out),
+  EXPECT_EQ(f_->C_UnwrapKey(s_, &kwp, wrap_only, wrapped.data(), wrapped.size(), t, 5, &out),
             CKR_KEY_FUNCTION_NOT_PERMITTED)
       << "the TPM unwrapped with a wrap-only key";
   std::string log = testing::internal::GetCapturedStderr();

@@ -4,11 +4,12 @@
 # logging proxy, and every symmetric-cipher and keyed-hash public area the
 # TPM made (TPM2_Create answers) or took in (TPM2_Import commands) is decoded
 # from the log: its sign and decrypt attributes, its mode or scheme. The
-# suite makes, in order: AES keys encrypt-only (3: one generated, two
-# imported, among them a wrap-only one), decrypt-only (2: one imported
-# decrypt-only, one unwrap-only), both (2: a key with both uses, and the key
-# unwrapped with its defaults); HMAC keys whose allowed mechanisms name one
-# hash, SHA-384 (3: two generated, one imported) and one allowed two hashes.
+# suite makes: AES keys encrypt-only (4: one generated, three imported,
+# among them a wrap-only one), decrypt-only with CTR decryption allowed (1,
+# mode NULL), decrypt-only needing no CTR (3: one allowed ECB and CBC only,
+# two unwrap-only; fixed to CBC), with both uses (2: one imported, and the
+# key unwrapped with its defaults); HMAC keys whose allowed mechanisms name
+# one hash, SHA-384 (3: two generated, one imported) and one allowed two.
 # (A keyed-hash object with neither use is one of the module's seals.)
 source "$(dirname "$0")/lib.sh"
 fixture_start
@@ -75,14 +76,15 @@ expect() {  # expect N "DESCRIPTION" WHAT
   [ "$got" -eq "$1" ] || fail "$3: $got public area(s) '$2', expected $1"
   pass "$3: $1 x '$2'"
 }
-# Modes stay NULL (0x0010): the mode is chosen per call.
+# Mode NULL (0x0010): chosen per call; CBC (0x0042): fixed.
 expect 1 "created aes sign mode=0x0010" "generated AES key, CKA_ENCRYPT only: sign (encrypt) only"
-expect 2 "imported aes sign mode=0x0010" "imported AES keys, encrypt-only and wrap-only: sign only"
-expect 2 "imported aes decrypt mode=0x0010" "imported AES keys, decrypt-only and unwrap-only: decrypt only"
+expect 3 "imported aes sign mode=0x0010" "imported AES keys, encrypt-only and wrap-only: sign only"
+expect 1 "imported aes decrypt mode=0x0010" "imported AES key, decrypt-only with CTR allowed: decrypt only"
+expect 3 "imported aes decrypt mode=0x0042" "imported AES keys, decrypt-only without CTR and unwrap-only: decrypt only, CBC only"
 expect 2 "imported aes sign+decrypt mode=0x0010" "imported and unwrapped AES keys with both uses"
 expect 2 "created keyedhash sign scheme=0x0005 hash=0x000c" "generated HMAC keys allowed SHA-384 only: sign only, HMAC-SHA-384"
 expect 1 "imported keyedhash sign scheme=0x0005 hash=0x000c" "imported HMAC key allowed SHA-384 only: sign only, HMAC-SHA-384"
 expect 1 "imported keyedhash sign+decrypt scheme=0x0010" "imported HMAC key allowed two hashes: NULL scheme (sign and decrypt)"
-[ "$(grep -c 'aes\|keyedhash sign' "$WORK/publics" | tr -d ' ')" -eq 7 ] \
+[ "$(grep -c 'aes\|keyedhash sign' "$WORK/publics" | tr -d ' ')" -eq 8 ] \
   || fail "a secret-key public area this test did not expect: $(cat "$WORK/publics")"
 pass "every secret key's TPM object carries only the uses its key has"
