@@ -22,7 +22,8 @@ CK_RV AesInTpm(const char* call, bool decrypt, const std::function<CK_RV()>& ste
     }
     if (e.base() != TPM2_RC_ATTRIBUTES) throw;
     log::Warn(call, ": the AES key's TPM object was made without ",
-              decrypt ? "decryption (CKA_DECRYPT and CKA_UNWRAP" : "encryption (CKA_ENCRYPT and CKA_WRAP",
+              decrypt ? "decryption (CKA_DECRYPT and CKA_UNWRAP"
+                      : "encryption (CKA_ENCRYPT and CKA_WRAP",
               " were false, or their mechanisms not allowed, when it was made); the TPM refused "
               "TPM2_EncryptDecrypt. Make a new key with the use");
     return CKR_KEY_FUNCTION_NOT_PERMITTED;

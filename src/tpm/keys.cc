@@ -83,8 +83,8 @@ TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
     // TPM2_EncryptDecrypt (Part 3, 15.2) runs decrypt=NO only with sign and
     // decrypt=YES only with decrypt set, else TPM_RC_ATTRIBUTES: the object
     // carries the directions the key's PKCS#11 uses need (token/secret.cc
-    // AesUses), and at least one (a symmetric cipher object without either
-    // is refused at creation: Part 1, 27.2.2).
+    // TpmUsesOf), and at least one (only a data object may have neither:
+    // TPM_RC_ATTRIBUTES at creation).
     if (!spec.sign && !spec.decrypt) throw std::invalid_argument("an AES key needs a TPM use");
     if (!spec.sign) t.publicArea.objectAttributes &= ~TPMA_OBJECT_SIGN_ENCRYPT;
     if (!spec.decrypt) t.publicArea.objectAttributes &= ~TPMA_OBJECT_DECRYPT;

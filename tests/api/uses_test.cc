@@ -57,10 +57,14 @@ class Uses : public UserTest {
     CK_KEY_TYPE type = CKK_AES;
     CK_ULONG len = 16;
     CK_BBOOL no = CK_FALSE, e = encrypt, d = decrypt, w = wrap, u = unwrap, x = extractable;
-    std::vector<CK_ATTRIBUTE> t = {{CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &type, sizeof type},
-                                   {CKA_TOKEN, &no, 1},           {CKA_ENCRYPT, &e, 1},
-                                   {CKA_DECRYPT, &d, 1},          {CKA_WRAP, &w, 1},
-                                   {CKA_UNWRAP, &u, 1},           {CKA_EXTRACTABLE, &x, 1}};
+    std::vector<CK_ATTRIBUTE> t = {{CKA_CLASS, &cls, sizeof cls},
+                                   {CKA_KEY_TYPE, &type, sizeof type},
+                                   {CKA_TOKEN, &no, 1},
+                                   {CKA_ENCRYPT, &e, 1},
+                                   {CKA_DECRYPT, &d, 1},
+                                   {CKA_WRAP, &w, 1},
+                                   {CKA_UNWRAP, &u, 1},
+                                   {CKA_EXTRACTABLE, &x, 1}};
     if (!allowed.empty())
       t.push_back({CKA_ALLOWED_MECHANISMS, allowed.data(), allowed.size() * sizeof allowed[0]});
     CK_OBJECT_HANDLE k = CK_INVALID_HANDLE;
