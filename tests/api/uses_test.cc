@@ -1,7 +1,7 @@
 // Secret keys' TPM objects carry only the uses their key has (issue 8 item
 // 4). The attack: a key made without a use gets it afterwards (CKA_DECRYPT,
 // CKA_ENCRYPT, CKA_UNWRAP are modifiable), so the module's own check passes
-// and only the TPM object can still refuse. Each test checks the reason: the
+// and only the TPM object can still refuse. Each case checks the reason: the
 // CKR and the warn line saying the TPM refused TPM2_EncryptDecrypt. (The
 // attributes of the public areas themselves are checked on the bus:
 // tests/hostile/uses.sh.)
@@ -22,6 +22,12 @@ namespace {
 using Bytes = std::vector<CK_BYTE>;
 
 constexpr const char* kTpmRefused = "the TPM refused TPM2_EncryptDecrypt";
+
+const Bytes kValue = {0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6,
+                      0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c};
+const Bytes kBlock = {0x6b, 0xc1, 0xbe, 0xe2, 0x2e, 0x40, 0x9f, 0x96,
+                      0xe9, 0x3d, 0x7e, 0x11, 0x73, 0x93, 0x17, 0x2a};
+CK_BYTE kIv[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
 
 class Uses : public UserTest {
  protected:
@@ -101,146 +107,161 @@ class Uses : public UserTest {
     out->resize(rv == CKR_OK ? len : 0);
     return rv;
   }
-};
 
-const Bytes kValue = {0x2b, 0x7e, 0x15, 0x16, 0x28, 0xae, 0xd2, 0xa6,
-                      0xab, 0xf7, 0x15, 0x88, 0x09, 0xcf, 0x4f, 0x3c};
-const Bytes kBlock = {0x6b, 0xc1, 0xbe, 0xe2, 0x2e, 0x40, 0x9f, 0x96,
-                      0xe9, 0x3d, 0x7e, 0x11, 0x73, 0x93, 0x17, 0x2a};
-CK_BYTE kIv[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-
-// An encrypt-only key: the TPM will not decrypt with it, in any mode, even
-// after CKA_DECRYPT is set true; and it still encrypts.
-TEST_F(Uses, TpmRefusesDecryptionToAnEncryptOnlyAesKey) {
-  const CK_OBJECT_HANDLE k = Aes(true, false, false, false);
-  CK_MECHANISM ecb = {CKM_AES_ECB, nullptr, 0};
-  CK_MECHANISM cbc = {CKM_AES_CBC, kIv, sizeof kIv};
-  Bytes cipher, plain;
-  ASSERT_EQ(Crypt(false, k, ecb, kBlock, &cipher), CKR_OK);
-  EXPECT_EQ(Crypt(true, k, ecb, cipher, &plain), CKR_KEY_FUNCTION_NOT_PERMITTED);  // the module
-  Grant(k, CKA_DECRYPT);
-  std::string log;
-  EXPECT_EQ(Crypt(true, k, ecb, cipher, &plain, &log), CKR_KEY_FUNCTION_NOT_PERMITTED)
-      << "the TPM decrypted with an encrypt-only key";
-  EXPECT_NE(log.find(kTpmRefused), std::string::npos) << log;
-  EXPECT_NE(plain, kBlock);
-  EXPECT_EQ(Crypt(true, k, cbc, cipher, &plain, &log), CKR_KEY_FUNCTION_NOT_PERMITTED);
-  EXPECT_NE(log.find(kTpmRefused), std::string::npos) << log;
-  // Encryption runs as before.
-  EXPECT_EQ(Crypt(false, k, cbc, kBlock, &cipher), CKR_OK);
-}
-
-// A decrypt-only key: the TPM will not encrypt with it, even after
-// CKA_ENCRYPT is set true; it decrypts what a twin key (same value, encrypt
-// only) encrypted, in ECB, CBC and CTR (whose decryption the TPM runs as a
-// decryption, so the key needs no encrypt use for it).
-TEST_F(Uses, TpmRefusesEncryptionToADecryptOnlyAesKey) {
-  const CK_OBJECT_HANDLE enc = Aes(true, false, false, false, kValue);
-  const CK_OBJECT_HANDLE dec = Aes(false, true, false, false, kValue);
-  CK_AES_CTR_PARAMS ctr_params = {128, {}};
-  std::memcpy(ctr_params.cb, kIv, sizeof kIv);
-  const CK_MECHANISM mechs[] = {{CKM_AES_ECB, nullptr, 0},
-                                {CKM_AES_CBC, kIv, sizeof kIv},
-                                {CKM_AES_CTR, &ctr_params, sizeof ctr_params}};
-  for (const CK_MECHANISM& m : mechs) {
+  // An encrypt-only key: the TPM will not decrypt with it, in any mode, even
+  // after CKA_DECRYPT is set true; and it still encrypts.
+  void TpmRefusesDecryptionToAnEncryptOnlyAesKey() {
+    const CK_OBJECT_HANDLE k = Aes(true, false, false, false);
+    CK_MECHANISM ecb = {CKM_AES_ECB, nullptr, 0};
+    CK_MECHANISM cbc = {CKM_AES_CBC, kIv, sizeof kIv};
     Bytes cipher, plain;
-    ASSERT_EQ(Crypt(false, enc, m, kBlock, &cipher), CKR_OK) << m.mechanism;
-    ASSERT_EQ(Crypt(true, dec, m, cipher, &plain), CKR_OK) << m.mechanism;
-    EXPECT_EQ(plain, kBlock) << m.mechanism;
-  }
-  Bytes cipher;
-  EXPECT_EQ(Crypt(false, dec, mechs[0], kBlock, &cipher), CKR_KEY_FUNCTION_NOT_PERMITTED);
-  Grant(dec, CKA_ENCRYPT);
-  for (const CK_MECHANISM& m : mechs) {
+    ASSERT_EQ(Crypt(false, k, ecb, kBlock, &cipher), CKR_OK);
+    EXPECT_EQ(Crypt(true, k, ecb, cipher, &plain), CKR_KEY_FUNCTION_NOT_PERMITTED);  // the module
+    Grant(k, CKA_DECRYPT);
     std::string log;
-    EXPECT_EQ(Crypt(false, dec, m, kBlock, &cipher, &log), CKR_KEY_FUNCTION_NOT_PERMITTED)
-        << "the TPM encrypted with a decrypt-only key, mechanism " << m.mechanism;
+    EXPECT_EQ(Crypt(true, k, ecb, cipher, &plain, &log), CKR_KEY_FUNCTION_NOT_PERMITTED)
+        << "the TPM decrypted with an encrypt-only key";
+    EXPECT_NE(log.find(kTpmRefused), std::string::npos) << log;
+    EXPECT_NE(plain, kBlock);
+    EXPECT_EQ(Crypt(true, k, cbc, cipher, &plain, &log), CKR_KEY_FUNCTION_NOT_PERMITTED);
+    EXPECT_NE(log.find(kTpmRefused), std::string::npos) << log;
+    // Encryption runs as before.
+    EXPECT_EQ(Crypt(false, k, cbc, kBlock, &cipher), CKR_OK);
+  }
+
+  // A decrypt-only key: the TPM will not encrypt with it, even after
+  // CKA_ENCRYPT is set true; it decrypts what a twin key (same value, encrypt
+  // only) encrypted, in ECB, CBC and CTR (whose decryption the TPM runs as a
+  // decryption, so the key needs no encrypt use for it).
+  void TpmRefusesEncryptionToADecryptOnlyAesKey() {
+    const CK_OBJECT_HANDLE enc = Aes(true, false, false, false, kValue);
+    const CK_OBJECT_HANDLE dec = Aes(false, true, false, false, kValue);
+    CK_AES_CTR_PARAMS ctr_params = {128, {}};
+    std::memcpy(ctr_params.cb, kIv, sizeof kIv);
+    const CK_MECHANISM mechs[] = {{CKM_AES_ECB, nullptr, 0},
+                                  {CKM_AES_CBC, kIv, sizeof kIv},
+                                  {CKM_AES_CTR, &ctr_params, sizeof ctr_params}};
+    for (const CK_MECHANISM& m : mechs) {
+      Bytes cipher, plain;
+      ASSERT_EQ(Crypt(false, enc, m, kBlock, &cipher), CKR_OK) << m.mechanism;
+      ASSERT_EQ(Crypt(true, dec, m, cipher, &plain), CKR_OK) << m.mechanism;
+      EXPECT_EQ(plain, kBlock) << m.mechanism;
+    }
+    Bytes cipher;
+    EXPECT_EQ(Crypt(false, dec, mechs[0], kBlock, &cipher), CKR_KEY_FUNCTION_NOT_PERMITTED);
+    Grant(dec, CKA_ENCRYPT);
+    for (const CK_MECHANISM& m : mechs) {
+      std::string log;
+      EXPECT_EQ(Crypt(false, dec, m, kBlock, &cipher, &log), CKR_KEY_FUNCTION_NOT_PERMITTED)
+          << "the TPM encrypted with a decrypt-only key, mechanism " << m.mechanism;
+      EXPECT_NE(log.find(kTpmRefused), std::string::npos) << log;
+    }
+  }
+
+  // Decryption alone would still leave the TPM object the forward cipher (its
+  // CTR, CFB and OFB decryptions encrypt), so a key that needs no CTR
+  // decryption is fixed to CBC, the inverse cipher only (its public area:
+  // tests/hostile/uses.sh). It still decrypts ECB (several blocks, run as CBC
+  // then XOR), CBC and CBC_PAD; the TPM refuses it encryption, and CTR.
+  void DecryptOnlyKeyWithoutCtrIsFixedToCbc() {
+    const CK_OBJECT_HANDLE enc = Aes(true, false, false, false, kValue);
+    const CK_OBJECT_HANDLE dec = Aes(false, true, false, false, kValue, false,
+                                     {CKM_AES_ECB, CKM_AES_CBC, CKM_AES_CBC_PAD});
+    Bytes three = kBlock;
+    for (int i = 0; i < 2; ++i)
+      for (CK_BYTE b : kBlock) three.push_back(static_cast<CK_BYTE>(b ^ (i + 1)));
+    const CK_MECHANISM mechs[] = {{CKM_AES_ECB, nullptr, 0},
+                                  {CKM_AES_CBC, kIv, sizeof kIv},
+                                  {CKM_AES_CBC_PAD, kIv, sizeof kIv}};
+    for (const CK_MECHANISM& m : mechs) {
+      Bytes cipher, plain;
+      ASSERT_EQ(Crypt(false, enc, m, three, &cipher), CKR_OK) << m.mechanism;
+      ASSERT_EQ(Crypt(true, dec, m, cipher, &plain), CKR_OK) << m.mechanism;
+      EXPECT_EQ(plain, three) << m.mechanism;
+    }
+    Grant(dec, CKA_ENCRYPT);
+    Bytes cipher;
+    std::string log;
+    EXPECT_EQ(Crypt(false, dec, mechs[0], kBlock, &cipher, &log), CKR_KEY_FUNCTION_NOT_PERMITTED);
+    EXPECT_NE(log.find(kTpmRefused), std::string::npos) << log;
+    // An unwrap-only key, fixed to CBC too, given CKA_DECRYPT and asked for
+    // CTR: the TPM refuses the mode.
+    const CK_OBJECT_HANDLE unwrap_only = Aes(false, false, false, true, kValue);
+    Grant(unwrap_only, CKA_DECRYPT);
+    CK_AES_CTR_PARAMS ctr_params = {128, {}};
+    CK_MECHANISM ctr = {CKM_AES_CTR, &ctr_params, sizeof ctr_params};
+    Bytes plain;
+    EXPECT_EQ(Crypt(true, unwrap_only, ctr, kBlock, &plain, &log), CKR_KEY_FUNCTION_NOT_PERMITTED)
+        << "the TPM ran CTR with a key fixed to CBC";
+    EXPECT_NE(log.find("the TPM refused TPM2_EncryptDecrypt in another mode"), std::string::npos)
+        << log;
+    EXPECT_EQ(Crypt(true, unwrap_only, mechs[0], Bytes(16, 0), &plain), CKR_OK);
+  }
+
+  // Wrap and unwrap (AES-KWP, RFC 5649 on ECB blocks in the TPM) follow the
+  // same directions: a wrap-only key does not unwrap, even after CKA_UNWRAP is
+  // set true, and an unwrap-only key does not wrap.
+  void TpmRefusesTheKeyWrapDirectionsAKeyWasNotMadeFor() {
+    const CK_OBJECT_HANDLE wrap_only = Aes(false, false, true, false, kValue);
+    const CK_OBJECT_HANDLE unwrap_only = Aes(false, false, false, true, kValue);
+    const CK_OBJECT_HANDLE payload = Aes(true, true, false, false, kBlock, /*extractable=*/true);
+    CK_MECHANISM kwp = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
+    Bytes wrapped(64);
+    CK_ULONG len = wrapped.size();
+    ASSERT_EQ(f_->C_WrapKey(s_, &kwp, wrap_only, payload, wrapped.data(), &len), CKR_OK);
+    wrapped.resize(len);
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE type = CKK_AES;
+    CK_BBOOL no = CK_FALSE, yes = CK_TRUE;
+    CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &type, sizeof type},
+                        {CKA_TOKEN, &no, 1}, {CKA_EXTRACTABLE, &yes, 1}, {CKA_SENSITIVE, &no, 1}};
+    CK_OBJECT_HANDLE out;
+    // The unwrap-only key's object is fixed to CBC (Uses.DecryptOnlyKeyWithoutCtr
+    // says why): AES-KWP's ECB steps run through it, and give the key back.
+    ASSERT_EQ(f_->C_UnwrapKey(s_, &kwp, unwrap_only, wrapped.data(), wrapped.size(), t, 5, &out),
+              CKR_OK);
+    Bytes got(16);
+    CK_ATTRIBUTE v = {CKA_VALUE, got.data(), got.size()};
+    ASSERT_EQ(f_->C_GetAttributeValue(s_, out, &v, 1), CKR_OK);
+    EXPECT_EQ(got, kBlock);
+    Grant(wrap_only, CKA_UNWRAP);
+    testing::internal::CaptureStderr();
+    EXPECT_EQ(f_->C_UnwrapKey(s_, &kwp, wrap_only, wrapped.data(), wrapped.size(), t, 5, &out),
+              CKR_KEY_FUNCTION_NOT_PERMITTED)
+        << "the TPM unwrapped with a wrap-only key";
+    std::string log = testing::internal::GetCapturedStderr();
+    EXPECT_NE(log.find(kTpmRefused), std::string::npos) << log;
+    Grant(unwrap_only, CKA_WRAP);
+    len = 64;
+    wrapped.resize(len);
+    testing::internal::CaptureStderr();
+    EXPECT_EQ(f_->C_WrapKey(s_, &kwp, unwrap_only, payload, wrapped.data(), &len),
+              CKR_KEY_FUNCTION_NOT_PERMITTED)
+        << "the TPM wrapped with an unwrap-only key";
+    log = testing::internal::GetCapturedStderr();
     EXPECT_NE(log.find(kTpmRefused), std::string::npos) << log;
   }
-}
+};
 
-// Decryption alone would still leave the TPM object the forward cipher (its
-// CTR, CFB and OFB decryptions encrypt), so a key that needs no CTR
-// decryption is fixed to CBC, the inverse cipher only (its public area:
-// tests/hostile/uses.sh). It still decrypts ECB (several blocks, run as CBC
-// then XOR), CBC and CBC_PAD; the TPM refuses it encryption, and CTR.
-TEST_F(Uses, DecryptOnlyKeyWithoutCtrIsFixedToCbc) {
-  const CK_OBJECT_HANDLE enc = Aes(true, false, false, false, kValue);
-  const CK_OBJECT_HANDLE dec = Aes(false, true, false, false, kValue, false,
-                                   {CKM_AES_ECB, CKM_AES_CBC, CKM_AES_CBC_PAD});
-  Bytes three = kBlock;
-  for (int i = 0; i < 2; ++i)
-    for (CK_BYTE b : kBlock) three.push_back(static_cast<CK_BYTE>(b ^ (i + 1)));
-  const CK_MECHANISM mechs[] = {{CKM_AES_ECB, nullptr, 0},
-                                {CKM_AES_CBC, kIv, sizeof kIv},
-                                {CKM_AES_CBC_PAD, kIv, sizeof kIv}};
-  for (const CK_MECHANISM& m : mechs) {
-    Bytes cipher, plain;
-    ASSERT_EQ(Crypt(false, enc, m, three, &cipher), CKR_OK) << m.mechanism;
-    ASSERT_EQ(Crypt(true, dec, m, cipher, &plain), CKR_OK) << m.mechanism;
-    EXPECT_EQ(plain, three) << m.mechanism;
+// The four AES cases above share one token (each token costs seconds
+// under ASan).
+TEST_F(Uses, AesKeysCarryOnlyTheirDirections) {
+  {
+    SCOPED_TRACE("TpmRefusesDecryptionToAnEncryptOnlyAesKey");
+    TpmRefusesDecryptionToAnEncryptOnlyAesKey();
   }
-  Grant(dec, CKA_ENCRYPT);
-  Bytes cipher;
-  std::string log;
-  EXPECT_EQ(Crypt(false, dec, mechs[0], kBlock, &cipher, &log), CKR_KEY_FUNCTION_NOT_PERMITTED);
-  EXPECT_NE(log.find(kTpmRefused), std::string::npos) << log;
-  // An unwrap-only key, fixed to CBC too, given CKA_DECRYPT and asked for
-  // CTR: the TPM refuses the mode.
-  const CK_OBJECT_HANDLE unwrap_only = Aes(false, false, false, true, kValue);
-  Grant(unwrap_only, CKA_DECRYPT);
-  CK_AES_CTR_PARAMS ctr_params = {128, {}};
-  CK_MECHANISM ctr = {CKM_AES_CTR, &ctr_params, sizeof ctr_params};
-  Bytes plain;
-  EXPECT_EQ(Crypt(true, unwrap_only, ctr, kBlock, &plain, &log), CKR_KEY_FUNCTION_NOT_PERMITTED)
-      << "the TPM ran CTR with a key fixed to CBC";
-  EXPECT_NE(log.find("the TPM refused TPM2_EncryptDecrypt in another mode"), std::string::npos)
-      << log;
-  EXPECT_EQ(Crypt(true, unwrap_only, mechs[0], Bytes(16, 0), &plain), CKR_OK);
-}
-
-// Wrap and unwrap (AES-KWP, RFC 5649 on ECB blocks in the TPM) follow the
-// same directions: a wrap-only key does not unwrap, even after CKA_UNWRAP is
-// set true, and an unwrap-only key does not wrap.
-TEST_F(Uses, TpmRefusesTheKeyWrapDirectionsAKeyWasNotMadeFor) {
-  const CK_OBJECT_HANDLE wrap_only = Aes(false, false, true, false, kValue);
-  const CK_OBJECT_HANDLE unwrap_only = Aes(false, false, false, true, kValue);
-  const CK_OBJECT_HANDLE payload = Aes(true, true, false, false, kBlock, /*extractable=*/true);
-  CK_MECHANISM kwp = {CKM_AES_KEY_WRAP_PAD, nullptr, 0};
-  Bytes wrapped(64);
-  CK_ULONG len = wrapped.size();
-  ASSERT_EQ(f_->C_WrapKey(s_, &kwp, wrap_only, payload, wrapped.data(), &len), CKR_OK);
-  wrapped.resize(len);
-  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-  CK_KEY_TYPE type = CKK_AES;
-  CK_BBOOL no = CK_FALSE, yes = CK_TRUE;
-  CK_ATTRIBUTE t[] = {{CKA_CLASS, &cls, sizeof cls}, {CKA_KEY_TYPE, &type, sizeof type},
-                      {CKA_TOKEN, &no, 1}, {CKA_EXTRACTABLE, &yes, 1}, {CKA_SENSITIVE, &no, 1}};
-  CK_OBJECT_HANDLE out;
-  // The unwrap-only key's object is fixed to CBC (Uses.DecryptOnlyKeyWithoutCtr
-  // says why): AES-KWP's ECB steps run through it, and give the key back.
-  ASSERT_EQ(f_->C_UnwrapKey(s_, &kwp, unwrap_only, wrapped.data(), wrapped.size(), t, 5, &out),
-            CKR_OK);
-  Bytes got(16);
-  CK_ATTRIBUTE v = {CKA_VALUE, got.data(), got.size()};
-  ASSERT_EQ(f_->C_GetAttributeValue(s_, out, &v, 1), CKR_OK);
-  EXPECT_EQ(got, kBlock);
-  Grant(wrap_only, CKA_UNWRAP);
-  testing::internal::CaptureStderr();
-  EXPECT_EQ(f_->C_UnwrapKey(s_, &kwp, wrap_only, wrapped.data(), wrapped.size(), t, 5, &out),
-            CKR_KEY_FUNCTION_NOT_PERMITTED)
-      << "the TPM unwrapped with a wrap-only key";
-  std::string log = testing::internal::GetCapturedStderr();
-  EXPECT_NE(log.find(kTpmRefused), std::string::npos) << log;
-  Grant(unwrap_only, CKA_WRAP);
-  len = 64;
-  wrapped.resize(len);
-  testing::internal::CaptureStderr();
-  EXPECT_EQ(f_->C_WrapKey(s_, &kwp, unwrap_only, payload, wrapped.data(), &len),
-            CKR_KEY_FUNCTION_NOT_PERMITTED)
-      << "the TPM wrapped with an unwrap-only key";
-  log = testing::internal::GetCapturedStderr();
-  EXPECT_NE(log.find(kTpmRefused), std::string::npos) << log;
+  {
+    SCOPED_TRACE("TpmRefusesEncryptionToADecryptOnlyAesKey");
+    TpmRefusesEncryptionToADecryptOnlyAesKey();
+  }
+  {
+    SCOPED_TRACE("DecryptOnlyKeyWithoutCtrIsFixedToCbc");
+    DecryptOnlyKeyWithoutCtrIsFixedToCbc();
+  }
+  {
+    SCOPED_TRACE("TpmRefusesTheKeyWrapDirectionsAKeyWasNotMadeFor");
+    TpmRefusesTheKeyWrapDirectionsAKeyWasNotMadeFor();
+  }
 }
 
 // An HMAC key whose CKA_ALLOWED_MECHANISMS name one hash gets a sign-only
