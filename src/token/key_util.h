@@ -1,6 +1,9 @@
 // Helpers shared by the key operation files (keys.cc, cipher.cc).
 #pragma once
+#include <functional>
 #include <optional>
+
+#include <tss2/tss2_tpm2_types.h>
 
 #include "crypto/pubkey.h"
 #include "mech/sign.h"
@@ -48,6 +51,26 @@ Secret NewKeyAuth();
 // the secret without a new record field, and whoever could learn it could
 // already run the key's raw RSA operation in the TPM and needs no oracle.
 Secret RejectionKey(ByteView key_auth, ByteView modulus);
+
+// The uses a secret key's TPM object carries (secret.cc), from its PKCS#11
+// uses and mechanisms. AES: sign is TPM2_EncryptDecrypt's encrypt direction,
+// decrypt its decrypt one; a key that needs only the inverse cipher is fixed
+// to CBC (aes_mode) where the TPM has CBC (cbc). A generic secret (an HMAC
+// key) always signs, and is sign-only with the HMAC scheme fixed to
+// hmac_hash when its CKA_ALLOWED_MECHANISMS name HMAC with one hash only.
+struct SecretKeyUses {
+  bool sign = true;
+  bool decrypt = true;
+  TPM2_ALG_ID hmac_hash = TPM2_ALG_NULL;
+  TPM2_ALG_ID aes_mode = TPM2_ALG_NULL;
+};
+SecretKeyUses TpmUsesOf(const AttrSet& a, bool cbc);
+// Runs a step that calls TPM2_EncryptDecrypt (cipher.cc): a key whose TPM
+// object was made without the direction (CKA_ENCRYPT, CKA_DECRYPT, CKA_WRAP
+// or CKA_UNWRAP set true afterwards) gets TPM_RC_ATTRIBUTES from the TPM,
+// one fixed to CBC asked for CTR TPM_RC_MODE: each answered
+// CKR_KEY_FUNCTION_NOT_PERMITTED with the cause in a warn line.
+CK_RV AesInTpm(const char* call, bool decrypt, const std::function<CK_RV()>& step);
 
 // The length-query convention of 2.40 section 5.2: answers the length when
 // out is NULL or too short (proceed = false), else lets the caller write.

@@ -75,10 +75,15 @@ CK_RV Module::WrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_H
         !w->key)
       return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
     const KeyMaterial& kek = *w->key;
-    wrapped = mech::AesKeyWrapPad(value.view(), [&](ByteView block) {
-      Bytes iv;
-      return tpm_->AesCrypt(kek.blob, kek.auth.view(), false, TPM2_ALG_ECB, &iv, block);
-    });
+    if (CK_RV rv = AesInTpm("C_WrapKey", false, [&] {
+          wrapped = mech::AesKeyWrapPad(value.view(), [&](ByteView block) {
+            Bytes iv;
+            return tpm_->AesCrypt(kek.blob, kek.auth.view(), false, TPM2_ALG_ECB, &iv, block);
+          });
+          return CKR_OK;
+        });
+        rv != CKR_OK)
+      return rv;
   }
   bool proceed = false;
   const CK_RV query = QueryOrFits(wrapped.size(), out, out_len, &proceed);
@@ -202,10 +207,16 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
     if (wrapped.size() < 16 || wrapped.size() % 8 || wrapped.size() > 16384)
       return CKR_WRAPPED_KEY_LEN_RANGE;
     const KeyMaterial& kek = *u->key;
-    auto plain = mech::AesKeyUnwrapPad(wrapped, [&](ByteView block) {
-      Bytes iv;
-      return tpm_->AesCrypt(kek.blob, kek.auth.view(), true, TPM2_ALG_ECB, &iv, block);
-    });
+    std::optional<Secret> plain;
+    // The TPM's refusal comes at the first block, whatever the data: no oracle.
+    if ((rv = AesInTpm("C_UnwrapKey", true, [&] {
+           plain = mech::AesKeyUnwrapPad(wrapped, [&](ByteView block) {
+             Bytes iv;
+             return tpm_->AesCrypt(kek.blob, kek.auth.view(), true, TPM2_ALG_ECB, &iv, block);
+           });
+           return CKR_OK;
+         })) != CKR_OK)
+      return rv;
     if (!plain) return CKR_WRAPPED_KEY_INVALID;
     value = std::move(*plain);
   }
