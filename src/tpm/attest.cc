@@ -148,13 +148,14 @@ Secret Tpm::ActivateCredential(bool ecc_ek, ByteView id_object, ByteView encrypt
     // needs no key of its own: its HMAC is empty (nothing to prove), the
     // module session carries the proof and the encryption.
     std::unique_ptr<FastSession> policy = FastSession::Start(sys, 0, {}, {}, TPM2_SE_POLICY);
+    FastSession& session = Fast();  // before the prepare, which a new session would overwrite
     TPM2B_NONCE nonce{};
     TPM2B_DIGEST cp_hash{};
     TPM2B_NONCE policy_ref{};
     Check(Tss2_Sys_PolicySecret_Prepare(sys, TPM2_RH_ENDORSEMENT, policy->handle(), &nonce,
                                         &cp_hash, &policy_ref, 0),
           "TPM2_PolicySecret prepare");
-    RunFast(Fast(), TPM2_CC_PolicySecret,
+    RunFast(session, TPM2_CC_PolicySecret,
             Concat(HandleName(TPM2_RH_ENDORSEMENT), HandleName(policy->handle())), {}, false,
             "TPM2_PolicySecret (endorsement)");
     TPM2B_TIMEOUT timeout{};
@@ -169,7 +170,6 @@ Secret Tpm::ActivateCredential(bool ecc_ek, ByteView id_object, ByteView encrypt
     crypto::RandomBytes(ek_auth.nonce.buffer, 32);
     ek_auth.sessionAttributes = TPMA_SESSION_CONTINUESESSION;
     const ResponseWipe wipe(*sys_);
-    FastSession& session = Fast();
     const TSS2_RC rc = session.Execute(TPM2_CC_ActivateCredential, Concat(ak.name(), ek.name()), {},
                                        true, false, false, sys_.get(), &ek_auth);
     if (rc != TSS2_RC_SUCCESS) {

@@ -122,8 +122,11 @@ Tpm::NvPresence Tpm::VerifyNvIndex(uint32_t index, ByteView name) {
   answered.size = sizeof answered.name;
   Check(Tss2_Sys_NV_ReadPublic(sys, index, nullptr, &pub, &answered, nullptr), "TPM2_NV_ReadPublic");
   const Bytes claimed = NvNameOf(pub.nvPublic);
+  // The session first: starting one after the prepare would overwrite the
+  // prepared command in the system API context.
+  FastSession& session = Fast();
   Check(Tss2_Sys_NV_ReadPublic_Prepare(sys, index), "TPM2_NV_ReadPublic prepare");
-  RunFast(Fast(), TPM2_CC_NV_ReadPublic, claimed, {}, false, "TPM2_NV_ReadPublic (audited)", false,
+  RunFast(session, TPM2_CC_NV_ReadPublic, claimed, {}, false, "TPM2_NV_ReadPublic (audited)", false,
           true);
   pub = {};
   answered = {};
