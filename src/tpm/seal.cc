@@ -421,6 +421,31 @@ SealedBlob Tpm::SealForPin(ByteView data, uint32_t index, const crypto::PinAuth&
   });
 }
 
+// The PIN policy session carries the seal's auth value (PolicyAuthValue:
+// the Unseal's HMAC key is sessionKey || the PIN's seal value) and the
+// unsealed token key back (response encryption under the same key). Without
+// a secret sessionKey that HMAC would let whoever records the bus search the
+// PIN offline. A salted session makes it secret at the cost of a second
+// asymmetric operation; a session bound to the store's anchor counter does
+// it with none: the anchor's random auth value lives only in the store under
+// the store key and crosses the bus only encrypted, and this process proved
+// it a moment ago (ReadAnchorCounter's verified HMAC). README: what that
+// leaves to an attacker who also opens the store key. Without an anchor
+// (read-only stores of older versions) the session is salted as before.
+std::unique_ptr<FastSession> Tpm::StartPinPolicy() {
+  if (bind_index_ != 0) {
+    try {
+      return FastSession::StartBound(Sys(), bind_index_, bind_auth_.view(), TPM2_SE_POLICY);
+    } catch (const TpmError& e) {
+      log::Debug("a PIN policy session bound to the store anchor: ", e.what(), "; salting it");
+      sys_->Reset();
+      bind_index_ = 0;
+      bind_auth_.Clear();
+    }
+  }
+  return FastSession::Start(Sys(), primary_handle_, primary_x_, primary_y_, TPM2_SE_POLICY);
+}
+
 std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
                                          const crypto::PinAuth& pin) {
   auto lock = Enter();
@@ -429,9 +454,7 @@ std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
     const Bytes nv_name = PinCounterNameFor(index, blob);
     Primary();
     TSS2_SYS_CONTEXT* sys = Sys();
-    // A salted policy session: it will carry the unsealed key back encrypted.
-    std::unique_ptr<FastSession> policy =
-        FastSession::Start(sys, primary_handle_, primary_x_, primary_y_, TPM2_SE_POLICY);
+    std::unique_ptr<FastSession> policy = StartPinPolicy();
     MakeRoomForObject(false);
     TpmObject object = Load(blob);
     // The PIN's nv value authorizes PolicySecret in the module's salted HMAC

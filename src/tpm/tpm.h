@@ -402,6 +402,9 @@ class Tpm {
   // A salted policy session that has run TPM2_PolicyPCR over pcrs' current
   // values (then TPM2_PolicyAuthValue when auth_value).
   std::unique_ptr<FastSession> StartPcrPolicy(const PcrSelection& pcrs, bool auth_value);
+  // UnsealWithPin's policy session: bound to the store anchor when this
+  // process read it (no asymmetric operation), salted otherwise (seal.cc).
+  std::unique_ptr<FastSession> StartPinPolicy();
   // The session a key's command runs in, taken before the command is
   // prepared: the fast session, or for a key bound to PCRs a policy session
   // kept in *policy. RunKey runs the command there; a PCR policy failure is
@@ -448,6 +451,10 @@ class Tpm {
     std::chrono::steady_clock::time_point read_at;
   };
   std::map<uint32_t, CachedCounter> counters_;  // ReadPinCounter
+  // The store anchor whose auth value this process proved in a verified
+  // ReadAnchorCounter: the bind entity of PIN policy sessions (seal.cc).
+  uint32_t bind_index_ = 0;
+  Secret bind_auth_;
   std::string ek_ca_;
   Bytes primary_x_, primary_y_;  // the storage primary's public point
   std::unique_ptr<FastSession> fast_;
