@@ -176,10 +176,18 @@ void Tpm::ReadProperties() {
         info_.fw_major = static_cast<uint8_t>((v >> 16) & 0xFF);
         info_.fw_minor = static_cast<uint8_t>(v & 0xFF);
         break;
-      case TPM2_PT_HR_TRANSIENT_MIN: object_slots_ = std::max<uint32_t>(v, 2); break;
+      case TPM2_PT_HR_TRANSIENT_MIN: info_.transient_slots = v; break;
       default: break;
     }
   }
+  object_slots_ = std::max<uint32_t>(info_.transient_slots, 2);
+  info_read_ = true;
+}
+
+void Tpm::UseInfo(const TpmInfo& known) {
+  auto lock = Enter();
+  info_ = known;
+  object_slots_ = std::max<uint32_t>(info_.transient_slots, 2);
   info_read_ = true;
 }
 

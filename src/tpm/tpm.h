@@ -70,6 +70,7 @@ struct TpmInfo {
   std::string vendor;        // TPM2_PT_VENDOR_STRING_1..4
   uint8_t spec_major = 2, spec_minor = 0;  // from TPM2_PT_REVISION
   uint8_t fw_major = 0, fw_minor = 0;      // from TPM2_PT_FIRMWARE_VERSION_1
+  uint32_t transient_slots = 3;            // TPM2_PT_HR_TRANSIENT_MIN
 };
 
 class FastSession;
@@ -170,6 +171,9 @@ class Tpm {
 
   // Read at first use (with the lockout state, in one audited command).
   const TpmInfo& info();
+  // Properties read earlier (the store keeps them under the store key, so
+  // a cold start reads none): info() answers them without a command.
+  void UseInfo(const TpmInfo& known);
   bool has_resource_manager() const { return has_rm_; }
 
   // The storage primary's name (nameAlg || H(public)), computed here from
