@@ -146,13 +146,13 @@ Secret Tpm::UnsealOpen(const SealedBlob& blob, const PcrSelection& pcrs) {
     if (pcrs.empty()) {
       MakeRoomForObject(false);
       TpmObject object = Load(blob);
-      return UnsealLoaded(Fast(), object, {});
+      return UnsealLoaded(Fast(), std::move(object), {});
     }
     // A salted policy session: it carries the unsealed key back encrypted.
     std::unique_ptr<FastSession> policy = StartPcrPolicy(pcrs, false);
     MakeRoomForObject(false);
     TpmObject object = Load(blob);
-    return UnsealLoaded(*policy, object, {});
+    return UnsealLoaded(*policy, std::move(object), {});
   });
 }
 
@@ -185,7 +185,7 @@ std::optional<Secret> Tpm::UnsealWithAuth(const SealedBlob& blob, const crypto::
     MakeRoomForObject(false);
     TpmObject object = Load(blob);
     try {
-      return UnsealLoaded(Fast(), object, pin.seal.view());
+      return UnsealLoaded(Fast(), std::move(object), pin.seal.view());
     } catch (const TpmError& e) {
       if (IsAuthFailure(e.rc)) return std::nullopt;
       throw;
@@ -485,7 +485,7 @@ std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
     // The seal's own auth value enters the policy session's HMAC. The
     // session ends with the unseal (continueSession clear): no flush.
     policy->EndWithNextCommand();
-    return UnsealLoaded(*policy, object, pin.seal.view());
+    return UnsealLoaded(*policy, std::move(object), pin.seal.view());
   });
 }
 

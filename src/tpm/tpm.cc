@@ -128,6 +128,8 @@ Tpm::Turn Tpm::Enter() {
       fast_.reset();
       for (auto& k : keys_) k->object.Release();
       keys_.clear();
+      for (TpmObject& o : spent_) o.Release();
+      spent_.clear();
       primary_.Release();
       primary_loaded_ = false;
     }
@@ -320,7 +322,10 @@ SealedBlob Tpm::CreateChild(const TPM2B_PUBLIC& tmpl, ByteView data, ByteView au
 }
 
 // TPM2_Unseal in a session whose response encryption covers the secret.
-Secret Tpm::UnsealLoaded(FastSession& session, const TpmObject& object, ByteView auth) {
+// The seal stays loaded (spent_) until a key needs its slot or the sequence
+// that used a key ends: the FlushContext leaves the cold path to the first
+// signature (handles.cc).
+Secret Tpm::UnsealLoaded(FastSession& session, TpmObject object, ByteView auth) {
   TSS2_SYS_CONTEXT* sys = Sys();
   Check(Tss2_Sys_Unseal_Prepare(sys, object.handle()), "TPM2_Unseal prepare");
   const ResponseWipe wipe(*sys_);
@@ -329,6 +334,7 @@ Secret Tpm::UnsealLoaded(FastSession& session, const TpmObject& object, ByteView
   Check(Tss2_Sys_Unseal_Complete(sys, out.get()), "TPM2_Unseal complete");
   Secret secret(ByteView(out->buffer, out->size));
   Wipe(out.get(), sizeof *out);
+  spent_.push_back(std::move(object));
   return secret;
 }
 

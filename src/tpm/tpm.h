@@ -367,7 +367,7 @@ class Tpm {
   TpmObject Load(const SealedBlob& blob);  // under the primary
   SealedBlob CreateChild(const TPM2B_PUBLIC& tmpl, ByteView data, ByteView auth,
                          const char* what);
-  Secret UnsealLoaded(FastSession& session, const TpmObject& object, ByteView auth);
+  Secret UnsealLoaded(FastSession& session, TpmObject object, ByteView auth);
   struct CachedKey;
   CachedKey& LoadKey(const SealedBlob& key, ByteView auth);  // through the key cache
   FastSession& Fast();  // the module's own salted HMAC session
@@ -463,6 +463,10 @@ class Tpm {
   Bytes primary_x_, primary_y_;  // the storage primary's public point
   std::unique_ptr<FastSession> fast_;
   std::vector<std::unique_ptr<CachedKey>> keys_;  // most recently used last
+  // Seals already unsealed, still loaded: flushed when an object needs the
+  // slot, at the end of a turn that used a key, or with the rest (handles.cc).
+  std::vector<TpmObject> spent_;
+  bool flush_spent_ = false;  // this turn loaded a key
 
  public:
   // Freshness anchors (nv_anchor.cc): a TPM_NT_COUNTER NV index per store,
