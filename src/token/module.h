@@ -391,9 +391,11 @@ class Module {
                        std::shared_ptr<const KeyMaterial> key = nullptr);
   void LoadCaps();
   // TPM facts kept in the store under the store key with the time they were
-  // read (module.cc): nullopt when absent, unauthentic or a day old.
+  // read (tpm_facts.cc): nullopt when absent, unauthentic or a day old.
   std::optional<Bytes> RecentTpmFact(const char* name);
   void KeepTpmFact(const char* name, ByteView value);
+  // The TPM's fixed properties, from the store while recent (tpm_facts.cc).
+  const tpm::TpmInfo& KnownTpmInfo();
   // C_CreateObject of a key: the built template's values go into the TPM.
   CK_RV ImportPrivateKey(Session& s, AttrSet a, CK_OBJECT_HANDLE* out);
   CK_RV ImportSecretKey(Session& s, AttrSet a, CK_OBJECT_HANDLE* out);
