@@ -1,5 +1,6 @@
 // Seals and PIN counters (DESIGN.md: SK, TK, per-token PIN retry limits),
-// all in the module's own salted sessions.
+// all in the module's own salted sessions (the PIN check's policy session is
+// bound to the store anchor instead: UnsealWithPin).
 #include <tss2/tss2_mu.h>
 
 #include <cstring>
@@ -431,7 +432,7 @@ SealedBlob Tpm::SealForPin(ByteView data, uint32_t index, const crypto::PinAuth&
 // the store key and crosses the bus only encrypted, and this process proved
 // it a moment ago (ReadAnchorCounter's verified HMAC). README: what that
 // leaves to an attacker who also opens the store key. Without an anchor
-// (read-only stores of older versions) the session is salted as before.
+// (status: NOT ANCHORED) the session is salted as before.
 std::unique_ptr<FastSession> Tpm::StartPinPolicy() {
   if (bind_index_ != 0) {
     try {
