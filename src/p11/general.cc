@@ -77,8 +77,16 @@ CK_RV MapTpmError(const tpm::TpmError& e) {
     case TPM2_RC_POLICY_FAIL:
       // A key bound to PCRs (CKA_TPMTOKEN_PCR_POLICY) after the boot state
       // changed: the TPM itself refuses the use; e names the PCRs.
-      log::Error(e.what());
-      return CKR_KEY_FUNCTION_NOT_PERMITTED;
+      if (dynamic_cast<const tpm::KeyPolicyError*>(&e)) {
+        log::Error(e.what());
+        return CKR_KEY_FUNCTION_NOT_PERMITTED;
+      }
+      // Anywhere else the module's policies are its own seals, whose
+      // failures the store and login paths report themselves.
+      log::Error(e.what(),
+                 ": the TPM answered 'policy check failed' for a command no key policy "
+                 "governs: the answer was altered on the way, or the TPM is failing");
+      return CKR_DEVICE_ERROR;
     default:
       log::Error(e.what());
       return CKR_DEVICE_ERROR;

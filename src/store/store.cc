@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <stdexcept>
 
 #include "crypto/aead.h"
 #include "util/log.h"
@@ -249,6 +250,9 @@ std::vector<ObjectStamp> Store::FindRows(int64_t token_id, IndexColumn column,
       "id_tag IN (?2, ?3, x'') AND private <= ?4",
       "SELECT id, gen, private, length(class_tag) FROM objects WHERE token_id = ?1 AND "
       "class_tag IN (?2, ?3, x'') AND private <= ?4"};
+  if (tags.size() > 2)  // the statement has room for the public and the private key's tag
+    throw std::invalid_argument("FindRows takes at most two tags, not " +
+                                std::to_string(tags.size()));
   const auto c = static_cast<size_t>(column);
   std::optional<Stmt>& q = find_rows_[c][with_private ? 1 : 0];
   if (!q) q.emplace(db_->Prepare(kSql[c]));

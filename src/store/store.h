@@ -118,8 +118,9 @@ class Store : private TxnHooks {
                         std::optional<Secret>* out, int64_t* gen);
   // One row's stamp; nullopt when it is gone.
   std::optional<ObjectStamp> Stamp(int64_t token_id, int64_t id);
-  // The rows whose column holds one of tags, and the untagged rows (which
-  // may match too); private rows only when with_private.
+  // The rows whose column holds one of tags (at most two: the value's tag
+  // under the public and under the private index key), and the untagged
+  // rows (which may match too); private rows only when with_private.
   std::vector<ObjectStamp> FindRows(int64_t token_id, IndexColumn column,
                                     const std::vector<Bytes>& tags, bool with_private);
   ObjectStamp AddObject(int64_t token_id, bool is_private, ByteView plain, ByteView key,

@@ -203,7 +203,11 @@ uint32_t Module::EnsureEpochCounter() {
   return index;
 }
 
-tpm::AuthorizerKey Module::SoAuthorizer(const Token& t, ByteView so_pin) {
+crypto::PinAuth Module::SoPinAuth(const Token& t, ByteView so_pin) {
+  return crypto::DerivePinAuth(so_pin, t.rec.so.salt, t.rec.kdf_iterations);
+}
+
+tpm::AuthorizerKey Module::SoAuthorizer(const Token& t, const crypto::PinAuth& so) {
   if (Text(store_->Meta(kSoSerial)) == t.rec.serial)
     if (auto pub = store_->Meta(kSoAuthorizer))
       if (auto key = tpm::AuthorizerKey::FromPublic(*pub)) return *key;
@@ -217,10 +221,9 @@ tpm::AuthorizerKey Module::SoAuthorizer(const Token& t, ByteView so_pin) {
   spec.decrypt = false;
   const tpm::CreatedKey k = tpm_->CreateKey(spec, auth.view());
   const RoleSeal& role = t.rec.so;
-  const crypto::PinAuth pa = crypto::DerivePinAuth(so_pin, role.salt, t.rec.kdf_iterations);
   const tpm::SealedBlob sealed = role.nv_index
-                                     ? tpm_->SealForPin(auth.view(), role.nv_index, pa, &role.seal)
-                                     : tpm_->SealWithAuth(auth.view(), pa);
+                                     ? tpm_->SealForPin(auth.view(), role.nv_index, so, &role.seal)
+                                     : tpm_->SealWithAuth(auth.view(), so);
   tpm::AuthorizerKey key;
   key.curve = k.pub.curve;
   key.x = k.pub.x;
@@ -237,7 +240,7 @@ tpm::AuthorizerKey Module::SoAuthorizer(const Token& t, ByteView so_pin) {
   return key;
 }
 
-Bytes Module::SignAsSo(const Token& t, ByteView so_pin, ByteView digest) {
+Bytes Module::SignAsSo(const Token& t, const crypto::PinAuth& so, ByteView digest) {
   const auto kpub = store_->Meta(kSoKeyPub), kpriv = store_->Meta(kSoKeyPriv);
   const auto apub = store_->Meta(kSoAuthPub), apriv = store_->Meta(kSoAuthPriv);
   if (!kpub || !kpriv || !apub || !apriv || Text(store_->Meta(kSoSerial)) != t.rec.serial)
@@ -245,11 +248,10 @@ Bytes Module::SignAsSo(const Token& t, ByteView so_pin, ByteView digest) {
                              " has no SO boot authorization key: make one with `tpmtoken boot "
                              "bind --authorizer so`");
   const RoleSeal& role = t.rec.so;
-  const crypto::PinAuth pa = crypto::DerivePinAuth(so_pin, role.salt, t.rec.kdf_iterations);
   std::optional<Secret> auth;
   try {
-    auth = role.nv_index ? tpm_->UnsealWithPin({*apub, *apriv}, role.nv_index, pa)
-                         : tpm_->UnsealWithAuth({*apub, *apriv}, pa);
+    auth = role.nv_index ? tpm_->UnsealWithPin({*apub, *apriv}, role.nv_index, so)
+                         : tpm_->UnsealWithAuth({*apub, *apriv}, so);
   } catch (const tpm::TpmError& e) {
     log::Debug("unsealing the SO boot authorization key: ", e.what());
   }
@@ -283,6 +285,13 @@ CK_RV Module::AuthorizeBoot(CK_SLOT_ID slot, ByteView so_pin, const PcrSelection
   if (!t) return CKR_SLOT_ID_INVALID;
   Secret tk;
   if (const CK_RV rv = OpenRole(*t, t->rec.so, so_pin, &tk); rv != CKR_OK) return rv;
+  *out = AuthorizeBootOpened(*t, SoPinAuth(*t, so_pin), pcrs, values, epoch);
+  return CKR_OK;
+}
+
+tpm::BootAuthorization Module::AuthorizeBootOpened(const Token& t, const crypto::PinAuth& so,
+                                                   const PcrSelection& pcrs, ByteView values,
+                                                   std::optional<uint64_t> epoch) {
   const auto idx = store_->Meta(kEpochIndex);
   if (!idx || idx->size() != 4)
     throw std::runtime_error("the store has no boot epoch counter yet: run `tpmtoken boot bind` first");
@@ -297,11 +306,10 @@ CK_RV Module::AuthorizeBoot(CK_SLOT_ID slot, ByteView so_pin, const PcrSelection
   a.epoch = epoch ? *epoch : tpm_->ReadEpochCounter(index);
   const Bytes approved =
       tpm::ApprovedPolicy(a.pcrs, a.values, tpm::Tpm::EpochCounterName(index), a.epoch);
-  a.signature = SignAsSo(*t, so_pin, tpm::AuthorizationHash(approved));
-  AuditEvent("boot state authorized by the SO of token " + t->rec.serial + ": PCRs " +
+  a.signature = SignAsSo(t, so, tpm::AuthorizationHash(approved));
+  AuditEvent("boot state authorized by the SO of token " + t.rec.serial + ": PCRs " +
              pcrs.ToString() + ", epoch " + std::to_string(a.epoch));
-  *out = std::move(a);
-  return CKR_OK;
+  return a;
 }
 
 std::string Module::InstallBootAuthorization(const tpm::BootAuthorization& a) {
@@ -373,10 +381,12 @@ CK_RV Module::BindBoot(CK_SLOT_ID slot, ByteView so_pin, const std::string& auth
     return CKR_OK;
   }
   tpm::AuthorizerKey key;
+  std::optional<crypto::PinAuth> so;  // derived once: each derivation is the PBKDF2 cost
   if (authorizer == "so") {
     if (pcrs.empty())
       throw std::invalid_argument("--pcrs is needed: the SO authorizes the current values of those PCRs");
-    key = SoAuthorizer(*t, so_pin);
+    so.emplace(SoPinAuth(*t, so_pin));
+    key = SoAuthorizer(*t, *so);
   } else if (authorizer.rfind("anchor:", 0) == 0 && anchor_key) {
     key = *anchor_key;
   } else {
@@ -388,11 +398,8 @@ CK_RV Module::BindBoot(CK_SLOT_ID slot, ByteView so_pin, const std::string& auth
       tpm_->SealUnderPolicy(sk_.view(), tpm::AuthorizedPolicy(tpm::PublicName(key.Public())));
   std::vector<tpm::BootAuthorization> candidates;
   std::vector<std::string> reasons;
-  if (authorizer == "so") {
-    tpm::BootAuthorization a;
-    if (AuthorizeBoot(slot, so_pin, pcrs, tpm_->PcrValues(pcrs), std::nullopt, &a) != CKR_OK)
-      return CKR_PIN_INCORRECT;
-    candidates.push_back(std::move(a));
+  if (so) {
+    candidates.push_back(AuthorizeBootOpened(*t, *so, pcrs, tpm_->PcrValues(pcrs), std::nullopt));
   } else {
     if (given) candidates.push_back(*given);
     for (auto& [file, a] : InstalledAuthorizations(&reasons)) candidates.push_back(a);
@@ -443,9 +450,7 @@ CK_RV Module::RevokeBoot(CK_SLOT_ID slot, ByteView so_pin, uint64_t* new_epoch) 
   const Bytes now = tpm_->PcrValues(pcrs);
   // This boot state must stay open after the increment.
   if (authorizer == "so") {
-    tpm::BootAuthorization a;
-    if (const CK_RV rv = AuthorizeBoot(slot, so_pin, pcrs, now, next, &a); rv != CKR_OK) return rv;
-    InstallBootAuthorization(a);
+    InstallBootAuthorization(AuthorizeBootOpened(*t, SoPinAuth(*t, so_pin), pcrs, now, next));
   } else {
     std::vector<std::string> ignored;
     const auto installed = InstalledAuthorizations(&ignored);

@@ -6,8 +6,29 @@
 
 #include "token/key_util.h"
 #include "token/module.h"
+#include "util/log.h"
 
 namespace tpmtoken {
+
+CK_RV AesInTpm(const char* call, bool decrypt, const std::function<CK_RV()>& step) {
+  try {
+    return step();
+  } catch (const tpm::TpmError& e) {
+    if (e.base() == TPM2_RC_MODE) {
+      log::Warn(call, ": the AES key's TPM object runs CBC decryption only (it was made for "
+                "decryption without CTR); the TPM refused TPM2_EncryptDecrypt in another mode. "
+                "Make a new key with the use");
+      return CKR_KEY_FUNCTION_NOT_PERMITTED;
+    }
+    if (e.base() != TPM2_RC_ATTRIBUTES) throw;
+    log::Warn(call, ": the AES key's TPM object was made without ",
+              decrypt ? "decryption (CKA_DECRYPT and CKA_UNWRAP"
+                      : "encryption (CKA_ENCRYPT and CKA_WRAP",
+              " were false, or their mechanisms not allowed, when it was made); the TPM refused "
+              "TPM2_EncryptDecrypt. Make a new key with the use");
+    return CKR_KEY_FUNCTION_NOT_PERMITTED;
+  }
+}
 
 mech::AesOp::TpmAes Module::AesWith(const Object& key, bool decrypt) {
   const KeyMaterial* k = key.key.get();
@@ -90,8 +111,10 @@ CK_RV Module::CipherFinish(CipherState& st, bool decrypt, ByteView data, CK_BYTE
     if (st.aes) {
       const auto aes = AesWith(*st.key, decrypt);
       Secret head, tail;
-      rv = st.aes->Update(data, aes, &head);
-      if (rv == CKR_OK) rv = st.aes->Final(aes, &tail);
+      rv = AesInTpm(decrypt ? "C_Decrypt" : "C_Encrypt", decrypt, [&] {
+        CK_RV r = st.aes->Update(data, aes, &head);
+        return r == CKR_OK ? st.aes->Final(aes, &tail) : r;
+      });
       if (rv == CKR_OK) {
         Bytes all(head.view().begin(), head.view().end());
         all.insert(all.end(), tail.view().begin(), tail.view().end());
@@ -135,7 +158,10 @@ CK_RV Module::CipherUpdate(CipherState& st, bool decrypt, ByteView data, CK_BYTE
   const CK_RV query = QueryOrFits(st.aes->UpdateLength(data.size()), out, out_len, &proceed);
   if (!proceed) return query;
   Secret part;
-  if (CK_RV rv = st.aes->Update(data, AesWith(*st.key, decrypt), &part); rv != CKR_OK) return rv;
+  if (CK_RV rv = AesInTpm(decrypt ? "C_DecryptUpdate" : "C_EncryptUpdate", decrypt,
+                          [&] { return st.aes->Update(data, AesWith(*st.key, decrypt), &part); });
+      rv != CKR_OK)
+    return rv;
   if (!part.empty()) std::memcpy(out, part.data(), part.size());
   *out_len = part.size();
   return CKR_OK;

@@ -69,8 +69,6 @@ CK_RV Module::ImportPrivateKey(Session& s, AttrSet a, CK_OBJECT_HANDLE* out) {
   std::map<CK_ATTRIBUTE_TYPE, Secret> secret;
   for (CK_ATTRIBUTE_TYPE t : kSecretParts)
     if (a.Has(t)) secret[t] = a.TakeSecret(t);
-  if (CK_RV policy = TpmKeyPolicy(a, KeyOrigin::kImported, "C_CreateObject"); policy != CKR_OK)
-    return policy;
   MarkImported(a);
   return StorePrivateKey(s, std::move(a), std::move(secret), out);
 }

@@ -80,8 +80,8 @@ Secret RejectionKey(ByteView key_auth, ByteView modulus) {
   return crypto::HmacSha256(key_auth, {View(kLabel), modulus});
 }
 
-CK_RV TpmKeyPolicy(const AttrSet& a, KeyOrigin origin, const char* call) {
-  if (origin == KeyOrigin::kGenerated && a.Bool(CKA_EXTRACTABLE))
+CK_RV RefuseExtractableGenerated(const AttrSet& a, const char* call) {
+  if (a.Bool(CKA_EXTRACTABLE))
     return RefuseAttribute(CKR_TEMPLATE_INCONSISTENT, call, CKA_EXTRACTABLE,
                            "a key generated in the TPM never leaves it (import a key made "
                            "elsewhere to have an extractable one)");
@@ -138,7 +138,7 @@ CK_RV Module::GenerateKeyPair(CK_SESSION_HANDLE h, const CK_MECHANISM* mech,
                                           priv_n, so, &priv);
       rv != CKR_OK)
     return rv;
-  if (CK_RV rv = TpmKeyPolicy(priv, KeyOrigin::kGenerated, "C_GenerateKeyPair"); rv != CKR_OK)
+  if (CK_RV rv = RefuseExtractableGenerated(priv, "C_GenerateKeyPair"); rv != CKR_OK)
     return rv;
   // Both halves as their templates say (2.40 section 5.7, table 6): a
   // public session key pair needs no login, in a R/O session too.

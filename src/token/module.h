@@ -335,8 +335,15 @@ class Module {
   uint32_t EnsureEpochCounter();
   // The boot epoch counter's index when this store has one (store delete).
   std::optional<uint32_t> EpochCounterIndex();
-  tpm::AuthorizerKey SoAuthorizer(const Token& t, ByteView so_pin);
-  Bytes SignAsSo(const Token& t, ByteView so_pin, ByteView digest);
+  // The SO role's PIN values, derived once per call (BindBoot needs them
+  // twice after OpenRole checked the PIN).
+  crypto::PinAuth SoPinAuth(const Token& t, ByteView so_pin);
+  tpm::AuthorizerKey SoAuthorizer(const Token& t, const crypto::PinAuth& so);
+  Bytes SignAsSo(const Token& t, const crypto::PinAuth& so, ByteView digest);
+  // AuthorizeBoot after OpenRole opened the SO role.
+  tpm::BootAuthorization AuthorizeBootOpened(const Token& t, const crypto::PinAuth& so,
+                                             const PcrSelection& pcrs, ByteView values,
+                                             std::optional<uint64_t> epoch);
   std::vector<std::pair<std::string, tpm::BootAuthorization>> InstalledAuthorizations(
       std::vector<std::string>* problems);
   std::optional<tpm::BootAuthorization> boot_opened_with_;

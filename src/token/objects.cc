@@ -162,11 +162,6 @@ CK_RV Module::CopyObject(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE obj, const CK_ATT
   if (CK_RV rv = schema::ApplyChanges(*cls, tmpl, n, s->token->login == CKU_SO, true, &attrs);
       rv != CKR_OK)
     return rv;
-  if (attrs.Bool(CKA_TRUSTED) && s->token->login != CKU_SO) {  // footnote 10: a copy sets it too
-    log::Warn("C_CopyObject: the copy would be trusted (CKA_TRUSTED); only the SO makes trusted "
-              "objects: copy with CKA_TRUSTED=FALSE");
-    return CKR_ATTRIBUTE_READ_ONLY;
-  }
   attrs.Set(CKA_UNIQUE_ID, View(Hex(crypto::Random(16))));
   return StoreNewObject(*s, std::move(attrs), out, src->key);
 }

@@ -1,5 +1,6 @@
 #include "token/schema.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "crypto/ossl.h"
@@ -102,7 +103,7 @@ std::vector<AttrSpec> PrivateKey(bool decrypts) {
                   {CKA_ALWAYS_AUTHENTICATE, Kind::kBool, 0, Default::kFalse},
                   {CKA_PUBLIC_KEY_INFO, Kind::kBytes, kNotOnGen, Default::kNone},
                   // Bound at generation only (tpm/keys.cc CreateKey).
-                  {CKA_TPMTOKEN_PCR_POLICY, Kind::kBytes, kNotOnCreate, Default::kEmpty},
+                  {CKA_TPMTOKEN_PCR_POLICY, Kind::kBytes, kGenerateOnly, Default::kEmpty},
               });
 }
 
@@ -358,6 +359,9 @@ CK_RV Build(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG count, bool
                              "not an attribute of this object class");
     if (!gen && (spec->flags & kNotOnCreate))
       return RefuseAttribute(CKR_ATTRIBUTE_READ_ONLY, call, type, "the token sets it");
+    if (origin != Origin::kGenerate && (spec->flags & kGenerateOnly))
+      return RefuseAttribute(CKR_ATTRIBUTE_READ_ONLY, call, type,
+                             "only a key the TPM generates can carry it");
     if (gen && (spec->flags & kNotOnGen))
       return RefuseAttribute(CKR_TEMPLATE_INCONSISTENT, call, type,
                              "the token sets it when it makes the key");
@@ -439,6 +443,15 @@ CK_RV ApplyChanges(const ClassSpec& cls, const CK_ATTRIBUTE* tmpl, CK_ULONG coun
     if ((spec->flags & kStaysTrue) && now_true) return CKR_ATTRIBUTE_READ_ONLY;
     if ((spec->flags & kSoToTrue) && IsTrue(tmpl[i]) && !is_so) return CKR_ATTRIBUTE_READ_ONLY;
   }
+  // A copy is a new object (footnote 10 holds for it too): a true value it
+  // keeps from the original needs the SO as much as one the template sets.
+  if (copy && !is_so)
+    for (const AttrSpec& s : cls.attrs)
+      if ((s.flags & kSoToTrue) && attrs->Bool(s.type) &&
+          !std::any_of(tmpl, tmpl + count,
+                       [&](const CK_ATTRIBUTE& t) { return t.type == s.type && !IsTrue(t); }))
+        return RefuseAttribute(CKR_ATTRIBUTE_READ_ONLY, "C_CopyObject", s.type,
+                               "only the SO makes it true: copy with it set to CK_FALSE");
   for (CK_ULONG i = 0; i < count; ++i)
     attrs->Set(tmpl[i].type,
                ByteView(static_cast<const uint8_t*>(tmpl[i].pValue), tmpl[i].ulValueLen));

@@ -22,6 +22,8 @@ enum Flag : uint32_t {
   kCopyChange = 1u << 7,   // may change in C_CopyObject only (CKA_TOKEN, CKA_PRIVATE, ...)
   kGenRequired = 1u << 8,  // footnote 3: must be given to C_GenerateKey(Pair)
   kNotOnGen = 1u << 9,     // footnote 4: set by the token when it generates the key
+  kGenerateOnly = 1u << 10,  // a TPM policy set as the TPM makes the key: refused in
+                             // C_CreateObject, C_DeriveKey and C_UnwrapKey templates
 };
 
 // How an object comes to be: the footnotes differ for each.

@@ -75,10 +75,15 @@ CK_RV Module::WrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT_H
         !w->key)
       return CKR_WRAPPING_KEY_TYPE_INCONSISTENT;
     const KeyMaterial& kek = *w->key;
-    wrapped = mech::AesKeyWrapPad(value.view(), [&](ByteView block) {
-      Bytes iv;
-      return tpm_->AesCrypt(kek.blob, kek.auth.view(), false, TPM2_ALG_ECB, &iv, block);
-    });
+    if (CK_RV rv = AesInTpm("C_WrapKey", false, [&] {
+          wrapped = mech::AesKeyWrapPad(value.view(), [&](ByteView block) {
+            Bytes iv;
+            return tpm_->AesCrypt(kek.blob, kek.auth.view(), false, TPM2_ALG_ECB, &iv, block);
+          });
+          return CKR_OK;
+        });
+        rv != CKR_OK)
+      return rv;
   }
   bool proceed = false;
   const CK_RV query = QueryOrFits(wrapped.size(), out, out_len, &proceed);
@@ -148,13 +153,6 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
   AttrSet a;
   if ((rv = schema::BuildForDerive(*cls, tmpl, n, s->token->login == CKU_SO, &a)) != CKR_OK)
     return rv;
-  // A PCR binding is a TPM policy set when the TPM makes the key: an
-  // imported key cannot carry it (include/tpmtoken/pkcs11.h).
-  if (const Bytes* bound = a.Find(CKA_TPMTOKEN_PCR_POLICY); bound && !bound->empty()) {
-    log::Warn("C_UnwrapKey: CKA_TPMTOKEN_PCR_POLICY refused: only a key generated in the TPM "
-              "can be bound to PCRs");
-    return CKR_ATTRIBUTE_READ_ONLY;
-  }
 
   // Everything that does not depend on the plaintext is checked before the
   // unwrapping step; everything after it answers one code.
@@ -209,10 +207,16 @@ CK_RV Module::UnwrapKey(CK_SESSION_HANDLE h, const CK_MECHANISM* mech, CK_OBJECT
     if (wrapped.size() < 16 || wrapped.size() % 8 || wrapped.size() > 16384)
       return CKR_WRAPPED_KEY_LEN_RANGE;
     const KeyMaterial& kek = *u->key;
-    auto plain = mech::AesKeyUnwrapPad(wrapped, [&](ByteView block) {
-      Bytes iv;
-      return tpm_->AesCrypt(kek.blob, kek.auth.view(), true, TPM2_ALG_ECB, &iv, block);
-    });
+    std::optional<Secret> plain;
+    // The TPM's refusal comes at the first block, whatever the data: no oracle.
+    if ((rv = AesInTpm("C_UnwrapKey", true, [&] {
+           plain = mech::AesKeyUnwrapPad(wrapped, [&](ByteView block) {
+             Bytes iv;
+             return tpm_->AesCrypt(kek.blob, kek.auth.view(), true, TPM2_ALG_ECB, &iv, block);
+           });
+           return CKR_OK;
+         })) != CKR_OK)
+      return rv;
     if (!plain) return CKR_WRAPPED_KEY_INVALID;
     value = std::move(*plain);
   }

@@ -24,6 +24,8 @@ TPM2B_PUBLIC ImportTemplate(const ImportedKey& key) {
                static_cast<uint32_t>(key.secret.size() * 8)};
   spec.sign = key.sign;
   spec.decrypt = key.decrypt;
+  spec.hmac_hash = key.hmac_hash;
+  spec.aes_mode = key.aes_mode;
   TPM2B_PUBLIC t = KeyTemplate(spec);
   t.publicArea.objectAttributes &=
       ~(TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT | TPMA_OBJECT_SENSITIVEDATAORIGIN);

@@ -80,19 +80,41 @@ TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
                                   TPMA_OBJECT_NODA | TPMA_OBJECT_SIGN_ENCRYPT |
                                   TPMA_OBJECT_DECRYPT;
   if (spec.kind == KeyKind::kAes) {
+    // TPM2_EncryptDecrypt (Part 3, 15.2) runs decrypt=NO only with sign and
+    // decrypt=YES only with decrypt set, else TPM_RC_ATTRIBUTES: the object
+    // carries the directions the key's PKCS#11 uses need (token/secret.cc
+    // TpmUsesOf), and at least one (only a data object may have neither:
+    // TPM_RC_ATTRIBUTES at creation).
+    if (!spec.sign && !spec.decrypt) throw std::invalid_argument("an AES key needs a TPM use");
+    if (!spec.sign) t.publicArea.objectAttributes &= ~TPMA_OBJECT_SIGN_ENCRYPT;
+    if (!spec.decrypt) t.publicArea.objectAttributes &= ~TPMA_OBJECT_DECRYPT;
     t.publicArea.type = TPM2_ALG_SYMCIPHER;
     t.publicArea.parameters.symDetail.sym = {TPM2_ALG_AES, {.aes = static_cast<TPMI_AES_KEY_BITS>(spec.aes_bits)},
-                                             {.aes = TPM2_ALG_NULL}};
+                                             {.aes = spec.aes_mode}};
     return t;
   }
   if (spec.kind == KeyKind::kHmac) {
     // The caller supplies the value (any length), so not sensitiveDataOrigin.
-    // Sign and decrypt both set let the scheme stay NULL, so TPM2_HMAC takes
-    // its hash per call (Part 2, 12.2.3.6: a sign-only keyed-hash key is
-    // fixed to one HMAC hash).
+    // Sign always: a keyed-hash object with neither sign nor decrypt is a
+    // sealed data object, and TPM2_Unseal would hand out its value. A
+    // sign-only keyed-hash key must have the HMAC scheme, fixed to one hash
+    // (Part 2, 12.2.3.6; TPM2_HMAC then takes only that hash). So decrypt
+    // goes only when the key needs one hash; with several, sign and decrypt
+    // both set let the scheme stay NULL and TPM2_HMAC take its hash per
+    // call. The decrypt bit grants an unrestricted keyed-hash object no TPM
+    // command: TPM2_EncryptDecrypt wants a symmetric cipher, salting and
+    // credentials an asymmetric key, a parent the restricted attribute.
     t.publicArea.type = TPM2_ALG_KEYEDHASH;
     t.publicArea.objectAttributes &= ~TPMA_OBJECT_SENSITIVEDATAORIGIN;
-    t.publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
+    auto& scheme = t.publicArea.parameters.keyedHashDetail.scheme;
+    scheme.scheme = TPM2_ALG_NULL;
+    if (!spec.decrypt) {
+      if (spec.hmac_hash == TPM2_ALG_NULL)
+        throw std::invalid_argument("a sign-only HMAC key needs its hash");
+      t.publicArea.objectAttributes &= ~TPMA_OBJECT_DECRYPT;
+      scheme.scheme = TPM2_ALG_HMAC;
+      scheme.details.hmac.hashAlg = spec.hmac_hash;
+    }
     return t;
   }
   if (spec.kind == KeyKind::kRsa) {
@@ -126,11 +148,19 @@ TPM2B_PUBLIC KeyTemplate(const KeySpec& spec) {
   return t;
 }
 
-SealedBlob Tpm::CreateHmacKey(ByteView value, ByteView auth) {
-  TPM2B_PUBLIC t = KeyTemplate({KeyKind::kHmac});
-  // No value: the TPM generates one (TPM2_Create with sensitiveDataOrigin;
-  // a keyed-hash object with the NULL scheme gets a value the size of its
-  // nameAlg's digest, SHA-256: 32 bytes), and it never leaves the TPM.
+size_t Tpm::HmacGeneratedSize(TPM2_ALG_ID hash) {
+  // The size of the scheme's hash, or with the NULL scheme of the nameAlg's
+  // (SHA-256): Part 1, 27.2.3.
+  return HashSize(hash == TPM2_ALG_NULL ? TPM2_ALG_SHA256 : hash);
+}
+
+SealedBlob Tpm::CreateHmacKey(ByteView value, ByteView auth, TPM2_ALG_ID hash) {
+  KeySpec spec{KeyKind::kHmac};
+  spec.decrypt = hash == TPM2_ALG_NULL;
+  spec.hmac_hash = hash;
+  TPM2B_PUBLIC t = KeyTemplate(spec);
+  // No value: the TPM generates one (TPM2_Create with sensitiveDataOrigin)
+  // of HmacGeneratedSize(hash) bytes, and it never leaves the TPM.
   if (value.empty()) t.publicArea.objectAttributes |= TPMA_OBJECT_SENSITIVEDATAORIGIN;
   auto lock = Enter();
   return Retry([&] { return CreateChild(t, value, auth, "TPM2_Create (HMAC key)"); });
@@ -155,13 +185,19 @@ Bytes Tpm::Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID
     // Longer data: an HMAC sequence, fed in TPM-sized pieces. A sequence
     // object has no public area and an empty name; its auth value is a
     // one-time random one, sent encrypted in TPM2_HMAC_Start.
+    // Each session is fetched before its command is prepared: Fast() may
+    // start a new one (after a failure reset it: an object-memory retry of
+    // TPM2_HMAC_Start on a bare TPM), and that command would overwrite the
+    // prepared one in the system API context ("called in the wrong order").
     const Secret seq_auth = crypto::RandomSecret(16);
     TPM2B_AUTH auth_param{};
     SetBuffer(auth_param, seq_auth.view());
+    FastSession& start_session = Fast();
     Check(Tss2_Sys_HMAC_Start_Prepare(sys, k.object.handle(), &auth_param, hash),
           "TPM2_HMAC_Start prepare");
     Wipe(&auth_param, sizeof auth_param);
-    RunFast(Fast(), TPM2_CC_HMAC_Start, k.object.name(), auth, false, "TPM2_HMAC_Start", true);
+    RunFast(start_session, TPM2_CC_HMAC_Start, k.object.name(), auth, false, "TPM2_HMAC_Start",
+            true);
     TPM2_HANDLE seq_handle = 0;
     Check(Tss2_Sys_HMAC_Start_Complete(sys, &seq_handle), "TPM2_HMAC_Start complete");
     TpmObject sequence(sys, seq_handle, {});
@@ -169,17 +205,19 @@ Bytes Tpm::Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID
     while (data.size() - off > TPM2_MAX_DIGEST_BUFFER) {
       TPM2B_MAX_BUFFER piece{};
       SetBuffer(piece, data.subspan(off, TPM2_MAX_DIGEST_BUFFER));
+      FastSession& session = Fast();
       Check(Tss2_Sys_SequenceUpdate_Prepare(sys, seq_handle, &piece), "TPM2_SequenceUpdate prepare");
-      RunFast(Fast(), TPM2_CC_SequenceUpdate, sequence.name(), seq_auth.view(), false,
+      RunFast(session, TPM2_CC_SequenceUpdate, sequence.name(), seq_auth.view(), false,
               "TPM2_SequenceUpdate");
       Check(Tss2_Sys_SequenceUpdate_Complete(sys), "TPM2_SequenceUpdate complete");
       off += TPM2_MAX_DIGEST_BUFFER;
     }
     TPM2B_MAX_BUFFER last{};
     SetBuffer(last, data.subspan(off));
+    FastSession& session = Fast();
     Check(Tss2_Sys_SequenceComplete_Prepare(sys, seq_handle, &last, TPM2_RH_NULL),
           "TPM2_SequenceComplete prepare");
-    RunFast(Fast(), TPM2_CC_SequenceComplete, sequence.name(), seq_auth.view(), false,
+    RunFast(session, TPM2_CC_SequenceComplete, sequence.name(), seq_auth.view(), false,
             "TPM2_SequenceComplete");
     TPM2B_DIGEST result{};
     result.size = sizeof result.buffer;
@@ -194,6 +232,15 @@ Bytes Tpm::Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID
 
 Secret Tpm::AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_ALG_ID mode,
                      Bytes* iv, ByteView in) {
+  if (mode == TPM2_ALG_ECB && decrypt && AesModeOf(key) == TPM2_ALG_CBC) {
+    // A key fixed to CBC (KeySpec::aes_mode) decrypts ECB as CBC from a zero
+    // IV, each block then XORed with the ciphertext block before it:
+    // P_i = D(C_i) xor C_(i-1), so D(C_i) = P_i xor C_(i-1).
+    Bytes zero(16, 0);
+    Secret out = AesCrypt(key, auth, true, TPM2_ALG_CBC, &zero, in);
+    for (size_t i = in.size(); i-- > 16;) out.data()[i] ^= in[i - 16];
+    return out;
+  }
   auto lock = Enter();
   Secret out(in.size());
   size_t done = 0;
@@ -227,6 +274,15 @@ Secret Tpm::AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_AL
     done += n;
   }
   return out;
+}
+
+TPM2_ALG_ID Tpm::AesModeOf(const SealedBlob& key) {
+  TPM2B_PUBLIC pub{};
+  size_t off = 0;
+  Check(Tss2_MU_TPM2B_PUBLIC_Unmarshal(key.pub.data(), key.pub.size(), &off, &pub),
+        "unmarshal key public");
+  if (pub.publicArea.type != TPM2_ALG_SYMCIPHER) return TPM2_ALG_NULL;
+  return pub.publicArea.parameters.symDetail.sym.mode.aes;
 }
 
 Secret Tpm::EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y) {
@@ -305,7 +361,7 @@ void Tpm::RunKey(FastSession& session, const SealedBlob& key, TPM2_CC command, B
     RunFast(session, command, names, auth, decrypt_response, what);
   } catch (const TpmError& e) {
     if (key.pcrs.empty() || e.base() != TPM2_RC_POLICY_FAIL) throw;
-    throw TpmError(std::string(what) + ": the key is bound to PCRs " + key.pcrs.ToString() +
+    throw KeyPolicyError(std::string(what) + ": the key is bound to PCRs " + key.pcrs.ToString() +
                        ", which no longer hold the values they had when it was generated: the "
                        "boot state changed; boot the configuration it was made under to use it",
                    e.rc);

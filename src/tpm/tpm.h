@@ -40,6 +40,13 @@ struct TpmError : std::runtime_error {
   TSS2_RC base() const;
 };
 
+// A key bound to PCRs (CKA_TPMTOKEN_PCR_POLICY) that the TPM refused because
+// the boot state changed (TPM_RC_POLICY_FAIL on the key's own use): the one
+// place that code means "this key may not be used now" rather than a failure.
+struct KeyPolicyError : TpmError {
+  using TpmError::TpmError;
+};
+
 // A sealed data object: marshalled TPM2B_PUBLIC and TPM2B_PRIVATE. Only the
 // TPM that made it can load it, under the same storage primary.
 struct SealedBlob {
@@ -120,9 +127,17 @@ struct KeySpec {
   // The uses the TPM object carries (KeyTemplate): for an EC key, sign is
   // ECDSA and decrypt is ECDH (TPM2_ECDH_ZGen); the TPM refuses the other.
   // An RSA key always carries decrypt: its raw private operation (which
-  // signing uses too) is TPM2_RSA_Decrypt with the NULL scheme.
+  // signing uses too) is TPM2_RSA_Decrypt with the NULL scheme. For AES, sign
+  // is TPM2_EncryptDecrypt's encrypt direction and decrypt its decrypt one
+  // (at least one). An HMAC key always signs (TPM2_HMAC); without decrypt
+  // its scheme is HMAC with hmac_hash, the one hash TPM2_HMAC then takes.
   bool sign = true;
   bool decrypt = true;
+  TPM2_ALG_ID hmac_hash = TPM2_ALG_NULL;
+  // AES: the one mode the TPM object runs (TPM2_ALG_NULL: any, per call).
+  // A decrypt-only key fixed to CBC runs only the inverse cipher; AesCrypt
+  // runs its ECB decryptions through CBC.
+  TPM2_ALG_ID aes_mode = TPM2_ALG_NULL;
   // Non-empty: the key is usable only while these PCRs hold their values of
   // now (RSA and EC keys; SealedBlob::pcrs).
   PcrSelection pcrs = {};
@@ -147,6 +162,8 @@ struct ImportedKey {
   // same template as a generated one).
   bool sign = true;
   bool decrypt = true;
+  TPM2_ALG_ID hmac_hash = TPM2_ALG_NULL;
+  TPM2_ALG_ID aes_mode = TPM2_ALG_NULL;
 };
 struct CreatedKey {
   SealedBlob blob;
@@ -276,13 +293,18 @@ class Tpm {
   CreatedKey ImportKey(const ImportedKey& key, ByteView auth);
   // An HMAC key with the given value (a keyed-hash object), made by the TPM
   // from caller data: the value travels encrypted in the session. With no
-  // value the TPM generates a 32-byte one that never leaves it.
-  SealedBlob CreateHmacKey(ByteView value, ByteView auth);
+  // value the TPM generates one of HmacGeneratedSize(hash) bytes that never
+  // leaves it. hash: KeySpec::hmac_hash (TPM2_ALG_NULL: any hash per call).
+  SealedBlob CreateHmacKey(ByteView value, ByteView auth, TPM2_ALG_ID hash = TPM2_ALG_NULL);
+  static size_t HmacGeneratedSize(TPM2_ALG_ID hash);
   // AES in the TPM (TPM2_EncryptDecrypt2) over whole blocks (or any length
   // for CTR); iv is updated to the chaining value for the next call. Input
   // and output are encrypted in the session.
   Secret AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_ALG_ID mode, Bytes* iv,
                   ByteView in);
+  // The mode an AES key's object is fixed to (KeySpec::aes_mode), from its
+  // public area; TPM2_ALG_NULL for keys made before or without one.
+  static TPM2_ALG_ID AesModeOf(const SealedBlob& key);
   // TPM2_ECDH_ZGen: the x-coordinate of d * peer (the shared secret Z),
   // padded to the curve's size; the response is encrypted in the session.
   Secret EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y);

@@ -911,6 +911,13 @@ TEST_F(Keys, UnwrapPkcs8PrivateKeyWithTpmKek) {
   t[1] = {CKA_KEY_TYPE, &rsa, sizeof rsa};
   EXPECT_EQ(f_->C_UnwrapKey(s_, &kwp, kek, wrapped.data(), wrapped.size(), t, 3, &key),
             CKR_TEMPLATE_INCONSISTENT);
+  // A PCR binding is a TPM policy set as the TPM makes the key: an unwrapped
+  // key cannot carry one (schema kGenerateOnly).
+  t[1] = {CKA_KEY_TYPE, &ec_type, sizeof ec_type};
+  char pcrs[] = "sha256:16";
+  CK_ATTRIBUTE bound[] = {t[0], t[1], t[2], {CKA_TPMTOKEN_PCR_POLICY, pcrs, sizeof pcrs - 1}};
+  EXPECT_EQ(f_->C_UnwrapKey(s_, &kwp, kek, wrapped.data(), wrapped.size(), bound, 4, &key),
+            CKR_ATTRIBUTE_READ_ONLY);
 }
 
 }  // namespace

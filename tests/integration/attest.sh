@@ -211,13 +211,9 @@ pass "no EK certificate: said so; --ek-pub enrollment works, another EK refused"
 "$T" attest --key rsa-key --out "$WORK/bus.req" >/dev/null 2>&1 || fail "attest (bus)"
 verifier attest challenge "$WORK/bus.req" --ek-pub "$WORK/ek.pem" --state "$WORK/bus.state" \
   --out "$WORK/bus.ch" >/dev/null || fail "challenge (bus)"
-upstream=${TPMTOKEN_TCTI##*port=}
-python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 0 0 log >"$WORK/proxy.log" 2>&1 &
-CLEANUP_PIDS+=($!)
-for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
-[ -s "$WORK/proxy.port" ] || fail "the proxy did not start"
-TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")" \
-  "$T" attest respond "$WORK/bus.ch" --key rsa-key --out "$WORK/bus.rsp" >/dev/null || fail "respond (bus)"
+bus_proxy 0 0 log
+"$T" attest respond "$WORK/bus.ch" --key rsa-key --out "$WORK/bus.rsp" >/dev/null || fail "respond (bus)"
+export TPMTOKEN_TCTI=$BUS_DIRECT
 [ -s "$WORK/proxy.port.bus" ] || fail "no bus log"
 python3 - "$WORK/proxy.port.bus" "$WORK/bus.state" <<'PY' || fail "a secret crossed the bus in clear"
 import base64, json, sys

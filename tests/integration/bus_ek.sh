@@ -28,14 +28,10 @@ pass "an ek_ca that does not verify the EK certificate is refused, nothing made"
 
 # An altered answer inside the EK session (the audited TPM2_ReadPublic).
 direct=$TPMTOKEN_TCTI
-upstream=${TPMTOKEN_TCTI##*port=}
 echo "ek_ca = $WORK/ek_ca.pem" >"$TPMTOKEN_CONF"
 # The storage primary is the first transient object (0x80000000); its
 # ReadPublic in the EK session is the one to alter, whatever reads come first.
-python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 173@80000000 1 flip >"$WORK/proxy.log" 2>&1 &
-CLEANUP_PIDS+=($!)
-for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
-export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
+bus_proxy 173@80000000 1 flip
 expect_fail "could not be confirmed in a session salted to the TPM's certified EK" p11 -L
 grep -q "flipped a byte" "$WORK/proxy.log" || fail "the proxy altered nothing"
 has_store_key && fail "a store key was made after a failed EK confirmation"

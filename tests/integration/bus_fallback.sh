@@ -10,20 +10,10 @@ source "$(dirname "$0")/lib.sh"
 fixture_start
 tpm() { tpm2_"$1" -T "$TPMTOKEN_TCTI" "${@:2}"; }
 direct=$TPMTOKEN_TCTI
-upstream=${TPMTOKEN_TCTI##*port=}
 p11 -L >/dev/null 2>&1 || fail "store creation"
 free=$(p11 -L 2>/dev/null | awk '/^Slot/ { slot = $3 } /uninitialized/ { print slot; exit }' | tr -d '()')
 
-proxy() {  # CC NTH MODE: (re)starts the tampering proxy, points the module at it
-  rm -f "$WORK/proxy.port"
-  python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" "$@" >"$WORK/proxy.log" 2>&1 &
-  CLEANUP_PIDS+=($!)
-  for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
-  [ -s "$WORK/proxy.port" ] || fail "the proxy did not start"
-  export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
-}
-
-proxy 12a 1 nvspace
+bus_proxy 12a 1 nvspace
 out=$(p11 --slot "$free" --init-token --label bus --so-pin 12345678 2>&1) && fail "init-token fell back: $out"
 grep -q "answered TPM_RC_NV_SPACE" "$WORK/proxy.log" || fail "the proxy forged nothing"
 grep -q "NV memory is full.*pin_fallback = dictionary-attack" <<<"$out" || fail "refusal not named: $out"
@@ -32,7 +22,7 @@ TPMTOKEN_TCTI=$direct p11 -L | grep -q 'token label *: bus' && fail "a token was
   || fail "the index the TPM did define is left: $(TPMTOKEN_TCTI=$direct tpm getcap handles-nv-index)"
 pass "a forged TPM_RC_NV_SPACE refuses the PIN with the cause and the setting; no silent fallback"
 
-proxy 17a 1 ownerauth  # the start's owner-exposure check reads the store (tpm_facts.cc)
+bus_proxy 17a 1 ownerauth  # the start's owner-exposure check reads the store (tpm_facts.cc)
 out=$(p11 --slot "$free" --init-token --label bus --so-pin 12345678 2>&1) && fail "init-token with a forged capability: $out"
 grep -q "flipped ownerAuthSet" "$WORK/proxy.log" || fail "the proxy flipped nothing"
 grep -q "CKR_DEVICE_ERROR" <<<"$out" || fail "expected CKR_DEVICE_ERROR: $out"
@@ -41,7 +31,7 @@ pass "a flipped ownerAuthSet bit fails the response HMAC: CKR_DEVICE_ERROR, no f
 
 export TPMTOKEN_CONF="$WORK/tpmtoken.conf"
 echo "pin_fallback = dictionary-attack" >"$TPMTOKEN_CONF"
-proxy 12a 1 nvspace
+bus_proxy 12a 1 nvspace
 out=$(TPMTOKEN_LOG=warn p11 --slot "$free" --init-token --label bus --so-pin 12345678 2>&1) \
   || fail "init-token with pin_fallback: $out"
 grep -q "no per-token PIN counter (the TPM's NV memory is full)" <<<"$out" || fail "no warning: $out"

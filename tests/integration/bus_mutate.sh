@@ -8,15 +8,12 @@
 source "$(dirname "$0")/lib.sh"
 fixture_start
 direct=$TPMTOKEN_TCTI
-upstream=${TPMTOKEN_TCTI##*port=}
 init_token bus 12345678 1234
 p11 --token-label bus --login --pin 1234 --keypairgen --key-type EC:prime256v1 --label k --id 01 \
   >/dev/null 2>&1 || fail "keypairgen"
 seed=${BUS_SEED:-4711}
-python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" "$seed" "${BUS_RATE:-20}" fuzz >"$WORK/proxy.log" 2>&1 &
-CLEANUP_PIDS+=($!)
-for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
-export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")" TPMTOKEN_TPM_TIMEOUT=3
+bus_proxy "$seed" "${BUS_RATE:-20}" fuzz
+export TPMTOKEN_TPM_TIMEOUT=3
 printf 'data to sign' >"$WORK/msg"
 ops=0 failed=0
 for i in $(seq ${BUS_OPS:-60}); do

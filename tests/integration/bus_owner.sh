@@ -11,18 +11,14 @@ tpm() { tpm2_"$1" -T "$TPMTOKEN_TCTI" "${@:2}"; }
 tpm changeauth -c o owner-pass-4711 >/dev/null || fail "changeauth owner"
 export TPMTOKEN_CONF="$WORK/tpmtoken.conf"
 echo "owner_auth = owner-pass-4711" >"$TPMTOKEN_CONF"
-upstream=${TPMTOKEN_TCTI##*port=}
-python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 0 0 log >"$WORK/proxy.log" 2>&1 &
-CLEANUP_PIDS+=($!)
-for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
-[ -s "$WORK/proxy.port" ] || fail "the proxy did not start"
-export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
+direct=$TPMTOKEN_TCTI
+bus_proxy 0 0 log
 
 init_token bus 87654321 246813
 p11 --token-label bus --login --pin 246813 --generate-random 32 >/dev/null 2>&1 || fail "login + random"
 p11 --token-label bus --login --pin 246813 --change-pin --new-pin 135792 >/dev/null 2>&1 || fail "change-pin"
 p11 --token-label bus --login --pin 135792 -O >/dev/null 2>&1 || fail "login with the new PIN"
-[ "$(tpm2_getcap -T "swtpm:host=127.0.0.1,port=$upstream" handles-nv-index | grep -c '^- 0x13[0-7]')" -eq 2 ] \
+[ "$(tpm2_getcap -T "$direct" handles-nv-index | grep -c '^- 0x13[0-7]')" -eq 2 ] \
   || fail "expected two PIN counters"
 bus="$WORK/proxy.port.bus"
 [ -s "$bus" ] || fail "no bus log"

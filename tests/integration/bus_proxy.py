@@ -3,6 +3,7 @@
 the NTH answer to command code CC (hex); every other command passes through.
 MODE stall: that answer goes out up to its middle, then the connection hangs.
 MODE nvspace: the TPM's answer is replaced by TPM_RC_NV_SPACE.
+MODE rc:HEX: the TPM's answer is replaced by that response code.
 MODE log: nothing is changed; every command and answer is appended to
 LISTEN_PORT_FILE.bus (a passive bus log).
 MODE drop: the TPM runs the command, its answer is lost (connection closed).
@@ -84,9 +85,11 @@ def serve(client):
             match = match and rsp.find((0x200).to_bytes(4, "big"), 10) > 0
         with lock:
             stall = match and (seen := seen + 1) == nth
-        if stall and mode == "nvspace":
-            rsp = (0x8001).to_bytes(2, "big") + (10).to_bytes(4, "big") + (0x14B).to_bytes(4, "big")
-            print("answered TPM_RC_NV_SPACE", flush=True)
+        if stall and (mode == "nvspace" or mode.startswith("rc:")):
+            code = 0x14B if mode == "nvspace" else int(mode[3:], 16)
+            rsp = (0x8001).to_bytes(2, "big") + (10).to_bytes(4, "big") + code.to_bytes(4, "big")
+            print("answered TPM_RC_NV_SPACE" if mode == "nvspace" else "answered rc 0x%x" % code,
+                  flush=True)
         elif stall and mode == "ownerauth":
             b = bytearray(rsp)
             key = (0x200).to_bytes(4, "big")  # TPM2_PT_PERMANENT

@@ -10,14 +10,9 @@
 source "$(dirname "$0")/lib.sh"
 fixture_start
 direct=$TPMTOKEN_TCTI
-upstream=${TPMTOKEN_TCTI##*port=}
 init_token bus 12345678 1234
 
-python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 15e 2 paramsize >"$WORK/proxy.log" 2>&1 &
-CLEANUP_PIDS+=($!)
-for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
-[ -s "$WORK/proxy.port" ] || fail "the proxy did not start"
-export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
+bus_proxy 15e 2 paramsize
 # The first unseal is the store key's at C_Initialize; the login's is the second.
 if out=$(p11 --token-label bus --login --pin 1234 -O 2>&1); then rc=0; else rc=$?; fi
 grep -q "patched parameterSize" "$WORK/proxy.log" || fail "the proxy patched nothing"
@@ -28,13 +23,7 @@ TPMTOKEN_TCTI=$direct token_flags bus | grep -q 'count low' && fail "the PIN cou
 TPMTOKEN_TCTI=$direct p11 --token-label bus --login --pin 1234 -O >/dev/null 2>&1 || fail "login after"
 pass "a 0xFFFFFFFF parameterSize: refused without a crash ($(grep -o 'CKR_[A-Z_]*' <<<"$out" | head -1)); the token is intact"
 
-proxy_pid=${CLEANUP_PIDS[-1]}
-kill "$proxy_pid"
-rm -f "$WORK/proxy.port"
-python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 151 1 drop >"$WORK/proxy.log" 2>&1 &
-CLEANUP_PIDS+=($!)
-for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
-export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
+bus_proxy 151 1 drop
 H=${BUS_HELPER:?BUS_HELPER must name the bus_helper binary}
 expect_fail CKR_DEVICE_ERROR p11 --token-label bus --login --pin 1234 -O
 grep -q "dropped an answer" "$WORK/proxy.log" || fail "the proxy dropped nothing"
@@ -44,12 +33,7 @@ pass "a lost PolicySecret answer: CKR_DEVICE_ERROR, no PIN try charged, the next
 
 # The same within one process, where the dropped session would otherwise
 # carry stale nonces into the next PolicySecret.
-kill "${CLEANUP_PIDS[-1]}"
-rm -f "$WORK/proxy.port"
-python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 151 1 drop >"$WORK/proxy.log" 2>&1 &
-CLEANUP_PIDS+=($!)
-for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
-export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
+bus_proxy 151 1 drop
 out=$("$H" login "$MODULE" 1234 4 2>/dev/null) || fail "login helper"
 [ "$(tr '\n' ' ' <<<"$out")" = "0x30 0x0 0x0 0x0 " ] || fail "logins in one process after a lost answer: $out"
 TPMTOKEN_TCTI=$direct token_flags bus | grep -q 'count low' && fail "a correct PIN was charged"
@@ -60,13 +44,22 @@ pass "in one process: the lost answer fails one login (CKR_DEVICE_ERROR); the ne
 kill "${CLEANUP_PIDS[-1]}"
 rm -f "$WORK/proxy.port"
 # The 1st NV_Read of a start is the store anchor's; the 2nd the user PIN counter.
-python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 14e 2 flip >"$WORK/proxy.log" 2>&1 &
-CLEANUP_PIDS+=($!)
-for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
-export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
+bus_proxy 14e 2 flip
 out=$(p11 -L 2>&1) || true  # pkcs11-tool -L goes on after a failed C_GetTokenInfo
 grep -q "flipped a byte" "$WORK/proxy.log" || fail "the proxy altered nothing"
 grep -q "C_GetTokenInfo() failed: rv = CKR_DEVICE_ERROR" <<<"$out" || fail "expected CKR_DEVICE_ERROR: $out"
 grep -q "reading the user PIN counter" <<<"$out" || fail "the cause is not named: $out"
 grep -qi "locked\|C_InitToken\|C_InitPIN" <<<"$out" && fail "a locked PIN or a wipe advised: $out"
 pass "an altered PIN-counter answer: CKR_DEVICE_ERROR from C_GetTokenInfo, no 'locked', no wipe advised"
+
+# A forged TPM_RC_POLICY_FAIL where no key policy applies (the answer to the
+# TPM2_GetRandom behind C_GenerateRandom): CKR_DEVICE_ERROR naming the
+# altered answer, never CKR_KEY_FUNCTION_NOT_PERMITTED (that code is only for
+# a PCR-bound key the TPM refused: integration/pcr_key.sh).
+bus_proxy 17b 1 rc:9d
+out=$(TPMTOKEN_LOG=error "$H" random "$MODULE" 1 2>"$WORK/random.err") || fail "random helper: $(cat "$WORK/random.err")"
+grep -q "answered rc 0x9d" "$WORK/proxy.log" || fail "the proxy forged nothing"
+# 0x30 is CKR_DEVICE_ERROR (0x68 would be CKR_KEY_FUNCTION_NOT_PERMITTED).
+[ "${out%% *}" = 0x30 ] || fail "expected CKR_DEVICE_ERROR (0x30): $out $(cat "$WORK/random.err")"
+grep -q "no key policy governs" "$WORK/random.err" || fail "the cause is not named: $(cat "$WORK/random.err")"
+pass "a forged 'policy check failed' for TPM2_GetRandom: CKR_DEVICE_ERROR, the altered answer named"

@@ -9,12 +9,7 @@ fixture_start
 H=${BUS_HELPER:?BUS_HELPER must name the bus_helper binary}
 init_token bus 12345678 1234
 
-upstream=${TPMTOKEN_TCTI##*port=}
-python3 "$(dirname "$0")/bus_proxy.py" "$WORK/proxy.port" "$upstream" 17b 1 stall >"$WORK/proxy.log" 2>&1 &
-CLEANUP_PIDS+=($!)
-for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
-[ -s "$WORK/proxy.port" ] || fail "the stalling proxy did not start"
-export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
+bus_proxy 17b 1 stall
 export TPMTOKEN_TPM_TIMEOUT=2
 
 out=$(TPMTOKEN_LOG=error timeout 30 "$H" random "$MODULE" 3 2>"$WORK/err") || fail "helper: $(cat "$WORK/err")"

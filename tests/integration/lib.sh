@@ -142,3 +142,20 @@ sign_csr() {
 
 # wait_for PORT: like wait_port, but fails the test.
 wait_for() { wait_port "$1" || fail "nothing listens on 127.0.0.1:$1"; }
+
+# bus_proxy CC[@HANDLE] NTH MODE: (re)starts bus_proxy.py (its modes are in
+# its header) between the module and this test's swtpm, the previous one
+# stopped, and points TPMTOKEN_TCTI at it. BUS_DIRECT is the TCTI around
+# the proxy; the proxy logs to $WORK/proxy.log.
+bus_proxy() {
+  : "${BUS_DIRECT:=$TPMTOKEN_TCTI}"
+  [ -z "${BUS_PROXY_PID:-}" ] || kill "$BUS_PROXY_PID" 2>/dev/null || true
+  rm -f "$WORK/proxy.port"
+  python3 "$(dirname "${BASH_SOURCE[0]}")/bus_proxy.py" "$WORK/proxy.port" "${BUS_DIRECT##*port=}" \
+    "$@" >"$WORK/proxy.log" 2>&1 &
+  BUS_PROXY_PID=$!
+  CLEANUP_PIDS+=("$BUS_PROXY_PID")
+  for _ in $(seq 50); do [ -s "$WORK/proxy.port" ] && break; sleep 0.1; done
+  [ -s "$WORK/proxy.port" ] || fail "the proxy ($*) did not start: $(cat "$WORK/proxy.log")"
+  export TPMTOKEN_TCTI="swtpm:host=127.0.0.1,port=$(cat "$WORK/proxy.port")"
+}

@@ -48,6 +48,44 @@ grep -q "failed 0$" "$WORK/long.out" || fail "long-lived signer: $(cat "$WORK/lo
 grep -q "^signed 0 " "$WORK/long.out" && fail "the long-lived signer signed nothing"
 pass "a long-lived signer kept working beside pkcs11-tool -L, tpmtoken status and signatures ($(cat "$WORK/long.out"))"
 
+# 2b. ssh-agent holding the token (`ssh-add -s`) signs, with the key handles
+# it took at the start, while other processes list, ask for the status and
+# sign around it. (Before the registry, one `pkcs11-tool -L` elsewhere
+# flushed the agent's objects and it answered "agent refused operation" for
+# good.) The agent signs through `ssh-keygen -Y sign` with the public key
+# alone; `ssh-keygen -Y verify` checks each signature.
+if command -v ssh-agent >/dev/null && command -v ssh-keygen >/dev/null; then
+  export SSH_AUTH_SOCK="$WORK/agent.sock"
+  ssh-agent -d -a "$SSH_AUTH_SOCK" -P "$(dirname "$MODULE")/*" >"$WORK/agent.log" 2>&1 &
+  CLEANUP_PIDS+=($!)
+  for _ in $(seq 50); do [ -S "$SSH_AUTH_SOCK" ] && break; sleep 0.1; done
+  [ -S "$SSH_AUTH_SOCK" ] || fail "ssh-agent did not start: $(cat "$WORK/agent.log")"
+  printf '#!/bin/sh\necho 1234\n' >"$WORK/askpass" && chmod +x "$WORK/askpass"
+  out=$(SSH_ASKPASS="$WORK/askpass" SSH_ASKPASS_REQUIRE=force DISPLAY=none timeout 60 \
+    ssh-add -s "$MODULE" </dev/null 2>&1) || fail "ssh-add -s: $out"
+  ssh-add -L >"$WORK/agent.pub" || fail "ssh-add -L"
+  [ "$(count_lines '^ecdsa-sha2-nistp256 ' <"$WORK/agent.pub")" -eq 2 ] \
+    || fail "the agent does not hold the two token keys: $(cat "$WORK/agent.pub")"
+  head -1 "$WORK/agent.pub" >"$WORK/agent1.pub"
+  echo "tester $(cut -d' ' -f1,2 "$WORK/agent1.pub")" >"$WORK/allowed_signers"
+  for i in 1 2 3; do
+    p11 -L >/dev/null 2>&1 || fail "pkcs11-tool -L beside ssh-agent"
+    "$T" status >/dev/null 2>&1 || fail "tpmtoken status beside ssh-agent: $("$T" status 2>&1 | tail -3)"
+    p11 --token-label procs --login --pin 1234 --sign -m ECDSA-SHA256 --id 0$(( i % 2 + 1 )) \
+      -i "$WORK/data" -o "$WORK/psig$i" >/dev/null 2>&1 || fail "a signature beside ssh-agent"
+    rm -f "$WORK/data.sig"
+    out=$(ssh-keygen -Y sign -f "$WORK/agent1.pub" -n procs "$WORK/data" 2>&1) \
+      || fail "round $i: ssh-agent did not sign beside the other processes: $out; agent: $(tail -3 "$WORK/agent.log")"
+    ssh-keygen -Y verify -f "$WORK/allowed_signers" -I tester -n procs -s "$WORK/data.sig" \
+      <"$WORK/data" >/dev/null 2>&1 || fail "round $i: the agent's signature does not verify"
+  done
+  ssh-add -e "$MODULE" >/dev/null 2>&1 || fail "ssh-add -e"
+  unset SSH_AUTH_SOCK
+  pass "ssh-agent (ssh-add -s) signed 3 times between pkcs11-tool -L, tpmtoken status and signatures"
+else
+  echo "ssh-agent part not run: openssh-client is not installed"
+fi
+
 # 3. A process killed mid-signature: the next one works at once, and what
 # the killed one left does not pile up.
 kill_rounds 3
