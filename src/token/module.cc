@@ -30,8 +30,8 @@ constexpr const char* kPrimaryName = "primary_name";
 constexpr const char* kPrimaryHandle = "primary_handle";
 // A persistent primary's public point (x || y): no TPM2_ReadPublic at start.
 constexpr const char* kPrimaryPoint = "primary_point";
-
 }  // namespace
+
 
 // Slot IDs fit in 31 bits (some applications keep them in a signed int).
 CK_SLOT_ID Module::NewSlotId() const {
@@ -104,7 +104,7 @@ std::unique_ptr<Module> Module::Create(OpenMode mode) {
   m->CheckAnchor(mode);
   m->LoadCaps();
   m->RefreshTokens();
-  if (const std::string exposure = m->OwnerExposure(); !exposure.empty()) log::Warn(exposure);
+  if (const std::string exposure = m->OwnerExposure(true); !exposure.empty()) log::Warn(exposure);
   return m;
 }
 
@@ -255,7 +255,7 @@ void Module::RebindStoreKey(const PcrSelection& want, const Bytes& unsealed_pub)
 // What the TPM supports is probed once per TPM model and firmware and kept in
 // the store, so a start costs no probing.
 void Module::LoadCaps() {
-  const tpm::TpmInfo& ti = tpm_->info();
+  const tpm::TpmInfo& ti = KnownTpmInfo();
   // Sealed under the store key (the key name is the additional data): a
   // cache someone edited in the file is probed again, not believed.
   // v5: RSA 1024 probed too (issue 9 item 4); a v4 cache lacks it.

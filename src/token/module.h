@@ -210,7 +210,10 @@ class Module {
   CK_RV DeleteTokenAsOwner(CK_SLOT_ID slot);
   // The warning of DESIGN.md (Trust boundary) when the owner authorization
   // is empty and the store key is bound to no PCRs; "" otherwise.
-  std::string OwnerExposure();
+  // recent: the owner's state as a process read it within a day (the store
+  // keeps it), as C_Initialize's warning uses it; status reads it afresh.
+  std::string OwnerExposure(bool recent = false);
+  bool OwnerAuthSet(bool recent);
   // Runs fn in one store transaction: all of its changes land or none do.
   CK_RV Atomically(CK_SESSION_HANDLE h, const std::function<CK_RV()>& fn);
   struct TokenSummary {
@@ -394,6 +397,12 @@ class Module {
   CK_RV StoreNewObject(Session& s, AttrSet attrs, CK_OBJECT_HANDLE* out,
                        std::shared_ptr<const KeyMaterial> key = nullptr);
   void LoadCaps();
+  // TPM facts kept in the store under the store key with the time they were
+  // read (tpm_facts.cc): nullopt when absent, unauthentic or a day old.
+  std::optional<Bytes> RecentTpmFact(const char* name);
+  void KeepTpmFact(const char* name, ByteView value);
+  // The TPM's fixed properties, from the store while recent (tpm_facts.cc).
+  const tpm::TpmInfo& KnownTpmInfo();
   // C_CreateObject of a key: the built template's values go into the TPM.
   CK_RV ImportPrivateKey(Session& s, AttrSet a, CK_OBJECT_HANDLE* out);
   CK_RV ImportSecretKey(Session& s, AttrSet a, CK_OBJECT_HANDLE* out);

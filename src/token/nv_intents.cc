@@ -147,8 +147,8 @@ CK_RV Module::DeleteTokenAsOwner(CK_SLOT_ID slot) {
   return CKR_OK;
 }
 
-std::string Module::OwnerExposure() {
-  if (!sk_pcrs_.empty() || BootAuthorized() || tpm_->OwnerAuthSet()) return {};
+std::string Module::OwnerExposure(bool recent) {
+  if (!sk_pcrs_.empty() || BootAuthorized() || OwnerAuthSet(recent)) return {};
   return "the TPM owner authorization is empty and the store key of " + store_->path() +
          " is bound to no PCRs: anyone who can open the TPM (root, group tss) can undefine and "
          "re-create this store's NV counters (a PIN's guesses are then bounded only by the "

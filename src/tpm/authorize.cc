@@ -407,7 +407,7 @@ Secret Tpm::UnsealAuthorized(const SealedBlob& blob, const BootAuthorization& au
     Check(Tss2_Sys_PolicyAuthorize(sys, policy->handle(), nullptr, &approved_digest, &ref,
                                    &key_sign, &ticket, nullptr),
           "TPM2_PolicyAuthorize");
-    return UnsealLoaded(*policy, object, {});
+    return UnsealLoaded(*policy, std::move(object), {});
   });
 }
 

@@ -116,9 +116,17 @@ std::unique_ptr<FastSession> FastSession::StartRsa(TSS2_SYS_CONTEXT* sys, TPM2_H
   return Begin(sys, key, encrypted, salt, TPM2_SE_HMAC);
 }
 
+std::unique_ptr<FastSession> FastSession::StartBound(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE bind,
+                                                     ByteView bind_auth, TPM2_SE type) {
+  if (TrimAuth(bind_auth).empty())
+    throw TpmError("a bound session needs a secret auth value", TSS2_ESYS_RC_BAD_VALUE);
+  return Begin(sys, 0, {}, {}, type, bind, bind_auth);
+}
+
 std::unique_ptr<FastSession> FastSession::Begin(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE primary,
                                                 const TPM2B_ENCRYPTED_SECRET& encrypted,
-                                                const Secret& salt, TPM2_SE type) {
+                                                const Secret& salt, TPM2_SE type,
+                                                TPM2_HANDLE bind, ByteView bind_auth) {
   std::unique_ptr<FastSession> s(new FastSession());
   s->sys_ = sys;
   TPM2B_NONCE caller{};
@@ -128,7 +136,7 @@ std::unique_ptr<FastSession> FastSession::Begin(TSS2_SYS_CONTEXT* sys, TPM2_HAND
   tpm_nonce.size = sizeof tpm_nonce.buffer;
   const TPMT_SYM_DEF sym = {TPM2_ALG_AES, {.aes = 128}, {.aes = TPM2_ALG_CFB}};
   const TSS2_RC rc = Tss2_Sys_StartAuthSession(sys, primary ? primary : TPM2_RH_NULL,
-                                               TPM2_RH_NULL, nullptr, &caller,
+                                               bind ? bind : TPM2_RH_NULL, nullptr, &caller,
                                                const_cast<TPM2B_ENCRYPTED_SECRET*>(&encrypted), type,
                                                &sym, TPM2_ALG_SHA256, &s->handle_, &tpm_nonce,
                                                nullptr);
@@ -137,9 +145,14 @@ std::unique_ptr<FastSession> FastSession::Begin(TSS2_SYS_CONTEXT* sys, TPM2_HAND
     throw TpmError("TPM2_StartAuthSession: nonceTPM too short", TSS2_SYS_RC_MALFORMED_RESPONSE);
   s->nonce_tpm_.assign(tpm_nonce.buffer, tpm_nonce.buffer + tpm_nonce.size);
   // sessionKey = KDFa(SHA256, bind.auth || salt, "ATH", nonceTPM, nonceCaller);
-  // unbound; an unsalted session has no sessionKey (Part 1, 19.6.8).
-  if (primary != 0) {
-    s->key_ = crypto::KdfA("SHA256", salt.view(), "ATH", s->nonce_tpm_,
+  // a session neither bound nor salted has none (Part 1, 19.6.8). The TPM
+  // drops trailing zero octets of the bind entity's auth value.
+  if (primary != 0 || bind != 0) {
+    const ByteView b = TrimAuth(bind_auth);
+    Secret secret(b.size() + salt.size());
+    if (!b.empty()) std::memcpy(secret.data(), b.data(), b.size());
+    if (!salt.empty()) std::memcpy(secret.data() + b.size(), salt.data(), salt.size());
+    s->key_ = crypto::KdfA("SHA256", secret.view(), "ATH", s->nonce_tpm_,
                            ByteView(caller.buffer, caller.size), 256);
   }
   return s;

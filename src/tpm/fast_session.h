@@ -31,6 +31,14 @@ class FastSession {
   // is n (exponent 65537): the salt goes RSA-OAEP(SHA-256, "SECRET")
   // encrypted (Part 1, B.10.3).
   static std::unique_ptr<FastSession> StartRsa(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE key, ByteView n);
+  // An unsalted session bound to an entity (an NV index) whose auth value
+  // bind_auth the bus never carries: sessionKey = KDFa(bind_auth, ...), so
+  // its HMACs and parameter encryption are as secret as a salted session's,
+  // without an asymmetric operation (Part 1, 19.6.8). The session must not
+  // authorize the bind entity itself (its auth value would then be left out
+  // of the HMAC key, and Execute does not do that).
+  static std::unique_ptr<FastSession> StartBound(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE bind,
+                                                 ByteView bind_auth, TPM2_SE type);
   TPMI_SH_AUTH_SESSION handle() const { return handle_; }
   ~FastSession();
   FastSession(const FastSession&) = delete;
@@ -62,7 +70,8 @@ class FastSession {
   FastSession() = default;
   static std::unique_ptr<FastSession> Begin(TSS2_SYS_CONTEXT* sys, TPM2_HANDLE key,
                                             const TPM2B_ENCRYPTED_SECRET& encrypted,
-                                            const Secret& salt, TPM2_SE type);
+                                            const Secret& salt, TPM2_SE type,
+                                            TPM2_HANDLE bind = 0, ByteView bind_auth = {});
   TSS2_SYS_CONTEXT* sys_ = nullptr;
   TPMI_SH_AUTH_SESSION handle_ = 0;
   Secret key_;       // sessionKey

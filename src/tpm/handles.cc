@@ -93,6 +93,12 @@ Tpm::Turn::Turn(Tpm& tpm) : tpm_(&tpm) {
 
 Tpm::Turn::~Turn() {
   if (!tpm_) return;
+  if (tpm_->flush_spent_) {
+    // After the key's command (a cold start's first signature): the seals
+    // of the start go now, so an idle process holds no slot for them.
+    tpm_->flush_spent_ = false;
+    tpm_->spent_.clear();
+  }
   if (tpm_->registry_) {
     try {
       tpm_->PublishHandles();
@@ -118,6 +124,9 @@ void Tpm::SyncHandles() {
   }
   for (auto& k : keys_)
     if (k->object.handle() && !registry_->Mine(k->object.handle())) k->object.Release();
+  for (TpmObject& o : spent_)
+    if (!registry_->Mine(o.handle())) o.Release();
+  std::erase_if(spent_, [](const TpmObject& o) { return o.handle() == 0; });
 }
 
 void Tpm::PublishHandles() {
@@ -126,6 +135,7 @@ void Tpm::PublishHandles() {
   if (fast_ && fast_->handle()) mine.push_back(fast_->handle());
   for (const auto& k : keys_)
     if (k->object.handle()) mine.push_back(k->object.handle());
+  for (const TpmObject& o : spent_) mine.push_back(o.handle());
   registry_->Publish(std::move(mine));
 }
 
@@ -170,15 +180,20 @@ void Tpm::MakeRoomForObject(bool for_key) {
     return;
   }
   // A bare TPM (TPM2_PT_HR_TRANSIENT_MIN slots, three on a simulator): this
-  // process's objects leave room for the one about to load. A key that comes
+  // process's objects leave room for the one about to load. Seals already
+  // used go first (a flush, nothing to save). A key that comes
   // back from its saved context needs no primary, so the primary goes first.
   // (Unless the session must start again: it is salted to the primary.)
   const bool from_context = for_key && !keys_.empty() && keys_.back()->saved && fast_;
   for (;;) {
     const size_t primary = primary_.handle() ? 1 : 0;
-    const size_t need = 1 + (!from_context && !primary_loaded_ ? 1 : 0);
-    if (static_cast<size_t>(loaded()) + primary + need <= object_slots_) return;
-    if (from_context && primary) {
+    // A persistent parent (the SRK) takes a slot while TPM2_Load runs.
+    const bool parent = !from_context && (!primary_loaded_ || primary_.handle() == 0);
+    const size_t need = 1 + (parent ? 1 : 0);
+    if (static_cast<size_t>(loaded()) + spent_.size() + primary + need <= object_slots_) return;
+    if (!spent_.empty()) {
+      spent_.erase(spent_.begin());  // a seal already used: a flush, no save
+    } else if (from_context && primary) {
       EvictPrimary();
     } else if (CachedKey* k = lru()) {
       EvictKey(*k);
@@ -200,6 +215,7 @@ Tpm::CachedKey& Tpm::LoadKey(const SealedBlob& key, ByteView auth) {
     keys_.back()->id = id;
   }
   CachedKey& k = *keys_.back();
+  flush_spent_ = !spent_.empty();
   if (k.object.handle()) return k;
   MakeRoomForObject(true);
   if (k.saved) {
@@ -240,6 +256,7 @@ void Tpm::FlushCached() {
 void Tpm::DropCached() {
   fast_.reset();
   keys_.clear();
+  spent_.clear();
   primary_.Reset();
   primary_loaded_ = false;
 }
@@ -284,10 +301,16 @@ bool Tpm::Reclaim(bool sessions) {
       }
     return false;
   };
+  if (!sessions && !spent_.empty()) {
+    spent_.erase(spent_.begin());
+    return true;
+  }
   if (!sessions && own_key(false)) return true;
   if (registry_) {
     auto held = [&](TPM2_HANDLE h) {
       return h == primary_.handle() || (fast_ && h == fast_->handle()) ||
+             std::any_of(spent_.begin(), spent_.end(),
+                         [&](const TpmObject& o) { return o.handle() == h; }) ||
              std::any_of(keys_.begin(), keys_.end(),
                          [&](const auto& k) { return k->object.handle() == h; });
     };
@@ -356,6 +379,9 @@ bool Tpm::ForgetVanished() {
       k->object.Release();
       any = true;
     }
+  for (TpmObject& o : spent_)
+    if (gone(o.handle())) o.Release();  // nothing to reload
+  std::erase_if(spent_, [](const TpmObject& o) { return o.handle() == 0; });
   if (any)
     log::Info("TPM handles this process loaded vanished (another program flushed them, or the "
               "TPM restarted); reloading them");

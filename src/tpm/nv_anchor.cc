@@ -104,6 +104,10 @@ uint64_t Tpm::ReadAnchorCounter(uint32_t index, ByteView name, ByteView auth) {
     Check(Tss2_Sys_NV_Read_Complete(sys, &data), "TPM2_NV_Read complete");
     if (data.size != 8)
       throw TpmError("the store anchor counter has the wrong size", TSS2_MU_RC_BAD_SIZE);
+    // The response HMAC verified: auth is the index's own (seal.cc binds
+    // the PIN policy session to it).
+    bind_index_ = index;
+    bind_auth_ = Secret(auth);
     return (uint64_t{DecodeBe32(ByteView(data.buffer, 4))} << 32) |
            DecodeBe32(ByteView(data.buffer + 4, 4));
   }); });
@@ -179,6 +183,10 @@ bool Tpm::UndefineNvByOwner(uint32_t index) {
   const auto info = ReadNvPublic(index);
   if (!info) return false;
   auto lock = Enter();
+  if (index == bind_index_) {
+    bind_index_ = 0;
+    bind_auth_.Clear();
+  }
   TSS2_SYS_CONTEXT* sys = Sys();
   FastSession& session = Fast();
   Check(Tss2_Sys_NV_UndefineSpace_Prepare(sys, TPM2_RH_OWNER, index),

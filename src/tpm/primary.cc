@@ -174,6 +174,9 @@ bool Tpm::TcgSrk() {
 
 void Tpm::Primary() {
   if (primary_loaded_) return;
+  // The primary needs a slot more than a seal already used does (some
+  // callers run outside Retry, which would make room).
+  if (!has_rm_) spent_.clear();
   if (RestorePrimary()) return;  // evicted on a bare TPM: its saved context
   try {
     LoadPrimary();

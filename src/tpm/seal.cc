@@ -1,5 +1,6 @@
 // Seals and PIN counters (DESIGN.md: SK, TK, per-token PIN retry limits),
-// all in the module's own salted sessions.
+// all in the module's own salted sessions (the PIN check's policy session is
+// bound to the store anchor instead: UnsealWithPin).
 #include <tss2/tss2_mu.h>
 
 #include <cstring>
@@ -146,13 +147,13 @@ Secret Tpm::UnsealOpen(const SealedBlob& blob, const PcrSelection& pcrs) {
     if (pcrs.empty()) {
       MakeRoomForObject(false);
       TpmObject object = Load(blob);
-      return UnsealLoaded(Fast(), object, {});
+      return UnsealLoaded(Fast(), std::move(object), {});
     }
     // A salted policy session: it carries the unsealed key back encrypted.
     std::unique_ptr<FastSession> policy = StartPcrPolicy(pcrs, false);
     MakeRoomForObject(false);
     TpmObject object = Load(blob);
-    return UnsealLoaded(*policy, object, {});
+    return UnsealLoaded(*policy, std::move(object), {});
   });
 }
 
@@ -185,7 +186,7 @@ std::optional<Secret> Tpm::UnsealWithAuth(const SealedBlob& blob, const crypto::
     MakeRoomForObject(false);
     TpmObject object = Load(blob);
     try {
-      return UnsealLoaded(Fast(), object, pin.seal.view());
+      return UnsealLoaded(Fast(), std::move(object), pin.seal.view());
     } catch (const TpmError& e) {
       if (IsAuthFailure(e.rc)) return std::nullopt;
       throw;
@@ -421,6 +422,31 @@ SealedBlob Tpm::SealForPin(ByteView data, uint32_t index, const crypto::PinAuth&
   });
 }
 
+// The PIN policy session carries the seal's auth value (PolicyAuthValue:
+// the Unseal's HMAC key is sessionKey || the PIN's seal value) and the
+// unsealed token key back (response encryption under the same key). Without
+// a secret sessionKey that HMAC would let whoever records the bus search the
+// PIN offline. A salted session makes it secret at the cost of a second
+// asymmetric operation; a session bound to the store's anchor counter does
+// it with none: the anchor's random auth value lives only in the store under
+// the store key and crosses the bus only encrypted, and this process proved
+// it a moment ago (ReadAnchorCounter's verified HMAC). README: what that
+// leaves to an attacker who also opens the store key. Without an anchor
+// (status: NOT ANCHORED) the session is salted as before.
+std::unique_ptr<FastSession> Tpm::StartPinPolicy() {
+  if (bind_index_ != 0) {
+    try {
+      return FastSession::StartBound(Sys(), bind_index_, bind_auth_.view(), TPM2_SE_POLICY);
+    } catch (const TpmError& e) {
+      log::Debug("a PIN policy session bound to the store anchor: ", e.what(), "; salting it");
+      sys_->Reset();
+      bind_index_ = 0;
+      bind_auth_.Clear();
+    }
+  }
+  return FastSession::Start(Sys(), primary_handle_, primary_x_, primary_y_, TPM2_SE_POLICY);
+}
+
 std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
                                          const crypto::PinAuth& pin) {
   auto lock = Enter();
@@ -429,9 +455,7 @@ std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
     const Bytes nv_name = PinCounterNameFor(index, blob);
     Primary();
     TSS2_SYS_CONTEXT* sys = Sys();
-    // A salted policy session: it will carry the unsealed key back encrypted.
-    std::unique_ptr<FastSession> policy =
-        FastSession::Start(sys, primary_handle_, primary_x_, primary_y_, TPM2_SE_POLICY);
+    std::unique_ptr<FastSession> policy = StartPinPolicy();
     MakeRoomForObject(false);
     TpmObject object = Load(blob);
     // The PIN's nv value authorizes PolicySecret in the module's salted HMAC
@@ -462,7 +486,7 @@ std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
     // The seal's own auth value enters the policy session's HMAC. The
     // session ends with the unseal (continueSession clear): no flush.
     policy->EndWithNextCommand();
-    return UnsealLoaded(*policy, object, pin.seal.view());
+    return UnsealLoaded(*policy, std::move(object), pin.seal.view());
   });
 }
 

@@ -128,6 +128,8 @@ Tpm::Turn Tpm::Enter() {
       fast_.reset();
       for (auto& k : keys_) k->object.Release();
       keys_.clear();
+      for (TpmObject& o : spent_) o.Release();
+      spent_.clear();
       primary_.Release();
       primary_loaded_ = false;
     }
@@ -176,10 +178,18 @@ void Tpm::ReadProperties() {
         info_.fw_major = static_cast<uint8_t>((v >> 16) & 0xFF);
         info_.fw_minor = static_cast<uint8_t>(v & 0xFF);
         break;
-      case TPM2_PT_HR_TRANSIENT_MIN: object_slots_ = std::max<uint32_t>(v, 2); break;
+      case TPM2_PT_HR_TRANSIENT_MIN: info_.transient_slots = v; break;
       default: break;
     }
   }
+  object_slots_ = std::max<uint32_t>(info_.transient_slots, 2);
+  info_read_ = true;
+}
+
+void Tpm::UseInfo(const TpmInfo& known) {
+  auto lock = Enter();
+  info_ = known;
+  object_slots_ = std::max<uint32_t>(info_.transient_slots, 2);
   info_read_ = true;
 }
 
@@ -312,7 +322,10 @@ SealedBlob Tpm::CreateChild(const TPM2B_PUBLIC& tmpl, ByteView data, ByteView au
 }
 
 // TPM2_Unseal in a session whose response encryption covers the secret.
-Secret Tpm::UnsealLoaded(FastSession& session, const TpmObject& object, ByteView auth) {
+// The seal stays loaded (spent_) until a key needs its slot or the sequence
+// that used a key ends: the FlushContext leaves the cold path to the first
+// signature (handles.cc).
+Secret Tpm::UnsealLoaded(FastSession& session, TpmObject object, ByteView auth) {
   TSS2_SYS_CONTEXT* sys = Sys();
   Check(Tss2_Sys_Unseal_Prepare(sys, object.handle()), "TPM2_Unseal prepare");
   const ResponseWipe wipe(*sys_);
@@ -321,6 +334,7 @@ Secret Tpm::UnsealLoaded(FastSession& session, const TpmObject& object, ByteView
   Check(Tss2_Sys_Unseal_Complete(sys, out.get()), "TPM2_Unseal complete");
   Secret secret(ByteView(out->buffer, out->size));
   Wipe(out.get(), sizeof *out);
+  spent_.push_back(std::move(object));
   return secret;
 }
 

@@ -77,6 +77,7 @@ struct TpmInfo {
   std::string vendor;        // TPM2_PT_VENDOR_STRING_1..4
   uint8_t spec_major = 2, spec_minor = 0;  // from TPM2_PT_REVISION
   uint8_t fw_major = 0, fw_minor = 0;      // from TPM2_PT_FIRMWARE_VERSION_1
+  uint32_t transient_slots = 3;            // TPM2_PT_HR_TRANSIENT_MIN
 };
 
 class FastSession;
@@ -187,6 +188,9 @@ class Tpm {
 
   // Read at first use (with the lockout state, in one audited command).
   const TpmInfo& info();
+  // Properties read earlier (the store keeps them under the store key, so
+  // a cold start reads none): info() answers them without a command.
+  void UseInfo(const TpmInfo& known);
   bool has_resource_manager() const { return has_rm_; }
 
   // The storage primary's name (nameAlg || H(public)), computed here from
@@ -385,7 +389,7 @@ class Tpm {
   TpmObject Load(const SealedBlob& blob);  // under the primary
   SealedBlob CreateChild(const TPM2B_PUBLIC& tmpl, ByteView data, ByteView auth,
                          const char* what);
-  Secret UnsealLoaded(FastSession& session, const TpmObject& object, ByteView auth);
+  Secret UnsealLoaded(FastSession& session, TpmObject object, ByteView auth);
   struct CachedKey;
   CachedKey& LoadKey(const SealedBlob& key, ByteView auth);  // through the key cache
   FastSession& Fast();  // the module's own salted HMAC session
@@ -424,6 +428,9 @@ class Tpm {
   // A salted policy session that has run TPM2_PolicyPCR over pcrs' current
   // values (then TPM2_PolicyAuthValue when auth_value).
   std::unique_ptr<FastSession> StartPcrPolicy(const PcrSelection& pcrs, bool auth_value);
+  // UnsealWithPin's policy session: bound to the store anchor when this
+  // process read it (no asymmetric operation), salted otherwise (seal.cc).
+  std::unique_ptr<FastSession> StartPinPolicy();
   // The session a key's command runs in, taken before the command is
   // prepared: the fast session, or for a key bound to PCRs a policy session
   // kept in *policy. RunKey runs the command there; a PCR policy failure is
@@ -470,10 +477,18 @@ class Tpm {
     std::chrono::steady_clock::time_point read_at;
   };
   std::map<uint32_t, CachedCounter> counters_;  // ReadPinCounter
+  // The store anchor whose auth value this process proved in a verified
+  // ReadAnchorCounter: the bind entity of PIN policy sessions (seal.cc).
+  uint32_t bind_index_ = 0;
+  Secret bind_auth_;
   std::string ek_ca_;
   Bytes primary_x_, primary_y_;  // the storage primary's public point
   std::unique_ptr<FastSession> fast_;
   std::vector<std::unique_ptr<CachedKey>> keys_;  // most recently used last
+  // Seals already unsealed, still loaded: flushed when an object needs the
+  // slot, at the end of a turn that used a key, or with the rest (handles.cc).
+  std::vector<TpmObject> spent_;
+  bool flush_spent_ = false;  // this turn loaded a key
 
  public:
   // Freshness anchors (nv_anchor.cc): a TPM_NT_COUNTER NV index per store,

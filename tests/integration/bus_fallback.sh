@@ -22,7 +22,7 @@ TPMTOKEN_TCTI=$direct p11 -L | grep -q 'token label *: bus' && fail "a token was
   || fail "the index the TPM did define is left: $(TPMTOKEN_TCTI=$direct tpm getcap handles-nv-index)"
 pass "a forged TPM_RC_NV_SPACE refuses the PIN with the cause and the setting; no silent fallback"
 
-bus_proxy 17a 2 ownerauth  # the 1st is the start's owner-exposure check
+bus_proxy 17a 1 ownerauth  # the start's owner-exposure check reads the store (tpm_facts.cc)
 out=$(p11 --slot "$free" --init-token --label bus --so-pin 12345678 2>&1) && fail "init-token with a forged capability: $out"
 grep -q "flipped ownerAuthSet" "$WORK/proxy.log" || fail "the proxy flipped nothing"
 grep -q "CKR_DEVICE_ERROR" <<<"$out" || fail "expected CKR_DEVICE_ERROR: $out"
