@@ -41,10 +41,16 @@ echo "campaign seed $CAMPAIGN_SEED (CAMPAIGN_SEED=$CAMPAIGN_SEED repeats it)"
 rc=0
 "$CAMPAIGN" >"$WORK/campaign.out" 2>&1 || rc=$?
 grep -v '^$' "$WORK/campaign.out" | tail -n 40
+# Slow operations are listed wherever they fell in the run (the tail above
+# may not reach them), with the mutations of the bus around them in the
+# proxy's log.
+grep '^HANG' "$WORK/campaign.out" || true
 if [ "$rc" -gt 128 ]; then
   fail "the campaign process died of signal $((rc - 128)) (a memory error in the module it loaded); seed $CAMPAIGN_SEED; the last mutations: $(tail -n 3 "$PROXY_MUTATIONS" | tr '\n' ' ')"
 fi
-[ "$rc" -eq 0 ] || fail "the campaign reported failures (exit $rc); seed $CAMPAIGN_SEED"
+# A watchdog abort (3) leaves the token mid-operation; other failures are
+# counted, and the token must still be whole: checked before failing.
+[ "$rc" -eq 0 ] || [ "$rc" -eq 1 ] || fail "the campaign reported failures (exit $rc); seed $CAMPAIGN_SEED"
 
 deliberate=$(sed -n 's/.*deliberate_wrong_tries=\([0-9]*\).*/\1/p' "$WORK/campaign.out")
 used=0
@@ -60,3 +66,4 @@ out=$(p11 --token-label campaign --login --pin "$pin" --sign -m ECDSA-SHA256 --i
   -i "$WORK/msg" -o "$WORK/sig" 2>&1) || fail "the token does not sign without the proxy after the campaign: $out"
 pass "the token signs without the proxy afterwards"
 tail -n 1 "$WORK/campaign.out"
+[ "$rc" -eq 0 ] || fail "the campaign reported failures (exit $rc); seed $CAMPAIGN_SEED"
