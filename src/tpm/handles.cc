@@ -203,8 +203,7 @@ void Tpm::MakeRoomForObject(bool for_key) {
   }
 }
 
-Tpm::CachedKey& Tpm::LoadKey(const SealedBlob& key, ByteView auth) {
-  (void)auth;  // the auth value goes into each command's HMAC, not into the cache
+Tpm::CachedKey& Tpm::LoadKey(const SealedBlob& key) {
   const std::string id = CacheId(key);
   auto it = std::find_if(keys_.begin(), keys_.end(), [&](const auto& k) { return k->id == id; });
   if (it != keys_.end()) {

@@ -169,7 +169,7 @@ SealedBlob Tpm::CreateHmacKey(ByteView value, ByteView auth, TPM2_ALG_ID hash) {
 Bytes Tpm::Hmac(const SealedBlob& key, ByteView auth, ByteView data, TPM2_ALG_ID hash) {
   auto lock = Enter();
   return Retry([&] {
-    const CachedKey& k = LoadKey(key, auth);
+    const CachedKey& k = LoadKey(key);
     TSS2_SYS_CONTEXT* sys = Sys();
     if (data.size() <= TPM2_MAX_DIGEST_BUFFER) {
       TPM2B_MAX_BUFFER buffer{};
@@ -247,7 +247,7 @@ Secret Tpm::AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_AL
   while (done < in.size()) {
     const size_t n = std::min<size_t>(in.size() - done, TPM2_MAX_DIGEST_BUFFER);
     Retry([&] {
-      const CachedKey& k = LoadKey(key, auth);
+      const CachedKey& k = LoadKey(key);
       TSS2_SYS_CONTEXT* sys = Sys();
       TPM2B_MAX_BUFFER data{};
       SetBuffer(data, in.subspan(done, n));
@@ -288,7 +288,7 @@ TPM2_ALG_ID Tpm::AesModeOf(const SealedBlob& key) {
 Secret Tpm::EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y) {
   auto lock = Enter();
   return Retry([&] {
-    const CachedKey& k = LoadKey(key, auth);
+    const CachedKey& k = LoadKey(key);
     TSS2_SYS_CONTEXT* sys = Sys();
     TPM2B_ECC_POINT in{};
     SetBuffer(in.point.x, x);
@@ -371,7 +371,7 @@ void Tpm::RunKey(FastSession& session, const SealedBlob& key, TPM2_CC command, B
 Bytes Tpm::SignEcdsa(const SealedBlob& key, ByteView auth, ByteView digest, TPM2_ALG_ID hash) {
   auto lock = Enter();
   return Retry([&] {
-    const CachedKey& k = LoadKey(key, auth);
+    const CachedKey& k = LoadKey(key);
     TPM2B_DIGEST d{};
     SetBuffer(d, digest);
     TPMT_SIG_SCHEME scheme{};
@@ -406,7 +406,7 @@ Bytes Tpm::SignEcdsa(const SealedBlob& key, ByteView auth, ByteView digest, TPM2
 Secret Tpm::RsaPrivate(const SealedBlob& key, ByteView auth, ByteView input) {
   auto lock = Enter();
   return Retry([&] {
-    const CachedKey& k = LoadKey(key, auth);
+    const CachedKey& k = LoadKey(key);
     TPM2B_PUBLIC_KEY_RSA in{};
     SetBuffer(in, input);
     TPMT_RSA_DECRYPT scheme{};

@@ -391,7 +391,7 @@ class Tpm {
                          const char* what);
   Secret UnsealLoaded(FastSession& session, TpmObject object, ByteView auth);
   struct CachedKey;
-  CachedKey& LoadKey(const SealedBlob& key, ByteView auth);  // through the key cache
+  CachedKey& LoadKey(const SealedBlob& key);  // through the key cache (auth goes in each HMAC)
   FastSession& Fast();  // the module's own salted HMAC session
   // Runs a prepared command in a session; on failure a failed module session
   // is dropped (a new one starts next time) and the TPM's code is thrown.
