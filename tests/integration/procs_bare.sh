@@ -83,7 +83,7 @@ if command -v ssh-agent >/dev/null && command -v ssh-keygen >/dev/null; then
   unset SSH_AUTH_SOCK
   pass "ssh-agent (ssh-add -s) signed 3 times between pkcs11-tool -L, tpmtoken status and signatures"
 else
-  echo "ssh-agent part not run: openssh-client is not installed"
+  fail "ssh-agent or ssh-keygen is missing (Debian package openssh-client; ./run installs it)"
 fi
 
 # 3. A process killed mid-signature: the next one works at once, and what
