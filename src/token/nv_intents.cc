@@ -90,7 +90,11 @@ void Module::ReclaimNvIntents() {
   if (intents.empty()) return;
   const store::Store::Hold hold(*store_);
   store::Db::Txn txn(store_->db());
+  // An index an intent names may since have been freed and handed out again
+  // (FreeNvIndex): the boot epoch counter shares the store's block, so it
+  // is never reclaimed as a left-over PIN counter.
   std::set<uint32_t> referenced;
+  if (const auto epoch = EpochCounterIndex()) referenced.insert(*epoch);
   for (const store::TokenRow& row : store_->Tokens()) {
     auto plain = store::Store::OpenToken(row, sk_.view());
     if (!plain) return;  // an unreadable token might reference any of them: keep all
