@@ -171,8 +171,10 @@ pass "boot bind --authorizer none returns the store key to pcr_policy"
 epoch_index=$("$T" --json boot status | python3 -c "import json,sys; print(json.load(sys.stdin)['epoch_index'])")
 [ -n "$epoch_index" ] || fail "no boot epoch index in boot status"
 epoch_hex=$(printf '0x%X' "$((16#${epoch_index#0x}))")  # as tpm2_getcap prints it
-nv_listed() { tpm2_getcap -T "$TPMTOKEN_TCTI" handles-nv-index | grep -qix -- "- $epoch_hex"; }
-nv_listed || fail "the boot epoch counter $epoch_index is not in the TPM"
+# No grep -q: it stops reading at the first match, tpm2_getcap (writing
+# line by line) then dies of SIGPIPE, and pipefail fails a listed index.
+nv_listed() { tpm2_getcap -T "$TPMTOKEN_TCTI" handles-nv-index | grep -ix -- "- $epoch_hex" >/dev/null; }
+nv_listed || fail "the boot epoch counter $epoch_index ($epoch_hex) is not in the TPM: $(tpm2_getcap -T "$TPMTOKEN_TCTI" handles-nv-index 2>&1 | tr "\n" " ")"
 "$T" store delete --yes >"$WORK/delete.out" 2>&1 || fail "store delete: $(cat "$WORK/delete.out")"
 nv_listed && fail "store delete left the boot epoch counter $epoch_index in the TPM"
 pass "store delete frees the boot epoch counter"
