@@ -171,6 +171,35 @@ std::string Module::TokenName(int64_t row) {
   return "of store row " + std::to_string(row);
 }
 
+// The whole, not only each record: a removed or re-inserted row shows. Called
+// with the store locked, so that no commit falls between the anchor record
+// and the rows it is compared with (another process's create or destroy would
+// otherwise read as a replaced row).
+std::string Module::TokenMacsProblem(const store::AnchorRecord& rec) {
+  const std::map<int64_t, Bytes> macs =
+      rec.macs_version == 1 ? store_->TokenMacsV1(sk_.view()) : store_->TokenMacs(sk_.view());
+  std::set<int64_t> ids;
+  for (const auto& [id, mac] : macs) ids.insert(id);
+  for (const auto& [id, mac] : rec.token_macs) ids.insert(id);
+  for (int64_t id : ids) {
+    const auto have = macs.find(id);
+    const auto want = rec.token_macs.find(id);
+    if (have != macs.end() && want != rec.token_macs.end() && have->second == want->second)
+      continue;
+    const auto rows = store_->Tokens();
+    const bool has_row = std::any_of(rows.begin(), rows.end(),
+                                     [&](const store::TokenRow& r) { return r.id == id; });
+    const std::string what =
+        !has_row ? "no token row: it was deleted outside tpmtoken"
+        : want == rec.token_macs.end()
+            ? "rows that its anchor does not know (re-inserted or added outside tpmtoken)"
+            : "a token or object row removed, re-inserted or replaced by an older copy";
+    return "token " + TokenName(id) + " in " + store_->path() + " has " + what +
+           ". Nothing was changed. Restore the store from a backup. " + RestoreHint();
+  }
+  return {};
+}
+
 void Module::CheckAnchor(OpenMode mode) {
   std::optional<store::AnchorRecord> rec;
   std::string problem;
@@ -233,6 +262,7 @@ void Module::CheckAnchor(OpenMode mode) {
                   "): tampered, or its anchor counter was replaced. Nothing was changed. " +
                   RestoreHint();
       }
+      if (problem.empty()) problem = TokenMacsProblem(*rec);
     }
   }
   if (!rec) {
@@ -249,33 +279,8 @@ void Module::CheckAnchor(OpenMode mode) {
       log::Info("store ", store_->path(), ": completed a change interrupted before its TPM step "
                 "(counter now ", now->value, ")");
     }
+    problem = TokenMacsProblem(*now);
     txn.Commit();
-  }
-  if (problem.empty()) {
-    // The whole, not only each record: a removed or re-inserted row shows.
-    const std::map<int64_t, Bytes> macs = rec->macs_version == 1
-                                              ? store_->TokenMacsV1(sk_.view())
-                                              : store_->TokenMacs(sk_.view());
-    std::set<int64_t> ids;
-    for (const auto& [id, mac] : macs) ids.insert(id);
-    for (const auto& [id, mac] : rec->token_macs) ids.insert(id);
-    for (int64_t id : ids) {
-      const auto have = macs.find(id);
-      const auto want = rec->token_macs.find(id);
-      if (have != macs.end() && want != rec->token_macs.end() && have->second == want->second)
-        continue;
-      const auto rows = store_->Tokens();
-      const bool has_row = std::any_of(rows.begin(), rows.end(),
-                                       [&](const store::TokenRow& r) { return r.id == id; });
-      const std::string what =
-          !has_row ? "no token row: it was deleted outside tpmtoken"
-          : want == rec->token_macs.end()
-              ? "rows that its anchor does not know (re-inserted or added outside tpmtoken)"
-              : "a token or object row removed, re-inserted or replaced by an older copy";
-      problem = "token " + TokenName(id) + " in " + store_->path() + " has " + what +
-                ". Nothing was changed. Restore the store from a backup. " + RestoreHint();
-      break;
-    }
   }
   if (!problem.empty()) {
     if (mode != OpenMode::kRecover) {
@@ -404,11 +409,13 @@ void Module::AuditEvent(const std::string& event) {
 }
 
 std::string Module::VerifyAudit() {
+  const auto lock = store_->Lock(false);  // the head and the entries of one commit
   const auto rec = store_->Anchor(sk_.view());
   return store_->VerifyAudit(rec ? ByteView(rec->audit_head) : ByteView());
 }
 
 std::optional<Module::AnchorInfo> Module::anchor_info() {
+  const auto lock = store_->Lock(false);  // no change between the record and the counter
   const auto rec = store_->Anchor(sk_.view());
   if (!rec) return std::nullopt;
   AnchorInfo out{rec->nv_index, rec->value, 0};

@@ -311,6 +311,7 @@ class Module {
   // store at its path ("" when it does not).
   std::string OrphanAnchorRefusal(const StoreFile& file);
   void CheckAnchor(OpenMode mode);
+  std::string TokenMacsProblem(const store::AnchorRecord& rec);
   void CreateAnchor(OpenMode mode);
   void BindAnchor();
   std::string TokenName(int64_t row);
