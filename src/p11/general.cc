@@ -1,4 +1,5 @@
 // C_Initialize, C_Finalize, C_GetInfo and the process-wide state.
+#include <algorithm>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -66,14 +67,34 @@ CK_RV MapTpmError(const tpm::TpmError& e) {
                  "the TPM is failing");
       return CKR_DEVICE_ERROR;
     case TPM2_RC_NV_SPACE:
-      log::Error(e.what(), ": the TPM has no NV space left for PIN counters");
-      return CKR_DEVICE_MEMORY;
-    case TPM2_RC_BAD_AUTH:
-    case TPM2_RC_AUTH_FAIL:
-      log::Error(e.what(),
-                 ": the TPM refused an authorization (for the owner hierarchy, set owner_auth "
-                 "in tpmtoken.conf)");
+      // The code carries no HMAC: only a command that allocates NV memory
+      // can truly be short of it.
+      if (e.call.starts_with("TPM2_NV_DefineSpace")) {
+        log::Error(e.what(), ": the TPM has no NV space left (`tpm2_getcap handles-nv-index` "
+                   "lists the indices; `tpmtoken store delete` frees a removed store's)");
+        return CKR_DEVICE_MEMORY;
+      }
+      log::Error(e.what(), ": the TPM answered 'no NV space' to a command that allocates none: "
+                 "the answer was altered on the way, or the TPM is failing");
       return CKR_DEVICE_ERROR;
+    case TPM2_RC_BAD_AUTH:
+    case TPM2_RC_AUTH_FAIL: {
+      // Only the owner-authorized commands can be fixed by configuration;
+      // every other authorization is one the module computed itself.
+      static constexpr std::string_view kOwner[] = {
+          "TPM2_NV_DefineSpace", "TPM2_NV_UndefineSpace", "TPM2_CreatePrimary",
+          "TPM2_ClockRateAdjust", "TPM2_NV_Increment (boot epoch counter)"};
+      const bool owner = std::any_of(std::begin(kOwner), std::end(kOwner),
+                                     [&](std::string_view c) { return e.call.starts_with(c); });
+      if (owner)
+        log::Error(e.what(), ": the TPM refused the owner authorization (set owner_auth in "
+                   "tpmtoken.conf to the TPM's owner password)");
+      else
+        log::Error(e.what(), ": the TPM refused an authorization the module computed from its "
+                   "own values: the answer was altered on the way, the object was replaced, or "
+                   "the TPM is failing");
+      return CKR_DEVICE_ERROR;
+    }
     case TPM2_RC_POLICY_FAIL:
       // A key bound to PCRs (CKA_TPMTOKEN_PCR_POLICY) after the boot state
       // changed: the TPM itself refuses the use; e names the PCRs.

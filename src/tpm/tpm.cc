@@ -41,7 +41,7 @@ bool IsSimulatorTcti(const std::string& tcti) {
 }  // namespace
 
 TpmError::TpmError(const std::string& call, TSS2_RC code)
-    : std::runtime_error(call + ": " + Tss2_RC_Decode(code)), rc(code) {}
+    : std::runtime_error(call + ": " + Tss2_RC_Decode(code)), rc(code), call(call) {}
 
 TSS2_RC TpmError::base() const {
   // Format-one codes carry a handle, session or parameter number (TPM 2.0

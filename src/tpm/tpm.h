@@ -36,6 +36,7 @@ namespace tpmtoken::tpm {
 struct TpmError : std::runtime_error {
   TpmError(const std::string& call, TSS2_RC rc);
   TSS2_RC rc;
+  std::string call;  // the command (and what it was for), or what failed
   // The response code without the handle/session/parameter number bits.
   TSS2_RC base() const;
 };

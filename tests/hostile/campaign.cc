@@ -37,7 +37,8 @@ std::string Env(const char* name, const char* dflt) {
   return v && *v ? v : dflt;
 }
 
-int Campaign::NewMutations() {
+int Campaign::NewMutations(int* waits) {
+  if (waits) *waits = 0;
   std::ifstream in(mutations_);
   in.seekg(mut_offset_);
   std::string line;
@@ -49,6 +50,7 @@ int Campaign::NewMutations() {
     if (k == std::string::npos) continue;
     const auto e = line.find('"', k + 9);
     ++kinds_[line.substr(k + 9, e - k - 9)];
+    if (waits && line.find("\"waits\": true") != std::string::npos) ++*waits;
     ++n;
   }
   return n;
@@ -182,6 +184,7 @@ bool Campaign::Honest() {
 }
 
 bool Campaign::Run() {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // in order with the module's stderr lines
   void* lib = dlopen(Env("MODULE").c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!lib) {
     std::printf("dlopen: %s\n", dlerror());
@@ -270,6 +273,8 @@ bool Campaign::Run() {
       op_name = kNames[which];
       const auto t1 = Clock::now();
       rv = Op(which, &name);
+      // The module's own error line (stderr, unbuffered) is just above.
+      if (rv == CKR_GENERAL_ERROR) std::printf("GENERAL_ERROR from %s\n", name.c_str());
       seconds_[name] += std::chrono::duration<double>(Clock::now() - t1).count();
       bad_streak = 0;
     } else if (++bad_streak > 6) {
@@ -286,15 +291,21 @@ bool Campaign::Run() {
       bad_streak = 0;
     }
     const double took = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (took > 2 * timeout_s_ + 3) {  // a recovery may time out twice (op + re-init)
+    int waits = 0;
+    const int new_mutations = NewMutations(&waits);
+    // Each answer that never completes costs one timeout; anything past
+    // those and 3 s of work is a call that waited longer than it may.
+    max_over_ = std::max(max_over_, took - waits * timeout_s_);
+    if (took > (1 + waits) * timeout_s_ + 3) {
       ++hangs_;
-      std::printf("HANG: %s took %.1f s (timeout %.0f s)\n", name.c_str(), took, timeout_s_);
+      std::printf("HANG: %s took %.1f s with %d unanswered commands (timeout %.0f s each)\n",
+                  name.c_str(), took, waits, timeout_s_);
     }
     ++done;
     ++outcomes_[CkrName(rv)];
     ++by_op[name];
     if (rv != CKR_OK) ++op_failures[name + ":" + CkrName(rv)];
-    if (NewMutations() > 0) {
+    if (new_mutations > 0) {
       ++mutated;
       ++mutated_by_op[name];
     }
@@ -334,6 +345,8 @@ bool Campaign::Run() {
   std::printf("\ndeliberate_wrong_tries=%d setpin_misreports=%d tool_crashes=%d final_pin=%s\n",
               deliberate_wrong_, setpin_misreports_, tool_crashes_, kPins[pin_]);
   std::printf("nv indices before=%d after=%d\n", nv_before, nv_after);
+  std::printf("longest operation beyond the timeouts of its unanswered commands: %.1f s "
+              "(a hang past %.0f s)\n", max_over_, timeout_s_ + 3);
   std::printf("seed %llu: %d operations (%d mutated, %d mutations) in %.0f s; wrong results %d; "
               "hangs %d; token intact: %s\n",
               static_cast<unsigned long long>(seed_), done, mutated, total_mut, secs, wrong_,

@@ -22,7 +22,9 @@ class Campaign {
 
  private:
   // Mutations the proxy logged since the last call, tallied by kind.
-  int NewMutations();
+  // The mutations since the last call; *waits counts those that leave the
+  // module waiting for its timeout (a stall, a size field claiming more).
+  int NewMutations(int* waits = nullptr);
   // on: the proxy mutates answers at `rate` (rate_ when negative).
   void SetRandom(bool on, double rate = -1);
   CK_RV Ensure();  // initialized, session open, logged in, keys found
@@ -57,6 +59,7 @@ class Campaign {
   long mut_offset_ = 0;
   std::map<std::string, int> kinds_, outcomes_;
   std::map<std::string, double> seconds_;  // where the campaign's time goes, by step
+  double max_over_ = 0;  // the longest operation, less the timeouts of its unanswered commands
   int wrong_ = 0, hangs_ = 0, deliberate_wrong_ = 0, setpin_misreports_ = 0, tool_crashes_ = 0;
   std::string tool_;
   double timeout_s_ = 2;

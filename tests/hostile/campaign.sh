@@ -22,7 +22,8 @@ tpm() { tpm2_"$1" -T "$DIRECT_TCTI" "${@:2}"; }
 tpm2_dictionarylockout -T "$TPMTOKEN_TCTI" -s -n 100000 -t 1 -l 1 >/dev/null || fail "dictionarylockout"
 export TPMTOKEN_TPM_TIMEOUT=${TPMTOKEN_TPM_TIMEOUT:-2}
 # A module without a timeout waits on a stalled answer until the proxy gives
-# up on it, past the campaign's hang threshold (2 x timeout + 3 s).
+# up on it, past the campaign's hang threshold (a timeout for each unanswered
+# command, one more and 3 s).
 proxy_start --stall-max $((3 * TPMTOKEN_TPM_TIMEOUT + 6))
 if [ -z "${CAMPAIGN_SEED:-}" ]; then
   if [ "${CI:-}" = true ]; then CAMPAIGN_SEED=20261130; else CAMPAIGN_SEED=$(( (RANDOM << 15) | RANDOM )); fi
@@ -45,6 +46,9 @@ grep -v '^$' "$WORK/campaign.out" | tail -n 40
 # may not reach them), with the mutations of the bus around them in the
 # proxy's log.
 grep '^HANG' "$WORK/campaign.out" || true
+# CKR_GENERAL_ERROR means an exception the module did not map: the module's
+# line just above names it.
+grep -B2 '^GENERAL_ERROR' "$WORK/campaign.out" || true
 if [ "$rc" -gt 128 ]; then
   fail "the campaign process died of signal $((rc - 128)) (a memory error in the module it loaded); seed $CAMPAIGN_SEED; the last mutations: $(tail -n 3 "$PROXY_MUTATIONS" | tr '\n' ' ')"
 fi

@@ -469,8 +469,12 @@ class Proxy:
                         out, action, note = resp, "send", None
                     else:
                         out, action, note = self.apply(rule, resp, cc)
+                        # "waits": the client is left waiting for bytes that
+                        # never come, and gives up only at its timeout.
+                        waits = action == "stall" or (action == "send" and bool(out) and (
+                            len(out) < 10 or be32(out, 2) > len(out)))
                         rec = {"n": n, "cc": cc_name(cc), "kind": rule["kind"], "note": note,
-                               "random": bool(rule.get("random"))}
+                               "random": bool(rule.get("random")), "waits": waits}
                         self.emit("! %d %s %s %s" % (n, cc_name(cc), rule["kind"], note))
                         self.mlog.write(json.dumps(rec) + "\n")
                         self.counts[rule["kind"]] = self.counts.get(rule["kind"], 0) + 1

@@ -63,3 +63,20 @@ grep -q "answered rc 0x9d" "$WORK/proxy.log" || fail "the proxy forged nothing"
 [ "${out%% *}" = 0x30 ] || fail "expected CKR_DEVICE_ERROR (0x30): $out $(cat "$WORK/random.err")"
 grep -q "no key policy governs" "$WORK/random.err" || fail "the cause is not named: $(cat "$WORK/random.err")"
 pass "a forged 'policy check failed' for TPM2_GetRandom: CKR_DEVICE_ERROR, the altered answer named"
+
+# Forged codes that would send the user after the wrong cause: 'no NV space'
+# for a command that allocates none is an altered answer (CKR_DEVICE_ERROR),
+# not CKR_DEVICE_MEMORY with advice about PIN counters; 'authorization
+# failed' for a command the owner does not authorize advises no owner_auth.
+bus_proxy 17b 1 rc:14b
+out=$(TPMTOKEN_LOG=error "$H" random "$MODULE" 1 2>"$WORK/random.err") || fail "random helper: $(cat "$WORK/random.err")"
+grep -q "answered rc 0x14b" "$WORK/proxy.log" || fail "the proxy forged nothing"
+[ "${out%% *}" = 0x30 ] || fail "expected CKR_DEVICE_ERROR (0x30) for a forged NV_SPACE: $out $(cat "$WORK/random.err")"
+grep -q "allocates none" "$WORK/random.err" || fail "the cause is not named: $(cat "$WORK/random.err")"
+grep -q "PIN counters" "$WORK/random.err" && fail "PIN counters blamed: $(cat "$WORK/random.err")"
+bus_proxy 17b 1 rc:98e
+out=$(TPMTOKEN_LOG=error "$H" random "$MODULE" 1 2>"$WORK/random.err") || fail "random helper: $(cat "$WORK/random.err")"
+[ "${out%% *}" = 0x30 ] || fail "expected CKR_DEVICE_ERROR (0x30) for a forged AUTH_FAIL: $out $(cat "$WORK/random.err")"
+grep -q "owner_auth" "$WORK/random.err" && fail "owner_auth advised for TPM2_GetRandom: $(cat "$WORK/random.err")"
+grep -q "altered on the way" "$WORK/random.err" || fail "the cause is not named: $(cat "$WORK/random.err")"
+pass "forged 'no NV space' and 'authorization failed' for TPM2_GetRandom: CKR_DEVICE_ERROR, no PIN-counter or owner_auth advice"
