@@ -162,8 +162,16 @@ void Module::UnsealStoreKey() {
                      : tpm_->UnsealOpen({*pub, *priv}, sk_pcrs_);
   } catch (const tpm::TpmError& e) {
     // A blob that fails its integrity check was made under another storage
-    // primary: another TPM, or this one after TPM2_Clear.
+    // primary: another TPM, or this one after TPM2_Clear. With the primary
+    // pinned and matched, neither: the blob is damaged, or the code (which
+    // carries no HMAC) was forged on the way.
     const TSS2_RC base = e.base();
+    if ((base == TPM2_RC_INTEGRITY || base == TPM2_RC_BINDING) && pinned)
+      throw std::runtime_error(
+          "the TPM answered that the store key of " + store_->path() + " fails its integrity "
+          "check (" + e.what() + "), but this TPM's storage key is the one the store pinned: "
+          "the sealed store key in the store is damaged, or the answer was altered on the way. "
+          "Nothing was changed; if it persists on a trusted bus, restore the store from a backup");
     if (base == TPM2_RC_INTEGRITY || base == TPM2_RC_BINDING)
       throw std::runtime_error("the store key of " + store_->path() +
                                " cannot be unsealed by this TPM (" + e.what() +

@@ -80,3 +80,15 @@ out=$(TPMTOKEN_LOG=error "$H" random "$MODULE" 1 2>"$WORK/random.err") || fail "
 grep -q "owner_auth" "$WORK/random.err" && fail "owner_auth advised for TPM2_GetRandom: $(cat "$WORK/random.err")"
 grep -q "altered on the way" "$WORK/random.err" || fail "the cause is not named: $(cat "$WORK/random.err")"
 pass "forged 'no NV space' and 'authorization failed' for TPM2_GetRandom: CKR_DEVICE_ERROR, no PIN-counter or owner_auth advice"
+
+# A forged 'integrity check failed' for the store key's TPM2_Load, with the
+# storage key pinned and matched: not "another TPM, or cleared" (that would
+# send the user to restore or re-create), but a damaged blob or an altered
+# answer; the store opens on an honest bus.
+bus_proxy 157 1 rc:9f
+out=$(p11 -L 2>&1) && fail "the store opened with a forged integrity failure: $out"
+grep -q "answered rc 0x9f" "$WORK/proxy.log" || fail "the proxy forged nothing"
+grep -q "another TPM" <<<"$out" && fail "a forged answer blamed on another TPM: $out"
+grep -q "store pinned.*altered on the way" <<<"$out" || fail "the cause is not named: $out"
+TPMTOKEN_TCTI=$direct p11 --token-label bus --login --pin 1234 -O >/dev/null 2>&1 || fail "the store does not open on an honest bus"
+pass "a forged integrity failure of the store key's load: the pinned key named, not 'another TPM'; the store intact"
