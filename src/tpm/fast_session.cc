@@ -246,14 +246,17 @@ TSS2_RC FastSession::Execute(TPM2_CC command, ByteView names, ByteView auth,
   if (rc != TSS2_RC_SUCCESS) return rc;
   if (last_) handle_ = 0;  // the TPM flushed it
   TSS2L_SYS_AUTH_RESPONSE rsp{};
-  if (TSS2_RC r = Tss2_Sys_GetRspAuths(sys_, &rsp); r != TSS2_RC_SUCCESS) return r;
+  // A success without a session area (its tag altered to "no sessions")
+  // makes tpm2-tss answer "called in the wrong order": the response is
+  // what is wrong.
+  if (Tss2_Sys_GetRspAuths(sys_, &rsp) != TSS2_RC_SUCCESS) return TSS2_SYS_RC_MALFORMED_RESPONSE;
   if (rsp.count != cmd.count || rsp.auths[0].nonce.size < 16 || rsp.auths[0].hmac.size != kDigest)
     return TSS2_SYS_RC_MALFORMED_RESPONSE;
   const Bytes nonce_tpm(rsp.auths[0].nonce.buffer,
                         rsp.auths[0].nonce.buffer + rsp.auths[0].nonce.size);
   size_t rp_len = 0;
   const uint8_t* rp = nullptr;
-  if (TSS2_RC r = Tss2_Sys_GetRpBuffer(sys_, &rp_len, &rp); r != TSS2_RC_SUCCESS) return r;
+  if (Tss2_Sys_GetRpBuffer(sys_, &rp_len, &rp) != TSS2_RC_SUCCESS) return TSS2_SYS_RC_MALFORMED_RESPONSE;
   // parameterSize is the response's claim: it must fit in what arrived.
   if (sys && !sys->InResponse(rp, rp_len)) return TSS2_SYS_RC_MALFORMED_RESPONSE;
   const Bytes rp_hash = crypto::Sha256([&] {

@@ -134,6 +134,7 @@ Tpm::Turn Tpm::Enter() {
       primary_loaded_ = false;
     }
   }
+  transport_->TakeInterrupted();
   sys_->Reset();
   return turn;
 }
@@ -194,7 +195,12 @@ void Tpm::UseInfo(const TpmInfo& known) {
 }
 
 
-TSS2_SYS_CONTEXT* Tpm::Sys() { return sys_->get(); }
+TSS2_SYS_CONTEXT* Tpm::Sys() {
+  // A command whose answer never arrived leaves the context mid-command: the
+  // next one in this turn (a retry, a new session) starts from a fresh one.
+  if (transport_->TakeInterrupted()) sys_->Reset();
+  return sys_->get();
+}
 
 FastSession& Tpm::Fast() {
   if (!fast_) {

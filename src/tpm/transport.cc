@@ -150,6 +150,8 @@ TSS2_RC Transport::Transmit(size_t size, const uint8_t* cmd) {
   deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
   const TSS2_RC rc = swtpm_ ? SwtpmTransmit(size, cmd) : Tss2_Tcti_Transmit(inner_, size, cmd);
   if (rc != TSS2_RC_SUCCESS) broken_ = true;
+  // Sent: until an answer tpm2-tss accepts arrives, its context waits for one.
+  interrupted_ = rc == TSS2_RC_SUCCESS;
   return rc;
 }
 
@@ -165,6 +167,15 @@ TSS2_RC Transport::Receive(size_t* size, uint8_t* rsp, int32_t timeout) {
     rc = Tss2_Tcti_Receive(inner_, size, rsp, timeout >= 0 && timeout < left ? timeout : left);
     if ((rc & 0xFFFF) == TSS2_BASE_RC_TRY_AGAIN && timeout >= 0 && timeout < left) return rc;
     if ((rc & 0xFFFF) == TSS2_BASE_RC_TRY_AGAIN) rc = TSS2_TCTI_RC_IO_ERROR;
+  }
+  // tpm2-tss leaves its context waiting (stuck mid-command) on an answer
+  // whose tag is not a TPM 2.0 one or whose size claims more than arrived;
+  // any other answer ends the exchange.
+  if (rc == TSS2_RC_SUCCESS && rsp && *size >= 10) {
+    const uint16_t tag = static_cast<uint16_t>(rsp[0] << 8 | rsp[1]);
+    const uint32_t claimed = static_cast<uint32_t>(rsp[2]) << 24 | rsp[3] << 16 | rsp[4] << 8 | rsp[5];
+    if ((tag == TPM2_ST_SESSIONS || tag == TPM2_ST_NO_SESSIONS) && claimed <= *size)
+      interrupted_ = false;
   }
   if (rc != TSS2_RC_SUCCESS && rc != TSS2_TCTI_RC_INSUFFICIENT_BUFFER) {
     broken_ = true;

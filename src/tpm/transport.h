@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "util/bytes.h"
 
@@ -34,6 +35,11 @@ class Transport {
 
   TSS2_TCTI_CONTEXT* tcti();
   bool broken() const { return broken_; }
+  // Whether a command went out and no answer that tpm2-tss accepts came
+  // back (none, or a bad tag or size) since the last call: the system API
+  // context is then stuck mid-command (tpm2-tss answers the next Prepare
+  // with "called in the wrong order") until reset.
+  bool TakeInterrupted() { return std::exchange(interrupted_, false); }
   uint64_t generation() const { return generation_; }
   int timeout_ms() const { return timeout_ms_; }
   // Re-makes the connection now (throws TpmError when it cannot).
@@ -63,6 +69,7 @@ class Transport {
   bool have_header_ = false;
   std::chrono::steady_clock::time_point deadline_;
   bool broken_ = false;
+  bool interrupted_ = false;
   uint64_t generation_ = 0;
 };
 

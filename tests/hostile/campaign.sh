@@ -49,6 +49,12 @@ grep '^HANG' "$WORK/campaign.out" || true
 # CKR_GENERAL_ERROR means an exception the module did not map: the module's
 # line just above names it.
 grep -B2 '^GENERAL_ERROR' "$WORK/campaign.out" || true
+# tpm2-tss's "called in the wrong order": a command sent from a system API
+# context left mid-command by an answer that never came (the module resets
+# it after every interrupted exchange).
+if grep -q "called in the wrong order" "$WORK/campaign.out"; then
+  fail "a TPM command was refused as out of order after an interrupted exchange: $(grep -m3 -B2 "called in the wrong order" "$WORK/campaign.out" | tr '\n' ' ')"
+fi
 if [ "$rc" -gt 128 ]; then
   fail "the campaign process died of signal $((rc - 128)) (a memory error in the module it loaded); seed $CAMPAIGN_SEED; the last mutations: $(tail -n 3 "$PROXY_MUTATIONS" | tr '\n' ' ')"
 fi

@@ -12,6 +12,7 @@ MODE fuzz: CC is a seed and NTH a percentage: that share of answers gets a
 random mutation (bit flip, truncation with or without a size fix, a huge
 TPM2B size, another response code, a dropped answer); see proxy log.
 MODE paramsize: the answer's parameterSize claims 0xFFFFFFFF bytes.
+MODE notag: a session answer's tag says "no sessions" (0x8001).
 MODE ownerauth: in a TPM2_GetCapability answer, TPMA_PERMANENT ownerAuthSet
 is flipped (with no session, as before; with one, the HMAC no longer fits).
 CC may name the command's first handle too, CC@HANDLE (both hex): only
@@ -101,6 +102,9 @@ def serve(client):
         elif stall and mode == "paramsize" and rsp[0:2] == b"\x80\x02":
             rsp = rsp[:10] + b"\xff\xff\xff\xff" + rsp[14:]
             print("patched parameterSize", flush=True)
+        if stall and mode == "notag" and rsp[0:2] == b"\x80\x02":
+            rsp = b"\x80\x01" + rsp[2:]
+            print("answered with the tag 'no sessions'", flush=True)
         if stall and mode == "flip":
             b = bytearray(rsp)
             b[len(b) // 2] ^= 0x01

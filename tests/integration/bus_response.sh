@@ -92,3 +92,14 @@ grep -q "another TPM" <<<"$out" && fail "a forged answer blamed on another TPM: 
 grep -q "store pinned.*altered on the way" <<<"$out" || fail "the cause is not named: $out"
 TPMTOKEN_TCTI=$direct p11 --token-label bus --login --pin 1234 -O >/dev/null 2>&1 || fail "the store does not open on an honest bus"
 pass "a forged integrity failure of the store key's load: the pinned key named, not 'another TPM'; the store intact"
+
+# A success whose tag was altered to "no sessions": its session area (and
+# HMAC) is gone. The module names a malformed answer, not tpm2-tss's
+# "called in the wrong order", which reads as a bug in the module.
+bus_proxy 17b 1 notag
+out=$(TPMTOKEN_LOG=error "$H" random "$MODULE" 1 2>"$WORK/random.err") || fail "random helper: $(cat "$WORK/random.err")"
+grep -q "tag 'no sessions'" "$WORK/proxy.log" || fail "the proxy altered nothing"
+[ "${out%% *}" = 0x30 ] || fail "expected CKR_DEVICE_ERROR (0x30) for an answer without its session area: $out $(cat "$WORK/random.err")"
+grep -q "wrong order" "$WORK/random.err" && fail "reported as out of order: $(cat "$WORK/random.err")"
+grep -q "malformed" "$WORK/random.err" || fail "the cause is not named: $(cat "$WORK/random.err")"
+pass "an answer stripped of its session area: CKR_DEVICE_ERROR naming a malformed response"
