@@ -46,7 +46,8 @@ std::string CkrName(CK_RV rv) {
 }
 
 // OpenSSL's verdicts on what the token returned.
-bool VerifyRsa(const Bytes& n, const Bytes& e, const Bytes& msg, const Bytes& sig) {
+// An RSA public key from its modulus and exponent (caller frees).
+EVP_PKEY* RsaKey(const Bytes& n, const Bytes& e) {
   OSSL_PARAM_BLD* b = OSSL_PARAM_BLD_new();
   BIGNUM* bn = BN_bin2bn(n.data(), static_cast<int>(n.size()), nullptr);
   BIGNUM* be = BN_bin2bn(e.data(), static_cast<int>(e.size()), nullptr);
@@ -57,16 +58,21 @@ bool VerifyRsa(const Bytes& n, const Bytes& e, const Bytes& msg, const Bytes& si
   EVP_PKEY* key = nullptr;
   EVP_PKEY_fromdata_init(kc);
   EVP_PKEY_fromdata(kc, &key, EVP_PKEY_PUBLIC_KEY, p);
-  EVP_MD_CTX* md = EVP_MD_CTX_new();
-  bool ok = key && EVP_DigestVerifyInit(md, nullptr, EVP_sha256(), nullptr, key) == 1 &&
-            EVP_DigestVerify(md, sig.data(), sig.size(), msg.data(), msg.size()) == 1;
-  EVP_MD_CTX_free(md);
-  EVP_PKEY_free(key);
   EVP_PKEY_CTX_free(kc);
   OSSL_PARAM_free(p);
   OSSL_PARAM_BLD_free(b);
   BN_free(bn);
   BN_free(be);
+  return key;
+}
+
+bool VerifyRsa(const Bytes& n, const Bytes& e, const Bytes& msg, const Bytes& sig) {
+  EVP_PKEY* key = RsaKey(n, e);
+  EVP_MD_CTX* md = EVP_MD_CTX_new();
+  bool ok = key && EVP_DigestVerifyInit(md, nullptr, EVP_sha256(), nullptr, key) == 1 &&
+            EVP_DigestVerify(md, sig.data(), sig.size(), msg.data(), msg.size()) == 1;
+  EVP_MD_CTX_free(md);
+  EVP_PKEY_free(key);
   return ok;
 }
 
@@ -103,16 +109,7 @@ bool VerifyEc(const Bytes& point, const Bytes& msg, const Bytes& sig) {
 }
 
 Bytes RsaEncrypt(const Bytes& n, const Bytes& e, const Bytes& msg) {
-  OSSL_PARAM_BLD* b = OSSL_PARAM_BLD_new();
-  BIGNUM* bn = BN_bin2bn(n.data(), static_cast<int>(n.size()), nullptr);
-  BIGNUM* be = BN_bin2bn(e.data(), static_cast<int>(e.size()), nullptr);
-  OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_N, bn);
-  OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_E, be);
-  OSSL_PARAM* p = OSSL_PARAM_BLD_to_param(b);
-  EVP_PKEY_CTX* kc = EVP_PKEY_CTX_new_from_name(nullptr, "RSA", nullptr);
-  EVP_PKEY* key = nullptr;
-  EVP_PKEY_fromdata_init(kc);
-  EVP_PKEY_fromdata(kc, &key, EVP_PKEY_PUBLIC_KEY, p);
+  EVP_PKEY* key = RsaKey(n, e);
   EVP_PKEY_CTX* ec = EVP_PKEY_CTX_new(key, nullptr);
   Bytes out(n.size());
   size_t len = out.size();
@@ -121,11 +118,6 @@ Bytes RsaEncrypt(const Bytes& n, const Bytes& e, const Bytes& msg) {
     out.clear();
   EVP_PKEY_CTX_free(ec);
   EVP_PKEY_free(key);
-  EVP_PKEY_CTX_free(kc);
-  OSSL_PARAM_free(p);
-  OSSL_PARAM_BLD_free(b);
-  BN_free(bn);
-  BN_free(be);
   return out;
 }
 
