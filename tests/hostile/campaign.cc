@@ -200,6 +200,8 @@ bool Campaign::Run() {
   recover_rate_ = std::atof(Env("CAMPAIGN_RECOVER_RATE", "0.05").c_str());
   timeout_s_ = std::atof(Env("TPMTOKEN_TPM_TIMEOUT", "2").c_str());
   const int ops = std::atoi(Env("CAMPAIGN_OPS", "3000").c_str());
+  // The long run ends at a number of operations with a mutated answer.
+  const int want_mutated = std::atoi(Env("CAMPAIGN_MUTATED", "0").c_str());
   const double budget = std::atof(Env("CAMPAIGN_SECONDS", "110").c_str());
   rng_.seed(seed_);
   std::printf("campaign: seed %llu, %d operations, rate %.2f (re-open %.3f), timeout %.0f s\n",
@@ -257,7 +259,7 @@ bool Campaign::Run() {
   }).detach();
   SetRandom(true);
   int bad_streak = 0, failures = 0;
-  while (done < ops &&
+  while (done < ops && (want_mutated == 0 || mutated < want_mutated) &&
          std::chrono::duration<double>(Clock::now() - start).count() < budget) {
     const auto t0 = Clock::now();
     op_started = std::chrono::duration<double>(t0.time_since_epoch()).count();

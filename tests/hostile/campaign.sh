@@ -6,8 +6,9 @@
 # CI=true: a fixed seed; otherwise a new one, printed (CAMPAIGN_SEED repeats a
 # run). CAMPAIGN_SECONDS (60) and CAMPAIGN_OPS bound it; CAMPAIGN_RATE (0.3)
 # is the fraction of TPM answers mutated. TPMTOKEN_TPM_TIMEOUT is 2 s here.
-# --long (or CAMPAIGN_LONG=1): the long run the suite does not do, at least
-# CAMPAIGN_OPS (default 5000) operations with no time bound; run it on the
+# --long (or CAMPAIGN_LONG=1): the long run the suite does not do, until
+# CAMPAIGN_MUTATED (default 5000) operations met a mutated answer, with no
+# time bound; run it on the
 # sanitizer build (README, "The mutation campaign"):
 #   MODULE=build-asan/src/libtpmtoken.so TOOL=build-asan/tools/tpmtoken \
 #   CAMPAIGN=build-asan/tests/hostile_campaign tests/hostile/campaign.sh --long
@@ -31,7 +32,8 @@ fi
 # Bounded by time (about a minute) rather than by count: the count an
 # operation costs depends on how often the bus breaks the module's recovery.
 if [ "${CAMPAIGN_LONG:-}" = 1 ]; then
-  export CAMPAIGN_SECONDS=${CAMPAIGN_SECONDS:-86400} CAMPAIGN_OPS=${CAMPAIGN_OPS:-5000}
+  export CAMPAIGN_SECONDS=${CAMPAIGN_SECONDS:-86400} CAMPAIGN_OPS=${CAMPAIGN_OPS:-100000}
+  export CAMPAIGN_MUTATED=${CAMPAIGN_MUTATED:-5000}
 else
   export CAMPAIGN_SECONDS=${CAMPAIGN_SECONDS:-60} CAMPAIGN_OPS=${CAMPAIGN_OPS:-100000}
 fi
