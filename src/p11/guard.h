@@ -35,6 +35,11 @@ CK_RV Guarded(Fn&& fn) {
     rv = fn(*m);
   } catch (const tpm::TpmError& e) {
     rv = MapTpmError(e);
+  } catch (const tpm::PrimaryMismatch& e) {
+    // The TPM answered with another storage key than the pinned one (its
+    // line names the causes): nothing was salted to it.
+    log::Error(e.what());
+    rv = CKR_DEVICE_ERROR;
   } catch (const store::StoreError& e) {
     log::Error("store ", m->store().path(), ": ", e.what());
     rv = CKR_DEVICE_ERROR;
