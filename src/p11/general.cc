@@ -1,7 +1,7 @@
 // C_Initialize, C_Finalize, C_GetInfo and the process-wide state.
-#include <algorithm>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>

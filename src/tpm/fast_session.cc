@@ -256,7 +256,8 @@ TSS2_RC FastSession::Execute(TPM2_CC command, ByteView names, ByteView auth,
                         rsp.auths[0].nonce.buffer + rsp.auths[0].nonce.size);
   size_t rp_len = 0;
   const uint8_t* rp = nullptr;
-  if (Tss2_Sys_GetRpBuffer(sys_, &rp_len, &rp) != TSS2_RC_SUCCESS) return TSS2_SYS_RC_MALFORMED_RESPONSE;
+  if (Tss2_Sys_GetRpBuffer(sys_, &rp_len, &rp) != TSS2_RC_SUCCESS)
+    return TSS2_SYS_RC_MALFORMED_RESPONSE;
   // parameterSize is the response's claim: it must fit in what arrived.
   if (sys && !sys->InResponse(rp, rp_len)) return TSS2_SYS_RC_MALFORMED_RESPONSE;
   const Bytes rp_hash = crypto::Sha256([&] {

@@ -173,8 +173,8 @@ TSS2_RC Transport::Receive(size_t* size, uint8_t* rsp, int32_t timeout) {
   // any other answer ends the exchange.
   if (rc == TSS2_RC_SUCCESS && rsp && *size >= 10) {
     const uint16_t tag = static_cast<uint16_t>(rsp[0] << 8 | rsp[1]);
-    const uint32_t claimed = static_cast<uint32_t>(rsp[2]) << 24 | rsp[3] << 16 | rsp[4] << 8 | rsp[5];
-    if ((tag == TPM2_ST_SESSIONS || tag == TPM2_ST_NO_SESSIONS) && claimed <= *size)
+    if ((tag == TPM2_ST_SESSIONS || tag == TPM2_ST_NO_SESSIONS) &&
+        DecodeBe32(ByteView(rsp + 2, 4)) <= *size)
       interrupted_ = false;
   }
   if (rc != TSS2_RC_SUCCESS && rc != TSS2_TCTI_RC_INSUFFICIENT_BUFFER) {
