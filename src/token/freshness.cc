@@ -283,15 +283,21 @@ void Module::CheckAnchor(OpenMode mode) {
     txn.Commit();
   }
   if (!problem.empty()) {
-    if (mode != OpenMode::kRecover) {
-      log::Error(problem);
-      throw std::runtime_error(problem);
-    }
-    log::Warn(problem);
-    anchor_problem_ = problem;
+    RefuseAnchor(mode, problem);
     return;
   }
   BindAnchor();
+}
+
+// An open that finds the store out of step with its anchor: refused, or in
+// recovery (`tpmtoken store accept-restore`) recorded for that command.
+void Module::RefuseAnchor(OpenMode mode, const std::string& problem) {
+  if (mode != OpenMode::kRecover) {
+    log::Error(problem);
+    throw std::runtime_error(problem);
+  }
+  log::Warn(problem);
+  anchor_problem_ = problem;
 }
 
 void Module::BindAnchor() {
@@ -331,12 +337,7 @@ void Module::CreateAnchor(OpenMode mode) {
             "record (a copy from before anchoring, or a new file in place of the store). "
             "Nothing was changed. " + RestoreHint() +
             "; or remove it with `tpmtoken store delete`";
-        if (mode != OpenMode::kRecover) {
-          log::Error(problem);
-          throw std::runtime_error(problem);
-        }
-        log::Warn(problem);
-        anchor_problem_ = problem;
+        RefuseAnchor(mode, problem);
         return;
       }
       intent = Intent{FreeAnchorIndex(*tpm_, cfg_, tag), crypto::RandomSecret(32)};
@@ -376,11 +377,7 @@ void Module::CreateAnchor(OpenMode mode) {
         (IsAnchorCounter(*info, tag) ? "already in use by a store"
                                      : "not this store's counter") +
         ". Nothing was changed. " + RestoreHint();
-    if (mode != OpenMode::kRecover) {
-      log::Error(problem);
-      throw std::runtime_error(problem);
-    }
-    anchor_problem_ = problem;
+    RefuseAnchor(mode, problem);
     return;
   }
   store::Db::Txn txn(store_->db());

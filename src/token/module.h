@@ -312,6 +312,7 @@ class Module {
   std::string OrphanAnchorRefusal(const StoreFile& file);
   void CheckAnchor(OpenMode mode);
   std::string TokenMacsProblem(const store::AnchorRecord& rec);
+  void RefuseAnchor(OpenMode mode, const std::string& problem);
   void CreateAnchor(OpenMode mode);
   void BindAnchor();
   std::string TokenName(int64_t row);
