@@ -21,9 +21,9 @@ class Campaign {
   bool Run();
 
  private:
-  // Mutations the proxy logged since the last call, tallied by kind.
-  // The mutations since the last call; *waits counts those that leave the
-  // module waiting for its timeout (a stall, a size field claiming more).
+  // Mutations the proxy logged since the last call, tallied by kind; *waits
+  // counts those that leave the module waiting for its timeout (a stall, a
+  // size field claiming more than was sent).
   int NewMutations(int* waits = nullptr);
   // on: the proxy mutates answers at `rate` (rate_ when negative).
   void SetRandom(bool on, double rate = -1);

@@ -76,6 +76,7 @@ grep -q "allocates none" "$WORK/random.err" || fail "the cause is not named: $(c
 grep -q "PIN counters" "$WORK/random.err" && fail "PIN counters blamed: $(cat "$WORK/random.err")"
 bus_proxy 17b 1 rc:98e
 out=$(TPMTOKEN_LOG=error "$H" random "$MODULE" 1 2>"$WORK/random.err") || fail "random helper: $(cat "$WORK/random.err")"
+grep -q "answered rc 0x98e" "$WORK/proxy.log" || fail "the proxy forged nothing"
 [ "${out%% *}" = 0x30 ] || fail "expected CKR_DEVICE_ERROR (0x30) for a forged AUTH_FAIL: $out $(cat "$WORK/random.err")"
 grep -q "owner_auth" "$WORK/random.err" && fail "owner_auth advised for TPM2_GetRandom: $(cat "$WORK/random.err")"
 grep -q "altered on the way" "$WORK/random.err" || fail "the cause is not named: $(cat "$WORK/random.err")"
