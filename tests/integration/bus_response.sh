@@ -52,15 +52,22 @@ grep -q "reading the user PIN counter" <<<"$out" || fail "the cause is not named
 grep -qi "locked\|C_InitToken\|C_InitPIN" <<<"$out" && fail "a locked PIN or a wipe advised: $out"
 pass "an altered PIN-counter answer: CKR_DEVICE_ERROR from C_GetTokenInfo, no 'locked', no wipe advised"
 
+# C_GenerateRandom (one byte, bus helper) with the first TPM2_GetRandom
+# answer altered by bus_proxy MODE; the proxy must log PROXY_LINE, and the
+# call must return CKR_DEVICE_ERROR (0x30). The module's lines: random.err.
+forged_random() {  # forged_random MODE PROXY_LINE
+  bus_proxy 17b 1 "$1"
+  out=$(TPMTOKEN_LOG=error "$H" random "$MODULE" 1 2>"$WORK/random.err") || fail "random helper: $(cat "$WORK/random.err")"
+  grep -q "$2" "$WORK/proxy.log" || fail "the proxy altered nothing ($1)"
+  [ "${out%% *}" = 0x30 ] || fail "expected CKR_DEVICE_ERROR (0x30) for $1: $out $(cat "$WORK/random.err")"
+}
+
 # A forged TPM_RC_POLICY_FAIL where no key policy applies (the answer to the
 # TPM2_GetRandom behind C_GenerateRandom): CKR_DEVICE_ERROR naming the
 # altered answer, never CKR_KEY_FUNCTION_NOT_PERMITTED (that code is only for
 # a PCR-bound key the TPM refused: integration/pcr_key.sh).
-bus_proxy 17b 1 rc:9d
-out=$(TPMTOKEN_LOG=error "$H" random "$MODULE" 1 2>"$WORK/random.err") || fail "random helper: $(cat "$WORK/random.err")"
-grep -q "answered rc 0x9d" "$WORK/proxy.log" || fail "the proxy forged nothing"
 # 0x30 is CKR_DEVICE_ERROR (0x68 would be CKR_KEY_FUNCTION_NOT_PERMITTED).
-[ "${out%% *}" = 0x30 ] || fail "expected CKR_DEVICE_ERROR (0x30): $out $(cat "$WORK/random.err")"
+forged_random rc:9d "answered rc 0x9d"
 grep -q "no key policy governs" "$WORK/random.err" || fail "the cause is not named: $(cat "$WORK/random.err")"
 pass "a forged 'policy check failed' for TPM2_GetRandom: CKR_DEVICE_ERROR, the altered answer named"
 
@@ -68,16 +75,10 @@ pass "a forged 'policy check failed' for TPM2_GetRandom: CKR_DEVICE_ERROR, the a
 # for a command that allocates none is an altered answer (CKR_DEVICE_ERROR),
 # not CKR_DEVICE_MEMORY with advice about PIN counters; 'authorization
 # failed' for a command the owner does not authorize advises no owner_auth.
-bus_proxy 17b 1 rc:14b
-out=$(TPMTOKEN_LOG=error "$H" random "$MODULE" 1 2>"$WORK/random.err") || fail "random helper: $(cat "$WORK/random.err")"
-grep -q "answered rc 0x14b" "$WORK/proxy.log" || fail "the proxy forged nothing"
-[ "${out%% *}" = 0x30 ] || fail "expected CKR_DEVICE_ERROR (0x30) for a forged NV_SPACE: $out $(cat "$WORK/random.err")"
+forged_random rc:14b "answered rc 0x14b"
 grep -q "allocates none" "$WORK/random.err" || fail "the cause is not named: $(cat "$WORK/random.err")"
 grep -q "PIN counters" "$WORK/random.err" && fail "PIN counters blamed: $(cat "$WORK/random.err")"
-bus_proxy 17b 1 rc:98e
-out=$(TPMTOKEN_LOG=error "$H" random "$MODULE" 1 2>"$WORK/random.err") || fail "random helper: $(cat "$WORK/random.err")"
-grep -q "answered rc 0x98e" "$WORK/proxy.log" || fail "the proxy forged nothing"
-[ "${out%% *}" = 0x30 ] || fail "expected CKR_DEVICE_ERROR (0x30) for a forged AUTH_FAIL: $out $(cat "$WORK/random.err")"
+forged_random rc:98e "answered rc 0x98e"
 grep -q "owner_auth" "$WORK/random.err" && fail "owner_auth advised for TPM2_GetRandom: $(cat "$WORK/random.err")"
 grep -q "altered on the way" "$WORK/random.err" || fail "the cause is not named: $(cat "$WORK/random.err")"
 pass "forged 'no NV space' and 'authorization failed' for TPM2_GetRandom: CKR_DEVICE_ERROR, no PIN-counter or owner_auth advice"
@@ -97,10 +98,7 @@ pass "a forged integrity failure of the store key's load: the pinned key named, 
 # A success whose tag was altered to "no sessions": its session area (and
 # HMAC) is gone. The module names a malformed answer, not tpm2-tss's
 # "called in the wrong order", which reads as a bug in the module.
-bus_proxy 17b 1 notag
-out=$(TPMTOKEN_LOG=error "$H" random "$MODULE" 1 2>"$WORK/random.err") || fail "random helper: $(cat "$WORK/random.err")"
-grep -q "tag 'no sessions'" "$WORK/proxy.log" || fail "the proxy altered nothing"
-[ "${out%% *}" = 0x30 ] || fail "expected CKR_DEVICE_ERROR (0x30) for an answer without its session area: $out $(cat "$WORK/random.err")"
+forged_random notag "tag 'no sessions'"
 grep -q "wrong order" "$WORK/random.err" && fail "reported as out of order: $(cat "$WORK/random.err")"
 grep -q "malformed" "$WORK/random.err" || fail "the cause is not named: $(cat "$WORK/random.err")"
 pass "an answer stripped of its session area: CKR_DEVICE_ERROR naming a malformed response"
