@@ -164,19 +164,29 @@ bool Tpm::RestorePrimary() {
   return true;
 }
 
+// The victim is the loaded key expected to be used last, from each key's
+// last reuse distance (a key used once so far is expected never), the least
+// recently used among equals. Recency alone (LRU) misses on every use when
+// more keys than slots are used in turn (five keys over three slots); this
+// keeps the keys of the loop that come back soonest, as an optimal cache
+// would, and still keeps a hot key over one seen once.
+Tpm::CachedKey* Tpm::KeyToEvict(bool in_use) {
+  CachedKey* victim = nullptr;
+  for (auto& k : keys_) {
+    if (!k->object.handle() || (!in_use && k == keys_.back())) continue;
+    if (!victim || k->NextUse() > victim->NextUse()) victim = k.get();  // ties: older first
+  }
+  return victim;
+}
+
 void Tpm::MakeRoomForObject(bool for_key) {
-  auto lru = [&]() -> CachedKey* {
-    for (auto& k : keys_)
-      if (k->object.handle()) return k.get();
-    return nullptr;
-  };
   auto loaded = [&] {
     return std::count_if(keys_.begin(), keys_.end(),
                          [](const auto& k) { return k->object.handle() != 0; });
   };
   if (has_rm_) {
     // The resource manager virtualizes slots; keep a working set.
-    while (loaded() > 31) lru()->object.Reset();
+    while (loaded() > 31) KeyToEvict(true)->object.Reset();
     return;
   }
   // A bare TPM (TPM2_PT_HR_TRANSIENT_MIN slots, three on a simulator): this
@@ -195,7 +205,7 @@ void Tpm::MakeRoomForObject(bool for_key) {
       spent_.erase(spent_.begin());  // a seal already used: a flush, no save
     } else if (from_context && primary) {
       EvictPrimary();
-    } else if (CachedKey* k = lru()) {
+    } else if (CachedKey* k = KeyToEvict(true)) {
       EvictKey(*k);
     } else {
       return;
@@ -214,6 +224,9 @@ Tpm::CachedKey& Tpm::LoadKey(const SealedBlob& key) {
     keys_.back()->id = id;
   }
   CachedKey& k = *keys_.back();
+  ++key_uses_;
+  if (k.last_use) k.reuse = key_uses_ - k.last_use;
+  k.last_use = key_uses_;
   flush_spent_ = !spent_.empty();
   if (k.object.handle()) return k;
   MakeRoomForObject(true);
@@ -293,12 +306,9 @@ bool Tpm::Recover(const TpmError& e, int round, bool* reloaded) {
 // reloads), and last this process's own key in use, session or primary.
 bool Tpm::Reclaim(bool sessions) {
   auto own_key = [&](bool in_use) {
-    for (auto& k : keys_)
-      if (k->object.handle() && (in_use || k != keys_.back())) {
-        EvictKey(*k);
-        return true;
-      }
-    return false;
+    CachedKey* k = KeyToEvict(in_use);
+    if (k) EvictKey(*k);
+    return k != nullptr;
   };
   if (!sessions && !spent_.empty()) {
     spent_.erase(spent_.begin());

@@ -408,6 +408,8 @@ class Tpm {
   // (TPM2_ContextSave) so the object comes back with TPM2_ContextLoad, which
   // is cheaper than TPM2_Load (no unwrap) and needs no primary.
   void EvictKey(CachedKey& key);
+  // The loaded key to evict (not the one in use unless in_use), or null.
+  CachedKey* KeyToEvict(bool in_use);
   void EvictPrimary();
   bool RestorePrimary();  // from its saved context; false when there is none
   void SyncHandles();     // drops handles the registry no longer says are ours
@@ -486,6 +488,7 @@ class Tpm {
   Bytes primary_x_, primary_y_;  // the storage primary's public point
   std::unique_ptr<FastSession> fast_;
   std::vector<std::unique_ptr<CachedKey>> keys_;  // most recently used last
+  uint64_t key_uses_ = 0;  // counts LoadKey calls: the cache's clock
   // Seals already unsealed, still loaded: flushed when an object needs the
   // slot, at the end of a turn that used a key, or with the rest (handles.cc).
   std::vector<TpmObject> spent_;
@@ -557,6 +560,11 @@ struct Tpm::CachedKey {
   std::string id;  // the key's public and private blobs
   TpmObject object;  // handle 0 while evicted
   std::unique_ptr<TPMS_CONTEXT> saved;  // once evicted on a bare TPM
+  uint64_t last_use = 0;  // key_uses_ at its last use
+  uint64_t reuse = 0;     // uses between its last two (0: used once so far)
+  // When it is expected next, from its last reuse distance (never, for a key
+  // used once): the key expected last leaves first.
+  uint64_t NextUse() const { return reuse ? last_use + reuse : UINT64_MAX; }
 };
 
 }  // namespace tpmtoken::tpm
