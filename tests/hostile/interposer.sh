@@ -27,6 +27,10 @@
 #  j  a lost or forged answer to the PIN counter's NV_DefineSpace (after the
 #     TPM defined it) during C_InitPIN: no NV index left behind once the
 #     store has been opened again
+#  k  a substituted storage primary while a process is running (its objects
+#     flushed behind its back, so it re-creates the primary): the call gets
+#     CKR_DEVICE_ERROR with the mismatch line, nothing is loaded under or
+#     salted to that key, and the process signs again once the bus is honest
 source "$(dirname "$0")/lib.sh"
 fixture_start
 proxy_start
@@ -378,6 +382,47 @@ for kind in drop rc:FAILURE rc:NV_DEFINED; do
     ok "j: $kind on NV_DefineSpace: no index left ($before PIN counters before, $have after; C_InitPIN rc=$rc)"
   fi
 done
+
+# ---- k: storage primary substituted under a running process
+if [ -n "${SIGNER:-}" ]; then
+  use k
+  direct init_token k 12345678 1234
+  direct p11 --token-label k --login --pin 1234 --keypairgen --key-type EC:prime256v1 --id 01 \
+    >/dev/null 2>&1 || bad k "keypairgen"
+  STOP_FILE="$WORK/k.stop" TPMTOKEN_LOG=info "$SIGNER" k 1234 0 01 >"$WORK/k.out" 2>"$WORK/k.err" &
+  signer=$!
+  CLEANUP_PIDS+=("$signer")
+  sleep 0.5
+  mark k
+  rules '[{"kind": "substitute_primary", "cc": "CreatePrimary", "count": 0}]'
+  # Its objects vanish (as when another program flushes them): the signer
+  # reloads its key, which needs the storage primary again.
+  tpm2_flushcontext -T "$DIRECT_TCTI" -t >/dev/null 2>&1 || true
+  sleep 1
+  mark "k honest"
+  rules '[]'
+  sleep 1
+  mark "k after"
+  sleep 0.5
+  touch "$WORK/k.stop"
+  wait "$signer" || true
+  window=$(since k | awk '/^# mark k honest$/ { exit } /^! .* substitute_primary unique point/ { f = 1; next } f && /^> / { print $3 }' | sort -u | tr '\n' ' ')
+  if ! since k | grep -q '^! .* substitute_primary unique point'; then
+    bad k "no CreatePrimary answer was substituted (the signer never re-created the primary)"
+  elif ! grep -q 'C_Sign.*: CKR 0x30$' "$WORK/k.err"; then
+    bad k "no call got CKR_DEVICE_ERROR: $(grep -m3 'CKR' "$WORK/k.err" | tr '\n' ' ')"
+  elif ! grep -q "does not match the one this store was made with" "$WORK/k.err"; then
+    bad k "CKR_DEVICE_ERROR without the mismatch line: $(grep -m3 -i 'error' "$WORK/k.err" | tr '\n' ' ')"
+  elif grep -q 'CKR 0x5$' "$WORK/k.err"; then
+    bad k "a call got CKR_GENERAL_ERROR: $(grep -m1 'CKR 0x5$' "$WORK/k.err")"
+  elif grep -qwE 'Load|StartAuthSession|Sign|Create' <<<"$window"; then
+    bad k "after a substituted answer the module sent: $window"
+  elif [ "$(since "k after" | awk '/^> / && $3 == "Sign"' | wc -l)" -eq 0 ]; then
+    bad k "no signature after the bus was honest again: $(tail -n 3 "$WORK/k.err" | tr '\n' ' ')"
+  else
+    ok "k: a primary substituted under a running process: CKR_DEVICE_ERROR with the mismatch line, commands sent meanwhile: $window; signing again once honest ($(tail -n 1 "$WORK/k.out"))"
+  fi
+fi
 
 if [ ${#FAILED[@]} -ne 0 ]; then
   echo "interposer: ${#FAILED[@]} check(s) failed: ${FAILED[*]} (bus log: KEEP_WORK=1 keeps $WORK)"
