@@ -99,6 +99,7 @@ Tpm::Turn::~Turn() {
     tpm_->flush_spent_ = false;
     tpm_->spent_.clear();
   }
+  tpm_->transport_->Release();  // a bare device goes back before the next turn
   if (tpm_->registry_) {
     try {
       tpm_->PublishHandles();

@@ -82,7 +82,7 @@ std::unique_ptr<Tpm> Tpm::Open(const std::string& tcti, const std::string& owner
   t->transport_ = Transport::Open(tcti, timeout_ms);
   t->sys_ = std::make_unique<SysContext>(t->transport_->tcti());
   t->owner_auth_ = Secret(View(owner_auth));
-  t->has_rm_ = !IsSimulatorTcti(tcti) && tcti.find("/dev/tpm0") == std::string::npos;
+  t->has_rm_ = !IsSimulatorTcti(tcti) && !t->transport_->bare_device();
   // Without a resource manager, processes share the TPM's slots (coord.h).
   if (!t->has_rm_) t->registry_ = Registry::Open(Registry::DefaultDir(), tcti);
   t->simulator_ = IsSimulatorTcti(tcti);

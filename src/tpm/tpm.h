@@ -41,6 +41,12 @@ struct TpmError : std::runtime_error {
   TSS2_RC base() const;
 };
 
+// A TPM device without a resource manager (/dev/tpm0) that another process
+// kept open for the whole TPM timeout: the kernel admits one opener.
+struct DeviceBusy : TpmError {
+  using TpmError::TpmError;
+};
+
 // A key bound to PCRs (CKA_TPMTOKEN_PCR_POLICY) that the TPM refused because
 // the boot state changed (TPM_RC_POLICY_FAIL on the key's own use): the one
 // place that code means "this key may not be used now" rather than a failure.

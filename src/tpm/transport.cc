@@ -1,5 +1,6 @@
 #include "tpm/transport.h"
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -69,6 +70,17 @@ void ParseSwtpm(const std::string& conf, std::string* host, std::string* port, s
   }
 }
 
+// The path of a TPM device without a resource manager ("device" alone is
+// tpm2-tss's /dev/tpm0; a /dev/tpmrm* device has the kernel's resource
+// manager and goes through tpm2-tss's device TCTI), or "".
+std::string BareDevicePath(const std::string& conf) {
+  if (conf != "device" && conf.rfind("device:", 0) != 0) return "";
+  const std::string path = conf.size() > 7 ? conf.substr(7) : "/dev/tpm0";
+  const size_t slash = path.rfind('/');
+  const std::string file = slash == std::string::npos ? path : path.substr(slash + 1);
+  return file.rfind("tpmrm", 0) == 0 ? "" : path;
+}
+
 }  // namespace
 
 std::unique_ptr<Transport> Transport::Open(const std::string& conf, int timeout_ms) {
@@ -77,6 +89,7 @@ std::unique_ptr<Transport> Transport::Open(const std::string& conf, int timeout_
   t->timeout_ms_ = timeout_ms;
   t->swtpm_ = conf == "swtpm" || conf.rfind("swtpm:", 0) == 0;
   if (t->swtpm_ && conf.size() > 6) ParseSwtpm(conf.substr(6), &t->host_, &t->port_, &t->path_);
+  t->device_ = BareDevicePath(conf);
   t->wrapper_ = std::make_unique<Wrapper>();
   std::memset(&t->wrapper_->common, 0, sizeof t->wrapper_->common);
   auto& v1 = t->wrapper_->common.v1;
@@ -111,6 +124,12 @@ void Transport::Connect() {
     if (rc != TSS2_RC_SUCCESS) throw TpmError("TCTI 'swtpm:" + conf_.substr(std::min<size_t>(6, conf_.size())) + "'", rc);
     return;
   }
+  if (!device_.empty()) {
+    // Opened and closed again at once: whether it can be opened is known
+    // now, and it stays free until this process's first turn.
+    close(OpenDevice());
+    return;
+  }
   TSS2_RC rc = Tss2_TctiLdr_Initialize(conf_.c_str(), &inner_);
   if (rc != TSS2_RC_SUCCESS) throw TpmError("TCTI '" + conf_ + "'", rc);
 }
@@ -118,6 +137,7 @@ void Transport::Connect() {
 void Transport::Disconnect() {
   if (sock_ >= 0) close(sock_);
   sock_ = -1;
+  Release();
   have_header_ = false;
   if (inner_) Tss2_TctiLdr_Finalize(&inner_);
   inner_ = nullptr;
@@ -148,7 +168,9 @@ TSS2_RC Transport::Transmit(size_t size, const uint8_t* cmd) {
     }
   }
   deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
-  const TSS2_RC rc = swtpm_ ? SwtpmTransmit(size, cmd) : Tss2_Tcti_Transmit(inner_, size, cmd);
+  const TSS2_RC rc = swtpm_             ? SwtpmTransmit(size, cmd)
+                     : !device_.empty() ? DeviceTransmit(size, cmd)
+                                        : Tss2_Tcti_Transmit(inner_, size, cmd);
   if (rc != TSS2_RC_SUCCESS) broken_ = true;
   // Sent: until an answer tpm2-tss accepts arrives, its context waits for one.
   interrupted_ = rc == TSS2_RC_SUCCESS;
@@ -160,6 +182,8 @@ TSS2_RC Transport::Receive(size_t* size, uint8_t* rsp, int32_t timeout) {
   TSS2_RC rc;
   if (swtpm_) {
     rc = SwtpmReceive(size, rsp);
+  } else if (!device_.empty()) {
+    rc = DeviceReceive(size, rsp);
   } else {
     // The caller's TSS2_TCTI_TIMEOUT_BLOCK (ESAPI and the system API's
     // one-call functions always block) becomes the configured deadline.
@@ -273,6 +297,95 @@ TSS2_RC Transport::SwtpmReceive(size_t* size, uint8_t* rsp) {
   close(sock_);
   sock_ = -1;
   have_header_ = false;
+  return TSS2_RC_SUCCESS;
+}
+
+int Transport::OpenDevice() {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
+  for (int pause_ms = 5;; pause_ms = std::min(pause_ms * 2, 200)) {
+    const int fd = open(device_.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
+    if (fd >= 0) return fd;
+    const int err = errno;
+    if (err == EINTR) continue;
+    if (err != EBUSY)
+      throw TpmError("TCTI 'device:" + device_ + "': cannot open it (" + std::strerror(err) + ")",
+                     TSS2_TCTI_RC_IO_ERROR);
+    if (std::chrono::steady_clock::now() >= until)
+      throw DeviceBusy("TCTI 'device:" + device_ + "': another process kept it open for " +
+                           std::to_string(timeout_ms_ / 1000) +
+                           " s (tpm_timeout); a TPM device without a resource manager admits one "
+                           "opener at a time: use /dev/tpmrm0 or tpm2-abrmd, or end that process",
+                       TSS2_TCTI_RC_IO_ERROR);
+    if (pause_ms == 5)
+      log::Info("waiting for ", device_, ": another process has it open (the TPM device admits ",
+                "one opener at a time)");
+    usleep(pause_ms * 1000);
+  }
+}
+
+// The end of a turn, or a failed exchange: the device goes back.
+void Transport::Release() {
+  if (dev_ >= 0) close(dev_);
+  dev_ = -1;
+  Wipe(dev_rsp_, sizeof dev_rsp_);
+  dev_rsp_len_ = 0;
+}
+
+// The kernel's TPM device takes a command in one write and answers it whole
+// to one read; a stand-in (a pseudo-terminal in the tests) may split either,
+// so both loop, within the deadline.
+TSS2_RC Transport::DeviceTransmit(size_t size, const uint8_t* cmd) {
+  if (dev_ < 0) {
+    try {
+      dev_ = OpenDevice();
+    } catch (const TpmError& e) {
+      log::Error(e.what());
+      return TSS2_TCTI_RC_IO_ERROR;
+    }
+  }
+  dev_rsp_len_ = 0;
+  for (size_t off = 0; off < size;) {
+    const ssize_t n = write(dev_, cmd + off, size - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return TSS2_TCTI_RC_IO_ERROR;
+    off += static_cast<size_t>(n);
+  }
+  return TSS2_RC_SUCCESS;
+}
+
+TSS2_RC Transport::DeviceReceive(size_t* size, uint8_t* rsp) {
+  if (dev_ < 0 || !size) return TSS2_TCTI_RC_BAD_SEQUENCE;
+  auto claimed = [&] {
+    return dev_rsp_len_ < 10 ? 0 : DecodeBe32(ByteView(dev_rsp_ + 2, 4));
+  };
+  while (dev_rsp_len_ < 10 || dev_rsp_len_ < claimed()) {
+    if (dev_rsp_len_ >= 10 && (claimed() < 10 || claimed() > sizeof dev_rsp_))
+      return TSS2_TCTI_RC_MALFORMED_RESPONSE;
+    pollfd p{dev_, POLLIN, 0};
+    const int ms = RemainingMs();
+    const int r = ms > 0 ? poll(&p, 1, ms) : 0;
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return TSS2_TCTI_RC_IO_ERROR;
+    const ssize_t got = read(dev_, dev_rsp_ + dev_rsp_len_, sizeof dev_rsp_ - dev_rsp_len_);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) return TSS2_TCTI_RC_IO_ERROR;
+    dev_rsp_len_ += static_cast<size_t>(got);
+  }
+  const uint32_t total = claimed();
+  if (total < 10 || total > sizeof dev_rsp_ || dev_rsp_len_ > total)
+    return TSS2_TCTI_RC_MALFORMED_RESPONSE;  // more than one answer
+  if (!rsp) {
+    *size = total;
+    return TSS2_RC_SUCCESS;
+  }
+  if (*size < total) {
+    *size = total;
+    return TSS2_TCTI_RC_INSUFFICIENT_BUFFER;
+  }
+  std::memcpy(rsp, dev_rsp_, total);
+  *size = total;
+  Wipe(dev_rsp_, total);
+  dev_rsp_len_ = 0;
   return TSS2_RC_SUCCESS;
 }
 

@@ -26,6 +26,13 @@ namespace tpmtoken::tpm {
 // commands over TCP or a Unix socket, one connection per command, as
 // tpm2-tss does). After a failed exchange the connection is re-made before
 // the next command; generation() counts those re-connections.
+// A TPM device without a resource manager ("device:/dev/tpm0", or any device
+// path but /dev/tpmrm*) admits one opener at a time, so it is spoken here
+// too: opened at the first command of a turn (waiting up to the timeout
+// while another process has it open) and closed at the turn's end
+// (Release), so processes that take turns through the registry (coord.h)
+// share it. The kernel flushes nothing at close on such a device: the
+// handles each process keeps stay loaded, as the registry expects.
 class Transport {
  public:
   static std::unique_ptr<Transport> Open(const std::string& conf, int timeout_ms);
@@ -44,6 +51,10 @@ class Transport {
   int timeout_ms() const { return timeout_ms_; }
   // Re-makes the connection now (throws TpmError when it cannot).
   void Reconnect();
+  // A TPM device without a resource manager (spoken directly, one opener).
+  bool bare_device() const { return !device_.empty(); }
+  // The end of a turn: a bare device is closed for the next process.
+  void Release();
 
   struct Wrapper;  // the TCTI structure tpm2-tss sees
   // TCTI entry points (called through the wrapper's function table).
@@ -56,6 +67,9 @@ class Transport {
   void Disconnect();
   TSS2_RC SwtpmTransmit(size_t size, const uint8_t* cmd);
   TSS2_RC SwtpmReceive(size_t* size, uint8_t* rsp);
+  int OpenDevice();  // waits while another process has it open; throws
+  TSS2_RC DeviceTransmit(size_t size, const uint8_t* cmd);
+  TSS2_RC DeviceReceive(size_t* size, uint8_t* rsp);
   int RemainingMs() const;
 
   std::unique_ptr<Wrapper> wrapper_;
@@ -67,6 +81,10 @@ class Transport {
   int sock_ = -1;                   // swtpm: this command's connection
   uint8_t header_[10] = {};         // swtpm: the response header, read first
   bool have_header_ = false;
+  std::string device_;              // a bare TPM device's path
+  int dev_ = -1;                    // open during a turn
+  uint8_t dev_rsp_[4096] = {};      // its response, read whole
+  size_t dev_rsp_len_ = 0;          // bytes of it received
   std::chrono::steady_clock::time_point deadline_;
   bool broken_ = false;
   bool interrupted_ = false;
