@@ -312,6 +312,10 @@ void Tpm::DefinePinCounter(uint32_t index, const crypto::PinAuth& pin, uint32_t 
       Check(policy->Execute(TPM2_CC_NV_Write, Concat(name, name), pin.nv.view(), false, false,
                             false, sys_.get()),
             "TPM2_NV_Write (PIN counter)");
+      // Before the policy session goes: its flush, at the end of this
+      // block, is a command of its own, and when its answer is lost the
+      // system API is no longer at the write's answer ("wrong order").
+      Check(Tss2_Sys_NV_Write_Complete(sys), "TPM2_NV_Write complete");
     } catch (const TpmError&) {
       fast_.reset();
       for (const Bytes& n : {name, PinCounterName(index)}) {
@@ -328,7 +332,6 @@ void Tpm::DefinePinCounter(uint32_t index, const crypto::PinAuth& pin, uint32_t 
       }
       throw;
     }
-    Check(Tss2_Sys_NV_Write_Complete(sys), "TPM2_NV_Write complete");
     return 0;
   });
 }

@@ -27,6 +27,9 @@
 #  j  a lost or forged answer to the PIN counter's NV_DefineSpace (after the
 #     TPM defined it) during C_InitPIN: no NV index left behind once the
 #     store has been opened again
+#  l  the answer to the flush of the policy session that wrote a new PIN
+#     counter is lost (C_InitPIN): the PIN is set, not "called in the wrong
+#     order" (the write's completion used to run after that flush)
 #  k  a substituted storage primary while a process is running (its objects
 #     flushed behind its back, so it re-creates the primary): the call gets
 #     CKR_DEVICE_ERROR with the mismatch line, nothing is loaded under or
@@ -382,6 +385,25 @@ for kind in drop rc:FAILURE rc:NV_DEFINED; do
     ok "j: $kind on NV_DefineSpace: no index left ($before PIN counters before, $have after; C_InitPIN rc=$rc)"
   fi
 done
+
+# ---- l: the flush after a PIN counter's first write loses its answer
+use l
+direct p11 --slot-index 0 --init-token --label l --so-pin 12345678 >/dev/null 2>&1 || bad l "init-token"
+mark l
+rules '[{"kind": "drop", "cc": "FlushContext", "after": "NV_Write"}]'
+out=$(p11 --token-label l --login --login-type so --so-pin 12345678 --init-pin --pin 1234 2>&1) && rc=0 || rc=$?
+rules '[]'
+if ! since l | grep -q '^! .* FlushContext drop'; then
+  bad l "no FlushContext answer after an NV_Write was dropped: $(since l | awk '/^> / { print $3 }' | tr '\n' ' ')"
+elif grep -q "wrong order" <<<"$out"; then
+  bad l "reported as out of order: $(grep "wrong order" <<<"$out")"
+elif [ "$rc" -ne 0 ]; then
+  bad l "C_InitPIN failed (rc=$rc): $out"
+elif ! logs_in l 1234; then
+  bad l "C_InitPIN succeeded but the new PIN does not log in"
+else
+  ok "l: the flush after a PIN counter's first write lost its answer: C_InitPIN succeeded and the PIN logs in"
+fi
 
 # ---- k: storage primary substituted under a running process
 if [ -n "${SIGNER:-}" ]; then

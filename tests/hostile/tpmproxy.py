@@ -12,6 +12,8 @@ Rules (a JSON list, or {"rules": [...], "random": {...}} in the control file):
     cc     match this command (name or number); absent: any
     index  match the N-th response (0-based) since the rules were loaded
     nth    match the N-th response (0-based) of this cc since then
+    after  match only the response to the command right after this one
+           (name or number), e.g. the flush that follows an NV_Write
     count  apply at most N times (default 1; 0 = always)
   kinds:
     flip           flip `bits` (default 1) random bits anywhere (the header too)
@@ -242,6 +244,7 @@ class Proxy:
         self.rng = random.Random()
         self.index = 0  # responses since the rules were (re)loaded
         self.total = 0
+        self.prev_cc = None
         self.per_cc = {}
         self.recorded = {}  # cc -> last response the TPM gave
         self.control_mtime = None
@@ -306,8 +309,11 @@ class Proxy:
         self.index += 1
         self.per_cc[cc] = nth + 1
         self.total += 1
+        prev, self.prev_cc = self.prev_cc, cc
         for r in self.rules:
             if r["cc"] is not None and r["cc"] != cc:
+                continue
+            if "after" in r and parse_cc(r["after"]) != prev:
                 continue
             if "index" in r and r["index"] != idx:
                 continue
