@@ -93,6 +93,16 @@ CK_RV Module::OpenRole(const Token& t, const RoleSeal& role, ByteView pin, Secre
     if (!da) {
       const tpm::PinCounter after = tpm_->ReadPinCounter(role.nv_index, role.seal);
       if (after.locked() && after.count == before.count) return CKR_PIN_LOCKED;
+      // A response code carries no HMAC, the count does (a verified read).
+      // Nothing resets a PIN_FAIL count but a new PIN (a new index): a wrong
+      // PIN the TPM really refused moved it past the value read before.
+      if (after.count <= before.count) {
+        log::Error("token ", t.rec.serial, ": the TPM answered 'wrong PIN', but the ",
+                   &role == &t.rec.so ? "SO" : "user", " PIN counter did not move (", after.count,
+                   " failed tries, as before): the answer was altered on the way, or the TPM is "
+                   "failing; no try was counted, try again");
+        return CKR_DEVICE_ERROR;
+      }
     }
     return CKR_PIN_INCORRECT;
   }

@@ -22,6 +22,11 @@
 #  h  a forged TPM_RC_LOCKOUT on each command of a C_Login with the correct
 #     PIN (PIN-counter NV_Read, Load, PolicySecret, Unseal): CKR_DEVICE_ERROR,
 #     never CKR_PIN_LOCKED; no PIN try used; the next login works
+#  m  a forged 'authorization failed' on the PIN check (PolicySecret) or the
+#     unseal during C_Login with the correct PIN: CKR_DEVICE_ERROR (for the
+#     PIN check: the PIN counter, read in a verified session, did not move;
+#     the unseal's authorization is the module's own), never
+#     CKR_PIN_INCORRECT; a truly wrong PIN still gets CKR_PIN_INCORRECT
 #  i  a forged error code on the store anchor's NV_Read: refused as an
 #     answer that could not be authenticated, not as a replaced index
 #  j  a lost or forged answer to the PIN counter's NV_DefineSpace (after the
@@ -335,6 +340,37 @@ for step in NV_Read Load:1 PolicySecret:0 Unseal:1; do
     ok "h: forged TPM_RC_LOCKOUT on $step during C_Login: CKR_DEVICE_ERROR, no try used"
   fi
 done
+
+# ---- m: a forged "wrong PIN": a PIN_FAIL counter only moves up (nothing
+# resets it but a new PIN), so a wrong PIN that did not move it is a forgery.
+use m
+direct init_token m 12345678 1234
+before=$(pin_counters)
+for step in PolicySecret:0 Unseal:1; do
+  cc=${step%:*}
+  mark "m $step"
+  rules "[{\"kind\": \"rc\", \"rc\": \"0x98e\", \"cc\": \"$cc\", \"nth\": ${step#*:}}]"
+  out=$(p11 --slot-index 0 --login --pin 1234 -O 2>&1) && rc=0 || rc=$?
+  rules '[]'
+  if ! since "m $step" | grep -q "^! .* $cc rc"; then
+    bad m "$step: no $cc answer was forged (the login did not reach it)"
+  elif grep -q CKR_PIN_INCORRECT <<<"$out"; then
+    bad m "$step: a forged 'authorization failed' made C_Login return CKR_PIN_INCORRECT for the correct PIN"
+  elif ! grep -q 'C_Login.*CKR_DEVICE_ERROR' <<<"$out"; then
+    bad m "$step: expected CKR_DEVICE_ERROR, got: $(grep -v '^tpmtoken' <<<"$out" | tail -n 2 | tr '\n' ' ')"
+  elif [ "$cc" = PolicySecret ] && ! grep -q "answered 'wrong PIN', but the user PIN counter did not move" <<<"$out"; then
+    bad m "$step: CKR_DEVICE_ERROR without the line naming the cause: $(grep '^tpmtoken' <<<"$out" | tr '\n' ' ')"
+  elif [ "$(pin_counters)" != "$before" ]; then
+    bad m "$step: a PIN try was used by the correct PIN ($(echo $before) -> $(echo $(pin_counters)))"
+  elif ! logs_in m 1234; then
+    bad m "$step: the correct PIN no longer logs in"
+  else
+    ok "m: forged 'authorization failed' on $step during C_Login: CKR_DEVICE_ERROR naming it, no try used"
+  fi
+done
+out=$(p11 --slot-index 0 --login --pin 9999 -O 2>&1) && bad m "a wrong PIN logged in"
+grep -q CKR_PIN_INCORRECT <<<"$out" && ok "m: a truly wrong PIN through the proxy: CKR_PIN_INCORRECT" ||
+  bad m "a truly wrong PIN: $(grep -v '^tpmtoken' <<<"$out" | tail -n 2 | tr '\n' ' ')"
 
 # ---- i: a forged error code on the store anchor's NV_Read (the first NV_Read
 # of C_Initialize) is an answer that could not be authenticated; the
