@@ -259,7 +259,21 @@ Secret Tpm::AesCrypt(const SealedBlob& key, ByteView auth, bool decrypt, TPM2_AL
             "TPM2_EncryptDecrypt2 prepare");
       Wipe(&data, sizeof data);
       const ResponseWipe wipe(*sys_);
-      RunFast(session, TPM2_CC_EncryptDecrypt2, k.object.name(), auth, true, "TPM2_EncryptDecrypt2", true);
+      try {
+        RunFast(session, TPM2_CC_EncryptDecrypt2, k.object.name(), auth, true,
+                "TPM2_EncryptDecrypt2", true);
+      } catch (const TpmError& e) {
+        // 'wrong mode' or 'not allowed' (which the caller reports as a key
+        // made without the use) carry no HMAC: believed only when the key's
+        // own public area, which the module made, says so.
+        const TSS2_RC base = e.base();
+        if ((base == TPM2_RC_MODE || base == TPM2_RC_ATTRIBUTES) && AesAllows(key, decrypt, mode))
+          throw TpmError(std::string(e.what()) +
+                             ": the key's own TPM object allows this direction and mode, so the "
+                             "answer was altered on the way, or the TPM is failing",
+                         TSS2_SYS_RC_MALFORMED_RESPONSE);
+        throw;
+      }
       auto result = std::make_unique<TPM2B_MAX_BUFFER>();
       TPM2B_IV iv_out{};
       Check(Tss2_Sys_EncryptDecrypt2_Complete(sys, result.get(), &iv_out),
@@ -283,6 +297,18 @@ TPM2_ALG_ID Tpm::AesModeOf(const SealedBlob& key) {
         "unmarshal key public");
   if (pub.publicArea.type != TPM2_ALG_SYMCIPHER) return TPM2_ALG_NULL;
   return pub.publicArea.parameters.symDetail.sym.mode.aes;
+}
+
+bool Tpm::AesAllows(const SealedBlob& key, bool decrypt, TPM2_ALG_ID mode) {
+  TPM2B_PUBLIC pub{};
+  size_t off = 0;
+  if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(key.pub.data(), key.pub.size(), &off, &pub) !=
+          TSS2_RC_SUCCESS ||
+      pub.publicArea.type != TPM2_ALG_SYMCIPHER)
+    return false;
+  const TPMA_OBJECT use = decrypt ? TPMA_OBJECT_DECRYPT : TPMA_OBJECT_SIGN_ENCRYPT;
+  const TPM2_ALG_ID fixed = pub.publicArea.parameters.symDetail.sym.mode.aes;
+  return (pub.publicArea.objectAttributes & use) != 0 && (fixed == TPM2_ALG_NULL || fixed == mode);
 }
 
 Secret Tpm::EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y) {

@@ -312,6 +312,8 @@ class Tpm {
   // The mode an AES key's object is fixed to (KeySpec::aes_mode), from its
   // public area; TPM2_ALG_NULL for keys made before or without one.
   static TPM2_ALG_ID AesModeOf(const SealedBlob& key);
+  // Whether the key's public area lets TPM2_EncryptDecrypt run this way.
+  static bool AesAllows(const SealedBlob& key, bool decrypt, TPM2_ALG_ID mode);
   // TPM2_ECDH_ZGen: the x-coordinate of d * peer (the shared secret Z),
   // padded to the curve's size; the response is encrypted in the session.
   Secret EcdhZ(const SealedBlob& key, ByteView auth, ByteView x, ByteView y);

@@ -35,6 +35,10 @@
 #  l  the answer to the flush of the policy session that wrote a new PIN
 #     counter is lost (C_InitPIN): the PIN is set, not "called in the wrong
 #     order" (the write's completion used to run after that flush)
+#  n  a forged 'wrong mode' or 'attribute not allowed' on an AES key's
+#     TPM2_EncryptDecrypt2: CKR_DEVICE_ERROR naming the altered answer (the
+#     key's own public area allows the use), not CKR_KEY_FUNCTION_NOT_PERMITTED
+#     with advice to make a new key
 #  k  a substituted storage primary while a process is running (its objects
 #     flushed behind its back, so it re-creates the primary): the call gets
 #     CKR_DEVICE_ERROR with the mismatch line, nothing is loaded under or
@@ -440,6 +444,31 @@ elif ! logs_in l 1234; then
 else
   ok "l: the flush after a PIN counter's first write lost its answer: C_InitPIN succeeded and the PIN logs in"
 fi
+
+# ---- n: forged refusals of an AES key's use
+use n
+direct init_token n 12345678 1234
+direct p11 --token-label n --login --pin 1234 --keygen --key-type AES:16 --id 03 --label aes \
+  >/dev/null 2>&1 || bad n "AES keygen"
+head -c 32 /dev/zero >"$WORK/n.plain"
+for code in 0x089:MODE 0x082:ATTRIBUTES; do
+  mark "n $code"
+  rules "[{\"kind\": \"rc\", \"rc\": \"${code%%:*}\", \"cc\": \"EncryptDecrypt2\", \"count\": 0}]"
+  out=$(p11 --token-label n --login --pin 1234 --encrypt -m AES-ECB --id 03 -i "$WORK/n.plain" \
+    -o "$WORK/n.enc" 2>&1) && rc=0 || rc=$?
+  rules '[]'
+  if ! since "n $code" | grep -q '^! .* EncryptDecrypt2 rc'; then
+    bad n "${code#*:}: no EncryptDecrypt2 answer was forged: $(tail -n 2 <<<"$out" | tr '\n' ' ')"
+  elif grep -q "KEY_FUNCTION_NOT_PERMITTED\|Make a new key" <<<"$out"; then
+    bad n "${code#*:}: a forged refusal blamed on the key: $(grep -m1 'KEY_FUNCTION\|new key' <<<"$out")"
+  elif ! grep -q "allows this direction and mode, so the answer was altered" <<<"$out"; then
+    bad n "${code#*:}: the altered answer is not named: $(tail -n 3 <<<"$out" | tr '\n' ' ')"
+  else
+    ok "n: a forged TPM_RC_${code#*:} on an AES key's EncryptDecrypt2: the altered answer named (rc=$rc), not the key"
+  fi
+done
+direct p11 --token-label n --login --pin 1234 --encrypt -m AES-ECB --id 03 -i "$WORK/n.plain" \
+  -o "$WORK/n.enc" >/dev/null 2>&1 || bad n "the key does not encrypt on an honest bus"
 
 # ---- k: storage primary substituted under a running process
 if [ -n "${SIGNER:-}" ]; then
