@@ -39,8 +39,8 @@
 #     TPM2_EncryptDecrypt2: CKR_DEVICE_ERROR naming the altered answer (the
 #     key's own public area allows the use), not CKR_KEY_FUNCTION_NOT_PERMITTED
 #     with advice to make a new key
-#  k  a substituted storage primary while a process is running (its objects
-#     flushed behind its back, so it re-creates the primary): the call gets
+#  k  a substituted storage primary while a process is running (the TPM
+#     restarted under it, so it re-creates the primary): the call gets
 #     CKR_DEVICE_ERROR with the mismatch line, nothing is loaded under or
 #     salted to that key, and the process signs again once the bus is honest
 source "$(dirname "$0")/lib.sh"
@@ -321,28 +321,38 @@ before=$(pin_counters)
 pin_rules=$(while read -r idx _; do
   printf '{"kind": "rc", "rc": "LOCKOUT", "cc": "NV_Read", "match": "%08x", "count": 0},' "$idx"
 done <<<"$before")
+# forged_login CHECK STEP RULES CODE FORBIDDEN [CAUSE]: a C_Login with the
+# correct PIN while the proxy applies RULES (forging CODE on STEP's command):
+# CKR_DEVICE_ERROR, never FORBIDDEN, CAUSE in the output when given, no PIN
+# try used (the counters in $before), and the PIN logs in afterwards.
+forged_login() {
+  local check=$1 step=$2 code=$4 forbidden=$5 cause=${6:-} cc=${2%:*} out
+  mark "$check $step"
+  rules "$3"
+  # (by slot: the token lookup reads the counters too, and would fail first)
+  out=$(p11 --slot-index 0 --login --pin 1234 -O 2>&1) || true
+  rules '[]'
+  if ! since "$check $step" | grep -q "^! .* $cc rc"; then
+    bad "$check" "$step: no $cc answer was forged (the login did not reach it)"
+  elif grep -q "$forbidden" <<<"$out"; then
+    bad "$check" "$step: a forged $code made C_Login return $forbidden for the correct PIN"
+  elif ! grep -q 'C_[A-Za-z]*.*CKR_DEVICE_ERROR' <<<"$out"; then
+    bad "$check" "$step: expected CKR_DEVICE_ERROR, got: $(grep -v '^tpmtoken' <<<"$out" | tail -n 2 | tr '\n' ' ')"
+  elif [ -n "$cause" ] && ! grep -q "$cause" <<<"$out"; then
+    bad "$check" "$step: CKR_DEVICE_ERROR without the line naming the cause: $(grep '^tpmtoken' <<<"$out" | tr '\n' ' ')"
+  elif [ "$(pin_counters)" != "$before" ]; then
+    bad "$check" "$step: a PIN try was used by the correct PIN ($(echo $before) -> $(echo $(pin_counters)))"
+  elif ! logs_in "$check" 1234; then
+    bad "$check" "$step: the correct PIN no longer logs in"
+  else
+    ok "$check: forged $code on $step during C_Login: CKR_DEVICE_ERROR${cause:+ naming it}, no try used"
+  fi
+}
 for step in NV_Read Load:1 PolicySecret:0 Unseal:1; do
   cc=${step%:*}
   if [ "$cc" = NV_Read ]; then r="[${pin_rules%,}]"
   else r="[{\"kind\": \"rc\", \"rc\": \"LOCKOUT\", \"cc\": \"$cc\", \"nth\": ${step#*:}}]"; fi
-  mark "h $step"
-  rules "$r"
-  # (by slot: the token lookup reads the counters too, and would fail first)
-  out=$(p11 --slot-index 0 --login --pin 1234 -O 2>&1) && rc=0 || rc=$?
-  rules '[]'
-  if ! since "h $step" | grep -q "^! .* $cc rc"; then
-    bad h "$step: no $cc answer was forged (the login did not reach it)"
-  elif grep -q CKR_PIN_LOCKED <<<"$out"; then
-    bad h "$step: a forged TPM_RC_LOCKOUT made C_Login return CKR_PIN_LOCKED for the correct PIN"
-  elif ! grep -q 'C_[A-Za-z]*.*CKR_DEVICE_ERROR' <<<"$out"; then
-    bad h "$step: expected CKR_DEVICE_ERROR, got: $(grep -v '^tpmtoken' <<<"$out" | tail -n 2 | tr '\n' ' ')"
-  elif [ "$(pin_counters)" != "$before" ]; then
-    bad h "$step: a PIN try was used by the correct PIN ($(echo $before) -> $(echo $(pin_counters)))"
-  elif ! logs_in h 1234; then
-    bad h "$step: the correct PIN no longer logs in"
-  else
-    ok "h: forged TPM_RC_LOCKOUT on $step during C_Login: CKR_DEVICE_ERROR, no try used"
-  fi
+  forged_login h "$step" "$r" TPM_RC_LOCKOUT CKR_PIN_LOCKED
 done
 
 # ---- m: a forged "wrong PIN": a PIN_FAIL counter only moves up (nothing
@@ -351,26 +361,10 @@ use m
 direct init_token m 12345678 1234
 before=$(pin_counters)
 for step in PolicySecret:0 Unseal:1; do
-  cc=${step%:*}
-  mark "m $step"
-  rules "[{\"kind\": \"rc\", \"rc\": \"0x98e\", \"cc\": \"$cc\", \"nth\": ${step#*:}}]"
-  out=$(p11 --slot-index 0 --login --pin 1234 -O 2>&1) && rc=0 || rc=$?
-  rules '[]'
-  if ! since "m $step" | grep -q "^! .* $cc rc"; then
-    bad m "$step: no $cc answer was forged (the login did not reach it)"
-  elif grep -q CKR_PIN_INCORRECT <<<"$out"; then
-    bad m "$step: a forged 'authorization failed' made C_Login return CKR_PIN_INCORRECT for the correct PIN"
-  elif ! grep -q 'C_Login.*CKR_DEVICE_ERROR' <<<"$out"; then
-    bad m "$step: expected CKR_DEVICE_ERROR, got: $(grep -v '^tpmtoken' <<<"$out" | tail -n 2 | tr '\n' ' ')"
-  elif [ "$cc" = PolicySecret ] && ! grep -q "answered 'wrong PIN', but the user PIN counter did not move" <<<"$out"; then
-    bad m "$step: CKR_DEVICE_ERROR without the line naming the cause: $(grep '^tpmtoken' <<<"$out" | tr '\n' ' ')"
-  elif [ "$(pin_counters)" != "$before" ]; then
-    bad m "$step: a PIN try was used by the correct PIN ($(echo $before) -> $(echo $(pin_counters)))"
-  elif ! logs_in m 1234; then
-    bad m "$step: the correct PIN no longer logs in"
-  else
-    ok "m: forged 'authorization failed' on $step during C_Login: CKR_DEVICE_ERROR naming it, no try used"
-  fi
+  cause=""
+  [ "${step%:*}" = PolicySecret ] && cause="answered 'wrong PIN', but the user PIN counter did not move"
+  forged_login m "$step" "[{\"kind\": \"rc\", \"rc\": \"0x98e\", \"cc\": \"${step%:*}\", \"nth\": ${step#*:}}]" \
+    "'authorization failed'" CKR_PIN_INCORRECT "$cause"
 done
 out=$(p11 --slot-index 0 --login --pin 9999 -O 2>&1) && bad m "a wrong PIN logged in"
 grep -q CKR_PIN_INCORRECT <<<"$out" && ok "m: a truly wrong PIN through the proxy: CKR_PIN_INCORRECT" ||
@@ -472,6 +466,9 @@ direct p11 --token-label n --login --pin 1234 --encrypt -m AES-ECB --id 03 -i "$
 
 # ---- k: storage primary substituted under a running process
 if [ -n "${SIGNER:-}" ]; then
+  # A store on the module's own primary: the TCG SRK that check a persisted
+  # would be used instead (its point is recorded: nothing to substitute).
+  tpm2_evictcontrol -T "$DIRECT_TCTI" -C o -c 0x81000001 >/dev/null 2>&1 || true
   use k
   direct init_token k 12345678 1234
   direct p11 --token-label k --login --pin 1234 --keypairgen --key-type EC:prime256v1 --id 01 \
@@ -482,9 +479,12 @@ if [ -n "${SIGNER:-}" ]; then
   sleep 0.5
   mark k
   rules '[{"kind": "substitute_primary", "cc": "CreatePrimary", "count": 0}]'
-  # Its objects vanish (as when another program flushes them): the signer
-  # reloads its key, which needs the storage primary again.
-  tpm2_flushcontext -T "$DIRECT_TCTI" -t >/dev/null 2>&1 || true
+  # The TPM restarts under it (power cycle on swtpm's control port, then
+  # TPM2_Startup): its objects, sessions and saved contexts are gone, so the
+  # signer re-creates the storage primary to reload its key.
+  port=${DIRECT_TCTI##*port=}
+  swtpm_ioctl --tcp "127.0.0.1:$((port + 1))" -i >/dev/null 2>&1 || bad k "swtpm_ioctl -i"
+  tpm2_startup -T "$DIRECT_TCTI" -c >/dev/null 2>&1 || true
   sleep 1
   mark "k honest"
   rules '[]'
