@@ -145,6 +145,7 @@ CK_RV Campaign::Ensure() {
   if (rv == CKR_OK && info.state != CKS_RW_USER_FUNCTIONS) {
     rv = f_->C_Login(s_, CKU_USER, (CK_UTF8CHAR_PTR)kPins[pin_], 4);
     ++outcomes_["login:" + CkrName(rv)];
+    if (rv == CKR_PIN_INCORRECT) std::printf("PIN_INCORRECT for the correct PIN from re-open\n");
     if (rv == CKR_USER_ALREADY_LOGGED_IN) rv = CKR_OK;
   }
   if (lower) {

@@ -50,7 +50,7 @@ grep -v '^$' "$WORK/campaign.out" | tail -n 40
 grep '^HANG' "$WORK/campaign.out" || true
 # CKR_GENERAL_ERROR means an exception the module did not map: the module's
 # line just above names it.
-grep -B2 '^GENERAL_ERROR' "$WORK/campaign.out" || true
+grep -B2 '^GENERAL_ERROR\|^PIN_INCORRECT for the correct PIN' "$WORK/campaign.out" || true
 if [ "$rc" -gt 128 ]; then
   fail "the campaign process died of signal $((rc - 128)) (a memory error in the module it loaded); seed $CAMPAIGN_SEED; the last mutations: $(tail -n 3 "$PROXY_MUTATIONS" | tr '\n' ' ')"
 fi
@@ -62,6 +62,12 @@ fi
 # by an answer that never came, or a malformed answer passed on as is.
 if grep -q "called in the wrong order" "$WORK/campaign.out"; then
   fail "a TPM call failed as 'called in the wrong order' (a context left mid-command, or a malformed answer misreported): $(grep -m3 -B2 "called in the wrong order" "$WORK/campaign.out" | tr '\n' ' ')"
+fi
+
+# An exception the module did not map, or a correct PIN called wrong (a
+# forged code believed): each line names the operation.
+if grep -q '^GENERAL_ERROR from\|^PIN_INCORRECT for the correct PIN' "$WORK/campaign.out"; then
+  fail "misreported outcomes: $(grep -B1 '^GENERAL_ERROR from\|^PIN_INCORRECT for the correct PIN' "$WORK/campaign.out" | head -n 6 | tr '\n' ' ')"
 fi
 
 deliberate=$(sed -n 's/.*deliberate_wrong_tries=\([0-9]*\).*/\1/p' "$WORK/campaign.out")

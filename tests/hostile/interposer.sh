@@ -473,10 +473,16 @@ if [ -n "${SIGNER:-}" ]; then
   direct init_token k 12345678 1234
   direct p11 --token-label k --login --pin 1234 --keypairgen --key-type EC:prime256v1 --id 01 \
     >/dev/null 2>&1 || bad k "keypairgen"
+  mark "k start"
   STOP_FILE="$WORK/k.stop" TPMTOKEN_LOG=info "$SIGNER" k 1234 0 01 >"$WORK/k.out" 2>"$WORK/k.err" &
   signer=$!
   CLEANUP_PIDS+=("$signer")
-  sleep 0.5
+  # Signing before the TPM restarts (a restart during its login fails the
+  # login, and the signer stops; slow under ASan).
+  for _ in $(seq 100); do
+    since "k start" | awk '/^> / && $3 == "Sign" { f = 1 } END { exit !f }' && break
+    sleep 0.1
+  done
   mark k
   rules '[{"kind": "substitute_primary", "cc": "CreatePrimary", "count": 0}]'
   # The TPM restarts under it (power cycle on swtpm's control port, then

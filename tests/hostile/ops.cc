@@ -156,12 +156,14 @@ CK_RV Campaign::Op(int which, std::string* name) {
       *name = "login";
       f_->C_Logout(s_);
       rv = f_->C_Login(s_, CKU_USER, (CK_UTF8CHAR_PTR)kPins[pin_], 4);
+      if (rv == CKR_PIN_INCORRECT) std::printf("PIN_INCORRECT for the correct PIN from login\n");
       break;
     }
     case 10: {
       *name = "setpin";
       const int next = 1 - pin_;
       rv = f_->C_SetPIN(s_, (CK_UTF8CHAR_PTR)kPins[pin_], 4, (CK_UTF8CHAR_PTR)kPins[next], 4);
+      if (rv == CKR_PIN_INCORRECT) std::printf("PIN_INCORRECT for the correct PIN from setpin\n");
       if (rv == CKR_OK) {
         pin_ = next;
         break;

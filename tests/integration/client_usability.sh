@@ -88,11 +88,13 @@ grep -q "^tpmtoken: cannot reach the TPM through 'device:/nonexistent'.*(set TPM
 out=$(TPMTOKEN_TCTI=device:/nonexistent p11 -L 2>&1) && fail "the module initialized without a TPM"
 grep -q 'ERROR:tcti' <<<"$out" && fail "tpm2-tss logged through the module: $out"
 grep -q "cannot reach the TPM through 'device:/nonexistent'" <<<"$out" || fail "the module's line: $out"
-TPMTOKEN_LOG=debug TPMTOKEN_TCTI=device:/nonexistent expect_exit 5 "$T" status
-grep -q 'ERROR:tcti:.*Failed to open specified TCTI device file /nonexistent' "$WORK/err" \
+# (A resource manager's device goes through tpm2-tss's device TCTI; a bare
+# device such as /nonexistent is spoken by the module itself.)
+TPMTOKEN_LOG=debug TPMTOKEN_TCTI=device:/nonexistent/tpmrm0 expect_exit 5 "$T" status
+grep -q 'ERROR:tcti:.*Failed to open specified TCTI device file /nonexistent/tpmrm0' "$WORK/err" \
   || fail "TPMTOKEN_LOG=debug hides tpm2-tss: $(cat "$WORK/err")"
-TSS2_LOG=tcti+error TPMTOKEN_TCTI=device:/nonexistent expect_exit 5 "$T" status
-grep -q 'ERROR:tcti:.*Failed to open specified TCTI device file /nonexistent' "$WORK/err" \
+TSS2_LOG=tcti+error TPMTOKEN_TCTI=device:/nonexistent/tpmrm0 expect_exit 5 "$T" status
+grep -q 'ERROR:tcti:.*Failed to open specified TCTI device file /nonexistent/tpmrm0' "$WORK/err" \
   || fail "the user's TSS2_LOG was overridden: $(cat "$WORK/err")"
 "$T" pin unlock --token device --so-pin-file "$WORK/so" --new-pin-file "$WORK/pin" >/dev/null 2>&1 || fail "pin unlock"
 pass "tpm2-tss silent by default; on with TPMTOKEN_LOG=debug or the user's TSS2_LOG"
