@@ -342,6 +342,8 @@ TSS2_RC Transport::DeviceTransmit(size_t size, const uint8_t* cmd) {
       log::Error(e.what());
       return TSS2_TCTI_RC_IO_ERROR;
     }
+    // The wait for the device is not the command's: its timeout starts now.
+    deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
   }
   dev_rsp_len_ = 0;
   for (size_t off = 0; off < size;) {
