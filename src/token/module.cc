@@ -64,9 +64,6 @@ std::unique_ptr<Module> Module::Create(OpenMode mode) {
   try {
     m->tpm_ = tpm::Tpm::Open(m->cfg_.tcti, m->cfg_.owner_auth, m->cfg_.primary_handle,
                              static_cast<int>(m->cfg_.tpm_timeout * 1000));
-  } catch (const tpm::DeviceBusy& e) {
-    // Its line names the cause and the fix; the hints below would not.
-    throw std::runtime_error("cannot reach the TPM: " + std::string(e.what()));
   } catch (const tpm::TpmError& e) {
     // A device this user may not open: name its group (tss on Debian).
     const std::string& tcti = m->cfg_.tcti;

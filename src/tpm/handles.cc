@@ -166,8 +166,8 @@ bool Tpm::RestorePrimary() {
 }
 
 // The victim is the loaded key expected to be used last, from each key's
-// last reuse distance (a key used once so far is expected never), the least
-// recently used among equals. Recency alone (LRU) misses on every use when
+// last reuse distance (a key used once so far, or one whose expected use has
+// passed, is expected never), the least recently used among equals. Recency alone (LRU) misses on every use when
 // more keys than slots are used in turn (five keys over three slots); this
 // keeps the keys of the loop that come back soonest, as an optimal cache
 // would, and still keeps a hot key over one seen once.
@@ -175,7 +175,8 @@ Tpm::CachedKey* Tpm::KeyToEvict(bool in_use) {
   CachedKey* victim = nullptr;
   for (auto& k : keys_) {
     if (!k->object.handle() || (!in_use && k == keys_.back())) continue;
-    if (!victim || k->NextUse() > victim->NextUse()) victim = k.get();  // ties: older first
+    if (!victim || k->NextUse(key_uses_) > victim->NextUse(key_uses_))
+      victim = k.get();  // ties: the least recently used
   }
   return victim;
 }
@@ -225,9 +226,13 @@ Tpm::CachedKey& Tpm::LoadKey(const SealedBlob& key) {
     keys_.back()->id = id;
   }
   CachedKey& k = *keys_.back();
-  ++key_uses_;
-  if (k.last_use) k.reuse = key_uses_ - k.last_use;
-  k.last_use = key_uses_;
+  // The clock counts switches between keys: the same key again (the chunks
+  // of one AES operation, a retry, a run of signatures) is one use.
+  if (k.last_use == 0 || k.last_use != key_uses_) {
+    ++key_uses_;
+    if (k.last_use) k.reuse = key_uses_ - k.last_use;
+    k.last_use = key_uses_;
+  }
   flush_spent_ = !spent_.empty();
   if (k.object.handle()) return k;
   MakeRoomForObject(true);

@@ -41,12 +41,6 @@ struct TpmError : std::runtime_error {
   TSS2_RC base() const;
 };
 
-// A TPM device without a resource manager (/dev/tpm0) that another process
-// kept open for the whole TPM timeout: the kernel admits one opener.
-struct DeviceBusy : TpmError {
-  using TpmError::TpmError;
-};
-
 // A key bound to PCRs (CKA_TPMTOKEN_PCR_POLICY) that the TPM refused because
 // the boot state changed (TPM_RC_POLICY_FAIL on the key's own use): the one
 // place that code means "this key may not be used now" rather than a failure.
@@ -570,9 +564,12 @@ struct Tpm::CachedKey {
   std::unique_ptr<TPMS_CONTEXT> saved;  // once evicted on a bare TPM
   uint64_t last_use = 0;  // key_uses_ at its last use
   uint64_t reuse = 0;     // uses between its last two (0: used once so far)
-  // When it is expected next, from its last reuse distance (never, for a key
-  // used once): the key expected last leaves first.
-  uint64_t NextUse() const { return reuse ? last_use + reuse : UINT64_MAX; }
+  // When it is expected next, from its last reuse distance: never for a key
+  // used once so far, or one whose expected use has passed (the process
+  // moved on to other keys). The key expected last leaves first.
+  uint64_t NextUse(uint64_t now) const {
+    return reuse && last_use + reuse >= now ? last_use + reuse : UINT64_MAX;
+  }
 };
 
 }  // namespace tpmtoken::tpm

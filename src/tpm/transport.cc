@@ -70,15 +70,26 @@ void ParseSwtpm(const std::string& conf, std::string* host, std::string* port, s
   }
 }
 
-// The path of a TPM device without a resource manager ("device" alone is
-// tpm2-tss's /dev/tpm0; a /dev/tpmrm* device has the kernel's resource
-// manager and goes through tpm2-tss's device TCTI), or "".
+// The path of a TPM device without a resource manager, or "": tpm2-tss's
+// device TCTI by any of its names ("device", "tcti-device",
+// "libtss2-tcti-device.so[.0]"), alone (its default, /dev/tpm0) or with a
+// path; a /dev/tpmrm* device has the kernel's resource manager and goes
+// through tpm2-tss's device TCTI.
 std::string BareDevicePath(const std::string& conf) {
-  if (conf != "device" && conf.rfind("device:", 0) != 0) return "";
-  const std::string path = conf.size() > 7 ? conf.substr(7) : "/dev/tpm0";
+  const size_t colon = conf.find(':');
+  const std::string name = conf.substr(0, colon);
+  if (name != "device" && name != "tcti-device" && name.rfind("libtss2-tcti-device.so", 0) != 0)
+    return "";
+  const std::string path =
+      colon == std::string::npos || colon + 1 == conf.size() ? "/dev/tpm0" : conf.substr(colon + 1);
   const size_t slash = path.rfind('/');
   const std::string file = slash == std::string::npos ? path : path.substr(slash + 1);
   return file.rfind("tpmrm", 0) == 0 ? "" : path;
+}
+
+TpmError CannotOpen(const std::string& device, int err) {
+  return TpmError("TCTI 'device:" + device + "': cannot open it (" + std::strerror(err) + ")",
+                  TSS2_TCTI_RC_IO_ERROR);
 }
 
 }  // namespace
@@ -125,9 +136,15 @@ void Transport::Connect() {
     return;
   }
   if (!device_.empty()) {
-    // Opened and closed again at once: whether it can be opened is known
-    // now, and it stays free until this process's first turn.
-    close(OpenDevice());
+    // Whether it exists and may be opened is known now; held by another
+    // process (EBUSY) it exists: the wait is the first turn's, under the
+    // registry's lock, where no other tpmtoken process holds it. (Waiting
+    // here, outside that lock, a process could starve while others take
+    // turns back to back.) It stays closed until this process's first turn.
+    const int fd = open(device_.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
+    if (fd >= 0) close(fd);
+    else if (errno != EBUSY)
+      throw CannotOpen(device_, errno);
     return;
   }
   TSS2_RC rc = Tss2_TctiLdr_Initialize(conf_.c_str(), &inner_);
@@ -307,11 +324,9 @@ int Transport::OpenDevice() {
     if (fd >= 0) return fd;
     const int err = errno;
     if (err == EINTR) continue;
-    if (err != EBUSY)
-      throw TpmError("TCTI 'device:" + device_ + "': cannot open it (" + std::strerror(err) + ")",
-                     TSS2_TCTI_RC_IO_ERROR);
+    if (err != EBUSY) throw CannotOpen(device_, err);
     if (std::chrono::steady_clock::now() >= until)
-      throw DeviceBusy("TCTI 'device:" + device_ + "': another process kept it open for " +
+      throw TpmError("TCTI 'device:" + device_ + "': another process kept it open for " +
                            std::to_string(timeout_ms_ / 1000) +
                            " s (tpm_timeout); a TPM device without a resource manager admits one "
                            "opener at a time: use /dev/tpmrm0 or tpm2-abrmd, or end that process",

@@ -152,7 +152,10 @@ CK_RV Campaign::Ensure() {
     seconds_["recover"] += std::chrono::duration<double>(Clock::now() - t0).count();
     SetRandom(true);
   }
-  return rv == CKR_OK ? FindKeys() : rv;
+  if (rv == CKR_OK) rv = FindKeys();
+  // (The operations print theirs in the loop.)
+  if (rv == CKR_GENERAL_ERROR) std::printf("GENERAL_ERROR from re-open\n");
+  return rv;
 }
 bool Campaign::Honest() {
   SetRandom(false);

@@ -479,10 +479,9 @@ if [ -n "${SIGNER:-}" ]; then
   CLEANUP_PIDS+=("$signer")
   # Signing before the TPM restarts (a restart during its login fails the
   # login, and the signer stops; slow under ASan).
-  for _ in $(seq 100); do
-    since "k start" | awk '/^> / && $3 == "Sign" { f = 1 } END { exit !f }' && break
-    sleep 0.1
-  done
+  signs_since() { since "$1" | awk '/^> / && $3 == "Sign" { f = 1 } END { exit !f }'; }
+  for _ in $(seq 200); do signs_since "k start" && break; sleep 0.1; done
+  signs_since "k start" || bad k "the signer did not sign within 20 s: $(head -n 3 "$WORK/k.err" | tr '\n' ' ')"
   mark k
   rules '[{"kind": "substitute_primary", "cc": "CreatePrimary", "count": 0}]'
   # The TPM restarts under it (power cycle on swtpm's control port, then
@@ -496,7 +495,7 @@ if [ -n "${SIGNER:-}" ]; then
   rules '[]'
   sleep 1
   mark "k after"
-  sleep 0.5
+  for _ in $(seq 100); do signs_since "k after" && break; sleep 0.1; done
   touch "$WORK/k.stop"
   wait "$signer" || true
   window=$(since k | awk '/^# mark k honest$/ { exit } /^! .* substitute_primary unique point/ { f = 1; next } f && /^> / { print $3 }' | sort -u | tr '\n' ' ')
@@ -510,7 +509,7 @@ if [ -n "${SIGNER:-}" ]; then
     bad k "a call got CKR_GENERAL_ERROR: $(grep -m1 'CKR 0x5$' "$WORK/k.err")"
   elif grep -qwE 'Load|StartAuthSession|Sign|Create' <<<"$window"; then
     bad k "after a substituted answer the module sent: $window"
-  elif [ "$(since "k after" | awk '/^> / && $3 == "Sign"' | wc -l)" -eq 0 ]; then
+  elif ! signs_since "k after"; then
     bad k "no signature after the bus was honest again: $(tail -n 3 "$WORK/k.err" | tr '\n' ' ')"
   else
     ok "k: a primary substituted under a running process: CKR_DEVICE_ERROR with the mismatch line, commands sent meanwhile: $window; signing again once honest ($(tail -n 1 "$WORK/k.out"))"

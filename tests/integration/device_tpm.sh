@@ -85,7 +85,10 @@ python3 "$PTY_TPM" overlap 1.5 "$DEV" "$a" "$b" >"$WORK/overlap" 2>&1 || true
 touch "$STOP_FILE"
 wait "$a" || fail "signer a: $(cat "$WORK/a.out") $(head -n 5 "$WORK/a.err")"
 wait "$b" || fail "signer b: $(cat "$WORK/b.out") $(head -n 5 "$WORK/b.err")"
-signed=$(( $(awk '{ print $2 }' "$WORK/a.out") + $(awk '{ print $2 }' "$WORK/b.out") ))
+signed_a=$(awk '{ print $2 }' "$WORK/a.out") signed_b=$(awk '{ print $2 }' "$WORK/b.out")
+[ "${signed_a:-0}" -gt 0 ] && [ "${signed_b:-0}" -gt 0 ] ||
+  fail "a signer did not sign (a: $(cat "$WORK/a.out"), b: $(cat "$WORK/b.out"))"
+signed=$((signed_a + signed_b))
 read -r _ n _ open_a _ open_b _ both <"$WORK/overlap" || fail "sampler: $(cat "$WORK/overlap")"
 [ "$((open_a + open_b))" -gt 0 ] || fail "the sampler never saw the device open ($(cat "$WORK/overlap"))"
 # A process that kept the device open would overlap the other in most

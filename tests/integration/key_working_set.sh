@@ -8,7 +8,8 @@
 # KeyToEvict) evicts the key expected to come back last and keeps the ones
 # due soonest, so about half the signatures need a reload (the optimum for a
 # loop of five over three slots). A hot key used between once-used keys stays
-# loaded.
+# loaded, and keys the process stopped using leave before the ones it uses
+# now.
 source "$(dirname "$0")/../hostile/lib.sh"
 swtpm_only "it counts the slots of a TPM without a resource manager"
 fixture_start
@@ -16,7 +17,7 @@ proxy_start
 export TPMTOKEN_RUN_DIR="$WORK/run"
 SIGNER=${SIGNER:?SIGNER must name the signer test client}
 init_token keys 12345678 1234
-for id in 01 02 03 04 05; do
+for id in 01 02 03 04 05 06 07; do
   p11 --token-label keys --login --pin 1234 --keypairgen --key-type EC:prime256v1 --id "$id" \
     >"$WORK/last" 2>&1 || fail "keypairgen $id: $(tail -n 3 "$WORK/last")"
 done
@@ -65,3 +66,19 @@ reloads hot 8 01 02 01 03 01 04 01 05
 extra=$((LOADS - base - 5))
 [ "$extra" -eq 0 ] || fail "a hot key between once-used keys: $extra reloads (none expected)"
 pass "a hot key between once-used keys: no reload"
+
+# The process moves on: five keys in turn four times, then two other keys in
+# turn. The loop's keys, no longer used, leave first once their expected use
+# has passed; the new pair then stays (a prediction that never expires would
+# keep the old loop's keys and reload the pair on every use: 40 loads).
+phase1=$(for _ in 1 2 3 4; do printf '01 02 03 04 05 '; done)
+phase2=$(for _ in $(seq 20); do printf '06 07 '; done)
+# shellcheck disable=SC2086
+reloads phase1 20 $phase1
+first=$LOADS
+# shellcheck disable=SC2086
+reloads phases 60 $phase1 $phase2
+second=$((LOADS - first))
+[ "$second" -le 6 ] ||
+  fail "two new keys after a loop of five: $second loads for their 40 signatures (at most 6 expected)"
+pass "two new keys after a loop of five: $second loads for their 40 signatures (2 first loads)"
