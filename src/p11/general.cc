@@ -17,7 +17,7 @@ std::mutex g_init_mu;
 Module* g_module = nullptr;  // owned; deliberately leaked in a forked child
 pid_t g_pid = 0;
 
-TicketLock g_os_lock;  // fair: callers in arrival order (issue 10, item 5)
+FifoLock g_os_lock;  // fair: callers in arrival order (issue 10, item 5)
 CK_C_INITIALIZE_ARGS g_app_lock{};
 void* g_app_mutex = nullptr;
 

@@ -167,10 +167,11 @@ bool Tpm::RestorePrimary() {
 
 // The victim is the loaded key expected to be used last, from each key's
 // last reuse distance (a key used once so far, or one whose expected use has
-// passed, is expected never), the least recently used among equals. Recency alone (LRU) misses on every use when
-// more keys than slots are used in turn (five keys over three slots); this
-// keeps the keys of the loop that come back soonest, as an optimal cache
-// would, and still keeps a hot key over one seen once.
+// passed, is expected never), the least recently used among equals. Recency
+// alone (LRU) misses on every use when more keys than slots are used in turn
+// (five keys over three slots); this keeps the keys of the loop that come
+// back soonest, as an optimal cache would, and still keeps a hot key over
+// one seen once.
 Tpm::CachedKey* Tpm::KeyToEvict(bool in_use) {
   CachedKey* victim = nullptr;
   for (auto& k : keys_) {

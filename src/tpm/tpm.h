@@ -456,7 +456,7 @@ class Tpm {
   template <typename Fn>
   auto Retry(Fn&& fn);
 
-  TicketLock turn_;
+  FifoLock turn_;
   std::unique_ptr<Registry> registry_;  // bare TPM only
   size_t object_slots_ = 3;             // TPM2_PT_HR_TRANSIENT_MIN
   std::unique_ptr<TPMS_CONTEXT> primary_saved_;
@@ -490,7 +490,7 @@ class Tpm {
   Bytes primary_x_, primary_y_;  // the storage primary's public point
   std::unique_ptr<FastSession> fast_;
   std::vector<std::unique_ptr<CachedKey>> keys_;  // most recently used last
-  uint64_t key_uses_ = 0;  // counts LoadKey calls: the cache's clock
+  uint64_t key_uses_ = 0;  // the cache's clock: switches between keys
   // Seals already unsealed, still loaded: flushed when an object needs the
   // slot, at the end of a turn that used a key, or with the rest (handles.cc).
   std::vector<TpmObject> spent_;

@@ -342,7 +342,9 @@ int Transport::OpenDevice() {
 void Transport::Release() {
   if (dev_ >= 0) close(dev_);
   dev_ = -1;
-  Wipe(dev_rsp_, sizeof dev_rsp_);
+  // Only what an unfinished exchange left (a delivered answer is wiped then):
+  // every turn ends here, on any transport.
+  Wipe(dev_rsp_, dev_rsp_len_);
   dev_rsp_len_ = 0;
 }
 

@@ -13,7 +13,7 @@ namespace tpmtoken {
 // and wakes that thread alone. (Waking every waiter to compare tickets, on
 // two cores with eight threads, made the next owner wait behind the others'
 // wake-ups: the tail of the latencies grew.)
-class TicketLock {
+class FifoLock {
  public:
   void lock() {
     std::unique_lock l(mu_);
