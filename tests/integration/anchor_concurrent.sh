@@ -4,7 +4,11 @@
 # process deletes between a listing and its read is gone, not tampered: no
 # "fails authentication" line. Destroys move the anchor counter while other
 # processes open the store: no open may see the store and the counter out of
-# step ("older than" / "ahead of").
+# step ("older than" / "ahead of"). A listing that meets an object another
+# worker destroyed after C_FindObjects gets CKR_OBJECT_HANDLE_INVALID from
+# C_GetAttributeValue (in PKCS#11 the handle of a destroyed
+# object is invalid); pkcs11-tool prints that as a warning and goes on. That
+# is the right answer, counted apart; any other failure fails the test.
 source "$(dirname "$0")/lib.sh"
 fixture_start_shared
 init_token shared 12345678 1234
@@ -31,11 +35,14 @@ cat "$WORK"/log.* >"$WORK/all.log"
 ops=$(( ($(cat "$WORK"/count.* | paste -sd+)) * 3 ))
 tamper=$(count_lines "fails authentication" "$WORK/all.log")
 stale=$(count_lines "older than\|ahead of" "$WORK/all.log")
-failed=$(count_lines "failed" "$WORK/all.log")
-echo "4 processes, ${secs} s: $ops operations, $tamper tamper lines, $stale anchor refusals, $failed failures"
+gone_re='C_GetAttributeValue([A-Z_]*) failed: rv = CKR_OBJECT_HANDLE_INVALID'
+gone=$(count_lines "$gone_re" "$WORK/all.log")
+grep -v "$gone_re" "$WORK/all.log" >"$WORK/other.log" || true
+failed=$(count_lines "failed" "$WORK/other.log")
+echo "4 processes, ${secs} s: $ops operations, $tamper tamper lines, $stale anchor refusals, $failed failures, $gone objects destroyed between a listing and its read"
 [ "$tamper" -eq 0 ] || fail "tamper lines: $(grep -m3 "fails authentication" "$WORK/all.log")"
 [ "$stale" -eq 0 ] || fail "anchor refusals: $(grep -m3 "older than\|ahead of" "$WORK/all.log")"
-[ "$failed" -eq 0 ] || fail "failures: $(grep -m5 . "$WORK/all.log")"
+[ "$failed" -eq 0 ] || fail "failures: $(grep -m5 . "$WORK/other.log")"
 [ "$ops" -gt 40 ] || fail "only $ops operations in ${secs} s"
 p11 --token-label shared --login --pin 1234 -O >/dev/null 2>&1 || fail "the store does not open afterwards"
 pass "concurrent create/read/destroy: no tamper line, the anchor stays in step"
