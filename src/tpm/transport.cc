@@ -3,13 +3,18 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <tss2/tss2_tctildr.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <iterator>
+#include <mutex>
 
 #include "tpm/tpm.h"
 #include "util/log.h"
@@ -317,6 +322,59 @@ TSS2_RC Transport::SwtpmReceive(size_t* size, uint8_t* rsp) {
   return TSS2_RC_SUCCESS;
 }
 
+namespace {
+// A forked child gets a copy of every descriptor. A copy of a bare TPM
+// device's, taken while a turn had it open, keeps the device busy (one
+// opener at a time) until the child exits or execs, and the parent's own
+// next turn waits on it: a server that forks workers while it signs would
+// lock itself out. The child's copies are closed at fork; the module the
+// child inherited is never used again (Current() is the parent's only;
+// C_Initialize makes the child its own).
+// Each open device descriptor is announced here with the device's identity,
+// so that a child closes only what is still that device (a descriptor
+// closed and its number reused between the two is left alone).
+struct DeviceSlot {
+  std::atomic<int> fd{-1};  // -1 free, -2 being filled
+  std::atomic<uint64_t> dev{0}, ino{0};
+};
+DeviceSlot g_device_slots[8];
+
+void CloseDevicesInChild() {
+  for (DeviceSlot& d : g_device_slots) {
+    const int fd = d.fd.exchange(-1);
+    struct stat st;
+    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_rdev == d.dev.load() && st.st_ino == d.ino.load())
+      close(fd);
+  }
+}
+
+// Announces fd (the device, just opened) to the fork handler: the slot, or
+// -1 when all are taken (more transports on devices than any process here
+// makes) or fd cannot be examined.
+int AnnounceDevice(int fd) {
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, CloseDevicesInChild); });
+  struct stat st;
+  if (fstat(fd, &st) != 0) return -1;
+  for (int i = 0; i < static_cast<int>(std::size(g_device_slots)); ++i) {
+    DeviceSlot& d = g_device_slots[i];
+    int free_fd = -1;
+    if (!d.fd.compare_exchange_strong(free_fd, -2)) continue;
+    d.dev = st.st_rdev;
+    d.ino = st.st_ino;
+    d.fd = fd;
+    return i;
+  }
+  return -1;
+}
+
+// After the slot's descriptor was closed: a fork in between finds it closed
+// or reused by another file (fstat tells) and leaves it.
+void WithdrawDevice(int slot) {
+  if (slot >= 0) g_device_slots[slot].fd = -1;
+}
+}  // namespace
+
 int Transport::OpenDevice() {
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
   for (int pause_ms = 5;; pause_ms = std::min(pause_ms * 2, 200)) {
@@ -342,6 +400,7 @@ int Transport::OpenDevice() {
 void Transport::Release() {
   if (dev_ >= 0) close(dev_);
   dev_ = -1;
+  WithdrawDevice(std::exchange(dev_slot_, -1));
   // Only what an unfinished exchange left (a delivered answer is wiped then):
   // every turn ends here, on any transport.
   Wipe(dev_rsp_, dev_rsp_len_);
@@ -355,6 +414,7 @@ TSS2_RC Transport::DeviceTransmit(size_t size, const uint8_t* cmd) {
   if (dev_ < 0) {
     try {
       dev_ = OpenDevice();
+      dev_slot_ = AnnounceDevice(dev_);
     } catch (const TpmError& e) {
       log::Error(e.what());
       return TSS2_TCTI_RC_IO_ERROR;

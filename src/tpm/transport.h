@@ -32,7 +32,9 @@ namespace tpmtoken::tpm {
 // while another process has it open) and closed at the turn's end
 // (Release), so processes that take turns through the registry (coord.h)
 // share it. The kernel flushes nothing at close on such a device: the
-// handles each process keeps stay loaded, as the registry expects.
+// handles each process keeps stay loaded, as the registry expects. A child
+// forked during a turn gets its copy of the device's descriptor closed at
+// fork, so it cannot keep the device busy.
 class Transport {
  public:
   static std::unique_ptr<Transport> Open(const std::string& conf, int timeout_ms);
@@ -83,6 +85,7 @@ class Transport {
   bool have_header_ = false;
   std::string device_;              // a bare TPM device's path
   int dev_ = -1;                    // open during a turn
+  int dev_slot_ = -1;               // its announcement to the fork handler
   uint8_t dev_rsp_[4096] = {};      // its response, read whole
   size_t dev_rsp_len_ = 0;          // bytes of it received
   std::chrono::steady_clock::time_point deadline_;

@@ -96,3 +96,15 @@ read -r _ n _ open_a _ open_b _ both <"$WORK/overlap" || fail "sampler: $(cat "$
 [ "$((both * 20))" -le "$((open_a + open_b))" ] ||
   fail "both processes held the device at once in $both of $n samples ($(cat "$WORK/overlap"))"
 pass "two processes signing at once through the device: $signed signatures, 0 failures; held by both at once in $both of $n samples (a $open_a, b $open_b)"
+
+# 5. A process that forks while it signs (a server forking workers that never
+# exec): a child that inherited the device's descriptor from a turn in
+# flight would keep /dev/tpm0 busy until it exits, the parent's own next
+# turn included. Each child looks through its descriptors first thing: none
+# may hold the device.
+out=$("${NOCAPS[@]}" env MODULE="$MODULE" FORK_CHECK="$DEV" "$SIGNER" dev 1234 300 01 2>"$WORK/f.err") ||
+  fail "the forking signer: $out $(head -n 5 "$WORK/f.err")"
+read -r _ forks _ holding < <(grep '^forks' <<<"$out") || fail "no fork count: $out"
+[ "$forks" -ge 20 ] || fail "only $forks forks during 300 signatures: $out"
+[ "$holding" -eq 0 ] || fail "$holding of $forks children forked during a signature held the TPM device ($DEV)"
+pass "a process forking while it signs: 0 of $forks children held the TPM device"

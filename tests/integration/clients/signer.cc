@@ -4,14 +4,21 @@
 //   signer TOKEN PIN COUNT ID...   COUNT signatures (0: until STOP_FILE exists)
 // Prints "signed N failed F" and, for each failure, the call and its CKR;
 // exits 0 only when nothing failed. MODULE names the module.
+// FORK_CHECK=PATH: a second thread forks while the signatures run (a server
+// forking workers that never exec); each child looks through its own
+// descriptors for PATH, the TPM device, before doing anything else, and
+// exits 1 if it holds it. Prints "forks N holding H" too.
 #include <dlfcn.h>
+#include <sys/wait.h>
 #include <tpmtoken/pkcs11.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -23,6 +30,34 @@ bool Ok(CK_RV rv, const char* what) {
   std::fprintf(stderr, "signer %d: %s: CKR 0x%lx\n", getpid(), what, rv);
   ++failed;
   return false;
+}
+
+// In the child of a fork: whether one of its descriptors is PATH (only
+// async-signal-safe calls: the parent has other threads).
+bool HoldsPath(const char* path) {
+  char link[64], target[256];
+  for (int fd = 0; fd < 1024; ++fd) {
+    std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    const ssize_t n = readlink(link, target, sizeof target - 1);
+    if (n <= 0) continue;
+    target[n] = 0;
+    if (std::strcmp(target, path) == 0) return true;
+  }
+  return false;
+}
+
+// Forks until done is set; counts the children and those that held path.
+void ForkLoop(const char* path, const std::atomic<bool>& done, long* forks, long* holding) {
+  while (!done.load()) {
+    const pid_t pid = fork();
+    if (pid == 0) _exit(HoldsPath(path) ? 1 : 0);
+    if (pid < 0) break;
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ++*forks;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 1) ++*holding;
+    usleep(1000);
+  }
 }
 
 std::vector<CK_BYTE> Hex(const char* s) {
@@ -85,6 +120,11 @@ int main(int argc, char** argv) {
     keys.push_back(h);
   }
   long signed_ = 0;
+  const char* fork_check = std::getenv("FORK_CHECK");
+  std::atomic<bool> done{false};
+  long forks = 0, holding = 0;
+  std::thread forker;
+  if (fork_check) forker = std::thread(ForkLoop, fork_check, std::cref(done), &forks, &holding);
   for (long i = 0; count == 0 ? !(stop && access(stop, F_OK) == 0) : i < count; ++i) {
     CK_MECHANISM m = {CKM_ECDSA, nullptr, 0};
     CK_BYTE digest[32] = {static_cast<CK_BYTE>(i)};
@@ -94,7 +134,10 @@ int main(int argc, char** argv) {
         Ok(f->C_Sign(s, digest, sizeof digest, sig, &len), "C_Sign"))
       ++signed_;
   }
+  done = true;
+  if (forker.joinable()) forker.join();
   Ok(f->C_Finalize(nullptr), "C_Finalize");
   std::printf("signed %ld failed %ld\n", signed_, failed);
+  if (fork_check) std::printf("forks %ld holding %ld\n", forks, holding);
   return failed == 0 ? 0 : 1;
 }
