@@ -35,8 +35,7 @@ int StoreDelete(const Options& o) {
   try {
     std::cout << Module::DeleteStore();
   } catch (const tpm::TpmError& e) {
-    const TSS2_RC base = e.base();
-    if (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL)
+    if (e.RefusedAuthOf(TPM2_RH_OWNER))
       throw ToolError(std::string("the TPM refused the owner authorization (") + e.what() +
                           "): set owner_auth in tpmtoken.conf; nothing was removed",
                       kAuth);

@@ -181,8 +181,7 @@ int TokenDelete(const Options& o) {
     try {
       Check(ctx.module().DeleteTokenAsOwner(slot), "token delete --owner");
     } catch (const tpm::TpmError& e) {
-      const TSS2_RC base = e.base();
-      if (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL)
+      if (e.RefusedAuthOf(TPM2_RH_OWNER))
         throw ToolError(std::string("the TPM refused the owner authorization (") + e.what() +
                             "): set owner_auth in tpmtoken.conf; nothing was deleted",
                         kAuth);

@@ -69,7 +69,7 @@ CK_RV MapTpmError(const tpm::TpmError& e) {
     case TPM2_RC_NV_SPACE:
       // The code carries no HMAC: only a command that allocates NV memory
       // can truly be short of it.
-      if (e.call.starts_with("TPM2_NV_DefineSpace")) {
+      if (e.command == TPM2_CC_NV_DefineSpace) {
         log::Error(e.what(), ": the TPM has no NV space left (`tpm2_getcap handles-nv-index` "
                    "lists the indices; `tpmtoken store delete` frees a removed store's)");
         return CKR_DEVICE_MEMORY;
@@ -79,14 +79,9 @@ CK_RV MapTpmError(const tpm::TpmError& e) {
       return CKR_DEVICE_ERROR;
     case TPM2_RC_BAD_AUTH:
     case TPM2_RC_AUTH_FAIL: {
-      // Only the owner-authorized commands can be fixed by configuration;
+      // Only a hierarchy's authorization can be fixed by configuration;
       // every other authorization is one the module computed itself.
-      static constexpr std::string_view kOwner[] = {
-          "TPM2_NV_DefineSpace", "TPM2_NV_UndefineSpace", "TPM2_CreatePrimary",
-          "TPM2_ClockRateAdjust", "TPM2_NV_Increment (boot epoch counter)"};
-      const bool owner = std::any_of(std::begin(kOwner), std::end(kOwner),
-                                     [&](std::string_view c) { return e.call.starts_with(c); });
-      if (owner)
+      if (e.RefusedAuthOf(TPM2_RH_OWNER))
         log::Error(e.what(), ": the TPM refused the owner authorization (set owner_auth in "
                    "tpmtoken.conf to the TPM's owner password)");
       else

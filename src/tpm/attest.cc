@@ -64,11 +64,11 @@ TpmObject Tpm::EndorsementPrimary(const TPM2B_PUBLIC& tmpl, Bytes* out_public, c
   try {
     RunFast(session, TPM2_CC_CreatePrimary, HandleName(TPM2_RH_ENDORSEMENT), {}, false, what);
   } catch (const TpmError& e) {
-    if (e.base() == TPM2_RC_BAD_AUTH || e.base() == TPM2_RC_AUTH_FAIL)
+    if (e.RefusedAuthOf(TPM2_RH_ENDORSEMENT))
       throw TpmError(std::string(what) +
                          ": the endorsement hierarchy has an authorization value; "
                          "attestation needs the TCG default (empty)",
-                     e.rc);
+                     e.rc, e.command, e.hierarchy);
     throw;
   }
   TPM2_HANDLE handle = 0;

@@ -215,9 +215,11 @@ std::unique_ptr<FastSession> Tpm::EkSession(const std::string& ca_file) {
     TPM2_HANDLE handle = 0;
     pub = {};
     name.size = sizeof name.name;
-    Check(Tss2_Sys_CreatePrimary(sys, TPM2_RH_ENDORSEMENT, &cmd, &sensitive, &in, &outside, &pcrs,
-                                 &handle, &pub, &creation, &creation_hash, &ticket, &name, nullptr),
-          "TPM2_CreatePrimary (EK)");
+    const TSS2_RC rc =
+        Tss2_Sys_CreatePrimary(sys, TPM2_RH_ENDORSEMENT, &cmd, &sensitive, &in, &outside, &pcrs,
+                               &handle, &pub, &creation, &creation_hash, &ticket, &name, nullptr);
+    if (rc != TSS2_RC_SUCCESS)
+      throw TpmError("TPM2_CreatePrimary (EK)", rc, TPM2_CC_CreatePrimary, TPM2_RH_ENDORSEMENT);
     made = TpmObject(sys, handle, {});
     if (!IsCertifiedEk(pub.publicArea, modulus))
       throw PrimaryMismatch(

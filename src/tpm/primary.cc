@@ -78,12 +78,13 @@ void Tpm::CreatePrimary() {
       rc = Tss2_Sys_CreatePrimary_Complete(sys, &handle, &out_public, &creation, &creation_hash,
                                            &ticket, &name);
   }
-  const TSS2_RC base = TpmError("", rc).base();
-  if (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL)
+  if (TpmError("", rc, TPM2_CC_CreatePrimary, TPM2_RH_OWNER).RefusedAuthOf(TPM2_RH_OWNER))
     throw TpmError("the TPM refused the owner authorization for TPM2_CreatePrimary (set owner_auth "
                    "in tpmtoken.conf to the owner hierarchy's password, or primary_handle to a "
-                   "persistent storage key)", rc);
-  Check(rc, "TPM2_CreatePrimary (storage primary under the owner hierarchy)");
+                   "persistent storage key)", rc, TPM2_CC_CreatePrimary, TPM2_RH_OWNER);
+  if (rc != TSS2_RC_SUCCESS)
+    throw TpmError("TPM2_CreatePrimary (storage primary under the owner hierarchy)", rc,
+                   TPM2_CC_CreatePrimary, TPM2_RH_OWNER);
   primary_ = TpmObject(sys, handle, {});
   if (!MatchesTemplate(out_public.publicArea, in_public.publicArea))
     throw PrimaryMismatch(

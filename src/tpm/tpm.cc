@@ -40,8 +40,17 @@ bool IsSimulatorTcti(const std::string& tcti) {
 
 }  // namespace
 
-TpmError::TpmError(const std::string& call, TSS2_RC code)
-    : std::runtime_error(call + ": " + Tss2_RC_Decode(code)), rc(code), call(call) {}
+TpmError::TpmError(const std::string& call, TSS2_RC code, TPM2_CC cc, TPM2_HANDLE h)
+    : std::runtime_error(call + ": " + Tss2_RC_Decode(code)),
+      rc(code),
+      call(call),
+      command(cc),
+      hierarchy(h) {}
+
+bool TpmError::RefusedAuthOf(TPM2_HANDLE h) const {
+  const TSS2_RC b = base();
+  return hierarchy == h && h != 0 && (b == TPM2_RC_BAD_AUTH || b == TPM2_RC_AUTH_FAIL);
+}
 
 TSS2_RC TpmError::base() const {
   // Format-one codes carry a handle, session or parameter number (TPM 2.0
@@ -216,6 +225,20 @@ FastSession& Tpm::Fast() {
   return *fast_;
 }
 
+namespace {
+// The hierarchy a command's one authorization is for: its first handle's
+// name, when that is a hierarchy (a permanent handle's name is the handle;
+// an object's or NV index's starts with its name algorithm, 0x000B).
+TPM2_HANDLE AuthorizingHierarchy(ByteView names) {
+  if (names.size() < 4) return 0;
+  const TPM2_HANDLE h = DecodeBe32(names.first(4));
+  return h == TPM2_RH_OWNER || h == TPM2_RH_ENDORSEMENT || h == TPM2_RH_PLATFORM ||
+                 h == TPM2_RH_LOCKOUT
+             ? h
+             : 0;
+}
+}  // namespace
+
 void Tpm::RunFast(FastSession& session, TPM2_CC command, ByteView names, ByteView auth,
                   bool decrypt_response, const char* what, bool encrypt_command, bool audit) {
   const TSS2_RC rc =
@@ -229,7 +252,7 @@ void Tpm::RunFast(FastSession& session, TPM2_CC command, ByteView names, ByteVie
     // A session salted to the recorded point fails at once if another key
     // sits at the handle: name that cause rather than the HMAC failure.
     if (ours && primary_unverified_) VerifyPrimary();
-    throw TpmError(what, rc);
+    throw TpmError(what, rc, command, AuthorizingHierarchy(names));
   }
   if (&session == fast_.get()) primary_unverified_ = false;
 }

@@ -34,11 +34,22 @@
 namespace tpmtoken::tpm {
 
 struct TpmError : std::runtime_error {
-  TpmError(const std::string& call, TSS2_RC rc);
+  TpmError(const std::string& call, TSS2_RC rc, TPM2_CC command = 0, TPM2_HANDLE hierarchy = 0);
   TSS2_RC rc;
   std::string call;  // the command (and what it was for), or what failed
+  // The command that failed, where the TPM's answer is the failure (0 for
+  // the bus, marshalling, or a step the module checks itself).
+  TPM2_CC command = 0;
+  // The hierarchy whose authorization that command carried (TPM2_RH_OWNER,
+  // TPM2_RH_ENDORSEMENT): a refusal there is the configuration's (a
+  // password tpmtoken was not given); 0 when the module's own values
+  // authorized it, or nothing did.
+  TPM2_HANDLE hierarchy = 0;
   // The response code without the handle/session/parameter number bits.
   TSS2_RC base() const;
+  // Whether the TPM refused the authorization (TPM_RC_BAD_AUTH or
+  // TPM_RC_AUTH_FAIL) of hierarchy h.
+  bool RefusedAuthOf(TPM2_HANDLE h) const;
 };
 
 // A key bound to PCRs (CKA_TPMTOKEN_PCR_POLICY) that the TPM refused because

@@ -251,3 +251,14 @@ verifier attest challenge "$WORK/ecc.req" --ek-ca "$WORK/ca.pem" --state "$WORK/
 "$T" attest respond "$WORK/ecc.ch" --key rsa-key --out "$WORK/ecc.rsp" >/dev/null || fail "respond (ECC EK)"
 verifier attest verify "$WORK/ecc.rsp" --state "$WORK/ecc.state" >/dev/null || fail "verify (ECC EK)"
 pass "ECC P-256 EK with its certificate ($(stat -c %s "$WORK/ecc-ek.der") bytes, read in pieces): full flow"
+
+# An endorsement hierarchy with a password: tpmtoken makes the EK and the
+# attestation key with the empty endorsement authorization, which the TPM
+# then refuses. The line names that hierarchy, and does not advise
+# owner_auth (which would change nothing).
+tpm2_changeauth -T "$TPMTOKEN_TCTI" -c e endorsement-pw-1 >/dev/null || fail "changeauth endorsement"
+expect_exit 5 "the endorsement hierarchy has an authorization value; attestation needs the TCG default (empty)" \
+  "$T" attest --key rsa-key --out "$WORK/epw.req"
+grep -q "owner_auth" "$WORK/err" && fail "owner_auth advised for the endorsement hierarchy: $(cat "$WORK/err")"
+[ -e "$WORK/epw.req" ] && fail "a request was written without the attestation key"
+pass "an endorsement password: refused, naming the endorsement hierarchy, not owner_auth"
