@@ -42,7 +42,7 @@ void Module::FillPinFlags(const RoleSeal& role, bool so, CK_FLAGS* flags) {
   } catch (const tpm::TpmError& e) {
     throw tpm::TpmError(std::string("reading the ") + (so ? "SO" : "user") +
                             " PIN counter (NV index 0x" + Hex(EncodeBe32(role.nv_index)) + ")",
-                        e.rc);
+                        e.rc, e.command, e.hierarchy);
   }
   if (c.count > 0) *flags |= so ? CKF_SO_PIN_COUNT_LOW : CKF_USER_PIN_COUNT_LOW;
   if (c.limit > 0 && c.count + 1 == c.limit) *flags |= so ? CKF_SO_PIN_FINAL_TRY : CKF_USER_PIN_FINAL_TRY;
@@ -149,10 +149,10 @@ RoleSeal Module::MakeRole(bool so, ByteView pin, ByteView tk, uint32_t old_index
       if (base == TPM2_RC_NV_SPACE) refused = "the TPM's NV memory is full";
       else if (base == TPM2_RC_HIERARCHY) refused = "the owner hierarchy is disabled";
       if (!refused.empty()) refused_rc = e.rc;
-      else if (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL)
+      else if (e.RefusedAuthOf(TPM2_RH_OWNER))
         throw tpm::TpmError("the TPM refused owner_auth for a PIN counter (fix owner_auth in "
                             "tpmtoken.conf, or remove it and set pin_fallback = "
-                            "dictionary-attack)", e.rc);
+                            "dictionary-attack)", e.rc, e.command, e.hierarchy);
       else throw;
     }
   }

@@ -218,8 +218,13 @@ std::unique_ptr<FastSession> Tpm::EkSession(const std::string& ca_file) {
     const TSS2_RC rc =
         Tss2_Sys_CreatePrimary(sys, TPM2_RH_ENDORSEMENT, &cmd, &sensitive, &in, &outside, &pcrs,
                                &handle, &pub, &creation, &creation_hash, &ticket, &name, nullptr);
-    if (rc != TSS2_RC_SUCCESS)
-      throw TpmError("TPM2_CreatePrimary (EK)", rc, TPM2_CC_CreatePrimary, TPM2_RH_ENDORSEMENT);
+    if (rc != TSS2_RC_SUCCESS) {
+      const TpmError e("TPM2_CreatePrimary (EK)", rc, TPM2_CC_CreatePrimary, TPM2_RH_ENDORSEMENT);
+      if (!e.RefusedAuthOf(TPM2_RH_ENDORSEMENT)) throw e;
+      throw TpmError("TPM2_CreatePrimary (EK): the endorsement hierarchy has an authorization "
+                     "value; the EK (ek_ca) needs the TCG default (empty)",
+                     rc, TPM2_CC_CreatePrimary, TPM2_RH_ENDORSEMENT);
+    }
     made = TpmObject(sys, handle, {});
     if (!IsCertifiedEk(pub.publicArea, modulus))
       throw PrimaryMismatch(

@@ -5,12 +5,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <tss2/tss2_tctildr.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <iterator>
@@ -99,6 +97,59 @@ TpmError CannotOpen(const std::string& device, int err) {
 
 }  // namespace
 
+namespace {
+// A forked child gets a copy of every descriptor. A copy of a bare TPM
+// device's, taken while a turn had it open, keeps the device busy (one
+// opener at a time) until the child exits or execs, and the parent's own
+// next turn waits on it: a server that forks workers while it signs would
+// lock itself out. The child's copies are closed at fork; the module the
+// child inherited is never used again (Current() is the parent's only;
+// C_Initialize makes the child its own). Each open and close of the device
+// happens with its record here under g_fork_mu, which fork() takes too
+// (pthread_atfork), so no fork sees a descriptor the record lacks.
+std::mutex g_fork_mu;
+int g_device_fds[8] = {-1, -1, -1, -1, -1, -1, -1, -1};  // under g_fork_mu
+
+void ForkPrepare() { g_fork_mu.lock(); }
+void ForkParent() { g_fork_mu.unlock(); }
+void ForkChild() {
+  for (int& fd : g_device_fds) {
+    if (fd >= 0) close(fd);
+    fd = -1;
+  }
+  g_fork_mu.unlock();
+}
+
+// Opens path, recorded for the fork handler (*slot, or -1 when all eight
+// records are taken: more device transports than any process here makes).
+// -1 with errno set when the open fails.
+int OpenRecorded(const std::string& path, int* slot) {
+  [[maybe_unused]] static const bool handlers = [&] {
+    if (pthread_atfork(ForkPrepare, ForkParent, ForkChild) == 0) return true;
+    log::Warn("could not register the fork handler: a child forked during a TPM command "
+              "keeps ", path, " open until it exits");
+    return false;
+  }();
+  std::lock_guard lock(g_fork_mu);
+  *slot = -1;
+  const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) return -1;
+  for (int i = 0; i < static_cast<int>(std::size(g_device_fds)); ++i) {
+    if (g_device_fds[i] >= 0) continue;
+    g_device_fds[i] = fd;
+    *slot = i;
+    break;
+  }
+  return fd;
+}
+
+void CloseRecorded(int fd, int slot) {
+  std::lock_guard lock(g_fork_mu);
+  close(fd);
+  if (slot >= 0) g_device_fds[slot] = -1;
+}
+}  // namespace
+
 std::unique_ptr<Transport> Transport::Open(const std::string& conf, int timeout_ms) {
   std::unique_ptr<Transport> t(new Transport());
   t->conf_ = conf;
@@ -146,8 +197,9 @@ void Transport::Connect() {
     // registry's lock, where no other tpmtoken process holds it. (Waiting
     // here, outside that lock, a process could starve while others take
     // turns back to back.) It stays closed until this process's first turn.
-    const int fd = open(device_.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
-    if (fd >= 0) close(fd);
+    int slot;
+    const int fd = OpenRecorded(device_, &slot);
+    if (fd >= 0) CloseRecorded(fd, slot);
     else if (errno != EBUSY)
       throw CannotOpen(device_, errno);
     return;
@@ -322,63 +374,10 @@ TSS2_RC Transport::SwtpmReceive(size_t* size, uint8_t* rsp) {
   return TSS2_RC_SUCCESS;
 }
 
-namespace {
-// A forked child gets a copy of every descriptor. A copy of a bare TPM
-// device's, taken while a turn had it open, keeps the device busy (one
-// opener at a time) until the child exits or execs, and the parent's own
-// next turn waits on it: a server that forks workers while it signs would
-// lock itself out. The child's copies are closed at fork; the module the
-// child inherited is never used again (Current() is the parent's only;
-// C_Initialize makes the child its own).
-// Each open device descriptor is announced here with the device's identity,
-// so that a child closes only what is still that device (a descriptor
-// closed and its number reused between the two is left alone).
-struct DeviceSlot {
-  std::atomic<int> fd{-1};  // -1 free, -2 being filled
-  std::atomic<uint64_t> dev{0}, ino{0};
-};
-DeviceSlot g_device_slots[8];
-
-void CloseDevicesInChild() {
-  for (DeviceSlot& d : g_device_slots) {
-    const int fd = d.fd.exchange(-1);
-    struct stat st;
-    if (fd >= 0 && fstat(fd, &st) == 0 && st.st_rdev == d.dev.load() && st.st_ino == d.ino.load())
-      close(fd);
-  }
-}
-
-// Announces fd (the device, just opened) to the fork handler: the slot, or
-// -1 when all are taken (more transports on devices than any process here
-// makes) or fd cannot be examined.
-int AnnounceDevice(int fd) {
-  static std::once_flag once;
-  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, CloseDevicesInChild); });
-  struct stat st;
-  if (fstat(fd, &st) != 0) return -1;
-  for (int i = 0; i < static_cast<int>(std::size(g_device_slots)); ++i) {
-    DeviceSlot& d = g_device_slots[i];
-    int free_fd = -1;
-    if (!d.fd.compare_exchange_strong(free_fd, -2)) continue;
-    d.dev = st.st_rdev;
-    d.ino = st.st_ino;
-    d.fd = fd;
-    return i;
-  }
-  return -1;
-}
-
-// After the slot's descriptor was closed: a fork in between finds it closed
-// or reused by another file (fstat tells) and leaves it.
-void WithdrawDevice(int slot) {
-  if (slot >= 0) g_device_slots[slot].fd = -1;
-}
-}  // namespace
-
 int Transport::OpenDevice() {
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
   for (int pause_ms = 5;; pause_ms = std::min(pause_ms * 2, 200)) {
-    const int fd = open(device_.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
+    const int fd = OpenRecorded(device_, &dev_slot_);
     if (fd >= 0) return fd;
     const int err = errno;
     if (err == EINTR) continue;
@@ -398,9 +397,9 @@ int Transport::OpenDevice() {
 
 // The end of a turn, or a failed exchange: the device goes back.
 void Transport::Release() {
-  if (dev_ >= 0) close(dev_);
+  if (dev_ >= 0) CloseRecorded(dev_, dev_slot_);
   dev_ = -1;
-  WithdrawDevice(std::exchange(dev_slot_, -1));
+  dev_slot_ = -1;
   // Only what an unfinished exchange left (a delivered answer is wiped then):
   // every turn ends here, on any transport.
   Wipe(dev_rsp_, dev_rsp_len_);
@@ -414,7 +413,6 @@ TSS2_RC Transport::DeviceTransmit(size_t size, const uint8_t* cmd) {
   if (dev_ < 0) {
     try {
       dev_ = OpenDevice();
-      dev_slot_ = AnnounceDevice(dev_);
     } catch (const TpmError& e) {
       log::Error(e.what());
       return TSS2_TCTI_RC_IO_ERROR;

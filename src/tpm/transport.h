@@ -85,7 +85,7 @@ class Transport {
   bool have_header_ = false;
   std::string device_;              // a bare TPM device's path
   int dev_ = -1;                    // open during a turn
-  int dev_slot_ = -1;               // its announcement to the fork handler
+  int dev_slot_ = -1;               // its record for the fork handler
   uint8_t dev_rsp_[4096] = {};      // its response, read whole
   size_t dev_rsp_len_ = 0;          // bytes of it received
   std::chrono::steady_clock::time_point deadline_;

@@ -55,3 +55,16 @@ grep -q "confirmed by the TPM's certified EK" <<<"$out" || fail "no EK confirmat
 init_token bus2 12345678 1234
 p11 --token-label bus2 --login --pin 1234 -O >/dev/null 2>&1 || fail "login (owner password, EK)"
 pass "with an owner password, the storage key is made in an EK-salted session; the token works"
+
+# No persistent EK and an endorsement hierarchy with a password: the module
+# makes the EK with the empty endorsement authorization, which the TPM
+# refuses. The line names that hierarchy; it does not advise owner_auth
+# (set and right here), and no store key is made.
+tpm2_evictcontrol -T "$TPMTOKEN_TCTI" -C o -P owner-pw-1 -c 0x81010001 >/dev/null 2>&1 ||
+  fail "evicting the persistent EK"
+tpm2_changeauth -T "$TPMTOKEN_TCTI" -c e endorsement-pw-1 >/dev/null || fail "changeauth endorsement"
+export TPMTOKEN_STORE="$WORK/store3/tpmtoken.sqlite3"
+expect_fail "the endorsement hierarchy has an authorization value; the EK (ek_ca) needs the TCG default" p11 -L
+p11 -L 2>&1 | grep -q "owner_auth" && fail "owner_auth advised for the endorsement hierarchy: $(p11 -L 2>&1)"
+has_store_key && fail "a store key was made without the EK's confirmation"
+pass "an endorsement password and no persistent EK: refused, naming the endorsement hierarchy"

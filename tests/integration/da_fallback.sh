@@ -95,6 +95,16 @@ p11 --token-label fallback --login --pin 5555 --read-object --type data --label 
   | grep -q secret-payload || fail "login with the new per-token PIN"
 pass "with owner_auth the user PIN gets a per-token counter again; a wrong owner_auth is named"
 
+# The per-token counter is read with the owner authorization (C_GetTokenInfo's
+# flags): a wrong owner_auth there is named as such, not as an altered answer.
+printf 'pin_fallback = dictionary-attack\nprimary_handle = 0x81000001\nowner_auth = not-the-password\n' >"$TPMTOKEN_CONF"
+out=$(p11 -L 2>&1)
+grep -q "PIN counter.*refused the owner authorization (set owner_auth" <<<"$out" ||
+  fail "a wrong owner_auth at the PIN counter's read is not named: $out"
+grep -q "altered on the way" <<<"$out" && fail "a wrong owner_auth reported as an altered answer: $out"
+printf 'pin_fallback = dictionary-attack\nprimary_handle = 0x81000001\nowner_auth = owner-secret\n' >"$TPMTOKEN_CONF"
+pass "a wrong owner_auth at the PIN counter's read (C_GetTokenInfo) is named"
+
 # A DA lockout (here from wrong SO PINs, whose seal is still the fallback)
 # leaves the store key working (NODA: the token is listed, public objects
 # read), but now also blocks the per-token user PIN, whose seal is
