@@ -6,6 +6,7 @@
 #include <tss2/tss2_mu.h>
 
 #include <cstring>
+#include <utility>
 
 #include "crypto/kdf.h"
 #include "crypto/ossl.h"
@@ -165,6 +166,12 @@ FastSession::~FastSession() {
     log::Debug("flushing the module session failed");
 }
 
+bool IsBusy(TSS2_RC rc) {
+  const TSS2_RC base = rc & ~TPM2_RC_N_MASK & 0xFFF;
+  return rc == TPM2_RC_RETRY || rc == TPM2_RC_YIELDED || rc == TPM2_RC_TESTING ||
+         base == TPM2_RC_RETRY;
+}
+
 namespace {
 // AES-128-CFB over a parameter with key and IV from KDFa (Part 1, 21.3).
 Secret CfbParam(ByteView hmac_key, ByteView newer, ByteView older, ByteView in, bool encrypt) {
@@ -234,13 +241,8 @@ TSS2_RC FastSession::Execute(TPM2_CC command, ByteView names, ByteView auth,
   // A TPM that is busy answers RETRY, YIELDED or TESTING without running the
   // command; the same bytes go again (ESAPI does the same).
   TSS2_RC rc = Tss2_Sys_Execute(sys_);
-  for (int attempt = 0; attempt < 20; ++attempt) {
-    const TSS2_RC base = rc & ~TPM2_RC_N_MASK & 0xFFF;
-    if (rc != TPM2_RC_RETRY && rc != TPM2_RC_YIELDED && rc != TPM2_RC_TESTING &&
-        base != TPM2_RC_RETRY)
-      break;
-    rc = Tss2_Sys_Execute(sys_);
-  }
+  const bool resend = !std::exchange(no_resend_, false);
+  for (int attempt = 0; resend && attempt < 20 && IsBusy(rc); ++attempt) rc = Tss2_Sys_Execute(sys_);
   // On any failure the caller drops this session: the nonces may be out of
   // step with the TPM's.
   if (rc != TSS2_RC_SUCCESS) return rc;

@@ -18,6 +18,10 @@ namespace tpmtoken::tpm {
 
 class SysContext;
 
+// A TPM that is busy answers RETRY, YIELDED or TESTING without running the
+// command (or so the answer says: it carries no HMAC).
+bool IsBusy(TSS2_RC rc);
+
 class FastSession {
  public:
   // Starts a session (TPM2_SE_HMAC or TPM2_SE_POLICY) salted to the storage
@@ -65,6 +69,14 @@ class FastSession {
   // The next command clears continueSession: the TPM ends the session when
   // that command succeeds, which saves a TPM2_FlushContext.
   void EndWithNextCommand() { last_ = true; }
+  // A failed authorization of the next command costs a try (a PIN's): an
+  // answer "busy" (RETRY, YIELDED, TESTING) to it is not resent with the
+  // same nonces. A forged one, after the TPM ran the command, would make
+  // the resend fail its HMAC and count; the caller starts over in fresh
+  // sessions instead (IsBusy).
+  void NoResendOfNextCommand() { no_resend_ = true; }
+  // The TPM's latest nonce for this session, as the module knows it.
+  ByteView nonce_tpm() const { return nonce_tpm_; }
 
  private:
   FastSession() = default;
@@ -77,6 +89,7 @@ class FastSession {
   Secret key_;       // sessionKey
   Bytes nonce_tpm_;  // the TPM's latest nonce
   bool last_ = false;  // EndWithNextCommand
+  bool no_resend_ = false;  // NoResendOfNextCommand
 };
 
 }  // namespace tpmtoken::tpm

@@ -2,6 +2,7 @@
 // all in the module's own salted sessions (the PIN check's policy session is
 // bound to the store anchor instead: UnsealWithPin).
 #include <tss2/tss2_mu.h>
+#include <unistd.h>
 
 #include <cstring>
 
@@ -58,6 +59,22 @@ uint32_t MaskOf(const TPML_PCR_SELECTION& sel) {
 bool IsAuthFailure(TSS2_RC rc) {
   const TSS2_RC base = TpmError("", rc).base();
   return base == TPM2_RC_AUTH_FAIL || base == TPM2_RC_BAD_AUTH || base == TPM2_RC_NV_AUTHORIZATION;
+}
+
+// Runs attempt (a PIN's use, whose commands are not resent on "busy":
+// FastSession::NoResendOfNextCommand) again from the start, in fresh
+// sessions, while the TPM answers "busy", up to three times.
+template <typename Fn>
+auto StartOverWhenBusy(Fn&& attempt) {
+  for (int round = 0;; ++round) {
+    try {
+      return attempt();
+    } catch (const TpmError& e) {
+      if (!IsBusy(e.rc) || round == 2) throw;
+      log::Info(e.what(), ": the TPM is busy; the PIN's use starts over in fresh sessions");
+      usleep(10000 << round);
+    }
+  }
 }
 
 }  // namespace
@@ -182,15 +199,22 @@ SealedBlob Tpm::SealWithAuth(ByteView data, const crypto::PinAuth& pin) {
 
 std::optional<Secret> Tpm::UnsealWithAuth(const SealedBlob& blob, const crypto::PinAuth& pin) {
   auto lock = Enter();
-  return Retry([&]() -> std::optional<Secret> {
-    MakeRoomForObject(false);
-    TpmObject object = Load(blob);
-    try {
-      return UnsealLoaded(Fast(), std::move(object), pin.seal.view());
-    } catch (const TpmError& e) {
-      if (IsAuthFailure(e.rc)) return std::nullopt;
-      throw;
-    }
+  return StartOverWhenBusy([&] {
+    return Retry([&]() -> std::optional<Secret> {
+      MakeRoomForObject(false);
+      TpmObject object = Load(blob);
+      try {
+        // A DA-protected seal: a resend that fails its HMAC counts.
+        // (The load just before ran in this session: its verified answer
+        // confirmed the session's nonces, so the unseal's HMAC is right.)
+        FastSession& session = Fast();
+        session.NoResendOfNextCommand();
+        return UnsealLoaded(session, std::move(object), pin.seal.view());
+      } catch (const TpmError& e) {
+        if (IsAuthFailure(e.rc)) return std::nullopt;
+        throw;
+      }
+    });
   });
 }
 
@@ -454,7 +478,7 @@ std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
                                          const crypto::PinAuth& pin) {
   auto lock = Enter();
   counters_.erase(index);  // this try may move the count
-  return Retry([&]() -> std::optional<Secret> {
+  return StartOverWhenBusy([&] { return Retry([&]() -> std::optional<Secret> {
     const Bytes nv_name = PinCounterNameFor(index, blob);
     Primary();
     TSS2_SYS_CONTEXT* sys = Sys();
@@ -464,13 +488,24 @@ std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
     // The PIN's nv value authorizes PolicySecret in the module's salted HMAC
     // session: the TPM checks it against the PIN_FAIL index and counts a
     // failure there, outside the dictionary-attack counter.
+    // The policy session's nonce goes in as nonceTPM: the TPM refuses one
+    // that is not the session's (TPM_RC_VALUE, after the PIN's authorization
+    // passed, so nothing counts), and the verified answer proves it. The
+    // nonce came in the unauthenticated answer to TPM2_StartAuthSession;
+    // a forged one would otherwise make the unseal's HMAC fail, and the
+    // seal counts that against the dictionary-attack counter.
+    // The module session's own nonces were confirmed by the load's verified
+    // answer just before, in the same session.
+    FastSession& session = Fast();
     TPM2B_NONCE nonce{};
+    SetBuffer(nonce, policy->nonce_tpm());
     TPM2B_DIGEST cp_hash{};
     TPM2B_NONCE policy_ref{};
-    FastSession& session = Fast();
     Check(Tss2_Sys_PolicySecret_Prepare(sys, index, policy->handle(), &nonce, &cp_hash,
                                         &policy_ref, 0),
           "TPM2_PolicySecret prepare");
+    // The PIN_FAIL index counts a PolicySecret that fails its HMAC.
+    session.NoResendOfNextCommand();
     const TSS2_RC rc = session.Execute(TPM2_CC_PolicySecret,
                                        Concat(nv_name, HandleName(policy->handle())),
                                        pin.nv.view(), false, false, false, sys_.get());
@@ -490,7 +525,7 @@ std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
     // session ends with the unseal (continueSession clear): no flush.
     policy->EndWithNextCommand();
     return UnsealLoaded(*policy, std::move(object), pin.seal.view());
-  });
+  }); });
 }
 
 }  // namespace tpmtoken::tpm

@@ -39,6 +39,13 @@
 #     TPM2_EncryptDecrypt2: CKR_DEVICE_ERROR naming the altered answer (the
 #     key's own public area allows the use), not CKR_KEY_FUNCTION_NOT_PERMITTED
 #     with advice to make a new key
+#  o  a forged 'busy' (TPM_RC_RETRY) on the PIN check after the TPM ran it:
+#     the login starts over and succeeds; no PIN try used (a resend with the
+#     used nonces failed its HMAC and counted)
+#  p  a changed nonce in the answer that starts the PIN's policy session:
+#     CKR_DEVICE_ERROR; nothing counted on the PIN counter or the TPM's
+#     dictionary-attack counter (the unseal's HMAC failed on the DA-guarded
+#     seal)
 #  k  a substituted storage primary while a process is running (the TPM
 #     restarted under it, so it re-creates the primary): the call gets
 #     CKR_DEVICE_ERROR with the mismatch line, nothing is loaded under or
@@ -514,6 +521,59 @@ if [ -n "${SIGNER:-}" ]; then
   else
     ok "k: a primary substituted under a running process: CKR_DEVICE_ERROR with the mismatch line, commands sent meanwhile: $window; signing again once honest ($(tail -n 1 "$WORK/k.out"))"
   fi
+fi
+
+# ---- o: a forged "busy" (TPM_RC_RETRY) on the PIN check after the TPM ran
+# it. Resent with the same nonces, the command would fail its HMAC, and the
+# PIN_FAIL index counts that: the correct PIN used a try and got
+# CKR_PIN_INCORRECT. A PIN's commands are not resent: the use starts over.
+use o
+direct init_token o 12345678 1234
+before=$(pin_counters)
+mark o
+rules '[{"kind": "rc", "rc": "0x922", "cc": "PolicySecret", "nth": 0}]'
+out=$(p11 --slot-index 0 --login --pin 1234 -O 2>&1) && rc=0 || rc=$?
+rules '[]'
+if ! since o | grep -q '^! .* PolicySecret rc'; then
+  bad o "no PolicySecret answer was forged"
+elif [ "$(pin_counters)" != "$before" ]; then
+  bad o "a PIN try was used by the correct PIN ($(echo $before) -> $(echo $(pin_counters))): $(grep -v '^tpmtoken' <<<"$out" | tail -n 1)"
+elif [ "$rc" -ne 0 ]; then
+  bad o "the login failed: $(grep -v '^tpmtoken' <<<"$out" | tail -n 2 | tr '\n' ' ')"
+else
+  ok "o: a forged 'busy' on the PIN check after the TPM ran it: the login started over and succeeded, no try used"
+fi
+
+# ---- p: a changed nonce in the answer that starts the PIN's policy session
+# (TPM2_StartAuthSession's answer carries no HMAC). The unseal's HMAC, keyed
+# with it, would fail on the PIN seal, which the TPM's dictionary-attack
+# counter guards: the correct PIN would count there. PolicySecret carries
+# the nonce, and the TPM refuses a wrong one before anything counts.
+da_failures() {
+  echo $(( $(tpm2_getcap -T "$DIRECT_TCTI" properties-variable | awk '/TPM2_PT_LOCKOUT_COUNTER/ { print $2 }') ))
+}
+use p
+direct init_token p 12345678 1234
+before=$(pin_counters) da_before=$(da_failures)
+mark p
+# (the bound policy session: tpmKey TPM_RH_NULL, bind the store's anchor)
+rules '[{"kind": "xor", "cc": "StartAuthSession", "match": "0000017640000007", "offset": 2, "hex": "01"}]'
+out=$(p11 --slot-index 0 --login --pin 1234 -O 2>&1) || true
+rules '[]'
+if ! since p | grep -q '^! .* StartAuthSession xor'; then
+  bad p "no StartAuthSession answer was changed"
+elif [ "$(da_failures)" -ne "$da_before" ]; then
+  bad p "the correct PIN counted on the TPM's dictionary-attack counter ($da_before -> $(da_failures))"
+elif [ "$(pin_counters)" != "$before" ]; then
+  bad p "a PIN try was used by the correct PIN ($(echo $before) -> $(echo $(pin_counters)))"
+elif grep -q CKR_PIN_INCORRECT <<<"$out"; then
+  bad p "CKR_PIN_INCORRECT for the correct PIN"
+elif ! grep -q 'C_Login.*CKR_DEVICE_ERROR' <<<"$out"; then
+  bad p "expected CKR_DEVICE_ERROR, got: $(grep -v '^tpmtoken' <<<"$out" | tail -n 2 | tr '\n' ' ')"
+elif ! logs_in p 1234; then
+  bad p "the correct PIN no longer logs in"
+else
+  ok "p: a changed nonce for the PIN's policy session: CKR_DEVICE_ERROR, nothing counted ($(grep -m1 -o 'TPM2_PolicySecret[^:]*: [^:]*:[^:]*' <<<"$out"))"
 fi
 
 if [ ${#FAILED[@]} -ne 0 ]; then
