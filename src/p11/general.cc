@@ -7,7 +7,7 @@
 #include <mutex>
 
 #include "p11/guard.h"
-#include "util/ticket_lock.h"
+#include "util/fifo_lock.h"
 #include "p11/interface.h"
 
 namespace tpmtoken::p11 {
@@ -90,6 +90,12 @@ CK_RV MapTpmError(const tpm::TpmError& e) {
                    "the TPM is failing");
       return CKR_DEVICE_ERROR;
     }
+    case TPM2_RC_NONCE:
+      // The module sends only nonces the TPM gave it: the TPM's answer that
+      // gave it (TPM2_StartAuthSession's, which carries no HMAC) was altered.
+      log::Error(e.what(), ": the TPM refused a session nonce it sent itself: its answer was "
+                 "altered on the way, or the TPM is failing");
+      return CKR_DEVICE_ERROR;
     case TPM2_RC_POLICY_FAIL:
       // A key bound to PCRs (CKA_TPMTOKEN_PCR_POLICY) after the boot state
       // changed: the TPM itself refuses the use; e names the PCRs.

@@ -356,7 +356,7 @@ void Module::CreateAnchor(OpenMode mode) {
       const TSS2_RC base = e.base();
       const char* why = base == TPM2_RC_NV_SPACE ? "the TPM's NV memory is full"
                         : base == TPM2_RC_HIERARCHY ? "the owner hierarchy is disabled"
-                        : (base == TPM2_RC_BAD_AUTH || base == TPM2_RC_AUTH_FAIL)
+                        : e.RefusedAuthOf(TPM2_RH_OWNER)
                             ? "the TPM refused owner_auth (set it in tpmtoken.conf)"
                             : nullptr;
       if (!why) throw;

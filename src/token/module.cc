@@ -4,10 +4,12 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <unistd.h>
 
 #include "crypto/aead.h"
 #include "crypto/ossl.h"
 #include "mech/table.h"
+#include "tpm/transport.h"
 #include "util/access.h"
 #include "util/log.h"
 
@@ -66,14 +68,19 @@ std::unique_ptr<Module> Module::Create(OpenMode mode) {
                              static_cast<int>(m->cfg_.tpm_timeout * 1000));
   } catch (const tpm::TpmError& e) {
     // A device this user may not open: name its group (tss on Debian).
+    // One this user may open failed for another cause, which its transport
+    // logged (held by another process past tpm_timeout, a failing TPM).
     const std::string& tcti = m->cfg_.tcti;
-    const std::string why = tcti.rfind("device:", 0) == 0
-                                ? access::Problem(tcti.substr(7), false)
-                                : std::string();
-    throw std::runtime_error("cannot reach the TPM through '" + tcti + "': " + e.what() +
-                             (why.empty() ? " (set TPMTOKEN_TCTI, or check that the TPM device or "
-                                            "resource manager exists and is readable by this user)"
-                                          : ": " + why));
+    const std::string device = tpm::DevicePath(tcti);
+    const bool present = !device.empty() && ::access(device.c_str(), F_OK) == 0;
+    const std::string why = present ? access::Problem(device, false) : std::string();
+    throw std::runtime_error(
+        "cannot reach the TPM through '" + tcti + "': " + e.what() +
+        (!why.empty() ? ": " + why
+         : present    ? " (the device exists and this user may open it: the line before names "
+                        "the cause)"
+                      : " (set TPMTOKEN_TCTI, or check that the TPM device or resource manager "
+                        "exists and is readable by this user)"));
   }
   // The Tpm keeps the owner password as a Secret; the configuration's copy goes.
   Wipe(m->cfg_.owner_auth.data(), m->cfg_.owner_auth.size());

@@ -1,5 +1,5 @@
 // Whose TPM handles are whose (issue 10, item 1). (Threads of one process
-// take the TPM in arrival order: util/ticket_lock.h.)
+// take the TPM in arrival order: util/fifo_lock.h.)
 //
 // Processes on a TPM without a resource manager (a bare simulator, /dev/tpm0)
 // share its few object and session slots. They coordinate through one small

@@ -167,9 +167,7 @@ FastSession::~FastSession() {
 }
 
 bool IsBusy(TSS2_RC rc) {
-  const TSS2_RC base = rc & ~TPM2_RC_N_MASK & 0xFFF;
-  return rc == TPM2_RC_RETRY || rc == TPM2_RC_YIELDED || rc == TPM2_RC_TESTING ||
-         base == TPM2_RC_RETRY;
+  return rc == TPM2_RC_RETRY || rc == TPM2_RC_YIELDED || rc == TPM2_RC_TESTING;
 }
 
 namespace {

@@ -78,7 +78,8 @@ void Tpm::CreatePrimary() {
       rc = Tss2_Sys_CreatePrimary_Complete(sys, &handle, &out_public, &creation, &creation_hash,
                                            &ticket, &name);
   }
-  if (TpmError("", rc, TPM2_CC_CreatePrimary, TPM2_RH_OWNER).RefusedAuthOf(TPM2_RH_OWNER))
+  if (rc != TSS2_RC_SUCCESS &&
+      TpmError("", rc, TPM2_CC_CreatePrimary, TPM2_RH_OWNER).RefusedAuthOf(TPM2_RH_OWNER))
     throw TpmError("the TPM refused the owner authorization for TPM2_CreatePrimary (set owner_auth "
                    "in tpmtoken.conf to the owner hierarchy's password, or primary_handle to a "
                    "persistent storage key)", rc, TPM2_CC_CreatePrimary, TPM2_RH_OWNER);

@@ -62,8 +62,8 @@ bool IsAuthFailure(TSS2_RC rc) {
 }
 
 // Runs attempt (a PIN's use, whose commands are not resent on "busy":
-// FastSession::NoResendOfNextCommand) again from the start, in fresh
-// sessions, while the TPM answers "busy", up to three times.
+// FastSession::NoResendOfNextCommand), and again from the start, in fresh
+// sessions, while the TPM answers "busy": three attempts in all.
 template <typename Fn>
 auto StartOverWhenBusy(Fn&& attempt) {
   for (int round = 0;; ++round) {
@@ -199,23 +199,20 @@ SealedBlob Tpm::SealWithAuth(ByteView data, const crypto::PinAuth& pin) {
 
 std::optional<Secret> Tpm::UnsealWithAuth(const SealedBlob& blob, const crypto::PinAuth& pin) {
   auto lock = Enter();
-  return StartOverWhenBusy([&] {
-    return Retry([&]() -> std::optional<Secret> {
-      MakeRoomForObject(false);
-      TpmObject object = Load(blob);
-      try {
-        // A DA-protected seal: a resend that fails its HMAC counts.
-        // (The load just before ran in this session: its verified answer
-        // confirmed the session's nonces, so the unseal's HMAC is right.)
-        FastSession& session = Fast();
-        session.NoResendOfNextCommand();
-        return UnsealLoaded(session, std::move(object), pin.seal.view());
-      } catch (const TpmError& e) {
-        if (IsAuthFailure(e.rc)) return std::nullopt;
-        throw;
-      }
-    });
-  });
+  const auto attempt = [&]() -> std::optional<Secret> {
+    MakeRoomForObject(false);
+    TpmObject object = Load(blob);
+    try {
+      // A DA-protected seal: a resend that fails its HMAC counts. (The load
+      // just before ran in this session: its verified answer confirmed the
+      // session's nonces, so the unseal's HMAC is right.)
+      return UnsealLoaded(Fast(), std::move(object), pin.seal.view(), false);
+    } catch (const TpmError& e) {
+      if (IsAuthFailure(e.rc)) return std::nullopt;
+      throw;
+    }
+  };
+  return StartOverWhenBusy([&] { return Retry(attempt); });
 }
 
 namespace {
@@ -478,7 +475,7 @@ std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
                                          const crypto::PinAuth& pin) {
   auto lock = Enter();
   counters_.erase(index);  // this try may move the count
-  return StartOverWhenBusy([&] { return Retry([&]() -> std::optional<Secret> {
+  const auto attempt = [&]() -> std::optional<Secret> {
     const Bytes nv_name = PinCounterNameFor(index, blob);
     Primary();
     TSS2_SYS_CONTEXT* sys = Sys();
@@ -489,7 +486,7 @@ std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
     // session: the TPM checks it against the PIN_FAIL index and counts a
     // failure there, outside the dictionary-attack counter.
     // The policy session's nonce goes in as nonceTPM: the TPM refuses one
-    // that is not the session's (TPM_RC_VALUE, after the PIN's authorization
+    // that is not the session's (TPM_RC_NONCE, after the PIN's authorization
     // passed, so nothing counts), and the verified answer proves it. The
     // nonce came in the unauthenticated answer to TPM2_StartAuthSession;
     // a forged one would otherwise make the unseal's HMAC fail, and the
@@ -514,7 +511,7 @@ std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
       // with the right PIN in this session would fail and count.
       fast_.reset();
       if (IsAuthFailure(rc)) return std::nullopt;
-      throw TpmError("TPM2_PolicySecret (PIN)", rc);
+      throw TpmError("TPM2_PolicySecret (PIN)", rc, TPM2_CC_PolicySecret);
     }
     TPM2B_TIMEOUT timeout{};
     TPMT_TK_AUTH ticket{};
@@ -525,7 +522,8 @@ std::optional<Secret> Tpm::UnsealWithPin(const SealedBlob& blob, uint32_t index,
     // session ends with the unseal (continueSession clear): no flush.
     policy->EndWithNextCommand();
     return UnsealLoaded(*policy, std::move(object), pin.seal.view());
-  }); });
+  };
+  return StartOverWhenBusy([&] { return Retry(attempt); });
 }
 
 }  // namespace tpmtoken::tpm

@@ -354,10 +354,12 @@ SealedBlob Tpm::CreateChild(const TPM2B_PUBLIC& tmpl, ByteView data, ByteView au
 // The seal stays loaded (spent_) until a key needs its slot or the sequence
 // that used a key ends: the FlushContext leaves the cold path to the first
 // signature (handles.cc).
-Secret Tpm::UnsealLoaded(FastSession& session, TpmObject object, ByteView auth) {
+Secret Tpm::UnsealLoaded(FastSession& session, TpmObject object, ByteView auth,
+                         bool resend_when_busy) {
   TSS2_SYS_CONTEXT* sys = Sys();
   Check(Tss2_Sys_Unseal_Prepare(sys, object.handle()), "TPM2_Unseal prepare");
   const ResponseWipe wipe(*sys_);
+  if (!resend_when_busy) session.NoResendOfNextCommand();
   RunFast(session, TPM2_CC_Unseal, object.name(), auth, true, "TPM2_Unseal");
   auto out = std::make_unique<TPM2B_SENSITIVE_DATA>();
   Check(Tss2_Sys_Unseal_Complete(sys, out.get()), "TPM2_Unseal complete");

@@ -27,7 +27,7 @@
 
 #include "crypto/kdf.h"
 #include "tpm/coord.h"
-#include "util/ticket_lock.h"
+#include "util/fifo_lock.h"
 #include "util/bytes.h"
 #include "util/config.h"
 
@@ -403,7 +403,10 @@ class Tpm {
   TpmObject Load(const SealedBlob& blob);  // under the primary
   SealedBlob CreateChild(const TPM2B_PUBLIC& tmpl, ByteView data, ByteView auth,
                          const char* what);
-  Secret UnsealLoaded(FastSession& session, TpmObject object, ByteView auth);
+  // resend_when_busy false: FastSession::NoResendOfNextCommand for the
+  // unseal (a seal whose failed authorization counts).
+  Secret UnsealLoaded(FastSession& session, TpmObject object, ByteView auth,
+                      bool resend_when_busy = true);
   struct CachedKey;
   CachedKey& LoadKey(const SealedBlob& key);  // through the key cache (auth goes in each HMAC)
   FastSession& Fast();  // the module's own salted HMAC session

@@ -9,6 +9,7 @@
 #include <tss2/tss2_tctildr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <iterator>
@@ -73,31 +74,11 @@ void ParseSwtpm(const std::string& conf, std::string* host, std::string* port, s
   }
 }
 
-// The path of a TPM device without a resource manager, or "": tpm2-tss's
-// device TCTI by any of its names ("device", "tcti-device",
-// "libtss2-tcti-device.so[.0]"), alone (its default, /dev/tpm0) or with a
-// path; a /dev/tpmrm* device has the kernel's resource manager and goes
-// through tpm2-tss's device TCTI.
-std::string BareDevicePath(const std::string& conf) {
-  const size_t colon = conf.find(':');
-  const std::string name = conf.substr(0, colon);
-  if (name != "device" && name != "tcti-device" && name.rfind("libtss2-tcti-device.so", 0) != 0)
-    return "";
-  const std::string path =
-      colon == std::string::npos || colon + 1 == conf.size() ? "/dev/tpm0" : conf.substr(colon + 1);
-  const size_t slash = path.rfind('/');
-  const std::string file = slash == std::string::npos ? path : path.substr(slash + 1);
-  return file.rfind("tpmrm", 0) == 0 ? "" : path;
-}
-
 TpmError CannotOpen(const std::string& device, int err) {
   return TpmError("TCTI 'device:" + device + "': cannot open it (" + std::strerror(err) + ")",
                   TSS2_TCTI_RC_IO_ERROR);
 }
 
-}  // namespace
-
-namespace {
 // A forked child gets a copy of every descriptor. A copy of a bare TPM
 // device's, taken while a turn had it open, keeps the device busy (one
 // opener at a time) until the child exits or execs, and the parent's own
@@ -120,10 +101,10 @@ void ForkChild() {
   g_fork_mu.unlock();
 }
 
-// Opens path, recorded for the fork handler (*slot, or -1 when all eight
-// records are taken: more device transports than any process here makes).
-// -1 with errno set when the open fails.
-int OpenRecorded(const std::string& path, int* slot) {
+// Opens path, recorded for the fork handler (unless all eight records are
+// taken: more device transports than any process here makes). -1 with errno
+// set when the open fails.
+int OpenRecorded(const std::string& path) {
   [[maybe_unused]] static const bool handlers = [&] {
     if (pthread_atfork(ForkPrepare, ForkParent, ForkChild) == 0) return true;
     log::Warn("could not register the fork handler: a child forked during a TPM command "
@@ -131,24 +112,36 @@ int OpenRecorded(const std::string& path, int* slot) {
     return false;
   }();
   std::lock_guard lock(g_fork_mu);
-  *slot = -1;
   const int fd = open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY);
   if (fd < 0) return -1;
-  for (int i = 0; i < static_cast<int>(std::size(g_device_fds)); ++i) {
-    if (g_device_fds[i] >= 0) continue;
-    g_device_fds[i] = fd;
-    *slot = i;
-    break;
-  }
+  if (int* free = std::find(std::begin(g_device_fds), std::end(g_device_fds), -1);
+      free != std::end(g_device_fds))
+    *free = fd;
   return fd;
 }
 
-void CloseRecorded(int fd, int slot) {
+void CloseRecorded(int fd) {
   std::lock_guard lock(g_fork_mu);
   close(fd);
-  if (slot >= 0) g_device_fds[slot] = -1;
+  std::replace(std::begin(g_device_fds), std::end(g_device_fds), fd, -1);
 }
 }  // namespace
+
+std::string DevicePath(const std::string& conf) {
+  const size_t colon = conf.find(':');
+  const std::string name = conf.substr(0, colon);
+  if (name != "device" && name != "tcti-device" && name.rfind("libtss2-tcti-device.so", 0) != 0)
+    return "";
+  return colon == std::string::npos || colon + 1 == conf.size() ? "/dev/tpm0"
+                                                                 : conf.substr(colon + 1);
+}
+
+std::string BareDevicePath(const std::string& conf) {
+  const std::string path = DevicePath(conf);
+  const size_t slash = path.rfind('/');
+  const std::string file = slash == std::string::npos ? path : path.substr(slash + 1);
+  return file.rfind("tpmrm", 0) == 0 ? "" : path;
+}
 
 std::unique_ptr<Transport> Transport::Open(const std::string& conf, int timeout_ms) {
   std::unique_ptr<Transport> t(new Transport());
@@ -197,9 +190,8 @@ void Transport::Connect() {
     // registry's lock, where no other tpmtoken process holds it. (Waiting
     // here, outside that lock, a process could starve while others take
     // turns back to back.) It stays closed until this process's first turn.
-    int slot;
-    const int fd = OpenRecorded(device_, &slot);
-    if (fd >= 0) CloseRecorded(fd, slot);
+    const int fd = OpenRecorded(device_);
+    if (fd >= 0) CloseRecorded(fd);
     else if (errno != EBUSY)
       throw CannotOpen(device_, errno);
     return;
@@ -377,7 +369,7 @@ TSS2_RC Transport::SwtpmReceive(size_t* size, uint8_t* rsp) {
 int Transport::OpenDevice() {
   const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
   for (int pause_ms = 5;; pause_ms = std::min(pause_ms * 2, 200)) {
-    const int fd = OpenRecorded(device_, &dev_slot_);
+    const int fd = OpenRecorded(device_);
     if (fd >= 0) return fd;
     const int err = errno;
     if (err == EINTR) continue;
@@ -397,9 +389,8 @@ int Transport::OpenDevice() {
 
 // The end of a turn, or a failed exchange: the device goes back.
 void Transport::Release() {
-  if (dev_ >= 0) CloseRecorded(dev_, dev_slot_);
+  if (dev_ >= 0) CloseRecorded(dev_);
   dev_ = -1;
-  dev_slot_ = -1;
   // Only what an unfinished exchange left (a delivered answer is wiped then):
   // every turn ends here, on any transport.
   Wipe(dev_rsp_, dev_rsp_len_);

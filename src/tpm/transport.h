@@ -17,6 +17,14 @@
 
 namespace tpmtoken::tpm {
 
+// The device of a device TCTI, by any of tpm2-tss's names for it ("device",
+// "tcti-device", "libtss2-tcti-device.so[.0]"), alone (its default,
+// /dev/tpm0) or with a path; "" for other TCTIs.
+std::string DevicePath(const std::string& conf);
+// The same, only for a TPM device without a resource manager ("" for
+// /dev/tpmrm*, which has the kernel's and goes through tpm2-tss's TCTI).
+std::string BareDevicePath(const std::string& conf);
+
 // A TCTI that wraps the configured one (loaded through the TCTI loader) and
 // bounds every receive by a deadline set at transmit: a TPM, resource
 // manager or proxy that stalls, even half-way through a response, fails the
@@ -85,7 +93,6 @@ class Transport {
   bool have_header_ = false;
   std::string device_;              // a bare TPM device's path
   int dev_ = -1;                    // open during a turn
-  int dev_slot_ = -1;               // its record for the fork handler
   uint8_t dev_rsp_[4096] = {};      // its response, read whole
   size_t dev_rsp_len_ = 0;          // bytes of it received
   std::chrono::steady_clock::time_point deadline_;

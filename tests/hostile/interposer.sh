@@ -560,8 +560,14 @@ mark p
 rules '[{"kind": "xor", "cc": "StartAuthSession", "match": "0000017640000007", "offset": 2, "hex": "01"}]'
 out=$(p11 --slot-index 0 --login --pin 1234 -O 2>&1) || true
 rules '[]'
+# TPM_RC_NONCE on PolicySecret's nonceTPM (parameter 1): 0x08F + 0x040 + 0x100
+after_p=$(since p | awk '/^! .* StartAuthSession xor/ { f = 1 } f && /^> / { print $3 }' | tr '\n' ' ')
 if ! since p | grep -q '^! .* StartAuthSession xor'; then
   bad p "no StartAuthSession answer was changed"
+elif ! since p | grep -q '^< [0-9]* PolicySecret rc=0x1cf'; then
+  bad p "the TPM did not refuse the changed nonce in PolicySecret (TPM_RC_NONCE): $after_p"
+elif grep -qw Unseal <<<"$after_p"; then
+  bad p "an unseal followed the changed nonce: $after_p"
 elif [ "$(da_failures)" -ne "$da_before" ]; then
   bad p "the correct PIN counted on the TPM's dictionary-attack counter ($da_before -> $(da_failures))"
 elif [ "$(pin_counters)" != "$before" ]; then
@@ -573,7 +579,7 @@ elif ! grep -q 'C_Login.*CKR_DEVICE_ERROR' <<<"$out"; then
 elif ! logs_in p 1234; then
   bad p "the correct PIN no longer logs in"
 else
-  ok "p: a changed nonce for the PIN's policy session: CKR_DEVICE_ERROR, nothing counted ($(grep -m1 -o 'TPM2_PolicySecret[^:]*: [^:]*:[^:]*' <<<"$out"))"
+  ok "p: a changed nonce for the PIN's policy session: TPM_RC_NONCE on PolicySecret, no unseal, CKR_DEVICE_ERROR, nothing counted"
 fi
 
 if [ ${#FAILED[@]} -ne 0 ]; then

@@ -67,6 +67,7 @@ wait "$holder"
 grep -q "another process kept it open for 2 s" <<<"$out" &&
   grep -q "admits one opener at a time: use /dev/tpmrm0 or tpm2-abrmd" <<<"$out" ||
   fail "the failure does not name the busy device and the fix: $out"
+grep -q "readable by this user" <<<"$out" && fail "a busy device advised as a permission problem: $out"
 [ "$ms" -lt 4000 ] || fail "the failure took $ms ms with a 2 s TPM timeout"
 pass "the device held past the TPM timeout: refused in $ms ms with the cause and the fix"
 

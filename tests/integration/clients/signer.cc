@@ -35,9 +35,14 @@ bool Ok(CK_RV rv, const char* what) {
 // In the child of a fork: whether one of its descriptors is PATH (only
 // async-signal-safe calls: the parent has other threads).
 bool HoldsPath(const char* path) {
-  char link[64], target[256];
+  char link[32] = "/proc/self/fd/", target[256];
   for (int fd = 0; fd < 1024; ++fd) {
-    std::snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    char* p = link + 14;  // after the prefix: fd in decimal, by hand
+    if (fd >= 1000) *p++ = static_cast<char>('0' + fd / 1000);
+    if (fd >= 100) *p++ = static_cast<char>('0' + fd / 100 % 10);
+    if (fd >= 10) *p++ = static_cast<char>('0' + fd / 10 % 10);
+    *p++ = static_cast<char>('0' + fd % 10);
+    *p = 0;
     const ssize_t n = readlink(link, target, sizeof target - 1);
     if (n <= 0) continue;
     target[n] = 0;
